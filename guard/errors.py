@@ -1,0 +1,88 @@
+"""Domain errors. Raised anywhere, mapped to OpenAI-shaped HTTP errors once, in `guard.app`."""
+
+from __future__ import annotations
+
+
+class GuardError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(GuardError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class BodyTooLarge(GuardError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class Unauthorized(GuardError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(GuardError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+class NotFound(GuardError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class UnknownProfile(InvalidRequest):
+    code = "unknown_profile"
+
+
+class UpstreamUnavailable(GuardError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_unreachable"
+
+
+class UpstreamTimeout(GuardError):
+    status = 504
+    type = "upstream_error"
+    code = "upstream_timeout"
+
+
+class UpstreamBadResponse(GuardError):
+    """The upstream answered, but with an error status or a body we cannot read."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_bad_response"
+
+
+class RailError(GuardError):
+    """A rail failed while fail-closed: the request is refused rather than let through unchecked."""
+
+    status = 503
+    type = "server_error"
+    code = "rail_error"
+
+
+class NotReady(GuardError):
+    status = 503
+    type = "server_error"
+    code = "not_ready"

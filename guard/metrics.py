@@ -1,0 +1,86 @@
+"""Every Prometheus metric the proxy exports. `guard_` prefix, base units, bounded labels.
+
+Metrics live in the default registry so that `prometheus_client`'s multiprocess mode works unchanged
+when PROMETHEUS_MULTIPROC_DIR is set (several uvicorn workers).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
+# Requests ------------------------------------------------------------------------------------------
+REQUESTS = Counter("guard_requests_total", "HTTP requests by route and outcome", ["route", "outcome"])
+REQUEST_LATENCY = Histogram(
+    "guard_request_duration_seconds", "Whole-request latency", ["route"], buckets=_LATENCY_BUCKETS
+)
+
+# Upstream / model --------------------------------------------------------------------------------
+UPSTREAM_LATENCY = Histogram(
+    "guard_upstream_duration_seconds", "Model call latency (full answer)", ["backend"], buckets=_LATENCY_BUCKETS
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "guard_time_to_first_token_seconds", "Streaming: time until the first content reaches the client",
+    ["backend"], buckets=_LATENCY_BUCKETS,
+)
+UPSTREAM_ERRORS = Counter("guard_upstream_errors_total", "Model call failures by kind", ["backend", "kind"])
+
+# Triage ------------------------------------------------------------------------------------------
+TRIAGE_LATENCY = Histogram(
+    "guard_triage_duration_seconds", "Classifier latency per batch", ["device"], buckets=_FAST_BUCKETS
+)
+TRIAGE_BATCH_SIZE = Histogram(
+    "guard_triage_batch_size", "Texts per classifier batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+)
+TRIAGE_PREDICTIONS = Counter("guard_triage_predictions_total", "Labels predicted over threshold", ["label"])
+TRIAGE_DEVICE = Gauge("guard_triage_device_info", "Execution provider of the classifier", ["device"],
+                      multiprocess_mode="max")
+
+# Rails -------------------------------------------------------------------------------------------
+RAIL_EVALUATIONS = Counter(
+    "guard_rail_evaluations_total", "Rail decisions", ["rail", "stage", "result", "mode"]
+)
+RAIL_LATENCY = Histogram("guard_rail_duration_seconds", "Rail evaluation time", ["stage"], buckets=_FAST_BUCKETS)
+REFUSALS = Counter("guard_refusals_total", "Refusals by kind (policy, model, over_refusal)", ["kind"])
+CONFIG_RELOADS = Counter("guard_config_reloads_total", "Rails config reloads by result", ["result"])
+
+# Records -----------------------------------------------------------------------------------------
+EXCHANGES_LOGGED = Counter("guard_exchanges_logged_total", "Exchanges written to storage, by flag", ["flag"])
+RECORD_QUEUE_DEPTH = Gauge("guard_record_queue_depth", "Records waiting for the writer",
+                           multiprocess_mode="livesum")
+SPOOL_BYTES = Gauge("guard_record_spool_bytes", "Size of the local spool of unwritten records",
+                    multiprocess_mode="livesum")
+RECORD_WRITE_FAILURES = Counter("guard_record_write_failures_total", "Failed database writes (batches)")
+RECORDS_DROPPED = Counter("guard_records_dropped_total", "Records lost because queue and spool were full")
+
+# Build ---------------------------------------------------------------------------------------------
+BUILD_INFO = Gauge(
+    "guard_build_info", "Version, served model version and rails config hash",
+    ["version", "model_version", "rails_hash"], multiprocess_mode="max",
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text; aggregates all workers' files in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def set_build_info(version: str, model_version: str | None, rails_hash: str | None) -> None:
+    BUILD_INFO.clear()
+    BUILD_INFO.labels(version, model_version or "none", rails_hash or "none").set(1)

@@ -1,0 +1,98 @@
+"""The exchange record: what storage keeps and what `finetune/` reads. This type is the contract."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from guard.pipeline import Exchange
+
+FLAGS = (
+    "blocked_input",
+    "blocked_output",
+    "model_refused",
+    "over_refused",
+    "unsafe_compliance",
+    "would_block",
+    "flagged_for_review",
+    "negative_feedback",
+)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: str
+    content: str
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rail: str
+    stage: str
+    result: str
+    mode: str
+    action: str | None = None
+    score: float | None = None
+    latency_s: float = 0.0
+
+
+class ExchangeRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    exchange_id: str
+    tenant: str
+    profile: str | None = None
+    api_key_hash: str | None = None
+    created_at: datetime
+    model: str
+    model_version: str | None = None
+    rails_hash: str | None = None
+    messages: list[Message]
+    response: str
+    model_response: str = ""  # the model's own text before output rails replaced or masked it
+    triage_scores: dict[str, float] = Field(default_factory=dict)
+    triage_labels: list[str] = Field(default_factory=list)
+    output_scores: dict[str, float] = Field(default_factory=dict)
+    decisions: list[Decision] = Field(default_factory=list)
+    flags: list[str] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)
+    stream: bool = False
+    finish_reason: str | None = None
+    error: str | None = None
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.flags)
+
+    @classmethod
+    def from_exchange(cls, ex: Exchange, mask: Any = None) -> ExchangeRecord:
+        """`mask` is a callable str -> str (PII masking) applied to every stored text."""
+        m = mask or (lambda s: s)
+        return cls(
+            exchange_id=ex.id,
+            tenant=ex.tenant,
+            profile=ex.profile,
+            api_key_hash=ex.api_key_hash,
+            created_at=datetime.fromtimestamp(ex.started_at, UTC),
+            model=ex.model,
+            model_version=ex.model_version,
+            rails_hash=ex.rails_hash,
+            messages=[Message(role=msg.role, content=m(msg.text)) for msg in ex.request.messages],
+            response=m(ex.response_text),
+            model_response=m(ex.model_text),
+            triage_scores=dict(ex.triage.scores) if ex.triage else {},
+            triage_labels=list(ex.triage.labels) if ex.triage else [],
+            output_scores=dict(ex.output_triage.scores) if ex.output_triage else {},
+            decisions=[
+                Decision(rail=d.rail, stage=d.stage, result=d.result, mode=d.mode, action=d.action,
+                         score=d.score, latency_s=d.latency_s)
+                for d in ex.decisions
+            ],
+            flags=sorted(ex.flags),
+            timings=dict(ex.timings),
+            stream=ex.stream,
+            finish_reason=ex.finish_reason,
+            error=ex.error,
+        )

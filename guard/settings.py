@@ -1,0 +1,116 @@
+"""Typed settings: environment (`GUARD_` prefix) first, CLI flags override."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_RAILS = PACKAGE_ROOT / "rails" / "configs" / "default"
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message names it in one line."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GUARD_", extra="forbid", validate_default=True)
+
+    # Server
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # Working directory for models, triage artifacts, the SQLite file and the spool.
+    home: Path = Path("var")
+
+    # The model: an upstream OpenAI-compatible API, or the local transformers model when no URL is set.
+    upstream_url: str | None = None
+    upstream_api_key: str | None = None
+    upstream_connect_timeout_s: float = Field(5.0, gt=0)
+    upstream_read_timeout_s: float = Field(60.0, gt=0)
+    upstream_retries: int = Field(2, ge=0, le=10)
+    upstream_max_connections: int = Field(256, ge=1)
+    model: str = DEFAULT_MODEL
+    local_max_new_tokens: int = Field(256, ge=1, le=8192)
+    local_threads: int = Field(1, ge=1, le=256)
+
+    # Auth: Bearer key -> tenant. Keys from here and/or a YAML/JSON file of {key: tenant}.
+    api_keys: dict[str, str] = Field(default_factory=dict)
+    api_keys_file: Path | None = None
+    admin_key: str | None = None
+
+    # Rails
+    rails_dir: Path = SHIPPED_RAILS
+    profile_header: str = "x-guard-profile"
+    rails_reload: bool = True
+
+    # Triage classifier
+    triage_enabled: bool = True
+    triage_device: Literal["auto", "cpu", "cuda"] = "auto"
+    triage_threads: int = Field(1, ge=1, le=64)
+    triage_max_batch: int = Field(32, ge=1, le=512)
+    triage_max_wait_ms: float = Field(2.0, ge=0, le=100)
+
+    # Records
+    db_url: str | None = None
+    record_sample_rate: float = Field(0.05, ge=0.0, le=1.0)
+    record_queue_size: int = Field(10_000, ge=1)
+    record_batch_size: int = Field(256, ge=1)
+    spool_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    pii_masking: bool = True
+
+    # Development data (public data sets beside the repo); optional.
+    datasets_dir: Path = PACKAGE_ROOT.parent / "shared" / "datasets"
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _url_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/") if v else v
+
+    # Derived locations -------------------------------------------------------------------------
+    @property
+    def model_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def triage_dir(self) -> Path:
+        return self.home / "triage"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.home / "spool"
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{(self.home / 'guard.db').as_posix()}"
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from env plus overrides; turn validation errors into one clear line."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise SettingsError(f"invalid setting GUARD_{name.upper()}: {err['msg']}") from None

@@ -1,0 +1,172 @@
+"""OpenAI chat-completions wire format: the one place that knows its shapes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "function_call"]
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    # Clients send tool_calls, name, refusal...; keep them so upstreams receive the exact request.
+    model_config = ConfigDict(extra="allow")
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    @property
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.text for p in self.content if p.text)
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    # Unknown sampling parameters pass through to the upstream untouched.
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int | None = Field(None, ge=1, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    user: str | None = None
+
+    @property
+    def token_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def upstream_body(self, **changes: Any) -> dict[str, Any]:
+        body = self.model_dump(exclude_none=True)
+        body.update(changes)
+        return body
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class AssistantMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+
+
+class Choice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: FinishReason | None = "stop"
+
+
+class ChatCompletion(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[Choice]
+    usage: Usage | None = None
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].message.content or "" if self.choices else ""
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.choices[0].finish_reason if self.choices else None
+
+
+class Delta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    index: int = 0
+    delta: Delta
+    finish_reason: FinishReason | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "guardtune"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def completion(exchange_id: str, model: str, text: str, finish_reason: FinishReason,
+               usage: Usage | None = None) -> ChatCompletion:
+    return ChatCompletion(
+        id=exchange_id, model=model, usage=usage,
+        choices=[Choice(message=AssistantMessage(content=text), finish_reason=finish_reason)],
+    )
+
+
+def chunk(exchange_id: str, model: str, content: str | None = None, *, role: bool = False,
+          finish_reason: FinishReason | None = None) -> ChatCompletionChunk:
+    delta = Delta(role="assistant" if role else None, content=content)
+    return ChatCompletionChunk(
+        id=exchange_id, model=model,
+        choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)],
+    )
+
+
+def sse(payload: BaseModel | str) -> bytes:
+    data = payload if isinstance(payload, str) else payload.model_dump_json(exclude_none=True)
+    return f"data: {data}\n\n".encode()
+
+
+SSE_DONE = b"data: [DONE]\n\n"
