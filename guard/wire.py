@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "function_call"]
@@ -53,6 +53,18 @@ class ChatCompletionRequest(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     user: str | None = None
+    # The client's bytes, forwarded verbatim when nothing in the request was rewritten (no re-encoding).
+    _raw: bytes | None = PrivateAttr(default=None)
+
+    @classmethod
+    def parse(cls, body: bytes) -> ChatCompletionRequest:
+        req = cls.model_validate_json(body)
+        req._raw = body
+        return req
+
+    @property
+    def raw(self) -> bytes | None:
+        return self._raw
 
     @property
     def token_limit(self) -> int | None:
@@ -170,3 +182,12 @@ def sse(payload: BaseModel | str) -> bytes:
 
 
 SSE_DONE = b"data: [DONE]\n\n"
+
+
+class ReadyStatus(BaseModel):
+    status: Literal["ready"] = "ready"
+    model: str
+    model_version: str | None = None
+    backend: str
+    triage_device: str
+    rails_hash: str | None = None

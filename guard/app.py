@@ -1,0 +1,70 @@
+"""`create_app(settings)`: the FastAPI application, with domain errors mapped to OpenAI error bodies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from guard import __version__, wire
+from guard.errors import GuardError
+from guard.resources import open_resources
+from guard.routes import router
+from guard.settings import Settings
+
+log = logging.getLogger("guard")
+
+_HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error",
+               405: "invalid_request_error", 413: "invalid_request_error"}
+
+
+def error_response(status: int, message: str, type_: str, code: str | None, param: str | None = None) -> Response:
+    body = wire.ErrorResponse(error=wire.ErrorBody(message=message, type=type_, param=param, code=code))
+    return Response(body.model_dump_json(), status_code=status, media_type="application/json")
+
+
+async def _guard_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GuardError)
+    return error_response(exc.status, exc.message, exc.type, exc.code, exc.param)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail), _HTTP_TYPES.get(exc.status_code, "server_error"),
+                          code=None)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if p != "body")
+    return error_response(400, f"invalid value for '{loc}': {err['msg']}", "invalid_request_error",
+                          "invalid_request", loc or None)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal error; see the proxy's log", "server_error", "internal_error")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_resources(settings) as resources:
+            app.state.resources = resources
+            yield
+            del app.state.resources
+
+    app = FastAPI(title="guardtune", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.include_router(router)
+    app.add_exception_handler(GuardError, _guard_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)
+    return app

@@ -1,0 +1,190 @@
+"""Any OpenAI-compatible chat API as the model, over a pooled aiohttp client.
+
+aiohttp rather than httpx: in `bench/proxy_overhead.py` the same proxy reached several times the
+throughput with aiohttp as its upstream client (figures in the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from guard import metrics
+from guard.errors import (
+    GuardError,
+    InvalidRequest,
+    ModelNotFound,
+    UpstreamBadResponse,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from guard.pipeline import ModelReply, StreamEvent
+from guard.wire import ChatCompletionRequest, ChatMessage, Usage
+
+_BACKEND = "upstream"
+
+
+class RateLimited(GuardError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limited"
+
+
+class HttpUpstream:
+    name = _BACKEND
+
+    def __init__(self, base_url: str, api_key: str | None = None, *, connect_timeout_s: float = 5.0,
+                 read_timeout_s: float = 60.0, retries: int = 2, max_connections: int = 256) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.url = f"{self.base_url}/chat/completions"
+        self.retries = retries
+        self._headers = {"content-type": "application/json"}
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def version(self) -> str | None:
+        return None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                              headers=self._headers, auto_decompress=True)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("HttpUpstream.start() was not awaited")
+        return self._session
+
+    def _body(self, request: ChatCompletionRequest, messages: list[ChatMessage], stream: bool) -> bytes:
+        if messages is request.messages and request.raw is not None:
+            return request.raw  # unchanged request: forward the client's bytes as they came
+        body = request.upstream_body(messages=[m.model_dump(exclude_none=True) for m in messages])
+        body["stream"] = stream
+        return json.dumps(body).encode()
+
+    async def _post(self, body: bytes) -> aiohttp.ClientResponse:
+        """POST with retries on connection failures only: the request never reached the upstream."""
+        for attempt in range(self.retries + 1):
+            try:
+                resp = await self.session.post(self.url, data=body)
+            except aiohttp.ClientConnectorError as exc:
+                if attempt == self.retries:
+                    metrics.UPSTREAM_ERRORS.labels(_BACKEND, "connect").inc()
+                    raise UpstreamUnavailable(f"upstream {self.base_url} unreachable: {exc.strerror or exc}") from None
+                await asyncio.sleep(0.05 * 2**attempt)
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()
+                raise UpstreamTimeout(f"upstream {self.base_url} did not answer in time") from None
+            except aiohttp.ClientError as exc:
+                metrics.UPSTREAM_ERRORS.labels(_BACKEND, "connect").inc()
+                raise UpstreamUnavailable(f"upstream {self.base_url} failed: {exc}") from None
+            else:
+                if resp.status >= 400:
+                    await self._raise_for_status(resp)
+                return resp
+        raise AssertionError("unreachable")
+
+    async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
+        try:
+            text = await resp.text()
+        finally:
+            resp.release()
+        message = text[:500]
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            message = json.loads(text)["error"]["message"]
+        metrics.UPSTREAM_ERRORS.labels(_BACKEND, f"http_{resp.status // 100}xx").inc()
+        if resp.status == 404:
+            raise ModelNotFound(f"upstream: {message}", param="model")
+        if resp.status in (400, 422):
+            raise InvalidRequest(f"upstream rejected the request: {message}")
+        if resp.status == 429:
+            raise RateLimited(f"upstream rate limit: {message}")
+        if resp.status in (401, 403):
+            raise UpstreamBadResponse(f"upstream refused the proxy's credentials ({resp.status}): {message}")
+        raise UpstreamBadResponse(f"upstream returned HTTP {resp.status}: {message}")
+
+    async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
+        resp = await self._post(self._body(request, messages, stream=False))
+        try:
+            data = await resp.json(content_type=None)
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()
+            raise UpstreamTimeout(f"upstream {self.base_url} stopped answering") from None
+        except (ValueError, aiohttp.ClientError) as exc:
+            metrics.UPSTREAM_ERRORS.labels(_BACKEND, "malformed").inc()
+            raise UpstreamBadResponse(f"upstream sent an unreadable body: {exc}") from None
+        finally:
+            resp.release()
+        return _reply(data)
+
+    async def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]:
+        resp = await self._post(self._body(request, messages, stream=True))
+        try:
+            async for raw in resp.content:
+                line = raw.strip()
+                if not line.startswith(b"data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    break
+                yield _event(payload)
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()
+            raise UpstreamTimeout("upstream stopped streaming") from None
+        except aiohttp.ClientError as exc:
+            metrics.UPSTREAM_ERRORS.labels(_BACKEND, "disconnect").inc()
+            raise UpstreamUnavailable(f"upstream stream broke: {exc}") from None
+        finally:
+            resp.close()
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        try:
+            async with self.session.get(f"{self.base_url}/models") as resp:
+                if resp.status >= 400:
+                    return []
+                return list((await resp.json(content_type=None)).get("data", []))
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return []
+
+
+def _reply(data: Any) -> ModelReply:
+    try:
+        choice = data["choices"][0]
+        message = choice.get("message") or {}
+        usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
+        return ModelReply(text=message.get("content") or "", finish_reason=choice.get("finish_reason") or "stop",
+                          usage=usage)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        metrics.UPSTREAM_ERRORS.labels(_BACKEND, "malformed").inc()
+        raise UpstreamBadResponse(f"upstream body is not a chat completion: missing {exc}") from None
+
+
+def _event(payload: bytes) -> StreamEvent:
+    try:
+        data = json.loads(payload)
+        if "error" in data:
+            raise UpstreamBadResponse(f"upstream stream error: {data['error']}")
+        usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
+        choices = data.get("choices") or []
+        if not choices:
+            return StreamEvent(usage=usage)
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        return StreamEvent(text=delta.get("content") or "", finish_reason=choice.get("finish_reason"), usage=usage)
+    except (ValueError, TypeError, AttributeError) as exc:
+        metrics.UPSTREAM_ERRORS.labels(_BACKEND, "malformed").inc()
+        raise UpstreamBadResponse(f"upstream sent an unreadable stream chunk: {exc}") from None

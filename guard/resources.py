@@ -1,0 +1,97 @@
+"""Shared resources built once in the app's lifespan: model backend, triage, rails, recorder, pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from guard import __version__, metrics
+from guard.auth import Authenticator
+from guard.errors import ModelNotFound
+from guard.modelstore import ModelStore
+from guard.pipeline import ChatModel, NoRails, NoRecorder, NoTriage, Pipeline
+from guard.settings import Settings
+
+
+class ModelRouter:
+    """Which backend answers a model name: the upstream answers for any name (it says 404 itself)."""
+
+    def __init__(self, served: str, local: Any = None, upstream: Any = None) -> None:
+        self.served = served
+        self.local = local
+        self.upstream = upstream
+
+    @property
+    def backend(self) -> ChatModel:
+        return self.upstream or self.local
+
+    def get(self, name: str) -> ChatModel:
+        if self.upstream is not None:
+            return self.upstream
+        if name != self.served:
+            raise ModelNotFound(f"model '{name}' does not exist; this proxy serves '{self.served}'", param="model")
+        return self.local
+
+    async def names(self) -> list[str]:
+        if self.upstream is not None:
+            listed = [m["id"] for m in await self.upstream.list_models() if isinstance(m, dict) and "id" in m]
+            return listed or [self.served]
+        return [self.served]
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    auth: Authenticator
+    models: ModelRouter
+    pipeline: Pipeline
+    triage: Any = None
+    rails: Any = None
+
+    @property
+    def rails_hash(self) -> str | None:
+        return getattr(self.rails, "rails_hash", None)
+
+    @property
+    def triage_device(self) -> str:
+        return getattr(self.triage, "device", "none")
+
+    def status(self) -> dict[str, Any]:
+        backend = self.models.backend
+        return {"model": self.models.served, "model_version": backend.version,
+                "backend": "upstream" if self.models.upstream else "local",
+                "triage_device": self.triage_device, "rails_hash": self.rails_hash}
+
+
+async def _model_backend(settings: Settings, stack: AsyncExitStack) -> ModelRouter:
+    if settings.upstream_url:
+        from guard.backends.http import HttpUpstream
+
+        upstream = HttpUpstream(settings.upstream_url, settings.upstream_api_key,
+                                connect_timeout_s=settings.upstream_connect_timeout_s,
+                                read_timeout_s=settings.upstream_read_timeout_s, retries=settings.upstream_retries,
+                                max_connections=settings.upstream_max_connections)
+        await upstream.start()
+        stack.push_async_callback(upstream.aclose)
+        return ModelRouter(settings.model, upstream=upstream)
+    from guard.backends.local import LocalModel  # torch is imported only on this path
+
+    local = LocalModel(ModelStore(settings.model_dir), settings.model,
+                       max_new_tokens=settings.local_max_new_tokens, threads=settings.local_threads)
+    await local.start()
+    stack.push_async_callback(local.aclose)
+    return ModelRouter(settings.model, local=local)
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    async with AsyncExitStack() as stack:
+        auth = Authenticator.from_settings(settings)
+        models = await _model_backend(settings, stack)
+        triage, rails, recorder = NoTriage(), NoRails(), NoRecorder()
+        pipeline = Pipeline(triage, rails, rails, recorder)
+        res = Resources(settings, auth, models, pipeline, triage=triage, rails=rails)
+        metrics.set_build_info(__version__, models.backend.version, res.rails_hash)
+        yield res

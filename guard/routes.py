@@ -1,0 +1,173 @@
+"""HTTP routes of the OpenAI-compatible surface. Request bodies are parsed by hand (pydantic-core on
+bytes) rather than through FastAPI's dependency machinery: it is the per-request cost users compare."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+
+from guard import metrics, wire
+from guard.errors import BodyTooLarge, GuardError, InvalidRequest, NotReady
+from guard.pipeline import Exchange, InputVerdict, StreamEvent
+from guard.resources import Resources
+
+JSON = "application/json"
+ROUTE = "chat_completions"
+
+
+def resources(request: Request) -> Resources:
+    return request.app.state.resources
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body of {declared} bytes is over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_request(body: bytes) -> wire.ChatCompletionRequest:
+    if not body:
+        raise InvalidRequest("request body is empty; send a JSON chat completion request")
+    try:
+        return wire.ChatCompletionRequest.parse(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        if err["type"] == "json_invalid":
+            raise InvalidRequest(f"malformed JSON: {err['msg']}", code="invalid_json") from None
+        loc = ".".join(str(p) for p in err["loc"])
+        raise InvalidRequest(f"invalid value for '{loc}': {err['msg']}", param=loc or None) from None
+
+
+router = APIRouter()
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    res = resources(request)
+    t0 = time.perf_counter()
+    principal = res.auth.tenant(request.headers.get("authorization"))
+    req = parse_request(await read_body(request, res.settings.max_body_bytes))
+    model = res.models.get(req.model)
+    ex = Exchange(id=f"chatcmpl-{uuid.uuid4().hex}", tenant=principal.tenant, request=req,
+                  api_key_hash=principal.key_hash, profile=request.headers.get(res.settings.profile_header),
+                  model_version=model.version, rails_hash=res.rails_hash)
+    headers = {"x-guard-exchange-id": ex.id}
+    try:
+        verdict = await res.pipeline.screen(ex)
+        if req.stream:
+            events = None
+            if verdict.block is None:
+                events = await _open_stream(model.stream(req, verdict.messages or req.messages))
+            body = _sse(res, ex, events, verdict, t0, model.name)
+            return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+        t_model = time.perf_counter()
+        text = await res.pipeline.complete(ex, model, verdict)
+        metrics.UPSTREAM_LATENCY.labels(model.name).observe(time.perf_counter() - t_model)
+        out = wire.completion(ex.id, req.model, text, ex.finish_reason or "stop", ex.usage)  # type: ignore[arg-type]
+    except GuardError as exc:
+        ex.error = exc.code
+        res.pipeline.finish(ex)
+        metrics.REQUESTS.labels(ROUTE, "error").inc()
+        raise
+    res.pipeline.finish(ex)
+    metrics.REQUESTS.labels(ROUTE, "blocked" if ex.finish_reason == "content_filter" else "ok").inc()
+    metrics.REQUEST_LATENCY.labels(ROUTE).observe(time.perf_counter() - t0)
+    return Response(out.model_dump_json(exclude_none=True), media_type=JSON, headers=headers)
+
+
+async def _open_stream(events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    """Wait for the first event before answering, so an unreachable upstream is a 502, not a broken 200."""
+    first = await anext(events, None)
+
+    async def chained() -> AsyncIterator[StreamEvent]:
+        try:
+            if first is not None:
+                yield first
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    return chained()
+
+
+async def _sse(res: Resources, ex: Exchange, events: AsyncIterator[StreamEvent] | None, verdict: InputVerdict,
+               t0: float, backend: str) -> AsyncIterator[bytes]:
+    model = ex.request.model
+    outcome = "error"
+    first = True
+    try:
+        yield wire.sse(wire.chunk(ex.id, model, "", role=True))
+        source = events if events is not None else _nothing()
+        async for text, finish in res.pipeline.stream(ex, source, verdict):
+            if text:
+                if first:
+                    metrics.TIME_TO_FIRST_TOKEN.labels(backend).observe(time.perf_counter() - t0)
+                    first = False
+                yield wire.sse(wire.chunk(ex.id, model, text))
+            if finish is not None:
+                yield wire.sse(wire.chunk(ex.id, model, finish_reason=finish))
+        opts = ex.request.stream_options
+        if opts is not None and opts.include_usage and ex.usage is not None:
+            yield wire.sse(wire.ChatCompletionChunk(id=ex.id, model=model, choices=[], usage=ex.usage))
+        yield wire.SSE_DONE
+        outcome = "blocked" if ex.finish_reason == "content_filter" else "ok"
+    except GuardError as exc:
+        # Headers are gone; OpenAI's convention for a mid-stream failure is an error frame.
+        ex.error = exc.code
+        yield wire.sse(wire.ErrorResponse(error=wire.ErrorBody(message=exc.message, type=exc.type, code=exc.code)))
+    except BaseException:
+        ex.error = ex.error or "client_disconnected"
+        outcome = "disconnected"
+        raise
+    finally:
+        if events is not None:
+            await events.aclose()  # type: ignore[attr-defined]
+        res.pipeline.finish(ex)
+        metrics.REQUESTS.labels(ROUTE, outcome).inc()
+        metrics.REQUEST_LATENCY.labels(ROUTE).observe(time.perf_counter() - t0)
+
+
+async def _nothing() -> AsyncIterator[StreamEvent]:
+    return
+    yield  # pragma: no cover
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> Response:
+    res = resources(request)
+    res.auth.tenant(request.headers.get("authorization"))
+    cards = [wire.ModelCard(id=name) for name in await res.models.names()]
+    return Response(wire.ModelList(data=cards).model_dump_json(), media_type=JSON)
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    return Response(b'{"status":"ok"}', media_type=JSON)
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    res: Resources | None = getattr(request.app.state, "resources", None)
+    if res is None:
+        raise NotReady("starting")
+    return Response(wire.ReadyStatus.model_validate(res.status()).model_dump_json(), media_type=JSON)
+
+
+@router.get("/metrics")
+async def prometheus() -> Response:
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,1 @@
+"""Exchange storage: schema (Alembic), batch writes with a local spool, queries for review and retraining."""

@@ -1,0 +1,152 @@
+"""Engine, migrations and the write operations. Every insert is idempotent on the exchange id."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import Connection, Engine, create_engine, delete, event, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+from guard.records import ExchangeRecord
+from guard.store.schema import REVIEW_LABELS, exchange_flags, exchanges, feedback, reviews
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+NEGATIVE_FEEDBACK = "negative_feedback"
+
+
+def make_engine(url: str, *, busy_timeout_s: float = 5.0, connect_timeout_s: int = 5) -> Engine:
+    """SQLite: WAL, busy timeout, parent directory created. Postgres (psycopg 3): bounded connect time."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; WAL keeps it consistent
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            cur.close()
+
+        return engine
+    connect_args = {"connect_timeout": connect_timeout_s} if parsed.get_backend_name() == "postgresql" else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def _alembic_config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def upgrade(engine_or_url: Engine | str) -> None:
+    """Bring the schema to the newest migration (no-op when already there)."""
+    from alembic import command
+
+    engine = make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "head")
+    except sqlalchemy.exc.DBAPIError:
+        # Another process may have migrated at the same moment (SQLite has no advisory lock); that is fine.
+        if current_revision(engine) != head_revision():
+            raise
+    finally:
+        if isinstance(engine_or_url, str):
+            engine.dispose()
+
+
+def _insert(conn: Connection, table: sqlalchemy.Table) -> Any:
+    name = conn.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"unsupported database dialect: {name}")
+
+
+def insert_records(engine: Engine, records: list[ExchangeRecord]) -> int:
+    """Insert in one transaction; records already present are skipped. Returns how many were new."""
+    return len(insert_new_records(engine, records))
+
+
+def insert_new_records(engine: Engine, records: list[ExchangeRecord]) -> set[str]:
+    """Like `insert_records`, returning the ids that were not stored before (replays count nothing twice)."""
+    if not records:
+        return set()
+    rows = [
+        {"exchange_id": r.exchange_id, "tenant": r.tenant, "profile": r.profile, "model": r.model,
+         "created_at": r.created_at, "record": r.model_dump_json()}
+        for r in records
+    ]
+    flag_rows = [{"exchange_id": r.exchange_id, "flag": f} for r in records for f in r.flags]
+    with engine.begin() as conn:
+        stmt = _insert(conn, exchanges).returning(exchanges.c.exchange_id)
+        new = conn.execute(stmt, rows).all()
+        if flag_rows:
+            conn.execute(_insert(conn, exchange_flags), flag_rows)
+    return {row[0] for row in new}
+
+
+def insert_review(engine: Engine, exchange_id: str, label: str, correction: str | None = None,
+                  reviewer: str | None = None) -> None:
+    """Append a review; the newest one per exchange is the current label."""
+    if label not in REVIEW_LABELS:
+        raise ValueError(f"label must be one of {', '.join(REVIEW_LABELS)}")
+    with engine.begin() as conn:
+        conn.execute(reviews.insert().values(
+            exchange_id=exchange_id, label=label, correction=correction or None, reviewer=reviewer,
+            created_at=datetime.now(UTC),
+        ))
+
+
+def insert_feedback(engine: Engine, exchange_id: str, tenant: str, rating: int, comment: str | None = None) -> None:
+    """Store a rating (negative = bad answer); a negative one flags the exchange `negative_feedback`."""
+    with engine.begin() as conn:
+        conn.execute(feedback.insert().values(
+            exchange_id=exchange_id, tenant=tenant, rating=int(rating), comment=comment,
+            created_at=datetime.now(UTC),
+        ))
+        if rating < 0:
+            conn.execute(_insert(conn, exchange_flags), [{"exchange_id": exchange_id, "flag": NEGATIVE_FEEDBACK}])
+
+
+def prune(engine: Engine, older_than: timedelta) -> int:
+    """Delete exchanges created before now - older_than, with their flags, reviews and feedback."""
+    cutoff = datetime.now(UTC) - older_than
+    old = select(exchanges.c.exchange_id).where(exchanges.c.created_at < cutoff)
+    with engine.begin() as conn:
+        for table in (exchange_flags, reviews, feedback):
+            conn.execute(delete(table).where(table.c.exchange_id.in_(old)))
+        return conn.execute(delete(exchanges).where(exchanges.c.created_at < cutoff)).rowcount or 0
+
+
+def ping(engine: Engine) -> None:
+    """Raise if the database cannot be reached."""
+    with engine.connect() as conn:
+        conn.execute(select(1))
