@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     admin_key: str | None = None
 
     # Rails
+    rails_enabled: bool = True
     rails_dir: Path = SHIPPED_RAILS
     profile_header: str = "x-guard-profile"
     rails_reload: bool = True
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     triage_max_wait_ms: float = Field(2.0, ge=0, le=100)
 
     # Records
+    record_enabled: bool = True
     db_url: str | None = None
     record_sample_rate: float = Field(0.05, ge=0.0, le=1.0)
     record_queue_size: int = Field(10_000, ge=1)
