@@ -60,8 +60,9 @@ CONFIG_RELOADS = Counter("guard_config_reloads_total", "Rails config reloads by 
 EXCHANGES_LOGGED = Counter("guard_exchanges_logged_total", "Exchanges written to storage, by flag", ["flag"])
 RECORD_QUEUE_DEPTH = Gauge("guard_record_queue_depth", "Records waiting for the writer",
                            multiprocess_mode="livesum")
+# Workers share one spool directory and each reports its total, so the max is the true size.
 SPOOL_BYTES = Gauge("guard_record_spool_bytes", "Size of the local spool of unwritten records",
-                    multiprocess_mode="livesum")
+                    multiprocess_mode="livemax")
 RECORD_WRITE_FAILURES = Counter("guard_record_write_failures_total", "Failed database writes (batches)")
 RECORDS_DROPPED = Counter("guard_records_dropped_total", "Records lost because queue and spool were full")
 

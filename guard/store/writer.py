@@ -1,0 +1,260 @@
+"""The record write path: the request hands its exchange over and never waits on the database.
+
+record() (event loop) -> bounded queue -> writer thread -> batch insert
+                                                        `-> spool file when the database fails, replayed later
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+
+from guard import metrics
+from guard.pipeline import Exchange
+from guard.records import ExchangeRecord
+from guard.store.db import insert_new_records, ping
+from guard.store.spool import Spool, SpoolFull
+
+if TYPE_CHECKING:
+    from guard.settings import Settings
+
+log = logging.getLogger("guard.store")
+
+Mask = Callable[[str], str]
+Item = Exchange | ExchangeRecord
+
+
+class RecordWriter:
+    """Implements `guard.pipeline.Recorder`. Flagged exchanges are always kept, clean ones with `sample_rate`."""
+
+    def __init__(self, engine: Engine, *, spool_dir: Path, sample_rate: float = 0.05, queue_size: int = 10_000,
+                 batch_size: int = 256, spool_max_bytes: int = 256 * 1024 * 1024, mask: Mask | None = None,
+                 retry_interval_s: float = 1.0, idle_wake_s: float = 0.25, recent_size: int = 4096,
+                 rand: Callable[[], float] = random.random) -> None:
+        self.engine = engine
+        self.sample_rate = sample_rate
+        self.batch_size = batch_size
+        self.mask = mask
+        self.retry_interval_s = retry_interval_s
+        self.idle_wake_s = idle_wake_s
+        self.spool = Spool(spool_dir, spool_max_bytes)
+        self._queue: queue.Queue[Item] = queue.Queue(maxsize=queue_size)
+        self._rand = rand
+        self._recent: OrderedDict[str, tuple[str, Exchange | None]] = OrderedDict()
+        self._recent_size = recent_size
+        self._recent_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._healthy = True
+        self._next_retry = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: Engine, mask: Mask | None = None) -> RecordWriter:
+        return cls(engine, spool_dir=settings.spool_dir, sample_rate=settings.record_sample_rate,
+                   queue_size=settings.record_queue_size, batch_size=settings.record_batch_size,
+                   spool_max_bytes=settings.spool_max_bytes, mask=mask if settings.pii_masking else None)
+
+    # Request side (event loop): constant time, never raises -------------------------------------------
+    def record(self, exchange: Exchange) -> None:
+        try:
+            if exchange.flags or self._rand() < self.sample_rate:
+                self._remember(exchange.id, exchange.tenant, None)
+                self._enqueue(exchange)
+            else:
+                self._remember(exchange.id, exchange.tenant, exchange)
+        except Exception:  # a recorder bug must not fail the request
+            metrics.RECORDS_DROPPED.inc()
+            log.exception("record: exchange %s dropped", getattr(exchange, "id", "?"))
+
+    def submit(self, record: ExchangeRecord) -> None:
+        """Queue an already built record (no sampling)."""
+        self._enqueue(record)
+
+    def claim(self, exchange_id: str, tenant: str) -> bool:
+        """Whether this process recently served `exchange_id` to `tenant` (its record may not be stored yet).
+
+        An unsampled exchange is queued for storage now: feedback on it makes it worth keeping.
+        """
+        with self._recent_lock:
+            entry = self._recent.get(exchange_id)
+            if entry is None or entry[0] != tenant:
+                return False
+            self._recent[exchange_id] = (tenant, None)
+        if entry[1] is not None:
+            self._enqueue(entry[1])
+        return True
+
+    def _remember(self, exchange_id: str, tenant: str, exchange: Exchange | None) -> None:
+        with self._recent_lock:
+            self._recent[exchange_id] = (tenant, exchange)
+            if len(self._recent) > self._recent_size:
+                self._recent.popitem(last=False)
+
+    def _enqueue(self, item: Item) -> None:
+        try:
+            self._queue.put_nowait(item)
+            return
+        except queue.Full:
+            pass
+        # The writer is behind: keep the record in the spool (fsync'd by the writer thread, off the request path).
+        try:
+            self.spool.append([self._build(item)], sync=False)
+        except (SpoolFull, OSError):
+            metrics.RECORDS_DROPPED.inc()
+            log.error("record: queue and spool full, exchange %s dropped", _item_id(item))
+
+    # Lifecycle ----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.start_thread()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def start_thread(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="guard-record-writer", daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop after draining the queue (to the database, or to the spool if it is down)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.spool.close()
+        metrics.SPOOL_BYTES.set(self.spool.size())
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything queued so far is in the database (tests, benchmarks). False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0 and not self.spool.has_data():
+                return True
+            time.sleep(0.01)
+        return False
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    # Writer thread --------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            items = self._take_batch()
+            stopping = self._stop.is_set()
+            try:
+                if items:
+                    self._store(self._build_all(items))
+                self._maybe_replay()
+            except Exception:  # keep the thread alive whatever happens; the records are in the spool or counted
+                log.exception("record writer: unexpected error")
+            finally:
+                for _ in items:
+                    self._queue.task_done()
+            metrics.RECORD_QUEUE_DEPTH.set(self._queue.qsize())
+            if stopping and self._queue.empty():
+                return
+
+    def _take_batch(self) -> list[Item]:
+        try:
+            items = [self._queue.get(timeout=self.idle_wake_s)]
+        except queue.Empty:
+            return []
+        while len(items) < self.batch_size:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _build(self, item: Item) -> ExchangeRecord:
+        return item if isinstance(item, ExchangeRecord) else ExchangeRecord.from_exchange(item, mask=self.mask)
+
+    def _build_all(self, items: list[Item]) -> list[ExchangeRecord]:
+        records = []
+        for item in items:
+            try:
+                records.append(self._build(item))
+            except Exception:
+                metrics.RECORDS_DROPPED.inc()
+                log.exception("record: could not build the record of exchange %s", _item_id(item))
+        return records
+
+    def _store(self, records: list[ExchangeRecord]) -> None:
+        # While older records wait in the spool, newer ones queue behind them so replay keeps the order.
+        if self._healthy and not self.spool.has_data():
+            try:
+                self._write(records)
+                return
+            except Exception as exc:
+                self._failed(exc)
+        self._to_spool(records)
+
+    def _to_spool(self, records: list[ExchangeRecord]) -> None:
+        try:
+            self.spool.append(records)
+        except (SpoolFull, OSError) as exc:
+            metrics.RECORDS_DROPPED.inc(len(records))
+            log.error("record: database down and spool unusable (%s): %d records dropped", exc, len(records))
+        metrics.SPOOL_BYTES.set(self.spool.size())
+
+    def _maybe_replay(self) -> None:
+        if not self.spool.has_data():
+            return
+        if not self._healthy and time.monotonic() < self._next_retry:
+            self.spool.sync()
+            return
+        try:
+            replayed = self.spool.replay(self._write, self.batch_size)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        finally:
+            metrics.SPOOL_BYTES.set(self.spool.size())
+        if not self._healthy or replayed:
+            log.info("record writer: database reachable, %d spooled records replayed", replayed)
+        self._healthy = True
+
+    def _write(self, records: list[ExchangeRecord]) -> None:
+        try:
+            new = insert_new_records(self.engine, records)
+        except Exception:
+            ping(self.engine)  # raises when the database is down: the caller spools and retries
+            new = self._write_one_by_one(records)  # reachable, so some record is bad: isolate it
+        for r in records:
+            if r.exchange_id in new:
+                for flag in r.flags or ("clean",):
+                    metrics.EXCHANGES_LOGGED.labels(flag).inc()
+
+    def _write_one_by_one(self, records: list[ExchangeRecord]) -> set[str]:
+        new: set[str] = set()
+        for r in records:
+            try:
+                new |= insert_new_records(self.engine, [r])
+            except Exception:
+                ping(self.engine)
+                metrics.RECORDS_DROPPED.inc()
+                log.exception("record: the database rejected exchange %s; dropped", r.exchange_id)
+        return new
+
+    def _failed(self, exc: Exception) -> None:
+        metrics.RECORD_WRITE_FAILURES.inc()
+        if self._healthy:
+            log.warning("record writer: database write failed, spooling: %s", str(exc).splitlines()[0][:300])
+        self._healthy = False
+        self._next_retry = time.monotonic() + self.retry_interval_s
+
+
+def _item_id(item: Item) -> str:
+    return item.exchange_id if isinstance(item, ExchangeRecord) else item.id
