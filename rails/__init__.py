@@ -1,0 +1,1 @@
+"""Rails engine: typed policy files, input/output rails, streaming checks, profiles, shadow mode, NeMo interop."""

@@ -1,0 +1,86 @@
+"""`guard rails ...`: validate a rails directory offline, run policy regression cases against it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Rails configs: check, test.")
+
+
+def _fail(message: str) -> typer.Exit:
+    from guard.cli import fail
+
+    return fail(message)
+
+
+@app.command("check")
+def check(rails_dir: Annotated[Path, typer.Argument(help="Rails directory (guard.yml, config.yml, *.co).")]) -> None:
+    """Validate a rails directory: schema, regexes, profiles, tenants. No model needed."""
+    from rails.compiled import compile_profile
+    from rails.config import RailsConfigError, read_rails_dir
+    from rails.policy import effective
+
+    try:
+        spec = read_rails_dir(rails_dir)
+        for name in spec.policy.profile_names:
+            compile_profile(effective(spec.policy, name), encoder=None)
+    except RailsConfigError as exc:
+        raise _fail(str(exc)) from None
+    nemo = " (Colang flows: runs NeMo LLMRails as a stage; needs the `nemo` extra)" if spec.needs_nemo else ""
+    typer.echo(f"ok: {rails_dir} hash={spec.rails_hash} profiles={','.join(spec.policy.profile_names)}{nemo}")
+
+
+@app.command("test")
+def test(
+    rails_dir: Annotated[Path, typer.Argument(help="Rails directory.")],
+    cases: Annotated[Path, typer.Argument(help="cases.yml (relative paths are looked up in RAILS_DIR too).")],
+    triage_dir: Annotated[Path | None, typer.Option(help="Triage model directory (default: GUARD_HOME/triage).")]
+    = None,
+    no_triage: Annotated[bool, typer.Option("--no-triage", help="Run without the classifier (label rails idle).")]
+    = False,
+) -> None:
+    """Run example conversations against a config with the real triage model; report which rail fired."""
+    import asyncio
+
+    from rails.cases import load_cases, run_case
+    from rails.config import RailsConfigError
+    from rails.engine import RailsEngine
+
+    if not cases.is_file() and (rails_dir / cases).is_file():
+        cases = rails_dir / cases
+    try:
+        stage = None if no_triage else _triage_stage(triage_dir)
+        engine = RailsEngine.load(rails_dir, scorer=stage, encoder=stage)
+        items = load_cases(cases)
+    except RailsConfigError as exc:
+        raise _fail(str(exc)) from None
+
+    async def run_all() -> list:
+        return [await run_case(engine, c, stage) for c in items]
+
+    failed = 0
+    for r in asyncio.run(run_all()):
+        failed += not r.passed
+        status = "PASS" if r.passed else "FAIL"
+        line = f"{status}  {r.case.name}: {r.outcome}; rails: {', '.join(r.fired) or '-'}"
+        typer.secho(line, fg=None if r.passed else typer.colors.RED)
+        for p in r.problems:
+            typer.echo(f"      {p}")
+    typer.echo(f"{len(items) - failed}/{len(items)} cases passed")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _triage_stage(triage_dir: Path | None) -> object:
+    from guard.settings import load_settings
+
+    path = triage_dir or load_settings().triage_dir
+    if not (path.is_dir() and any(path.iterdir())):
+        raise _fail(f"no triage model at {path}; build it with `guard triage build`, or pass --no-triage")
+    from guard.triage.runtime import TriageModel
+    from guard.triage.stage import TriageStage
+
+    return TriageStage(TriageModel.load(path))

@@ -1,0 +1,208 @@
+"""A profile compiled for the request path: regexes built, templates rendered, intent examples embedded.
+
+Nothing here parses YAML or renders templates per request; `Fire` objects are ready-made decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from guard.pipeline import RailDecision, Stage, TriageResult
+from rails.policy import EffectiveProfile, Intent, LengthLimit, Pattern, PiiRule, RefusalDetection, Rule
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTENT_THRESHOLD = 0.75
+# Conventional refusal openings (OpenAI/Llama/Claude-style); the `refusal` head covers paraphrases.
+REFUSAL_PHRASES = (
+    r"\bI(?:'m| am) (?:sorry|afraid)\b.{0,40}\b(?:can(?:no|')t|cannot|unable|won't|not able)\b",
+    r"^\s*(?:sorry|unfortunately)\b.{0,30}\b(?:can(?:no|')t|cannot|unable)\b",
+    r"\bI (?:can(?:no|')t|cannot|won't|will not|am unable to|'m unable to|am not able to) "
+    r"(?:help|assist|provide|comply|do that|fulfil|fulfill|support|answer|share|give)",
+    r"\bas an AI(?: language model)?,? I (?:can(?:no|')t|cannot|don't|do not|am not)\b",
+    r"\bI must (?:decline|refuse)\b",
+)
+REFUSAL_SCAN_CHARS = 300
+
+
+class TextScorer(Protocol):
+    async def score_text(self, text: str) -> TriageResult: ...
+
+
+class Encoder(Protocol):
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    """One rule, ready to become a decision when it fires."""
+
+    rail: str
+    stage: Stage
+    action: str
+    shadow: bool
+    message: str | None = None
+    instruction: str | None = None
+    text: str | None = None
+
+    def decision(self, score: float | None = None, latency_s: float = 0.0) -> RailDecision:
+        result = _RESULTS[self.action]
+        if self.shadow:
+            return RailDecision(self.rail, self.stage, "would_block" if result == "block" else result, "shadow",
+                                self.action, self.message, score, latency_s)
+        return RailDecision(self.rail, self.stage, result, "enforce", self.action, self.message, score, latency_s)
+
+
+_RESULTS = {"refuse": "block", "safe_complete": "pass", "disclaim": "pass", "redact": "mask",
+            "flag_for_review": "flag", "truncate": "mask", "allow": "pass"}
+
+
+def make_fire(rail: str, stage: Stage, rule: Rule | PiiRule | LengthLimit, prof: EffectiveProfile) -> Fire:
+    message = None
+    if rule.action == "refuse":
+        message = rule.message or prof.refusal_message
+        alternative = getattr(rule, "alternative", None)
+        if "{alternative}" in message:
+            message = message.replace("{alternative}", alternative or "").strip()
+        elif alternative:
+            message = f"{message} {alternative}"
+    return Fire(rail, stage, rule.action, prof.shadow or rule.shadow, message,
+                getattr(rule, "instruction", None), getattr(rule, "text", None))
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRule:
+    label: str
+    threshold: float | None  # None: the classifier's own per-label threshold (label in TriageResult.labels)
+    fire: Fire
+
+    def score(self, triage: TriageResult) -> float | None:
+        """The label's score when the rule fires, else None."""
+        score = triage.scores.get(self.label, 0.0)
+        hit = score >= self.threshold if self.threshold is not None else self.label in triage.labels
+        return score if hit else None
+
+
+@dataclass(frozen=True, slots=True)
+class PatternRule:
+    rx: re.Pattern[str]
+    fire: Fire
+
+
+@dataclass(frozen=True, slots=True)
+class PiiCheck:
+    kinds: frozenset[str]
+    fire: Fire
+
+
+@dataclass(frozen=True, slots=True)
+class LengthCheck:
+    max_chars: int
+    fire: Fire
+
+
+class IntentIndex:
+    """Example utterances as unit vectors; an intent's score is its best cosine similarity."""
+
+    def __init__(self, intents: list[Intent], fires: list[Fire], encoder: Encoder) -> None:
+        texts = [ex for intent in intents for ex in intent.examples]
+        vecs = np.asarray(encoder.embed(texts), dtype=np.float32)
+        self.matrix = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        sizes = [len(i.examples) for i in intents]
+        self.starts = np.cumsum([0, *sizes[:-1]])
+        self.thresholds = np.array([i.threshold or DEFAULT_INTENT_THRESHOLD for i in intents], dtype=np.float32)
+        self.fires = fires
+
+    def match(self, embedding: np.ndarray) -> list[tuple[Fire, float]]:
+        v = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        if v.shape[0] != self.matrix.shape[1]:
+            raise ValueError(f"embedding has {v.shape[0]} dims, intents were embedded with {self.matrix.shape[1]}")
+        sims = self.matrix @ (v / max(float(np.linalg.norm(v)), 1e-12))
+        best = np.maximum.reduceat(sims, self.starts)
+        return [(self.fires[i], float(best[i])) for i in np.flatnonzero(best >= self.thresholds)]
+
+
+def compile_patterns(patterns: list[Pattern], stage: Stage, prof: EffectiveProfile) -> list[PatternRule]:
+    out = []
+    for p in patterns:
+        parts = [rf"\b{re.escape(k)}\b" for k in p.keywords] + [f"(?:{rx})" for rx in p.regex]
+        out.append(PatternRule(re.compile("|".join(parts), re.I), make_fire(f"pattern:{p.name}", stage, p, prof)))
+    return out
+
+
+def compile_refusal(spec: RefusalDetection) -> re.Pattern[str] | None:
+    if not spec.enabled:
+        return None
+    return re.compile("|".join(f"(?:{p})" for p in (*REFUSAL_PHRASES, *spec.patterns)), re.I | re.S)
+
+
+@dataclass(slots=True)
+class CompiledProfile:
+    name: str
+    refusal_message: str
+    input_labels: list[LabelRule]
+    input_patterns: list[PatternRule]
+    intents: IntentIndex | None
+    input_pii: PiiCheck | None
+    input_length: LengthCheck | None
+    output_labels: list[LabelRule]
+    output_patterns: list[PatternRule]
+    output_pii: PiiCheck | None
+    output_length: LengthCheck | None
+    output_json: bool
+    refusal_rx: re.Pattern[str] | None
+    refusal_threshold: float
+    shadow: bool
+
+    @property
+    def needs_output_scores(self) -> bool:
+        return bool(self.output_labels) or self.refusal_rx is not None
+
+
+def compile_profile(prof: EffectiveProfile, encoder: Encoder | None) -> CompiledProfile:
+    inp, out = prof.input, prof.output
+    intents = None
+    if inp.intents:
+        if encoder is None:
+            log.warning("profile %s: no encoder given, custom intents %s are inactive", prof.name,
+                        [i.name for i in inp.intents])
+        else:
+            fires = [make_fire(f"intent:{i.name}", "input", i, prof) for i in inp.intents]
+            intents = IntentIndex(inp.intents, fires, encoder)
+    return CompiledProfile(
+        name=prof.name,
+        refusal_message=prof.refusal_message,
+        input_labels=_labels(inp.labels, "input", prof),
+        input_patterns=compile_patterns(inp.patterns, "input", prof),
+        intents=intents,
+        input_pii=_pii(inp.pii, "input", prof),
+        input_length=_length(inp.length, "input", prof),
+        output_labels=_labels(out.labels, "output", prof),
+        output_patterns=compile_patterns(out.patterns, "output", prof),
+        output_pii=_pii(out.pii, "output", prof),
+        output_length=_length(out.length, "output", prof),
+        output_json=out.format == "json",
+        refusal_rx=compile_refusal(out.refusal),
+        refusal_threshold=out.refusal.threshold,
+        shadow=prof.shadow,
+    )
+
+
+def _labels(labels: dict[str, Rule], stage: Stage, prof: EffectiveProfile) -> list[LabelRule]:
+    return [LabelRule(label, rule.threshold, make_fire(f"label:{label}", stage, rule, prof))
+            for label, rule in labels.items() if rule.action != "allow"]
+
+
+def _pii(rule: PiiRule | None, stage: Stage, prof: EffectiveProfile) -> PiiCheck | None:
+    if rule is None or rule.action == "allow":
+        return None
+    return PiiCheck(frozenset(rule.kinds), make_fire("pii", stage, rule, prof))
+
+
+def _length(rule: LengthLimit | None, stage: Stage, prof: EffectiveProfile) -> LengthCheck | None:
+    return None if rule is None else LengthCheck(rule.max_chars, make_fire("length", stage, rule, prof))

@@ -1,0 +1,257 @@
+"""The rails engine: input and output rails for one rails directory (all its profiles).
+
+Implements `guard.pipeline.InputRails` and `OutputRails`. The triage result on the exchange (scores,
+labels, sentence embedding) is computed by the triage stage; the engine only decides, so its own cost is
+a few dictionary look-ups, pre-compiled regexes and one small matrix product.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from guard.errors import UnknownProfile
+from guard.pipeline import Exchange, InputVerdict, OutputVerdict, RailDecision, StreamGuard, TriageResult
+from guard.wire import ChatMessage
+from rails import pii
+from rails.compiled import REFUSAL_SCAN_CHARS, CompiledProfile, Encoder, Fire, TextScorer, compile_profile
+from rails.config import RailsDir, read_rails_dir
+from rails.policy import StreamSettings, effective
+
+if TYPE_CHECKING:
+    from rails.nemo import NemoStage
+
+
+class RailsEngine:
+    def __init__(self, rails_dir: RailsDir, profiles: dict[str, CompiledProfile], scorer: TextScorer | None,
+                 nemo: NemoStage | None = None) -> None:
+        self.dir = rails_dir
+        self.rails_hash = rails_dir.rails_hash
+        self.profiles = profiles
+        self.scorer = scorer
+        self.nemo = nemo
+        self.stream_settings: StreamSettings = rails_dir.policy.stream
+        self.tenants = dict(rails_dir.policy.tenants)
+        self.default_profile = rails_dir.policy.default_profile
+
+    @classmethod
+    def load(cls, rails_dir: Path, *, scorer: TextScorer | None = None, encoder: Encoder | None = None,
+             nemo_options: dict[str, object] | None = None) -> RailsEngine:
+        """Read, validate and compile a rails directory. Raises `RailsConfigError` naming file, line and key."""
+        spec = read_rails_dir(Path(rails_dir))
+        profiles = {name: compile_profile(effective(spec.policy, name), encoder)
+                    for name in spec.policy.profile_names}
+        nemo = None
+        if spec.needs_nemo:
+            from rails.nemo import NemoStage  # only configs with Colang flows pay for nemoguardrails
+
+            nemo = NemoStage.load(spec.path, scorer=scorer, **(nemo_options or {}))
+        return cls(spec, profiles, scorer, nemo)
+
+    # Profiles -------------------------------------------------------------------------------------------
+    def resolve_profile(self, exchange: Exchange) -> str | None:
+        """Request header > tenant mapping > default profile. An unknown header value is a 400."""
+        if exchange.profile is not None:
+            if exchange.profile not in self.profiles:
+                raise UnknownProfile(f"unknown rails profile {exchange.profile!r}; known: "
+                                     f"{', '.join(sorted(self.profiles))}", param="x-guard-profile")
+            return exchange.profile
+        return self.tenants.get(exchange.tenant, self.default_profile)
+
+    def _profile(self, exchange: Exchange) -> CompiledProfile:
+        name = self.resolve_profile(exchange) or self.default_profile
+        exchange.profile = name
+        exchange.rails_hash = self.rails_hash
+        return self.profiles[name]
+
+    # Input ----------------------------------------------------------------------------------------------
+    async def check_input(self, exchange: Exchange) -> InputVerdict:
+        t0 = time.perf_counter()
+        prof = self._profile(exchange)
+        verdict = InputVerdict()
+        fired: list[tuple[Fire, float | None]] = []
+        triage = exchange.triage
+        if triage is not None:
+            fired += [(r.fire, s) for r in prof.input_labels if (s := r.score(triage)) is not None]
+            if prof.intents is not None and triage.embedding is not None:
+                fired += prof.intents.match(triage.embedding)
+        messages = exchange.request.messages
+        last_user = next((m.text for m in reversed(messages) if m.role == "user"), "")
+        fired += [(r.fire, None) for r in prof.input_patterns if r.rx.search(last_user)]
+        if prof.input_length is not None and sum(len(m.text) for m in messages) > prof.input_length.max_chars:
+            fired.append((prof.input_length.fire, None))
+        masked = _mask_messages(messages, prof.input_pii.kinds) if prof.input_pii is not None else None
+        if masked is not None:
+            fired.append((prof.input_pii.fire, None))  # type: ignore[union-attr]
+        _apply_input(verdict, fired, messages, masked)
+        if verdict.block is None and self.nemo is not None:
+            await self.nemo.check_input(exchange, verdict)
+        _stamp(verdict.decisions, "input", t0)
+        return verdict
+
+    # Output ---------------------------------------------------------------------------------------------
+    async def check_output(self, exchange: Exchange, text: str) -> OutputVerdict:
+        t0 = time.perf_counter()
+        prof = self._profile(exchange)
+        verdict = OutputVerdict()
+        scores: TriageResult | None = None
+        if prof.needs_output_scores and self.scorer is not None:
+            try:
+                scores = await self.scorer.score_text(text)
+            except Exception as exc:  # a rail error never lets text through unchecked when fail-closed
+                self._rail_error(verdict, prof, exc)
+                _stamp(verdict.decisions, "output", t0)
+                return verdict
+            exchange.output_triage = scores
+        fired = output_fires(prof, text, scores)
+        refusal = detect_refusal(prof, text, scores)
+        new_text = text
+        for fire, score in fired:
+            d = fire.decision(score)
+            verdict.decisions.append(d)
+            if d.mode == "shadow":
+                continue
+            if d.result == "block" and verdict.block is None:
+                verdict.block = d
+            elif fire.action == "disclaim" and fire.text:
+                new_text += "\n\n" + fire.text
+            elif fire.rail == "length" and fire.action == "truncate":
+                new_text = new_text[: prof.output_length.max_chars]  # type: ignore[union-attr]
+        if prof.output_pii is not None and verdict.block is None:
+            spans = pii.find(new_text, prof.output_pii.kinds)
+            if spans:
+                d = prof.output_pii.fire.decision()
+                verdict.decisions.append(d)
+                if d.mode == "enforce" and d.result == "block":
+                    verdict.block = d
+                elif d.mode == "enforce" and d.result == "mask":
+                    new_text = pii.apply(new_text, spans)
+        if refusal is not None and verdict.block is None:
+            verdict.refused = True
+            exchange.flags.add("model_refused")
+            verdict.decisions.append(RailDecision("refusal", "output", "pass", "enforce", "model_refused",
+                                                  score=refusal))
+        if verdict.block is None and self.nemo is not None:
+            await self.nemo.check_output(exchange, new_text, verdict)
+        if new_text != text:
+            verdict.text = new_text
+        _stamp(verdict.decisions, "output", t0)
+        return verdict
+
+    def _rail_error(self, verdict: OutputVerdict, prof: CompiledProfile, exc: Exception) -> None:
+        closed = self.stream_settings.on_error == "closed"
+        d = RailDecision("output_scorer", "output", "error", "enforce", "fail_closed" if closed else "fail_open",
+                         prof.refusal_message if closed else None)
+        verdict.decisions.append(d)
+        if closed:
+            verdict.block = d
+
+    def stream_guard(self, exchange: Exchange) -> StreamGuard:
+        from rails.stream import WindowStreamGuard
+
+        return WindowStreamGuard(self, exchange, self._profile(exchange))
+
+
+# Helpers shared with the streaming guard -----------------------------------------------------------------
+
+
+def output_fires(prof: CompiledProfile, text: str, scores: TriageResult | None, *, total_chars: int | None = None,
+                 whole: str | None = None) -> list[tuple[Fire, float | None]]:
+    """Rules that fire on a piece of model output (PII and refusal are handled by the callers).
+
+    Streaming passes the window as `text`, the answer's length so far as `total_chars`, and `whole` (the
+    full answer) only at the end, for format checks.
+    """
+    fired: list[tuple[Fire, float | None]] = []
+    if scores is not None:
+        fired += [(r.fire, s) for r in prof.output_labels if (s := r.score(scores)) is not None]
+    fired += [(r.fire, None) for r in prof.output_patterns if r.rx.search(text)]
+    length = len(text) if total_chars is None else total_chars
+    if prof.output_length is not None and length > prof.output_length.max_chars:
+        fired.append((prof.output_length.fire, None))
+    whole = text if total_chars is None else whole
+    if prof.output_json and whole is not None and not _is_json(whole):
+        fired.append((Fire("format", "output", "refuse", prof.shadow, prof.refusal_message), None))
+    return fired
+
+
+def detect_refusal(prof: CompiledProfile, text: str, scores: TriageResult | None) -> float | None:
+    """The refusal score (1.0 for a phrase match) when the model refused, else None."""
+    if prof.refusal_rx is None:
+        return None
+    score = scores.scores.get("refusal") if scores is not None else None
+    if score is not None and score >= prof.refusal_threshold:
+        return score
+    if prof.refusal_rx.search(text[:REFUSAL_SCAN_CHARS]):
+        return 1.0
+    return None
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _mask_messages(messages: list[ChatMessage], kinds: frozenset[str]) -> list[ChatMessage] | None:
+    """User messages with PII masked, or None when there was nothing to mask."""
+    out, changed = [], False
+    for m in messages:
+        if m.role == "user" and isinstance(m.content, str):
+            masked = pii.mask(m.content, kinds)
+            if masked != m.content:
+                changed = True
+                m = m.model_copy(update={"content": masked})
+        out.append(m)
+    return out if changed else None
+
+
+def _apply_input(verdict: InputVerdict, fired: list[tuple[Fire, float | None]], messages: list[ChatMessage],
+                 masked: list[ChatMessage] | None) -> None:
+    instructions: list[str] = []
+    disclaimers: list[str] = []
+    redact = False
+    for fire, score in fired:
+        d = fire.decision(score)
+        verdict.decisions.append(d)
+        if d.mode == "shadow":
+            continue
+        if d.result == "block":
+            verdict.block = verdict.block or d
+        elif fire.action == "safe_complete" and fire.instruction:
+            instructions.append(fire.instruction)
+        elif fire.action == "disclaim" and fire.text:
+            disclaimers.append(fire.text)
+        elif fire.action == "redact":
+            redact = True
+    if verdict.block is not None:
+        return
+    if redact and masked is None:  # a label rule asked for redaction without a `pii` section: mask every kind
+        masked = _mask_messages(messages, frozenset(pii.KINDS))
+    new = masked if redact else None
+    if instructions:
+        new = _with_instructions(new or messages, instructions)
+    verdict.messages = new
+    if disclaimers:
+        verdict.disclaimer = "".join(f"\n\n{t}" for t in dict.fromkeys(disclaimers))
+
+
+def _with_instructions(messages: list[ChatMessage], instructions: list[str]) -> list[ChatMessage]:
+    extra = " ".join(dict.fromkeys(instructions))
+    first = messages[0]
+    if first.role == "system" and isinstance(first.content, str):
+        return [first.model_copy(update={"content": f"{first.content}\n\n{extra}"}), *messages[1:]]
+    return [ChatMessage(role="system", content=extra), *messages]
+
+
+def _stamp(decisions: list[RailDecision], stage: str, t0: float) -> None:
+    """Attribute the stage's time evenly; one clock read per stage keeps the engine cheap."""
+    if not decisions:
+        decisions.append(RailDecision("policy", stage, "pass"))  # type: ignore[arg-type]
+    share = (time.perf_counter() - t0) / len(decisions)
+    for i, d in enumerate(decisions):
+        decisions[i] = RailDecision(d.rail, d.stage, d.result, d.mode, d.action, d.message, d.score, share)

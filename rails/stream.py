@@ -1,0 +1,159 @@
+"""Streaming output rails: text is released only after a window containing it has been checked.
+
+Windows grow from `first_window_chars` (keeps time to first token short) to `window_chars`; each check
+covers the new text plus `overlap_chars` already seen, so a phrase across a seam is still caught. The last
+`hold_chars` of every window (more when it ends inside a number or address that may be PII) wait for the
+next window, so PII is masked whole and a blocked phrase is not half-shown.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from guard.pipeline import Exchange, RailDecision, StreamStep, TriageResult
+from rails import pii
+from rails.compiled import REFUSAL_SCAN_CHARS, CompiledProfile, Fire
+
+if TYPE_CHECKING:
+    from rails.engine import RailsEngine
+
+# A trailing run of tokens containing digits or '@' may be the first half of PII: hold it back.
+_PII_TAIL = re.compile(r"(?:\S*[\d@]\S*[ .()+-]*)+$")
+
+
+class WindowStreamGuard:
+    def __init__(self, engine: RailsEngine, exchange: Exchange, prof: CompiledProfile) -> None:
+        self.engine, self.ex, self.prof = engine, exchange, prof
+        self.cfg = engine.stream_settings
+        self.buf = ""  # everything the model said so far
+        self.checked = 0  # buf[:checked] has been inside a checked window
+        self.released = 0  # buf[:released] went to the client
+        self.limit = sys.maxsize  # release no further than this (truncation)
+        self.spans: list[pii.Span] = []  # PII spans to mask, absolute positions, not yet released
+        self.first_scores: TriageResult | None = None
+        self.seen: set[str] = set()  # non-blocking rails already recorded for this stream
+        self.disclaimers: dict[str, str] = {}
+        self.stopped = False
+
+    async def feed(self, text: str) -> StreamStep:
+        if self.stopped:
+            return StreamStep()
+        self.buf += text
+        target = self.cfg.first_window_chars if self.checked == 0 else self.cfg.window_chars
+        if len(self.buf) - self.checked < target:
+            return StreamStep()
+        return await self._check(final=False)
+
+    async def finish(self) -> StreamStep:
+        if self.stopped:
+            return StreamStep()
+        step = await self._check(final=True)
+        if step.block is None:
+            step.decisions += self._refusal()
+            step.release += "".join(f"\n\n{t}" for t in self.disclaimers.values())
+        self.stopped = True
+        return step
+
+    async def _check(self, *, final: bool) -> StreamStep:
+        t0 = time.perf_counter()
+        end = len(self.buf)
+        start = max(0, self.checked - self.cfg.overlap_chars)
+        try:
+            decisions, block = await self._evaluate(self.buf[start:end], start, final)
+        except Exception:
+            return self._error(t0)
+        self.checked = end
+        if block is not None:
+            self.stopped = True
+            return StreamStep(block=block, decisions=_timed(decisions, t0))
+        cut = end if final else self._cut(end)
+        return StreamStep(release=self._release(cut), decisions=_timed(decisions, t0))
+
+    async def _evaluate(self, window: str, start: int, final: bool) -> tuple[list[RailDecision], RailDecision | None]:
+        from rails.engine import output_fires
+
+        prof = self.prof
+        scores = None
+        if prof.needs_output_scores and self.engine.scorer is not None:
+            scores = await self.engine.scorer.score_text(window)
+            self.ex.output_triage = scores
+            self.first_scores = self.first_scores or scores
+        fired = output_fires(prof, window, scores, total_chars=len(self.buf), whole=self.buf if final else None)
+        if prof.output_pii is not None:
+            found = [pii.Span(s.start + start, s.end + start, s.kind) for s in pii.find(window, prof.output_pii.kinds)]
+            new = [s for s in found if s.start >= self.released and s not in self.spans]
+            if new:
+                fired.append((prof.output_pii.fire, None))
+                if not prof.output_pii.fire.shadow:
+                    self.spans.extend(new)
+        decisions: list[RailDecision] = []
+        block = None
+        for fire, score in fired:
+            d = fire.decision(score)
+            if d.result != "block" or d.mode == "shadow":
+                if fire.rail in self.seen:
+                    continue  # record each non-blocking rail once per stream
+                self.seen.add(fire.rail)
+            decisions.append(d)
+            if d.mode == "enforce":
+                block = block or (d if d.result == "block" else None)
+                self._apply(fire)
+        return decisions, block
+
+    def _apply(self, fire: Fire) -> None:
+        if fire.action == "disclaim" and fire.text:
+            self.disclaimers[fire.rail] = fire.text
+        elif fire.rail == "length" and fire.action == "truncate" and self.prof.output_length is not None:
+            self.limit = self.prof.output_length.max_chars
+
+    def _cut(self, end: int) -> int:
+        cut = max(self.released, end - self.cfg.hold_chars)
+        tail = _PII_TAIL.search(self.buf, max(self.released, end - pii.MAX_MATCH_CHARS))
+        if tail is not None:
+            cut = min(cut, max(self.released, tail.start()))
+        for s in self.spans:
+            if s.start < cut < s.end:
+                cut = s.start
+        return cut
+
+    def _release(self, cut: int) -> str:
+        cut = min(cut, self.limit)
+        if cut <= self.released:
+            return ""
+        inside = [s for s in self.spans if self.released <= s.start and s.end <= cut]
+        text = self.buf[self.released:cut]
+        if inside:
+            text = pii.apply(text, [pii.Span(s.start - self.released, s.end - self.released, s.kind) for s in inside])
+            self.spans = [s for s in self.spans if s not in inside]
+        self.released = cut
+        return text
+
+    def _refusal(self) -> list[RailDecision]:
+        from rails.engine import detect_refusal
+
+        score = detect_refusal(self.prof, self.buf[:REFUSAL_SCAN_CHARS], self.first_scores)
+        if score is None:
+            return []
+        self.ex.flags.add("model_refused")
+        return [RailDecision("refusal", "output", "pass", "enforce", "model_refused", score=score)]
+
+    def _error(self, t0: float) -> StreamStep:
+        closed = self.cfg.on_error == "closed"
+        d = RailDecision("stream_check", "output", "error", "enforce", "fail_closed" if closed else "fail_open",
+                         self.prof.refusal_message if closed else None, latency_s=time.perf_counter() - t0)
+        if closed:
+            self.stopped = True
+            return StreamStep(block=d, decisions=[d])
+        # Fail-open is an explicit operator choice: the unchecked text goes out, and the error is recorded.
+        self.checked = len(self.buf)
+        return StreamStep(release=self._release(len(self.buf)), decisions=[d])
+
+
+def _timed(decisions: list[RailDecision], t0: float) -> list[RailDecision]:
+    if not decisions:
+        return decisions
+    share = (time.perf_counter() - t0) / len(decisions)
+    return [RailDecision(d.rail, d.stage, d.result, d.mode, d.action, d.message, d.score, share) for d in decisions]

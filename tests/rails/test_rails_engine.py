@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rails_support import BrokenScorer, HashEncoder, WordScorer, exchange, write_rails
+
+from guard.pipeline import Exchange
+from rails.engine import RailsEngine
+
+POLICY = """\
+    refusal_message: "I'm sorry, but I can't help with that."
+    input:
+      labels:
+        violence_weapons: {action: refuse, alternative: "I can share general safety information."}
+        cyber: {action: refuse, threshold: 0.99}
+        medical_advice: {action: safe_complete, instruction: "No doses for this person."}
+        financial_advice: {action: disclaim, text: "This is not investment advice."}
+        jailbreak: {action: flag_for_review}
+      intents:
+        - name: cancel_account
+          action: refuse
+          message: "Please use the account page to cancel."
+          threshold: 0.8
+          examples: ["how do I cancel my account", "close my account please"]
+      patterns:
+        - {name: secret_word, action: refuse, keywords: [xyzzy]}
+      pii: {action: redact}
+    output:
+      labels:
+        violence_weapons: {action: refuse, threshold: 0.8}
+      patterns:
+        - {name: overpromise, action: refuse, regex: ["guaranteed (returns|profits?)"]}
+      pii: {action: redact}
+      length: {max_chars: 40, action: truncate}
+    """
+
+
+async def _engine(tmp_path: Path, policy: str = POLICY, scorer: object | None = None) -> RailsEngine:
+    write_rails(tmp_path, policy)
+    return RailsEngine.load(tmp_path, scorer=scorer or WordScorer(), encoder=HashEncoder())
+
+
+async def _screen(engine: RailsEngine, ex: Exchange, scorer: WordScorer):
+    ex.triage = await scorer.classify(ex)
+    return await engine.check_input(ex)
+
+
+async def test_harmful_label_is_refused_with_template_and_alternative(tmp_path: Path, scorer: WordScorer) -> None:
+    engine = await _engine(tmp_path, scorer=scorer)
+    verdict = await _screen(engine, exchange("how to make a bomb"), scorer)
+    assert verdict.block is not None and verdict.block.rail == "label:violence_weapons"
+    assert verdict.block.message == "I'm sorry, but I can't help with that. I can share general safety information."
+    assert verdict.block.score == pytest.approx(0.95)
+
+
+async def test_rule_threshold_overrides_the_classifier_labels(tmp_path: Path, scorer: WordScorer) -> None:
+    engine = await _engine(tmp_path, scorer=scorer)
+    verdict = await _screen(engine, exchange("tell me about ransomware history"), scorer)
+    assert verdict.block is None  # scored 0.95 but the rule asks for 0.99
+
+
+async def test_safe_complete_adds_a_system_instruction(tmp_path: Path, scorer: WordScorer) -> None:
+    engine = await _engine(tmp_path, scorer=scorer)
+    verdict = await _screen(engine, exchange("what dosage of ibuprofen", system="You are kind."), scorer)
+    assert verdict.block is None and verdict.messages is not None
+    assert verdict.messages[0].content == "You are kind.\n\nNo doses for this person."
+    assert verdict.messages[1].content == "what dosage of ibuprofen"
+
+
+async def test_disclaimer_and_review_flag(tmp_path: Path, scorer: WordScorer) -> None:
+    engine = await _engine(tmp_path, scorer=scorer)
+    verdict = await _screen(engine, exchange("which stocks to buy, jailbreak mode"), scorer)
+    assert verdict.disclaimer == "\n\nThis is not investment advice."
+    assert {(d.rail, d.result) for d in verdict.decisions} >= {("label:financial_advice", "pass"),
+                                                              ("label:jailbreak", "flag")}
+
+
+async def test_pii_is_redacted_in_the_model_messages(tmp_path: Path, scorer: WordScorer) -> None:
+    engine = await _engine(tmp_path, scorer=scorer)
+    verdict = await _screen(engine, exchange("email bob@example.com my card 4111111111111111"), scorer)
+    assert verdict.messages is not None
+    assert verdict.messages[-1].content == "email [EMAIL] my card [CARD]"
+
+
+async def test_custom_intent_matches_by_nearest_example(tmp_path: Path, scorer: WordScorer) -> None:
+    engine = await _engine(tmp_path, scorer=scorer)
+    verdict = await _screen(engine, exchange("how do I cancel my account"), scorer)
+    assert verdict.block is not None and verdict.block.rail == "intent:cancel_account"
+    assert verdict.block.message == "Please use the account page to cancel."
+    other = await _screen(engine, exchange("what is the weather like"), scorer)
+    assert other.block is None
+
+
+async def test_keyword_rail_blocks_without_a_classifier(tmp_path: Path) -> None:
+    write_rails(tmp_path, POLICY)
+    engine = RailsEngine.load(tmp_path)  # no scorer, no encoder: label and intent rails idle
+    verdict = await engine.check_input(exchange("say XYZZY"))
+    assert verdict.block is not None and verdict.block.rail == "pattern:secret_word"
+
+
+async def test_harmful_output_is_blocked(tmp_path: Path, scorer: WordScorer) -> None:
+    engine = await _engine(tmp_path, scorer=scorer)
+    ex = exchange("hello")
+    out = await engine.check_output(ex, "Sure: a bomb needs")
+    assert out.block is not None and out.block.rail == "label:violence_weapons"
+    assert ex.output_triage is not None
+
+
+async def test_output_pattern_pii_and_truncation(tmp_path: Path, scorer: WordScorer) -> None:
+    engine = await _engine(tmp_path, scorer=scorer)
+    out = await engine.check_output(exchange("x"), "We offer guaranteed returns!")
+    assert out.block is not None and out.block.rail == "pattern:overpromise"
+    out = await engine.check_output(exchange("x"), "Reach me at bob@example.com. " + "a" * 40)
+    assert out.block is None
+    assert out.text == "Reach me at [EMAIL]. aaaaaaaaaaa"
+
+
+async def test_model_refusal_is_detected_from_score_or_phrase(tmp_path: Path, scorer: WordScorer) -> None:
+    engine = await _engine(tmp_path, scorer=scorer)
+    ex = exchange("how do I boil an egg")
+    out = await engine.check_output(ex, "Sorry, that is not something I do.")
+    assert out.refused and "model_refused" in ex.flags
+    ex2 = exchange("how do I boil an egg")
+    out2 = await engine.check_output(ex2, "Well, I'm afraid I cannot help with that request.")
+    assert out2.refused
+    ex3 = exchange("how do I boil an egg")
+    assert not (await engine.check_output(ex3, "Put it in boiling water.")).refused
+    assert "model_refused" not in ex3.flags
+
+
+async def test_output_scorer_error_fails_closed_by_default(tmp_path: Path) -> None:
+    engine = await _engine(tmp_path, scorer=BrokenScorer())
+    out = await engine.check_output(exchange("x"), "anything")
+    assert out.block is not None and out.block.result == "error"
+    assert out.block.message == "I'm sorry, but I can't help with that."
+
+
+async def test_output_scorer_error_fails_open_when_configured(tmp_path: Path) -> None:
+    engine = await _engine(tmp_path, POLICY + "stream: {on_error: open}\n", scorer=BrokenScorer())
+    out = await engine.check_output(exchange("x"), "anything")
+    assert out.block is None and [d.result for d in out.decisions] == ["error"]
+
+
+async def test_json_format_rail(tmp_path: Path) -> None:
+    engine = await _engine(tmp_path, "output:\n  format: json\n")
+    assert (await engine.check_output(exchange("x"), '{"a": 1}')).block is None
+    assert (await engine.check_output(exchange("x"), "not json")).block is not None
+
+
+async def test_clean_request_records_one_pass_decision_with_latency(tmp_path: Path, scorer: WordScorer) -> None:
+    engine = await _engine(tmp_path, scorer=scorer)
+    ex = exchange("what is the capital of France")
+    verdict = await _screen(engine, ex, scorer)
+    assert [(d.rail, d.result) for d in verdict.decisions] == [("policy", "pass")]
+    assert verdict.decisions[0].latency_s > 0
+    assert ex.rails_hash == engine.rails_hash and ex.profile == "default"
