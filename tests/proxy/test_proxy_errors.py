@@ -1,0 +1,142 @@
+"""Every failure is an OpenAI-shaped error with a real status, never a 200 assistant message."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from support.server import closed_port
+from support.upstream import BAD_CHUNK, ECHO, MALFORMED, SERVER_ERROR, SLOW, STALL
+
+
+def chat(url: str, model: str = ECHO, content: str = "hi", **extra: Any) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+    return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=15)
+
+
+def assert_error(resp: httpx.Response, status: int, type_: str, code: str | None) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    body = resp.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["message"]
+    assert body["error"]["type"] == type_
+    assert body["error"]["code"] == code
+    return body["error"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_down_is_502(proxy, stream: bool) -> None:
+    p = proxy(upstream_url=f"http://127.0.0.1:{closed_port()}/v1")
+    err = assert_error(chat(p.url, stream=stream), 502, "upstream_error", "upstream_unreachable")
+    assert "unreachable" in err["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_slow_upstream_is_504(proxy, stream: bool) -> None:
+    p = proxy(upstream_read_timeout_s=0.3)
+    assert_error(chat(p.url, SLOW, stream=stream), 504, "upstream_error", "upstream_timeout")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_5xx_is_502(proxy, stream: bool) -> None:
+    err = assert_error(chat(proxy().url, SERVER_ERROR, stream=stream), 502, "upstream_error",
+                       "upstream_bad_response")
+    assert "500" in err["message"]
+
+
+def test_malformed_upstream_body_is_502(proxy) -> None:
+    assert_error(chat(proxy().url, MALFORMED), 502, "upstream_error", "upstream_bad_response")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_unknown_model_is_404(proxy, stream: bool) -> None:
+    err = assert_error(chat(proxy().url, "no-such-model", stream=stream), 404, "invalid_request_error",
+                       "model_not_found")
+    assert err["param"] == "model"
+
+
+def sse_frames(resp: httpx.Response) -> list[str]:
+    return [line.removeprefix("data: ") for line in resp.iter_lines() if line.startswith("data: ")]
+
+
+def test_malformed_stream_chunk_ends_stream_with_error_frame(proxy) -> None:
+    body = {"model": BAD_CHUNK, "stream": True, "messages": [{"role": "user", "content": "say: one two"}]}
+    with httpx.stream("POST", f"{proxy().url}/v1/chat/completions", json=body, timeout=10) as resp:
+        assert resp.status_code == 200  # the first chunk was good: headers were already sent
+        frames = sse_frames(resp)
+    error = json.loads(frames[-1])["error"]
+    assert error["code"] == "upstream_bad_response"
+    assert "[DONE]" not in frames
+
+
+def test_upstream_stalling_mid_stream_ends_with_timeout_error_frame(proxy) -> None:
+    p = proxy(upstream_read_timeout_s=0.3)
+    body = {"model": STALL, "stream": True, "messages": [{"role": "user", "content": "say: one two"}]}
+    with httpx.stream("POST", f"{p.url}/v1/chat/completions", json=body, timeout=10) as resp:
+        frames = sse_frames(resp)
+    assert json.loads(frames[-1])["error"]["code"] == "upstream_timeout"
+
+
+def test_openai_client_raises_typed_errors_not_answers(proxy) -> None:
+    client = openai.OpenAI(base_url=proxy().v1, api_key="unused", max_retries=0, timeout=10)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.InternalServerError) as info:
+        client.chat.completions.create(model=SERVER_ERROR, messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 502
+
+
+def post_raw(url: str, content: bytes) -> httpx.Response:
+    return httpx.post(f"{url}/v1/chat/completions", content=content,
+                      headers={"content-type": "application/json"}, timeout=10)
+
+
+def test_malformed_json_is_400(proxy) -> None:
+    err = assert_error(post_raw(proxy().url, b'{"model": "gpt-fake", "messages": ['), 400,
+                       "invalid_request_error", "invalid_json")
+    assert "malformed JSON" in err["message"]
+
+
+def test_empty_body_is_400(proxy) -> None:
+    assert_error(post_raw(proxy().url, b""), 400, "invalid_request_error", "invalid_request")
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+    ({"model": ECHO, "messages": []}, "messages"),
+    ({"model": ECHO, "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
+    ({"model": ECHO, "messages": [{"role": "user", "content": "x"}], "temperature": 9}, "temperature"),
+])
+def test_schema_error_is_400_naming_the_field(proxy, body: dict[str, Any], field: str) -> None:
+    err = assert_error(post_raw(proxy().url, json.dumps(body).encode()), 400, "invalid_request_error",
+                       "invalid_request")
+    assert err["param"] == field
+    assert f"'{field}'" in err["message"]
+
+
+def test_body_over_limit_is_413(proxy) -> None:
+    p = proxy(max_body_bytes=4096)
+    resp = chat(p.url, content="x" * 5000)
+    assert_error(resp, 413, "invalid_request_error", "request_too_large")
+
+
+def test_chunked_body_over_limit_is_413(proxy) -> None:
+    p = proxy(max_body_bytes=4096)
+
+    def chunks():
+        yield b'{"model": "gpt-fake", "messages": [{"role": "user", "content": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}]}'
+
+    resp = httpx.post(f"{p.url}/v1/chat/completions", content=chunks(), timeout=10)  # no content-length
+    assert_error(resp, 413, "invalid_request_error", "request_too_large")
+
+
+def test_unknown_route_is_openai_shaped_404(proxy) -> None:
+    assert_error(httpx.get(f"{proxy().url}/v1/nope"), 404, "invalid_request_error", None)
