@@ -11,12 +11,12 @@ from typing import Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from guard.taxonomy import HARMFUL, INPUT_LABELS, REFUSAL
+from guard.taxonomy import INPUT_LABELS, REFUSAL
 from rails.pii import KINDS
 
 Action = Literal["allow", "refuse", "safe_complete", "disclaim", "redact", "flag_for_review"]
 InputLabel = Literal[INPUT_LABELS]  # type: ignore[valid-type]
-OutputLabel = Literal[HARMFUL]  # type: ignore[valid-type]
+OutputLabel = Literal[INPUT_LABELS]  # type: ignore[valid-type]  # the classifier scores answers too
 PiiKind = Literal[KINDS]  # type: ignore[valid-type]
 
 DEFAULT_REFUSAL = "I'm sorry, but I can't help with that."

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from rails_support import BrokenScorer, WordScorer, exchange, write_rails
+
+from guard.pipeline import StreamStep
+from rails.engine import RailsEngine
+
+POLICY = """\
+    refusal_message: "I'm sorry, but I can't help with that."
+    output:
+      labels: {violence_weapons: {action: refuse}, financial_advice: {action: disclaim, text: "Not advice."}}
+      patterns: [{name: secret, action: refuse, keywords: [launch codes]}]
+      pii: {action: redact}
+    stream: {first_window_chars: 16, window_chars: 40, overlap_chars: 24, hold_chars: 12%s}
+    """
+
+
+def _engine(tmp_path: Path, scorer: object, extra: str = "") -> RailsEngine:
+    return RailsEngine.load(write_rails(tmp_path, POLICY % extra), scorer=scorer)
+
+
+async def _run(engine: RailsEngine, text: str, chunk: int = 5) -> tuple[str, list[StreamStep]]:
+    guard = engine.stream_guard(exchange("q", stream=True))
+    released, steps = "", []
+    for i in range(0, len(text), chunk):
+        step = await guard.feed(text[i:i + chunk])
+        steps.append(step)
+        released += step.release
+        if step.block is not None:
+            return released, steps
+    step = await guard.finish()
+    steps.append(step)
+    return released + step.release, steps
+
+
+async def test_clean_stream_is_released_whole_and_in_order(tmp_path: Path, scorer: WordScorer) -> None:
+    text = "The capital of France is Paris. It sits on the Seine and has many museums to visit."
+    released, steps = await _run(_engine(tmp_path, scorer), text)
+    assert released == text
+    assert all(s.block is None for s in steps)
+    assert scorer.calls >= 2  # checked in more than one window
+
+
+async def test_harmful_continuation_is_cut_mid_answer(tmp_path: Path, scorer: WordScorer) -> None:
+    text = "Sure, here is some chemistry background for you. Now, to build the bomb, first take the"
+    released, steps = await _run(_engine(tmp_path, scorer), text)
+    assert steps[-1].block is not None and steps[-1].block.rail == "label:violence_weapons"
+    assert steps[-1].block.message == "I'm sorry, but I can't help with that."
+    assert text.startswith(released) and "bomb" not in released
+    assert len(released) > 0  # the harmless opening already went out
+
+
+async def test_text_is_released_only_after_it_was_checked(tmp_path: Path, scorer: WordScorer) -> None:
+    guard = _engine(tmp_path, scorer).stream_guard(exchange("q", stream=True))
+    assert (await guard.feed("Short start")).release == ""  # below the first window: nothing unchecked leaves
+    step = await guard.feed(" and then more words")
+    assert scorer.calls == 1
+    assert step.release == "Short start and the"  # the last hold_chars wait for the next window
+
+
+async def test_phrase_across_a_window_seam_is_caught(tmp_path: Path, scorer: WordScorer) -> None:
+    text = "x" * 30 + " the launch codes are 1234"
+    released, steps = await _run(_engine(tmp_path, scorer), text, chunk=3)
+    assert steps[-1].block is not None and steps[-1].block.rail == "pattern:secret"
+    assert "launch" not in released
+
+
+async def test_pii_split_across_chunks_is_masked_whole(tmp_path: Path, scorer: WordScorer) -> None:
+    text = "Your card on file is 4111 1111 1111 1111 and your email is jane.doe@example.com, thanks."
+    released, _ = await _run(_engine(tmp_path, scorer), text, chunk=4)
+    assert released == "Your card on file is [CARD] and your email is [EMAIL], thanks."
+
+
+async def test_disclaimer_is_appended_at_the_end(tmp_path: Path, scorer: WordScorer) -> None:
+    released, _ = await _run(_engine(tmp_path, scorer), "Index funds and stocks both carry risk over time.")
+    assert released.endswith("over time.\n\nNot advice.")
+
+
+async def test_rail_error_blocks_the_stream_by_default(tmp_path: Path) -> None:
+    released, steps = await _run(_engine(tmp_path, BrokenScorer()), "Perfectly fine text, honestly, nothing more.")
+    assert released == ""
+    assert steps[-1].block is not None and steps[-1].block.result == "error"
+
+
+async def test_rail_error_releases_text_only_when_fail_open_is_chosen(tmp_path: Path) -> None:
+    text = "Perfectly fine text, honestly, nothing more."
+    released, steps = await _run(_engine(tmp_path, BrokenScorer(), ", on_error: open"), text)
+    assert released == text
+    assert any(d.result == "error" for s in steps for d in s.decisions)
+
+
+async def test_refusal_in_a_stream_sets_the_model_refused_flag(tmp_path: Path, scorer: WordScorer) -> None:
+    engine = _engine(tmp_path, scorer)
+    ex = exchange("how do I boil an egg", stream=True)
+    guard = engine.stream_guard(ex)
+    await guard.feed("Sorry, I can't help with that request.")
+    await guard.finish()
+    assert "model_refused" in ex.flags
