@@ -32,7 +32,7 @@ class ModelRouter:
             return self.upstream
         if name != self.served:
             raise ModelNotFound(f"model '{name}' does not exist; this proxy serves '{self.served}'", param="model")
-        return self.local
+        return self.local.pin()  # one version per request, even when a promotion lands mid-request
 
     async def names(self) -> list[str]:
         if self.upstream is not None:

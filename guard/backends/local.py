@@ -148,10 +148,15 @@ class LocalModel:
 
         if request.seed is not None:
             torch.manual_seed(request.seed)
-        inputs = self._inputs(lm, messages)
-        kwargs = self._gen_kwargs(lm, request, stop)
-        with torch.inference_mode():
-            out = lm.model.generate(**inputs, streamer=streamer, **kwargs)
+        try:
+            inputs = self._inputs(lm, messages)
+            kwargs = self._gen_kwargs(lm, request, stop)
+            with torch.inference_mode():
+                out = lm.model.generate(**inputs, streamer=streamer, **kwargs)
+        except BaseException:
+            if streamer is not None:
+                streamer.end()  # wake the reader, which would otherwise wait for the streamer's timeout
+            raise
         prompt_len = inputs["input_ids"].shape[1]
         new = out[0, prompt_len:]
         text = lm.tokenizer.decode(new, skip_special_tokens=True)
@@ -160,8 +165,17 @@ class LocalModel:
         usage = Usage(prompt_tokens=prompt_len, completion_tokens=len(new), total_tokens=prompt_len + len(new))
         return ModelReply(text=text.strip(), finish_reason=finish, usage=usage)
 
+    def pin(self) -> PinnedModel:
+        """The model for one request: the weights current now, kept even if a new version is promoted."""
+        return PinnedModel(self, self._current())
+
     async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
-        lm = self._current()
+        return await self._complete(self._current(), request, messages)
+
+    def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]:
+        return self._stream(self._current(), request, messages)
+
+    async def _complete(self, lm: Loaded, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
         stop = _Cancelled()
         loop = asyncio.get_running_loop()
         try:
@@ -169,10 +183,10 @@ class LocalModel:
         finally:
             stop.event.set()
 
-    async def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]:
+    async def _stream(self, lm: Loaded, request: ChatCompletionRequest,
+                      messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]:
         from transformers import TextIteratorStreamer
 
-        lm = self._current()
         stop = _Cancelled()
         streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         loop = asyncio.get_running_loop()
@@ -189,6 +203,25 @@ class LocalModel:
             yield StreamEvent(finish_reason=reply.finish_reason, usage=reply.usage)
         finally:
             stop.event.set()  # client gone or done: let the worker thread stop generating
+
+
+class PinnedModel:
+    """One request's view of the local model, so the recorded version is the one whose weights answered."""
+
+    def __init__(self, owner: LocalModel, loaded: Loaded) -> None:
+        self.name = owner.name
+        self._owner = owner
+        self._loaded = loaded
+
+    @property
+    def version(self) -> str | None:
+        return self._loaded.version.version
+
+    async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
+        return await self._owner._complete(self._loaded, request, messages)
+
+    def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]:
+        return self._owner._stream(self._loaded, request, messages)
 
 
 def _eos_ids(lm: Loaded) -> set[int]:
