@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from guard import metrics
 from guard.pipeline import Exchange
 from guard.records import ExchangeRecord
-from guard.store.db import insert_new_records, ping
+from guard.store.db import insert_new_records
 from guard.store.spool import Spool, SpoolFull
 
 if TYPE_CHECKING:
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("guard.store")
 
 Mask = Callable[[str], str]
+# Errors that mean "database not available now" (down, unreachable, locked): retry later from the spool.
+# Anything else the database raises is about the records themselves.
+_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, OSError)
 Item = Exchange | ExchangeRecord
 
 
@@ -192,8 +197,10 @@ class RecordWriter:
         return records
 
     def _store(self, records: list[ExchangeRecord]) -> None:
-        # While older records wait in the spool, newer ones queue behind them so replay keeps the order.
-        if self._healthy and not self.spool.has_data():
+        # Older spooled records go first, so the database sees them in order.
+        if self._healthy:
+            self._maybe_replay()
+        if self._healthy:
             try:
                 self._write(records)
                 return
@@ -229,9 +236,10 @@ class RecordWriter:
     def _write(self, records: list[ExchangeRecord]) -> None:
         try:
             new = insert_new_records(self.engine, records)
+        except _UNAVAILABLE:
+            raise  # the caller spools and retries
         except Exception:
-            ping(self.engine)  # raises when the database is down: the caller spools and retries
-            new = self._write_one_by_one(records)  # reachable, so some record is bad: isolate it
+            new = self._write_one_by_one(records)  # the database answered but refused: isolate the bad record
         for r in records:
             if r.exchange_id in new:
                 for flag in r.flags or ("clean",):
@@ -242,8 +250,9 @@ class RecordWriter:
         for r in records:
             try:
                 new |= insert_new_records(self.engine, [r])
+            except _UNAVAILABLE:
+                raise
             except Exception:
-                ping(self.engine)
                 metrics.RECORDS_DROPPED.inc()
                 log.exception("record: the database rejected exchange %s; dropped", r.exchange_id)
         return new
