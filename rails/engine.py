@@ -37,18 +37,17 @@ class RailsEngine:
         self.default_profile = rails_dir.policy.default_profile
 
     @classmethod
-    def load(cls, rails_dir: Path, *, scorer: TextScorer | None = None, encoder: Encoder | None = None,
-             nemo_options: dict[str, object] | None = None) -> RailsEngine:
+    def load(cls, rails_dir: Path, *, scorer: TextScorer | None = None, encoder: Encoder | None = None) -> RailsEngine:
         """Read, validate and compile a rails directory. Raises `RailsConfigError` naming file, line and key."""
         spec = read_rails_dir(Path(rails_dir))
         profiles = {name: compile_profile(effective(spec.policy, name), encoder)
                     for name in spec.policy.profile_names}
-        nemo = None
+        engine = cls(spec, profiles, scorer)
         if spec.needs_nemo:
-            from rails.nemo import NemoStage  # only configs with Colang flows pay for nemoguardrails
+            from rails.nemo import NemoStage  # only configs with Colang flows of their own pay for nemoguardrails
 
-            nemo = NemoStage.load(spec.path, scorer=scorer, **(nemo_options or {}))
-        return cls(spec, profiles, scorer, nemo)
+            engine.nemo = NemoStage.load(spec.path, scorer=scorer, encoder=encoder, engine=engine)
+        return engine
 
     # Profiles -------------------------------------------------------------------------------------------
     def resolve_profile(self, exchange: Exchange) -> str | None:
