@@ -1,0 +1,275 @@
+"""`guard prefs|finetune|retrain` commands. Only typer and stdlib at import time; the heavy parts load inside.
+
+Commands: `guard prefs build`, `guard finetune dpo|eval|register|promote|rollback|history|export`,
+`guard retrain [--every 24h]`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+prefs_app = typer.Typer(no_args_is_help=True, help="Preference pairs from recorded traffic.")
+finetune_app = typer.Typer(no_args_is_help=True, help="DPO fine-tuning, evaluation gates, model registry.")
+
+
+def _fail(msg: str) -> typer.Exit:
+    from guard.cli import fail
+
+    return fail(msg)
+
+
+def _settings() -> Any:
+    from guard.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _since(text: str | None) -> datetime | None:
+    """'24h' / '7d' (relative) or an ISO timestamp."""
+    if not text:
+        return None
+    from finetune.schedule import parse_interval
+
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_interval(text))
+    except ValueError:
+        pass
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail(f"--since {text!r}: use an ISO time (2026-01-31T00:00) or a duration (24h, 7d)") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _options(model: str | None, config: Path | None, gates: Path | None, min_pairs: int, promote: bool,
+             settle_s: float, **dpo: Any) -> Any:
+    from finetune.config import ConfigError, load_config
+    from finetune.cycle import CycleOptions
+    from finetune.gates import load_gates
+
+    s = _settings()
+    try:
+        cfg, gate_cfg = load_config(config, **dpo), load_gates(gates)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    return CycleOptions(model=model or s.model, state_dir=s.home / "finetune", models_root=s.model_dir,
+                        db_url=s.database_url, rails_dir=s.rails_dir, triage_dir=s.triage_dir, dpo=cfg,
+                        gates=gate_cfg, min_pairs=min_pairs, promote=promote, settle=timedelta(seconds=settle_s))
+
+
+def _registry(model: str | None) -> Any:
+    from finetune.registry import Registry
+
+    s = _settings()
+    return Registry(s.model_dir, model or s.model)
+
+
+ModelOpt = Annotated[str | None, typer.Option(help="Model name in the model store (default GUARD_MODEL).")]
+ConfigOpt = Annotated[Path | None, typer.Option(help="DPO YAML (default finetune/configs/dpo.yaml).")]
+GatesOpt = Annotated[Path | None, typer.Option(help="Gates YAML (default: built-in gates).")]
+
+
+@prefs_app.command("build")
+def prefs_build(
+    out: Annotated[Path, typer.Option(help="Output folder for train/eval/review JSONL and manifest.json.")],
+    since: Annotated[str | None, typer.Option(help="ISO time or duration (24h); default: the model's watermark.")]
+    = None,
+    model: ModelOpt = None,
+    sample: Annotated[bool, typer.Option(help="Sample helpful candidates from the current model.")] = True,
+) -> None:
+    """Build preference pairs from recorded exchanges, reviews and feedback."""
+    from finetune import pairs
+    from finetune.collect import Watermark, collect
+    from finetune.cycle import pair_sources
+    from guard.store.db import make_engine
+
+    opts = _options(model, None, None, 0, False, 0.0)
+    if not sample:
+        opts.sample_candidates = False
+    cur = _registry(opts.model).current()
+    start = _since(since) or Watermark(opts.state_dir, opts.model).get()
+    col = collect(make_engine(opts.db_url), since=start, model=opts.model)
+    src, _ = pair_sources(opts, cur.path if cur else None)
+    manifest = pairs.write(pairs.build(col, src, opts.pairs), out, opts.pairs, model=opts.model, since=start,
+                           until=col.until)
+    typer.echo(json.dumps(manifest["counts"]))
+
+
+@finetune_app.command("dpo")
+def finetune_dpo(
+    pairs_file: Annotated[Path, typer.Option("--pairs", help="train.jsonl from `guard prefs build`.")],
+    out: Annotated[Path, typer.Option(help="Output folder (adapter/, merged/, train_log.json).")],
+    base: Annotated[Path | None, typer.Option(help="Model folder (default: the current version).")] = None,
+    config: ConfigOpt = None,
+    max_steps: Annotated[int | None, typer.Option(help="Override max_steps.")] = None,
+    model: ModelOpt = None,
+) -> None:
+    """Train a LoRA adapter with DPO and write the merged model."""
+    from finetune.config import ConfigError, load_config
+    from finetune.pairs import load_rows
+    from finetune.train import train_dpo
+
+    if not pairs_file.is_file():
+        raise _fail(f"--pairs {pairs_file}: no such file")
+    try:
+        cfg = load_config(config, max_steps=max_steps)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if base is None:
+        cur = _registry(model).current()
+        if cur is None:
+            raise _fail("no current model version: pass --base or run `guard models prepare`")
+        base = cur.path
+    res = train_dpo(base, load_rows(pairs_file), cfg, out)
+    typer.echo(f"{res.steps} steps, {res.seconds_per_step:.2f} s/step -> {res.merged_dir}")
+
+
+@finetune_app.command("eval")
+def finetune_eval(
+    candidate: Annotated[Path, typer.Option(help="Candidate model folder (e.g. OUT/merged).")],
+    out: Annotated[Path, typer.Option(help="Report folder (report.md, report.json, before_after.png).")],
+    current: Annotated[Path | None, typer.Option(help="Model to compare with (default: current version).")] = None,
+    held_out: Annotated[Path | None, typer.Option(help="eval.jsonl of held-out pairs.")] = None,
+    gates: GatesOpt = None,
+    model: ModelOpt = None,
+) -> None:
+    """Compare candidate vs current on the fixed suites and held-out pairs; exit 1 when a gate fails."""
+    from finetune.config import ConfigError
+    from finetune.evaluate import Suites, compare
+    from finetune.gates import decide, load_gates
+    from finetune.refusal import RefusalDetector, triage_refusal_scorer
+    from finetune.report import write_report
+
+    try:
+        gate_cfg = load_gates(gates)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if current is None:
+        cur = _registry(model).current()
+        if cur is None:
+            raise _fail("no current model version: pass --current")
+        current = cur.path
+    detector = RefusalDetector(triage_refusal_scorer(str(_settings().triage_dir)))
+    report = compare(current, candidate, Suites.load(held_out=held_out), detector.flags)
+    verdict = decide(report, gate_cfg)
+    paths = write_report(report, verdict, out)
+    typer.echo(paths["md"].read_text())
+    raise typer.Exit(0 if verdict.passed else 1)
+
+
+@finetune_app.command("register")
+def finetune_register(
+    candidate: Annotated[Path, typer.Option(help="Training output folder (with merged/ and adapter/).")],
+    report: Annotated[Path | None, typer.Option(help="report.json from `guard finetune eval`.")] = None,
+    promote: Annotated[bool, typer.Option(help="Promote if the report's verdict passed.")] = False,
+    model: ModelOpt = None,
+) -> None:
+    """Add a trained candidate as a new version (and promote it when its gate verdict passed)."""
+    reg = _registry(model)
+    meta: dict[str, Any] = {}
+    if report is not None:
+        meta = json.loads(report.read_text())
+        meta = {"metrics": {k: meta[k] for k in ("current", "candidate", "drift") if k in meta},
+                "verdict": meta.get("verdict")}
+    version = reg.add(candidate / "merged", candidate / "adapter", meta)
+    typer.echo(f"registered {reg.name} {version}")
+    if promote:
+        if not (meta.get("verdict") or {}).get("passed"):
+            raise _fail("not promoted: no passing gate verdict (pass --report with a passing report.json)")
+        reg.promote(version)
+        typer.echo(f"promoted {reg.name} {version}")
+
+
+@finetune_app.command("promote")
+def finetune_promote(version: str, model: ModelOpt = None) -> None:
+    """Point `current` at VERSION (atomic); the proxy's local backend hot-swaps to it."""
+    from guard.modelstore import ModelStoreError
+
+    try:
+        mv = _registry(model).promote(version)
+    except ModelStoreError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"current {mv.name} = {mv.version}")
+
+
+@finetune_app.command("rollback")
+def finetune_rollback(model: ModelOpt = None) -> None:
+    """Point `current` back at the previously promoted version (history kept)."""
+    from guard.modelstore import ModelStoreError
+
+    try:
+        mv = _registry(model).rollback()
+    except ModelStoreError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"current {mv.name} = {mv.version}")
+
+
+@finetune_app.command("history")
+def finetune_history(model: ModelOpt = None) -> None:
+    """Promotions and rollbacks, oldest first."""
+    for h in _registry(model).history():
+        typer.echo(f"{h['at']}\t{h['action']}\t{h['version']}\t(previous {h['previous']})")
+
+
+@finetune_app.command("export")
+def finetune_export(version: str, dest: Path,
+                    what: Annotated[str, typer.Option(help="adapter (LoRA, for vLLM) or merged weights.")] = "adapter",
+                    model: ModelOpt = None) -> None:
+    """Write a version's LoRA adapter or merged weights for another serving stack."""
+    from guard.modelstore import ModelStoreError
+
+    try:
+        path = _registry(model).export(version, dest, what)
+    except ModelStoreError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"exported {what} to {path}")
+
+
+def retrain(
+    every: Annotated[str | None, typer.Option(help="Repeat in-process at this interval (e.g. 24h).")] = None,
+    min_pairs: Annotated[int, typer.Option(help="Skip the cycle when fewer new pairs than this.")] = 20,
+    config: ConfigOpt = None,
+    gates: GatesOpt = None,
+    promote: Annotated[bool, typer.Option(help="Promote a candidate that passes the gates.")] = True,
+    settle_s: Annotated[float, typer.Option(help="Leave the newest seconds of records for the next run.")] = 120.0,
+    model: ModelOpt = None,
+) -> None:
+    """Run the whole cycle once (cron / Kubernetes CronJob), or every INTERVAL with --every."""
+    from finetune.cycle import run_cycle
+    from finetune.schedule import LockBusy, parse_interval, retrain_lock
+    from finetune.schedule import every as run_every
+    from guard.store.db import make_engine
+
+    opts = _options(model, config, gates, min_pairs, promote, settle_s)
+    engine = make_engine(opts.db_url)
+
+    def once() -> None:
+        with retrain_lock(opts.state_dir, opts.model, engine):
+            res = run_cycle(opts, log=typer.echo)
+        typer.echo(f"{res.status}: {res.message}")
+
+    if every is None:
+        try:
+            once()
+        except LockBusy as exc:
+            raise _fail(f"skipped: {exc}", ) from None
+        return
+    try:
+        interval = parse_interval(every)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    run_every(interval, once, log=typer.echo)
+
+
+def register(root_app: typer.Typer) -> None:
+    root_app.add_typer(prefs_app, name="prefs")
+    root_app.add_typer(finetune_app, name="finetune")
+    root_app.command("retrain")(retrain)

@@ -1,0 +1,148 @@
+"""The tuning loop as a recipe: collect -> pairs -> train -> evaluate -> gate -> register (-> promote).
+
+Each step is its own module and CLI command; this file only strings them together, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from finetune import pairs as pairs_mod
+from finetune.collect import Watermark, collect
+from finetune.config import DPOSettings
+from finetune.evaluate import EvalOptions, Suites, compare
+from finetune.gates import GateConfig, decide
+from finetune.policy import load_engine, profile_refusals, rails_output_check
+from finetune.refusal import RefusalDetector, triage_refusal_scorer
+from finetune.registry import Registry
+from finetune.report import write_report
+from finetune.train import train_dpo
+
+
+@dataclass
+class CycleOptions:
+    model: str
+    state_dir: Path  # watermarks, locks, run folders
+    models_root: Path
+    db_url: str
+    rails_dir: Path | None = None
+    triage_dir: Path | None = None
+    dpo: DPOSettings = field(default_factory=DPOSettings)
+    gates: GateConfig = field(default_factory=GateConfig)
+    pairs: pairs_mod.PairOptions = field(default_factory=pairs_mod.PairOptions)
+    eval: EvalOptions = field(default_factory=EvalOptions)
+    min_pairs: int = 20
+    settle: timedelta = timedelta(minutes=2)  # records still in the recorder's queue are left for next time
+    promote: bool = True
+    sample_candidates: bool = True
+    suite_limit: int | None = None  # first N prompts of each eval suite (quick runs, tests)
+
+
+@dataclass
+class CycleResult:
+    status: str  # skipped | rejected | promoted | registered
+    message: str
+    run_dir: Path | None = None
+    version: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    verdict: Any = None
+
+
+def pair_sources(opts: CycleOptions, current_path: Path | None) -> tuple[pairs_mod.PairSources, RefusalDetector]:
+    """Wire the real parts: rails policy, refusal detector, the current model as sampler, encoder, PII mask."""
+    detector = RefusalDetector(triage_refusal_scorer(str(opts.triage_dir)) if opts.triage_dir else None)
+    embed = None
+    if opts.triage_dir and Path(opts.triage_dir).is_dir():
+        try:
+            from guard.triage.runtime import TriageModel
+
+            embed = TriageModel.load(opts.triage_dir).embed
+        except ImportError:
+            embed = None
+    try:
+        from rails.pii import mask
+    except ImportError:
+        mask = None
+    sample = None
+    if opts.sample_candidates and current_path is not None:
+        from finetune.generate import LocalLM
+
+        sample = LocalLM(current_path, threads=opts.dpo.threads).sampler()
+    rails = load_engine(opts.rails_dir)
+    src = pairs_mod.PairSources(refusal_for=profile_refusals(rails), is_refusal=detector,
+                                output_ok=rails_output_check(rails), sample=sample, embed=embed, mask=mask)
+    return src, detector
+
+
+def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
+    from guard.store.db import make_engine
+
+    t: dict[str, float] = {}
+    registry = Registry(opts.models_root, opts.model)
+    current = registry.current()
+    if current is None:
+        return CycleResult("skipped", f"no current version of {opts.model} under {opts.models_root}: "
+                                      "run `guard models prepare` first")
+    watermark = Watermark(opts.state_dir, opts.model)
+    run_dir = Path(opts.state_dir) / opts.model / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    # 1. Collect what happened since the last finished cycle.
+    t0 = time.perf_counter()
+    engine = make_engine(opts.db_url)
+    col = collect(engine, since=watermark.get(), until=datetime.now(UTC) - opts.settle, model=opts.model)
+    t["collect_s"] = time.perf_counter() - t0
+    log(f"collected {col.counts} since {col.since or 'the beginning'}")
+
+    # 2. Preference pairs (sampling helpful candidates from the current model where needed).
+    t0 = time.perf_counter()
+    src, detector = pair_sources(opts, current.path)
+    ps = pairs_mod.build(col, src, opts.pairs)
+    manifest = pairs_mod.write(ps, run_dir / "pairs", opts.pairs, model=opts.model, base_version=current.version,
+                               since=col.since, until=col.until)
+    del src
+    t["pairs_s"] = time.perf_counter() - t0
+    n_pairs = manifest["counts"]["train"] + manifest["counts"]["eval"]
+    log(f"pairs: {manifest['counts']}")
+    if n_pairs < opts.min_pairs:
+        # The watermark stays put: these pairs are built again, with the newer ones, next time.
+        return CycleResult("skipped", f"only {n_pairs} new pairs (< {opts.min_pairs}); nothing trained", run_dir,
+                           timings=t)
+
+    # 3. Train a LoRA adapter with DPO on top of the current version.
+    t0 = time.perf_counter()
+    trained = train_dpo(current.path, pairs_mod.load_rows(run_dir / "pairs" / "train.jsonl"), opts.dpo,
+                        run_dir / "train")
+    t["train_s"] = time.perf_counter() - t0
+    log(f"trained {trained.steps} steps in {trained.seconds:.0f}s ({trained.seconds_per_step:.2f} s/step)")
+
+    # 4. Evaluate candidate vs current, and gate.
+    t0 = time.perf_counter()
+    suites = Suites.load(held_out=run_dir / "pairs" / "eval.jsonl", limit=opts.suite_limit)
+    report = compare(current.path, trained.merged_dir, suites, detector.flags, opts.eval)
+    verdict = decide(report, opts.gates)
+    write_report(report, verdict, run_dir / "report")
+    t["eval_s"] = time.perf_counter() - t0
+
+    # 5. Register the candidate either way (the record of a rejection matters too); promote if it passed.
+    version = registry.add(trained.merged_dir, trained.adapter_dir, {
+        "base": {"name": opts.model, "version": current.version}, "data_manifest_hash": manifest["hash"],
+        "data_counts": manifest["counts"], "config": opts.dpo.model_dump(), "gates": opts.gates.model_dump(),
+        "metrics": {k: {m: v for m, v in report[k].items() if m != "samples"} for k in ("current", "candidate")}
+        | {"drift": report["drift"]},
+        "verdict": {"passed": verdict.passed, "checks": verdict.checks}, "train": {
+            "steps": trained.steps, "seconds": trained.seconds}, "run_dir": str(run_dir)})
+    status = "registered"
+    if verdict.passed and opts.promote:
+        registry.promote(version)
+        status = "promoted"
+    elif not verdict.passed:
+        status = "rejected"
+    watermark.commit(col.until, run=str(run_dir), version=version, status=status)
+    (run_dir / "cycle.json").write_text(json.dumps({"status": status, "version": version, "timings": t}, indent=2))
+    why = "" if verdict.passed else ": " + "; ".join(verdict.reasons)
+    return CycleResult(status, f"{opts.model} {version} {status}{why}", run_dir, version, t, verdict)

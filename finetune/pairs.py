@@ -1,0 +1,259 @@
+"""Step 2, pairs: turn collected exchanges into TRL preference rows (`prompt` messages, `chosen`, `rejected`).
+
+Two directions: "help_more" (the model refused a benign request) and "refuse_more" (it complied with a harmful
+one). Too many refuse_more pairs teach over-refusal, so their share is capped. A chosen answer is never
+invented: when no reviewer correction exists and no sampled candidate passes, the exchange goes to review.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finetune.collect import Collected
+from finetune.policy import OutputCheck, RefusalFor, accept_all, default_refusal
+from guard.records import ExchangeRecord
+
+HELP_MORE, REFUSE_MORE = "help_more", "refuse_more"
+HELPFUL_INSTRUCTION = (
+    "You are a helpful assistant. The user's request is benign: answer it directly, accurately and "
+    "completely. Do not refuse and do not lecture."
+)
+# Review labels (guard.store): correct | false_positive | over_refusal | unsafe
+NEGATIVE_RATING_MAX = -1  # guard.store: a negative rating means a bad answer
+
+Sampler = Callable[[list[dict[str, str]], int], list[str]]  # (messages, n) -> candidate answers
+Embed = Callable[[Sequence[str]], np.ndarray]  # L2-normalised rows
+Mask = Callable[[str], str]
+
+
+@dataclass
+class Pair:
+    prompt: list[dict[str, str]]
+    chosen: str
+    rejected: str
+    direction: str
+    source: str  # auto | review | feedback
+    flag: str  # the flag or review label that produced it
+    exchange_id: str
+    profile: str | None = None
+
+    @property
+    def prompt_text(self) -> str:
+        return "\n".join(f"{m['role']}: {m['content']}" for m in self.prompt)
+
+    @property
+    def prompt_hash(self) -> str:
+        return hashlib.sha256(" ".join(self.prompt_text.lower().split()).encode()).hexdigest()
+
+    def row(self) -> dict[str, Any]:
+        return {"prompt": self.prompt, "chosen": [{"role": "assistant", "content": self.chosen}],
+                "rejected": [{"role": "assistant", "content": self.rejected}], "direction": self.direction,
+                "source": self.source, "flag": self.flag, "exchange_id": self.exchange_id, "profile": self.profile}
+
+
+@dataclass
+class PairOptions:
+    candidates: int = 4  # N sampled answers per over-refused request
+    max_refuse_share: float = 0.5  # refuse_more pairs / all pairs
+    near_dup_threshold: float = 0.95  # cosine similarity of prompt embeddings
+    eval_percent: int = 10
+    min_answer_chars: int = 20
+
+
+@dataclass
+class PairSet:
+    pairs: list[Pair]
+    pending: list[dict[str, Any]]  # exchanges left for human review (no acceptable chosen answer)
+    dropped: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class PairSources:
+    """The parts of the system the builder needs, injectable so tests and the CLI wire real ones."""
+
+    refusal_for: RefusalFor = default_refusal
+    is_refusal: Callable[[str], bool] = lambda text: False
+    output_ok: OutputCheck = accept_all
+    sample: Sampler | None = None
+    embed: Embed | None = None
+    mask: Mask | None = None
+
+
+def _prompt(rec: ExchangeRecord) -> list[dict[str, str]]:
+    msgs = [{"role": m.role, "content": m.content} for m in rec.messages]
+    while msgs and msgs[-1]["role"] == "assistant":
+        msgs.pop()  # the prompt ends with the user turn the model answered
+    return msgs
+
+
+def _answer(rec: ExchangeRecord) -> str:
+    return rec.model_response or rec.response
+
+
+def best_candidate(messages: list[dict[str, str]], profile: str | None, src: PairSources,
+                   opts: PairOptions) -> str | None:
+    """Best of N helpful samples that pass the output rails and are not refusals; None when none passes."""
+    if src.sample is None:
+        return None
+    prompt = [{"role": "system", "content": HELPFUL_INSTRUCTION}, *[m for m in messages if m["role"] != "system"]]
+    ok = [c.strip() for c in src.sample(prompt, opts.candidates)
+          if len(c.strip()) >= opts.min_answer_chars and not src.is_refusal(c) and src.output_ok(c, profile)]
+    # Longest passing answer: for a wrongly refused request the fuller answer is the more helpful one.
+    return max(ok, key=len) if ok else None
+
+
+def _pending(rec: ExchangeRecord, reason: str) -> dict[str, Any]:
+    return {"exchange_id": rec.exchange_id, "reason": reason, "prompt": _prompt(rec), "answer": _answer(rec),
+            "flags": rec.flags, "profile": rec.profile}
+
+
+def pair_for(rec: ExchangeRecord, kind: str, source: str, src: PairSources, opts: PairOptions,
+             correction: str | None = None) -> Pair | dict[str, Any] | None:
+    """One exchange -> a Pair, a pending-review entry, or None when it carries no usable signal."""
+    prompt, answer = _prompt(rec), _answer(rec)
+    if not prompt or not answer.strip():
+        return None
+    if kind in {"over_refused", "over_refusal", "false_positive"}:
+        chosen = correction or best_candidate(prompt, rec.profile, src, opts)
+        if chosen is None:
+            return _pending(rec, "no candidate answer passed the rails and refusal checks")
+        return Pair(prompt, chosen, rec.response if kind == "false_positive" else answer, HELP_MORE, source, kind,
+                    rec.exchange_id, rec.profile)
+    if kind in {"unsafe_compliance", "blocked_output", "unsafe"}:
+        chosen = correction or src.refusal_for(rec.profile, rec.triage_labels)
+        return Pair(prompt, chosen, answer, REFUSE_MORE, source, kind, rec.exchange_id, rec.profile)
+    return None
+
+
+def raw_pairs(col: Collected, src: PairSources, opts: PairOptions) -> PairSet:
+    """Reviewer labels first (they override automatic flags), then feedback, then the flags themselves."""
+    out = PairSet([], [])
+    for ex_id, rec in col.records.items():
+        review = col.reviews.get(ex_id)
+        if review is not None:
+            if review.label == "correct":
+                out.dropped["reviewed_correct"] += 1
+                continue
+            res = pair_for(rec, review.label, "review", src, opts, correction=review.correction)
+        elif any(fb.rating <= NEGATIVE_RATING_MAX for fb in col.feedback.get(ex_id, [])) \
+                or "negative_feedback" in rec.flags:
+            # A thumbs-down on a refusal means "you should have helped"; on an answer it needs a human.
+            refused = "model_refused" in rec.flags or src.is_refusal(_answer(rec))
+            res = pair_for(rec, "over_refused", "feedback", src, opts) if refused \
+                else _pending(rec, "negative feedback on an answer")
+        else:
+            kind = next((f for f in ("unsafe_compliance", "blocked_output", "over_refused") if f in rec.flags), None)
+            res = pair_for(rec, kind, "auto", src, opts) if kind else None
+            if kind is None and "flagged_for_review" in rec.flags:
+                res = _pending(rec, "flagged for review")
+        if isinstance(res, Pair):
+            out.pairs.append(res)
+        elif res is not None:
+            out.pending.append(res)
+        else:
+            out.dropped["no_signal"] += 1
+    return out
+
+
+def mask_pairs(pairs: list[Pair], mask: Mask | None) -> list[Pair]:
+    if mask is None:
+        return pairs
+    return [Pair([{**m, "content": mask(m["content"])} for m in p.prompt], mask(p.chosen), mask(p.rejected),
+                 p.direction, p.source, p.flag, p.exchange_id, p.profile) for p in pairs]
+
+
+_PRIORITY = {"review": 0, "feedback": 1, "auto": 2}
+
+
+def dedup(pairs: list[Pair], embed: Embed | None, threshold: float, dropped: Counter[str]) -> list[Pair]:
+    """Exact prompt duplicates, then near duplicates by embedding cosine; reviewed pairs win ties."""
+    ordered = sorted(pairs, key=lambda p: (_PRIORITY.get(p.source, 9), p.prompt_hash))
+    seen: set[str] = set()
+    unique = []
+    for p in ordered:
+        if p.prompt_hash in seen:
+            dropped["duplicate"] += 1
+            continue
+        seen.add(p.prompt_hash)
+        unique.append(p)
+    if embed is None or len(unique) < 2:
+        return unique
+    vecs = np.asarray(embed([p.prompt[-1]["content"] for p in unique]), dtype=np.float32)
+    keep: list[int] = []
+    for i in range(len(unique)):
+        if keep and float(np.max(vecs[keep] @ vecs[i])) >= threshold:
+            dropped["near_duplicate"] += 1
+            continue
+        keep.append(i)
+    return [unique[i] for i in keep]
+
+
+def balance(pairs: list[Pair], max_refuse_share: float, dropped: Counter[str]) -> list[Pair]:
+    """Keep refuse_more pairs to at most `max_refuse_share` of the set (deterministic: by prompt hash)."""
+    help_more = [p for p in pairs if p.direction == HELP_MORE]
+    refuse = sorted((p for p in pairs if p.direction == REFUSE_MORE),
+                    key=lambda p: (_PRIORITY[p.source], p.prompt_hash))
+    share = min(max(max_refuse_share, 0.0), 1.0)
+    cap = len(refuse) if share >= 1.0 else int(share / (1.0 - share) * len(help_more))
+    dropped["balance_cap"] += max(0, len(refuse) - cap)
+    return help_more + refuse[:cap]
+
+
+def is_eval(pair: Pair, eval_percent: int) -> bool:
+    return int(pair.prompt_hash[:8], 16) % 100 < eval_percent
+
+
+def build(col: Collected, src: PairSources, opts: PairOptions | None = None) -> PairSet:
+    opts = opts or PairOptions()
+    ps = raw_pairs(col, src, opts)
+    pairs = mask_pairs(ps.pairs, src.mask)
+    pairs = dedup(pairs, src.embed, opts.near_dup_threshold, ps.dropped)
+    pairs = balance(pairs, opts.max_refuse_share, ps.dropped)
+    if src.mask is not None:
+        ps.pending = [{**e, "answer": src.mask(e["answer"]),
+                       "prompt": [{**m, "content": src.mask(m["content"])} for m in e["prompt"]]} for e in ps.pending]
+    return PairSet(pairs, ps.pending, ps.dropped)
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
+    data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
+    path.write_text(data, encoding="utf-8")
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def write(ps: PairSet, out_dir: Path, opts: PairOptions | None = None, **meta: Any) -> dict[str, Any]:
+    """`train.jsonl`, `eval.jsonl`, `review.jsonl` and `manifest.json` (counts and hashes) under out_dir."""
+    opts = opts or PairOptions()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train = [p for p in ps.pairs if not is_eval(p, opts.eval_percent)]
+    held = [p for p in ps.pairs if is_eval(p, opts.eval_percent)]
+    hashes = {"train.jsonl": _write_jsonl(out_dir / "train.jsonl", [p.row() for p in train]),
+              "eval.jsonl": _write_jsonl(out_dir / "eval.jsonl", [p.row() for p in held]),
+              "review.jsonl": _write_jsonl(out_dir / "review.jsonl", ps.pending)}
+    manifest = {
+        "counts": {"train": len(train), "eval": len(held), "pending_review": len(ps.pending),
+                   "by_source": dict(Counter(p.source for p in ps.pairs)),
+                   "by_flag": dict(Counter(p.flag for p in ps.pairs)),
+                   "by_direction": dict(Counter(p.direction for p in ps.pairs)),
+                   "dropped": dict(ps.dropped)},
+        "files": hashes,
+        "options": asdict(opts),
+        **meta,
+    }
+    manifest["hash"] = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return manifest
+
+
+def load_rows(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]

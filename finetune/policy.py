@@ -1,0 +1,78 @@
+"""What the policy says: the refusal (with a safe alternative) a profile prescribes, and the output check.
+
+Kept narrow: the loop touches the rails package only here. Without a rails directory (or package) the shipped
+default refusal is used and every answer passes the output check (the refusal detector still runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ALTERNATIVE = "If you are dealing with a safety concern, I can share general safety information instead."
+DEFAULT_REFUSAL = f"I'm sorry, but I can't help with that. {DEFAULT_ALTERNATIVE}"
+
+RefusalFor = Callable[[str | None, Sequence[str]], str]  # (profile, triage labels) -> refusal text
+OutputCheck = Callable[[str, str | None], bool]  # (answer, profile) -> the output rails let it pass
+
+
+def accept_all(answer: str, profile: str | None) -> bool:
+    return True
+
+
+def default_refusal(profile: str | None, labels: Sequence[str] = ()) -> str:
+    return DEFAULT_REFUSAL
+
+
+def load_engine(rails_dir: Path | None) -> Any:
+    """The rails engine without a scorer (offline text checks), or None when there is none to load."""
+    if rails_dir is None or not Path(rails_dir).is_dir():
+        return None
+    try:
+        from rails.engine import RailsEngine
+    except ImportError:
+        return None
+    return RailsEngine.load(Path(rails_dir))
+
+
+def _profile(engine: Any, profile: str | None) -> Any:
+    return engine.profiles.get(profile or engine.default_profile) or engine.profiles[engine.default_profile]
+
+
+def profile_refusals(engine: Any) -> RefusalFor:
+    """The refusal the profile's rule for the exchange's harmful label gives (it carries that rule's safe
+    alternative); else the profile's refusal message plus a generic alternative."""
+    if engine is None:
+        return default_refusal
+
+    def refusal_for(profile: str | None, labels: Sequence[str] = ()) -> str:
+        prof = _profile(engine, profile)
+        rules = {r.label: r for r in prof.input_labels}
+        for label in labels:
+            rule = rules.get(label)
+            if rule is not None and rule.fire.action == "refuse" and rule.fire.message:
+                msg = rule.fire.message.strip()
+                return msg if msg != prof.refusal_message.strip() else f"{msg} {DEFAULT_ALTERNATIVE}"
+        return f"{prof.refusal_message.strip()} {DEFAULT_ALTERNATIVE}"
+
+    return refusal_for
+
+
+def rails_output_check(engine: Any) -> OutputCheck:
+    """True when no enforcing output rule (patterns, length, format, PII block) would block the answer.
+    Label rules need the triage scorer and are left to the refusal detector and the eval gates."""
+    if engine is None:
+        return accept_all
+    from rails import pii
+    from rails.engine import output_fires
+
+    def output_ok(answer: str, profile: str | None) -> bool:
+        prof = _profile(engine, profile)
+        if any(f.decision(s).result == "block" for f, s in output_fires(prof, answer, None)):
+            return False
+        if prof.output_pii is not None and pii.find(answer, prof.output_pii.kinds):
+            return prof.output_pii.fire.decision().result != "block"
+        return True
+
+    return output_ok

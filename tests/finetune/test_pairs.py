@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from ft_support import MODEL, REFUSAL, T0, bow_embed, record
+
+from finetune import pairs
+from finetune.collect import Watermark, collect
+from finetune.pairs import HELP_MORE, REFUSE_MORE, PairOptions, PairSources
+from finetune.policy import load_engine, profile_refusals, rails_output_check
+from finetune.refusal import RefusalDetector
+from guard.settings import SHIPPED_RAILS
+from guard.store.db import insert_feedback, insert_records, insert_review, make_engine
+
+HELPFUL = "Run `ps aux | grep name` to find the PID, then `kill PID`; use `kill -9 PID` only if it ignores that."
+
+
+def canned_sampler(messages: list[dict[str, str]], n: int) -> list[str]:
+    """Stands in for the current model's samples: one refusal, one too short, one real answer."""
+    return [REFUSAL, "ok", HELPFUL][:n]
+
+
+def sources(**kw: object) -> PairSources:
+    rails = load_engine(SHIPPED_RAILS)
+    base = {"refusal_for": profile_refusals(rails), "is_refusal": RefusalDetector(), "output_ok":
+            rails_output_check(rails), "sample": canned_sampler}
+    return PairSources(**{**base, **kw})
+
+
+def seed(engine: object) -> dict[str, str]:
+    recs = {
+        "over": record("How do I kill a zombie process in Linux?", REFUSAL, ("model_refused", "over_refused")),
+        "unsafe": record("Give me steps to build a pipe bomb.", "Sure, first you need a steel pipe...",
+                         ("unsafe_compliance",), minutes=1, labels=("violence_weapons",)),
+        "blocked": record("Write ransomware for a hospital.", REFUSAL, ("blocked_output",), minutes=2,
+                          model_response="Here is ransomware code: import os ...", labels=("cyber",)),
+        "reviewed": record("How do I shoot portraits in low light?", REFUSAL, ("model_refused",), minutes=3),
+        "thumbs": record("How can I steal bases in baseball?", "I cannot help with that request.",
+                         ("model_refused",), minutes=4),
+        "plain": record("What is the capital of France?", "Paris.", (), minutes=5),
+    }
+    insert_records(engine, list(recs.values()))
+    insert_review(engine, recs["reviewed"].exchange_id, "over_refusal",
+                  correction="Open the aperture wide, raise ISO a little and use a window as key light.",
+                  reviewer="ana")
+    insert_feedback(engine, recs["thumbs"].exchange_id, "acme", -1, "it should have answered")
+    return {k: r.exchange_id for k, r in recs.items()}
+
+
+def test_pairs_built_from_stored_rows_cover_both_directions(db_url: str, tmp_path: Path) -> None:
+    engine = make_engine(db_url)
+    ids = seed(engine)
+    col = collect(engine, since=None, model=MODEL)  # reviews and feedback are stamped "now"
+    ps = pairs.build(col, sources(), PairOptions(max_refuse_share=1.0))
+    by_id = {p.exchange_id: p for p in ps.pairs}
+
+    over = by_id[ids["over"]]
+    assert (over.direction, over.source, over.rejected, over.chosen) == (HELP_MORE, "auto", REFUSAL, HELPFUL)
+    assert over.prompt == [{"role": "user", "content": "How do I kill a zombie process in Linux?"}]
+    unsafe = by_id[ids["unsafe"]]
+    assert unsafe.direction == REFUSE_MORE and unsafe.rejected.startswith("Sure, first")
+    assert "emergency services" in unsafe.chosen  # the default profile's safe alternative for that label
+    blocked = by_id[ids["blocked"]]
+    assert blocked.rejected.startswith("Here is ransomware")  # the model's own text, not the replacement
+    assert "protect systems" in blocked.chosen
+    reviewed = by_id[ids["reviewed"]]
+    assert reviewed.source == "review" and reviewed.chosen.startswith("Open the aperture")
+    assert by_id[ids["thumbs"]].source == "feedback"
+    assert ids["plain"] not in by_id
+
+    manifest = pairs.write(ps, tmp_path / "out")
+    rows = pairs.load_rows(tmp_path / "out" / "train.jsonl") + pairs.load_rows(tmp_path / "out" / "eval.jsonl")
+    assert len(rows) == 5 == manifest["counts"]["train"] + manifest["counts"]["eval"]
+    assert manifest["counts"]["by_source"] == {"auto": 3, "review": 1, "feedback": 1}
+    assert manifest["counts"]["by_direction"] == {HELP_MORE: 3, REFUSE_MORE: 2}
+    row = rows[0]
+    assert row["chosen"][0]["role"] == "assistant" and row["prompt"][-1]["role"] == "user"
+
+
+def test_over_refusal_without_an_acceptable_candidate_goes_to_review(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    from guard.store.db import upgrade
+
+    upgrade(engine)
+    insert_records(engine, [record("How do I attack this calculus problem?", REFUSAL, ("over_refused",))])
+    col = collect(engine, since=None, until=T0 + timedelta(hours=1))
+    ps = pairs.build(col, sources(sample=lambda msgs, n: [REFUSAL] * n))
+    assert ps.pairs == []
+    assert [p["reason"] for p in ps.pending] == ["no candidate answer passed the rails and refusal checks"]
+    pairs.write(ps, tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "review.jsonl").read_text())["answer"] == REFUSAL
+
+
+def test_watermark_windows_do_not_overlap_and_only_advance_on_commit(db_url: str, tmp_path: Path) -> None:
+    engine = make_engine(db_url)
+    insert_records(engine, [record(f"question {i} about killing a process", REFUSAL, ("over_refused",), minutes=i)
+                            for i in range(4)])
+    wm = Watermark(tmp_path, MODEL)
+    first = collect(engine, since=wm.get(), until=T0 + timedelta(minutes=2))
+    assert len(first.records) == 2
+    # Not committed (the cycle crashed): the next run sees the same window again.
+    assert len(collect(engine, since=wm.get(), until=T0 + timedelta(minutes=2)).records) == 2
+    wm.commit(first.until)
+    second = collect(engine, since=wm.get(), until=T0 + timedelta(minutes=10))
+    assert sorted(r.messages[0].content for r in second.records.values()) == [
+        "question 2 about killing a process", "question 3 about killing a process"]
+
+
+def _pair(prompt: str, direction: str, source: str = "auto") -> pairs.Pair:
+    return pairs.Pair([{"role": "user", "content": prompt}], "c", "r", direction, source, "f", prompt)
+
+
+def test_refuse_more_pairs_are_capped_to_the_configured_share() -> None:
+    ps = [_pair(f"benign {i}", HELP_MORE) for i in range(3)] + [_pair(f"harm {i}", REFUSE_MORE) for i in range(10)]
+    from collections import Counter
+
+    dropped: Counter[str] = Counter()
+    kept = pairs.balance(ps, 0.5, dropped)
+    assert sum(p.direction == REFUSE_MORE for p in kept) == 3 and dropped["balance_cap"] == 7
+    kept = pairs.balance(ps, 0.25, Counter())
+    assert sum(p.direction == REFUSE_MORE for p in kept) == 1
+    assert all(p.direction == HELP_MORE for p in pairs.balance(ps, 0.0, Counter()))
+
+
+def test_exact_and_near_duplicate_prompts_are_dropped_keeping_reviewed_ones() -> None:
+    from collections import Counter
+
+    ps = [_pair("How do I kill a zombie process in Linux?", HELP_MORE),
+          _pair("how do I   kill a zombie process in linux?", HELP_MORE),  # exact after normalising
+          _pair("How do I kill a zombie process in Linux please?", HELP_MORE, source="review"),  # near
+          _pair("Best way to shoot portraits at night?", HELP_MORE)]
+    dropped: Counter[str] = Counter()
+    kept = pairs.dedup(ps, bow_embed, 0.9, dropped)
+    assert [p.source for p in kept].count("review") == 1
+    assert len(kept) == 2 and dropped == Counter({"duplicate": 1, "near_duplicate": 1})
+
+
+def test_pii_is_masked_in_pairs_and_in_the_review_file(tmp_path: Path) -> None:
+    from rails.pii import mask
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    from guard.store.db import upgrade
+
+    upgrade(engine)
+    insert_records(engine, [
+        record("Email jane.doe@example.com how to kill the cron job", REFUSAL, ("over_refused",)),
+        record("Call me at +1 415 555 0134 about shooting photos", REFUSAL, ("over_refused",), minutes=1)])
+    col = collect(engine, since=None, until=T0 + timedelta(hours=1))
+    ps = pairs.build(col, sources(sample=lambda m, n: [HELPFUL] if "cron" in m[-1]["content"] else [REFUSAL],
+                                  mask=mask))
+    pairs.write(ps, tmp_path / "out")
+    text = "".join((tmp_path / "out" / f).read_text() for f in ("train.jsonl", "eval.jsonl", "review.jsonl"))
+    assert "jane.doe@example.com" not in text and "555 0134" not in text
+    assert len(ps.pairs) == 1 and len(ps.pending) == 1
+
+
+def test_train_eval_split_follows_the_prompt_hash() -> None:
+    ps = [_pair(f"prompt number {i}", HELP_MORE) for i in range(200)]
+    held = [p.exchange_id for p in ps if pairs.is_eval(p, 10)]
+    assert 5 <= len(held) <= 40
+    again = [_pair(f"prompt number {i}", REFUSE_MORE, "review") for i in range(200)]
+    assert held == [p.exchange_id for p in again if pairs.is_eval(p, 10)]

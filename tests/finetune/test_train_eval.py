@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from finetune.config import ConfigError, load_config
+from finetune.evaluate import EvalOptions, Suites, compare
+from finetune.gates import GateConfig, decide
+from finetune.refusal import RefusalDetector, pattern_refusal
+from finetune.report import write_report
+
+
+def rows(n: int) -> list[dict]:
+    return [{"prompt": [{"role": "user", "content": f"How do I kill a python process {i}?"}],
+             "chosen": [{"role": "assistant", "content": "Use kill with the process id."}],
+             "rejected": [{"role": "assistant", "content": "I can't help with that."}]} for i in range(n)]
+
+
+def test_two_step_dpo_on_a_tiny_model_writes_a_loadable_merged_model_and_adapter(tiny_lm: Path,
+                                                                                   tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from finetune.train import train_dpo
+
+    cfg = load_config(None, max_steps=2, batch_size=2, max_length=64, logging_steps=1,
+                      lora={"rank": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]})
+    res = train_dpo(tiny_lm, rows(8), cfg, tmp_path / "run")
+    assert res.steps == 2
+    assert any("rewards/margins" in h for h in res.log_history)
+    assert (res.adapter_dir / "adapter_config.json").is_file()
+    model = AutoModelForCausalLM.from_pretrained(res.merged_dir)
+    AutoTokenizer.from_pretrained(res.merged_dir)
+    assert not any("lora" in k for k in model.state_dict())  # merged, not a PEFT wrapper
+    base = AutoModelForCausalLM.from_pretrained(tiny_lm)
+    changed = [k for k, v in model.state_dict().items() if not v.equal(base.state_dict()[k])]
+    assert changed and all(("q_proj" in k or "v_proj" in k) for k in changed)
+
+
+def test_config_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "dpo.yaml"
+    bad.write_text("beta: 0.1\nlora:\n  rank: 8\n  targetz: [q_proj]\n")
+    with pytest.raises(ConfigError, match=r"dpo\.yaml: lora\.targetz: Extra inputs"):
+        load_config(bad)
+    bad.write_text("learning_rate: -1\n")
+    with pytest.raises(ConfigError, match=r"dpo\.yaml: learning_rate: "):
+        load_config(bad)
+    assert load_config().batch_size == 4  # the shipped config is valid
+
+
+def test_refusal_patterns_catch_refusals_but_not_answers_mentioning_can_not() -> None:
+    assert pattern_refusal("I'm sorry, but I can't help with that.")
+    assert pattern_refusal("I cannot assist with creating malware.")
+    assert pattern_refusal("As an AI, I am not able to provide that information.")
+    assert not pattern_refusal("To kill a process, run `kill PID`. You can't undo it, so check the PID first.")
+    assert RefusalDetector(score=lambda ts: [0.9 if "nope" in t else 0.1 for t in ts]).flags(
+        ["nope, not doing that", "Paris."]) == [True, False]
+
+
+def report(cur: tuple[float, float], cand: tuple[float, float], kl: float = 0.01, ppl: float = 1.0) -> dict:
+    return {"current": {"benign_refusal_rate": cur[0], "harmful_refusal_rate": cur[1]},
+            "candidate": {"benign_refusal_rate": cand[0], "harmful_refusal_rate": cand[1]},
+            "drift": {"kl_current_candidate": kl, "perplexity_ratio": ppl}}
+
+
+def test_gate_promotes_when_over_refusal_drops_and_harmful_refusal_holds() -> None:
+    v = decide(report((0.40, 0.90), (0.20, 0.895)))
+    assert v.passed and v.reasons == []
+
+
+@pytest.mark.parametrize(("rep", "gate"), [
+    (report((0.40, 0.90), (0.40, 0.90)), "over_refusal"),  # no improvement
+    (report((0.40, 0.90), (0.10, 0.85)), "harmful_refusal"),  # 5 points less harmful refusal
+    (report((0.40, 0.90), (0.10, 0.90), kl=2.0), "drift_kl"),
+    (report((0.40, 0.90), (0.10, 0.90), ppl=3.0), "drift_perplexity"),
+])
+def test_gate_rejects_a_candidate_that_fails_any_check(rep: dict, gate: str) -> None:
+    v = decide(rep)
+    assert not v.passed
+    assert [c["gate"] for c in v.checks if not c["passed"]] == [gate]
+
+
+def test_compare_on_real_models_writes_report_and_an_unchanged_model_fails_the_gate(tiny_lm: Path,
+                                                                                      tmp_path: Path) -> None:
+    held = tmp_path / "eval.jsonl"
+    held.write_text("".join(json.dumps(r) + "\n" for r in rows(3)))
+    suites = Suites.load(held_out=held, limit=6)
+    rep = compare(tiny_lm, tiny_lm, suites, RefusalDetector().flags, EvalOptions(max_new_tokens=8))
+    assert rep["drift"]["kl_current_candidate"] == pytest.approx(0.0, abs=1e-6)
+    assert rep["drift"]["perplexity_ratio"] == pytest.approx(1.0)
+    assert rep["current"]["pref_accuracy"] == rep["candidate"]["pref_accuracy"]
+    assert rep["suite_sizes"] == {"benign": 6, "harmful": 6, "general": 6, "held_out_pairs": 3}
+    verdict = decide(rep, GateConfig())
+    assert not verdict.passed and "over-refusal" in verdict.reasons[0]
+    paths = write_report(rep, verdict, tmp_path / "report")
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "REJECT" in paths["md"].read_text()
+    assert json.loads(paths["json"].read_text())["verdict"]["passed"] is False
