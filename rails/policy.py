@@ -139,10 +139,10 @@ class OutputPolicy(Strict):
 class StreamSettings(Strict):
     """Streaming output checks: text is released only after a window containing it was checked."""
 
-    first_window_chars: int = Field(48, ge=1)  # small first window keeps time to first token low
-    window_chars: int = Field(200, ge=16)
+    first_window_chars: int = Field(24, ge=1)  # small first window keeps the added time to first token low
+    window_chars: int = Field(160, ge=16)
     overlap_chars: int = Field(64, ge=0)  # re-checked with the next window (matches across the seam)
-    hold_chars: int = Field(32, ge=0)  # never released until the next window confirms it
+    hold_chars: int = Field(12, ge=0)  # released only after the next window (digit/@ runs are held longer)
     on_error: Literal["closed", "open"] = "closed"
 
 

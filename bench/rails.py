@@ -1,0 +1,240 @@
+"""CPU cost of the rails engine per request (input + output rails, classifier excluded), per shipped config,
+against NeMo Guardrails' LLMRails running an equivalent custom-action input + output rail in the same run,
+plus the time to first token that streaming output rails add.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/rails.py [--n 2000] [--no-nemo] [--json var/bench/rails.json]
+
+Triage results are computed once up front (with the real ONNX model when GUARD_HOME/triage holds one,
+otherwise fixed synthetic scores) and replayed, so the figures are the engine's own cost. CPU time is
+`time.process_time_ns()` around the awaited calls; nothing inside suspends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from guard.pipeline import Exchange, TriageResult
+from guard.settings import SHIPPED_RAILS, load_settings
+from guard.taxonomy import INPUT_LABELS
+from guard.wire import ChatCompletionRequest, ChatMessage
+from rails.cases import load_cases
+from rails.engine import RailsEngine
+
+ANSWER = ("Sure. Here is a short overview of the topic you asked about, with the main points explained in plain "
+          "words. First, consider the basics and why they matter. Second, look at common mistakes people make. "
+          "Finally, if you need details for your own situation, a professional can help you. Contact us at "
+          "support@example.com if anything is unclear.")
+
+
+class Replay:
+    """A scorer/encoder that returns precomputed results: the classifier's cost stays out of the figures."""
+
+    def __init__(self, model: object | None) -> None:
+        self.model = model
+        self.cache: dict[str, TriageResult] = {}
+        self.rng = np.random.default_rng(0)
+
+    def prepare(self, texts: list[str]) -> None:
+        todo = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if not todo:
+            return
+        if self.model is not None:
+            self.cache.update(zip(todo, self.model.predict(todo, outputs=True), strict=True))
+            return
+        for t in todo:
+            scores = {label: 0.01 for label in INPUT_LABELS} | {"refusal": 0.02}
+            self.cache[t] = TriageResult(scores, (), self.embed([t])[0])
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if self.model is not None:
+            return self.model.embed(texts)
+        vecs = self.rng.standard_normal((len(texts), 384)).astype(np.float32)
+        return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+    async def score_text(self, text: str) -> TriageResult:
+        return self.cache[text]
+
+
+def workload(config: Path) -> list[tuple[list[ChatMessage], str, str | None]]:
+    items = []
+    for case in load_cases(config / "cases.yml"):
+        items.append((case.chat(), case.output or ANSWER, case.profile))
+    return items
+
+
+async def bench_config(config: Path, replay: Replay, n: int) -> dict[str, float]:
+    engine = RailsEngine.load(config, scorer=replay, encoder=replay)
+    items = workload(config)
+    replay.prepare([m[-1].text for m, _, _ in items] + [a for _, a, _ in items])
+    samples = []
+    for i in range(n):
+        messages, answer, profile = items[i % len(items)]
+        ex = Exchange(id=uuid.uuid4().hex, tenant="bench", profile=profile,
+                      request=ChatCompletionRequest(model="m", messages=messages))
+        ex.triage = replay.cache[messages[-1].text]
+        t0 = time.process_time_ns()
+        verdict = await engine.check_input(ex)
+        if verdict.block is None:
+            await engine.check_output(ex, answer)
+        samples.append(time.process_time_ns() - t0)
+    return _summary(samples[n // 10:])
+
+
+def _summary(ns: list[int]) -> dict[str, float]:
+    ms = sorted(x / 1e6 for x in ns)
+    return {"n": len(ms), "p50_ms": statistics.median(ms), "p99_ms": ms[int(0.99 * (len(ms) - 1))],
+            "mean_ms": statistics.fmean(ms)}
+
+
+NEMO_CO = """
+define bot refuse
+  "I'm sorry, but I can't help with that."
+
+define subflow check input
+  $ok = execute bench_check_input(text=$user_message)
+  if not $ok
+    bot refuse
+    stop
+
+define subflow check output
+  $ok = execute bench_check_output(text=$bot_message)
+  if not $ok
+    bot refuse
+    stop
+"""
+
+
+async def bench_nemo(tmp: Path, n: int) -> dict[str, float]:
+    """LLMRails with one custom-action input rail and one output rail doing the same regex + PII work."""
+    os.environ.setdefault("NEMO_GUARDRAILS_NO_USAGE_STATS", "1")
+    import logging
+    import re
+
+    from nemoguardrails import LLMRails, RailsConfig
+
+    from rails import pii
+
+    logging.getLogger("nemoguardrails").setLevel(logging.WARNING)
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "config.yml").write_text("models: []\nrails:\n  input: {flows: [check input]}\n"
+                                    "  output: {flows: [check output]}\n")
+    (tmp / "rails.co").write_text(NEMO_CO)
+    app = LLMRails(RailsConfig.from_path(str(tmp)), verbose=False)
+    override = re.compile(r"\b(ignore|disregard) (all )?previous instructions", re.I)
+
+    async def bench_check_input(text: str = "", **_: object) -> bool:
+        return override.search(text) is None and not pii.find(text)
+
+    async def bench_check_output(text: str = "", **_: object) -> bool:
+        return not pii.find(text)
+
+    app.register_action(bench_check_input, name="bench_check_input")
+    app.register_action(bench_check_output, name="bench_check_output")
+    options = {"rails": {"input": True, "output": True, "dialog": False, "retrieval": False},
+               "log": {"activated_rails": True}}
+    messages = [{"role": "user", "content": "What is the capital of Australia?"},
+                {"role": "assistant", "content": "The capital of Australia is Canberra."}]
+    res = await app.generate_async(messages=messages, options=options)
+    ran = [a.name for a in res.log.activated_rails]
+    assert ran == ["check input", "check output"], ran  # both rails really ran on the given answer
+    options = {"rails": options["rails"]}
+    samples = []
+    for _ in range(n):
+        t0 = time.process_time_ns()
+        await app.generate_async(messages=messages, options=options)
+        samples.append(time.process_time_ns() - t0)
+    return _summary(samples[n // 10:])
+
+
+class Live:
+    """Scores each streamed window with the real model (its cost belongs in the time to first token)."""
+
+    def __init__(self, model: object) -> None:
+        self.model = model
+
+    async def score_text(self, text: str) -> TriageResult:
+        return self.model.predict([text], outputs=True)[0]
+
+
+async def bench_ttft(replay: Replay, gap_s: float, chunk: str = "word ") -> dict[str, float]:
+    """Added time to first token: a fake upstream yields one chunk every `gap_s`; with and without the guard."""
+    scorer = Live(replay.model) if replay.model is not None else replay
+    engine = RailsEngine.load(SHIPPED_RAILS, scorer=scorer, encoder=replay)
+    text = chunk * 80
+    replay.prepare([text[:k] for k in range(len(text) + 1)] if replay.model is None else [])
+
+    async def first_release(guarded: bool) -> float:
+        ex = Exchange(id="t", tenant="bench", request=ChatCompletionRequest(
+            model="m", messages=[ChatMessage(role="user", content="hi")], stream=True))
+        guard = engine.stream_guard(ex)
+        t0 = time.perf_counter()
+        for i in range(0, len(text), len(chunk)):
+            await asyncio.sleep(gap_s)
+            piece = text[i:i + len(chunk)]
+            released = (await guard.feed(piece)).release if guarded else piece
+            if released:
+                return time.perf_counter() - t0
+        return float("nan")
+
+    bare = statistics.median([await first_release(False) for _ in range(15)])
+    guarded = statistics.median([await first_release(True) for _ in range(15)])
+    return {"chunk_gap_ms": gap_s * 1e3, "ttft_bare_ms": bare * 1e3, "ttft_guarded_ms": guarded * 1e3,
+            "added_ms": (guarded - bare) * 1e3}
+
+
+def _triage_model() -> object | None:
+    path = load_settings().triage_dir
+    try:
+        from guard.triage.runtime import TriageModel
+
+        return TriageModel.load(path, device="cpu", threads=1)
+    except Exception as exc:  # no model built yet: synthetic scores, said so in the output
+        print(f"# triage model unavailable ({str(exc)[:100]}); replaying synthetic scores", file=sys.stderr)
+        return None
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--no-nemo", action="store_true")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    model = _triage_model()
+    replay = Replay(model)
+    results: dict[str, object] = {"triage": "onnx" if model is not None else "synthetic", "configs": {}}
+    for config in sorted(SHIPPED_RAILS.parent.iterdir()):
+        r = await bench_config(config, replay, args.n)
+        results["configs"][config.name] = r  # type: ignore[index]
+        print(f"guardtune rails {config.name:18s} CPU/request p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms")
+    if not args.no_nemo:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            r = await bench_nemo(Path(tmp) / "nemo", max(200, args.n // 4))
+        results["nemo_llmrails_io_custom_actions"] = r
+        print(f"NeMo LLMRails input+output custom actions  CPU/request p50 {r['p50_ms']:.3f} ms  "
+              f"p99 {r['p99_ms']:.3f} ms")
+    for gap in (0.005, 0.02):
+        r = await bench_ttft(replay, gap)
+        results.setdefault("ttft", []).append(r)  # type: ignore[union-attr]
+        print(f"stream TTFT, one 5-char chunk every {r['chunk_gap_ms']:.0f} ms: bare {r['ttft_bare_ms']:.1f} ms, "
+              f"guarded {r['ttft_guarded_ms']:.1f} ms (+{r['added_ms']:.1f} ms)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
