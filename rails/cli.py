@@ -30,10 +30,27 @@ def check(rails_dir: Annotated[Path, typer.Argument(help="Rails directory (guard
         spec = read_rails_dir(rails_dir)
         for name in spec.policy.profile_names:
             compile_profile(effective(spec.policy, name), encoder=None)
+        if spec.needs_nemo:
+            _check_colang(rails_dir)
     except RailsConfigError as exc:
         raise _fail(str(exc)) from None
     nemo = " (Colang flows: runs NeMo LLMRails as a stage; needs the `nemo` extra)" if spec.needs_nemo else ""
     typer.echo(f"ok: {rails_dir} hash={spec.rails_hash} profiles={','.join(spec.policy.profile_names)}{nemo}")
+
+
+def _check_colang(rails_dir: Path) -> None:
+    """Parse the Colang flows with NeMo itself (no LLM is created) when the extra is installed."""
+    from rails.config import RailsConfigError
+
+    try:
+        from nemoguardrails import RailsConfig
+    except ModuleNotFoundError:
+        typer.echo("note: nemoguardrails is not installed; Colang files were not parsed", err=True)
+        return
+    try:
+        RailsConfig.from_path(str(rails_dir))
+    except Exception as exc:  # NeMo raises plain Exceptions/ValueErrors for Colang syntax errors
+        raise RailsConfigError(f"{rails_dir}: Colang/NeMo config error: {exc}") from None
 
 
 @app.command("test")
@@ -83,7 +100,10 @@ def _triage_stage(triage_dir: Path | None) -> object:
     path = triage_dir or load_settings().triage_dir
     if not (path.is_dir() and any(path.iterdir())):
         raise _fail(f"no triage model at {path}; build it with `guard triage build`, or pass --no-triage")
-    from guard.triage.runtime import TriageModel
-    from guard.triage.stage import TriageStage
+    from guard.triage.runtime import TriageModel, TriageModelError
+    from rails.cases import ModelTriage
 
-    return TriageStage(TriageModel.load(path))
+    try:
+        return ModelTriage(TriageModel.load(path, device="cpu"))
+    except TriageModelError as exc:
+        raise _fail(str(exc)) from None

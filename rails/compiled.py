@@ -49,9 +49,10 @@ class Fire:
     message: str | None = None
     instruction: str | None = None
     text: str | None = None
+    result: str | None = None  # fixed result (rail errors); else derived from the action
 
     def decision(self, score: float | None = None, latency_s: float = 0.0) -> RailDecision:
-        result = _RESULTS[self.action]
+        result = self.result or _RESULTS[self.action]
         if self.shadow:
             return RailDecision(self.rail, self.stage, "would_block" if result == "block" else result, "shadow",
                                 self.action, self.message, score, latency_s)

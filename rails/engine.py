@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from guard.errors import UnknownProfile
-from guard.pipeline import Exchange, InputVerdict, OutputVerdict, RailDecision, StreamGuard, TriageResult
+from guard.pipeline import Exchange, InputVerdict, OutputVerdict, RailDecision, Stage, StreamGuard, TriageResult
 from guard.wire import ChatMessage
 from rails import pii
 from rails.compiled import REFUSAL_SCAN_CHARS, CompiledProfile, Encoder, Fire, TextScorer, compile_profile
-from rails.config import RailsDir, read_rails_dir
+from rails.config import RailsConfigError, RailsDir, read_rails_dir
 from rails.policy import StreamSettings, effective
 
 if TYPE_CHECKING:
@@ -44,9 +44,7 @@ class RailsEngine:
                     for name in spec.policy.profile_names}
         engine = cls(spec, profiles, scorer)
         if spec.needs_nemo:
-            from rails.nemo import NemoStage  # only configs with Colang flows of their own pay for nemoguardrails
-
-            engine.nemo = NemoStage.load(spec.path, scorer=scorer, encoder=encoder, engine=engine)
+            engine.nemo = _nemo_stage(spec, scorer, encoder, engine)
         return engine
 
     # Profiles -------------------------------------------------------------------------------------------
@@ -75,7 +73,10 @@ class RailsEngine:
         if triage is not None:
             fired += [(r.fire, s) for r in prof.input_labels if (s := r.score(triage)) is not None]
             if prof.intents is not None and triage.embedding is not None:
-                fired += prof.intents.match(triage.embedding)
+                try:
+                    fired += prof.intents.match(triage.embedding)
+                except ValueError:  # embedding from a different encoder than the intents were built with
+                    fired.append((self._error_fire(prof, "intents", "input"), None))
         messages = exchange.request.messages
         last_user = next((m.text for m in reversed(messages) if m.role == "user"), "")
         fired += [(r.fire, None) for r in prof.input_patterns if r.rx.search(last_user)]
@@ -139,6 +140,12 @@ class RailsEngine:
         _stamp(verdict.decisions, "output", t0)
         return verdict
 
+    def _error_fire(self, prof: CompiledProfile, rail: str, stage: Stage) -> Fire:
+        """A failed rail: refuses when fail-closed (the default), else is only recorded."""
+        closed = self.stream_settings.on_error == "closed"
+        return Fire(rail, stage, "refuse" if closed else "allow", False, prof.refusal_message if closed else None,
+                    result="error")
+
     def _rail_error(self, verdict: OutputVerdict, prof: CompiledProfile, exc: Exception) -> None:
         closed = self.stream_settings.on_error == "closed"
         d = RailDecision("output_scorer", "output", "error", "enforce", "fail_closed" if closed else "fail_open",
@@ -151,6 +158,18 @@ class RailsEngine:
         from rails.stream import WindowStreamGuard
 
         return WindowStreamGuard(self, exchange, self._profile(exchange))
+
+
+def _nemo_stage(spec: RailsDir, scorer: TextScorer | None, encoder: Encoder | None, engine: RailsEngine) -> NemoStage:
+    try:
+        from rails.nemo import NemoStage  # only configs with Colang flows of their own pay for nemoguardrails
+    except ModuleNotFoundError as exc:
+        raise RailsConfigError(f"{spec.path / 'config.yml'}: its Colang flows need NeMo Guardrails; install the "
+                               f"`nemo` extra ({exc.name} is missing)") from None
+    try:
+        return NemoStage.load(spec.path, scorer=scorer, encoder=encoder, engine=engine)
+    except Exception as exc:  # NeMo's own parse errors (Colang syntax, config schema)
+        raise RailsConfigError(f"{spec.path}: NeMo Guardrails rejected the config: {exc}") from None
 
 
 # Helpers shared with the streaming guard -----------------------------------------------------------------
@@ -219,7 +238,7 @@ def _apply_input(verdict: InputVerdict, fired: list[tuple[Fire, float | None]], 
         verdict.decisions.append(d)
         if d.mode == "shadow":
             continue
-        if d.result == "block":
+        if d.result == "block" or (d.result == "error" and fire.action == "refuse"):
             verdict.block = verdict.block or d
         elif fire.action == "safe_complete" and fire.instruction:
             instructions.append(fire.instruction)

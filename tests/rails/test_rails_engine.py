@@ -155,3 +155,13 @@ async def test_clean_request_records_one_pass_decision_with_latency(tmp_path: Pa
     assert [(d.rail, d.result) for d in verdict.decisions] == [("policy", "pass")]
     assert verdict.decisions[0].latency_s > 0
     assert ex.rails_hash == engine.rails_hash and ex.profile == "default"
+
+
+async def test_intent_rail_error_fails_closed(tmp_path: Path) -> None:
+    scorer = WordScorer(embed_dims=32)  # embeddings no longer match the 64-dim intent index
+    write_rails(tmp_path, POLICY)
+    engine = RailsEngine.load(tmp_path, scorer=scorer, encoder=HashEncoder(64))
+    ex = exchange("what is the weather like")
+    ex.triage = await scorer.classify(ex)
+    verdict = await engine.check_input(ex)
+    assert verdict.block is not None and (verdict.block.rail, verdict.block.result) == ("intents", "error")

@@ -1,0 +1,60 @@
+"""Every shipped config's cases.yml: all of them with the real ONNX triage model, the rule-only ones always."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guard.settings import SHIPPED_RAILS, load_settings
+from rails.cases import Case, ModelTriage, load_cases, run_case
+from rails.engine import RailsEngine
+
+CONFIGS = sorted(p.name for p in SHIPPED_RAILS.parent.iterdir() if p.is_dir())
+
+
+@pytest.fixture(scope="session")
+def triage() -> ModelTriage:
+    path = load_settings().triage_dir
+    try:
+        from guard.triage.runtime import TriageModel, TriageModelError
+    except ImportError as exc:
+        pytest.skip(f"triage runtime not importable: {exc}")
+    try:
+        return ModelTriage(TriageModel.load(path, device="cpu", threads=1))
+    except TriageModelError as exc:
+        pytest.skip(f"no built triage model ({exc})")
+
+
+def _failures(results: list) -> list[str]:
+    return [f"{r.case.name}: {'; '.join(r.problems)} (rails: {', '.join(r.fired) or '-'})"
+            for r in results if not r.passed]
+
+
+def test_every_shipped_config_has_cases() -> None:
+    assert set(CONFIGS) == {"default", "customer-service", "fintech", "health-info", "regional"}
+    for name in CONFIGS:
+        cases = load_cases(SHIPPED_RAILS.parent / name / "cases.yml")
+        assert {c.expect for c in cases} >= {"allow", "block"}, name
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+async def test_shipped_config_cases_pass_with_the_real_triage_model(name: str, triage: ModelTriage) -> None:
+    path = SHIPPED_RAILS.parent / name
+    engine = RailsEngine.load(path, scorer=triage, encoder=triage)
+    results = [await run_case(engine, case, triage) for case in load_cases(path / "cases.yml")]
+    assert not _failures(results)
+
+
+def _rule_only(case: Case) -> bool:
+    return case.rail is not None and case.rail.startswith(("pattern:", "pii", "length"))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+async def test_shipped_rule_cases_pass_without_a_classifier(name: str) -> None:
+    path: Path = SHIPPED_RAILS.parent / name
+    engine = RailsEngine.load(path)
+    cases = [c for c in load_cases(path / "cases.yml") if _rule_only(c)]
+    assert cases, f"{name} has no rule-only cases"
+    results = [await run_case(engine, case, None) for case in cases]
+    assert not _failures(results)
