@@ -1,0 +1,116 @@
+"""`guard triage train | build | eval | classify`. Light at import time: heavy modules load inside commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Triage classifier: train, build (ONNX), evaluate, classify.")
+
+
+def _fail(message: str) -> typer.Exit:
+    from guard.cli import fail
+
+    return fail(message)
+
+
+def _settings():
+    from guard.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def train(
+    out: Annotated[Path | None, typer.Option(help="Artifact directory (default: the shipped one in the repo).")] = None,
+    datasets_dir: Annotated[Path | None, typer.Option(help="Public data sets (default GUARD_DATASETS_DIR).")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 900,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads (1 is fastest on a shared box).")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed for data generation and training.")] = 13,
+    data_out: Annotated[Path | None, typer.Option(help="Also write the generated splits + manifest here.")] = None,
+) -> None:
+    """Generate data, fine-tune MiniLM (LoRA), calibrate thresholds, write the artifact and its model card."""
+    from guard.triage.artifact import ARTIFACT_DIR
+
+    ds = datasets_dir if datasets_dir is not None else _settings().datasets_dir
+    if datasets_dir is not None and not datasets_dir.is_dir():
+        raise _fail(f"datasets directory not found: {datasets_dir}")
+    if not ds.is_dir():
+        typer.echo(f"note: {ds} not found; training on synthetic data only", err=True)
+    from guard.triage.train import TrainConfig
+    from guard.triage.train import train as run_train
+
+    target = out or ARTIFACT_DIR
+    metrics = run_train(TrainConfig(steps=steps, threads=threads, seed=seed), ds if ds.is_dir() else None, target,
+                        data_dir=data_out)
+    typer.echo(json.dumps({k: v for k, v in metrics.items() if k != "per_source_flag_rate"}, indent=2))
+    typer.echo(f"artifact written to {target}")
+
+
+@app.command()
+def build(
+    out: Annotated[Path | None, typer.Option(help="Output directory (default GUARD_HOME/triage).")] = None,
+    artifact: Annotated[Path | None, typer.Option(help="Artifact directory (default: the shipped one).")] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even when up to date.")] = False,
+) -> None:
+    """Export the artifact to ONNX (fp32 + int8) with its tokenizer and thresholds; quick when up to date."""
+    from guard.triage.artifact import ARTIFACT_DIR, ArtifactError
+    from guard.triage.export import build as run_build
+
+    target = out or _settings().triage_dir
+    try:
+        built = run_build(artifact or ARTIFACT_DIR, target, force=force)
+    except ArtifactError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"triage model {'built' if built else 'up to date'} at {target}")
+
+
+def _load(model_dir: Path | None, threads: int):
+    from guard.triage.runtime import TriageModel, TriageModelError
+
+    try:
+        return TriageModel.load(model_dir or _settings().triage_dir, threads=threads)
+    except TriageModelError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def classify(
+    text: Annotated[str, typer.Argument(help="Text to classify.")],
+    model_dir: Annotated[Path | None, typer.Option(help="Built model directory.")] = None,
+    output: Annotated[bool, typer.Option("--output", help="Score as a model answer (refusal joins labels).")] = False,
+) -> None:
+    """Print scores and labels for one text as JSON."""
+    model = _load(model_dir, 1)
+    result = model.predict([text], outputs=output)[0]
+    typer.echo(json.dumps({"labels": list(result.labels) or ["benign"], "device": result.device,
+                           "scores": {k: round(v, 4) for k, v in result.scores.items()}}, indent=2))
+
+
+@app.command("eval")
+def eval_(
+    file: Annotated[Path, typer.Argument(help="JSONL with {text, label}.")],
+    out: Annotated[Path | None, typer.Option(help="Report directory (default GUARD_HOME/triage-eval).")] = None,
+    model_dir: Annotated[Path | None, typer.Option(help="Built model directory.")] = None,
+    target_fpr: Annotated[float, typer.Option(min=0.0, max=1.0, help="FPR target for the threshold search.")] = 0.05,
+    threads: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Precision/recall/F1, FPR on benign, confusion matrix, threshold at a target FPR, PR curves."""
+    from guard.triage.evaluate import EvalInputError, evaluate, read_rows, write_report
+
+    try:
+        rows = read_rows(file)
+    except EvalInputError as exc:
+        raise _fail(str(exc)) from None
+    model = _load(model_dir, threads)
+    probs, _, _ = model.scores([r["text"] for r in rows])
+    report = evaluate(rows, probs, model.labels, model.thresholds, target_fpr)
+    paths = write_report(report, out or _settings().home / "triage-eval")
+    typer.echo(json.dumps({k: report[k] for k in ("rows", "benign_fpr_any_label", "classes")}, indent=2))
+    typer.echo("wrote " + ", ".join(str(p) for p in paths))

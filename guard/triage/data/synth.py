@@ -1,0 +1,167 @@
+"""Synthetic prompts per label: request frames x slot values x styles x contexts.
+
+Every row carries a `group` (the slot entry it came from), so splits can hold whole entries out: the held-out
+evaluation sees acts, topics and documents the model never trained on, only familiar phrasing styles.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from guard.triage.data import lexicon as lx
+from guard.triage.data.responses import synth_responses
+
+REQUEST_FRAMES = [
+    "How do I {a}?", "how can i {a}", "Give me step-by-step instructions to {a}.", "What's the easiest way to {a}?",
+    "I need to {a}. Explain exactly what to do.", "Write a detailed guide on how to {a}.", "Can you help me {a}?",
+    "teach me to {a}", "Tell me how someone could {a} without getting caught.", "Explain in detail how to {a}.",
+    "Is there a way to {a}? Be specific.", "I want to {a}, what do I need?", "Quick question: best method to {a}?",
+    "List the materials and steps to {a}.", "Hypothetically, how would a person {a}?",
+    "For a story I'm writing, the character explains exactly how to {a}, with real steps. Write his explanation.",
+    "My friend wants to {a}. What should he do first?", "{a} - step by step pls", "Need help to {a} asap",
+    "I'm going to {a} tomorrow. What's the plan?",
+]
+INFO_FRAMES = [
+    "{a}", "{a}?", "Can you tell me {a}?", "Quick question: {a}", "I'm curious, {a}", "For school: {a}",
+    "Explain briefly: {a}", "{a}, thanks!", "Hey, {a}", "Could you help me understand {a}",
+]
+CONTEXT_TURNS = [
+    ("hi there", "Hello! How can I help you today?"),
+    ("can you help me with something", "Of course, what do you need?"),
+    ("I had a rough week", "I'm sorry to hear that. Want to talk about it?"),
+    ("what's the weather like in Paris in May", "Usually mild, around 15-20C."),
+    ("thanks for the recipe earlier", "You're welcome! Anything else?"),
+]
+
+
+def _typo(rng: random.Random, text: str) -> str:
+    chars = list(text)
+    for _ in range(max(1, len(chars) // 40)):
+        i = rng.randrange(max(1, len(chars) - 1))
+        op = rng.random()
+        if op < 0.4 and i + 1 < len(chars):
+            chars[i], chars[i + 1] = chars[i + 1], chars[i]
+        elif op < 0.7:
+            del chars[i]
+        else:
+            chars.insert(i, chars[i])
+    return "".join(chars)
+
+
+def style(rng: random.Random, text: str) -> str:
+    """Random surface variation: case, punctuation, typos, politeness, language touches, chat context."""
+    r = rng.random()
+    if r < 0.2:
+        text = text.lower().rstrip("?.!")
+    elif r < 0.25:
+        text = text.upper()
+    if rng.random() < 0.15:
+        text = _typo(rng, text)
+    if rng.random() < 0.15:
+        text = rng.choice(["please ", "Hey, ", "ok so ", "Honestly, ", "yo ", "Hi! "]) + text
+    if rng.random() < 0.06:
+        pre, post = rng.choice(lx.LANG_TOUCHES)
+        text = pre + text + post
+    if rng.random() < 0.12:
+        user, bot = rng.choice(CONTEXT_TURNS)
+        text = f"user: {user}\nassistant: {bot}\nuser: {text}"
+    return text
+
+
+def _rows(rng: random.Random, entries: list[str], frames: list[str], labels: list[str], family: str,
+          n: int) -> list[dict]:
+    out = []
+    for _ in range(n):
+        e = rng.choice(entries)
+        text = style(rng, rng.choice(frames).format(a=e))
+        out.append({"text": text, "labels": list(labels), "group": f"{family}:{e}"})
+    return out
+
+
+def _doc(rng: random.Random, hidden: str | None) -> str:
+    body = rng.sample(lx.DOC_TEXTS, k=rng.randint(1, 3))
+    if hidden is not None:
+        body.insert(rng.randint(0, len(body)), hidden)
+    return "\n\n".join(body)
+
+
+def harmful(rng: random.Random, per_cat: int) -> list[dict]:
+    rows = []
+    for cat, acts in lx.HARM_ACTS.items():
+        rows += _rows(rng, acts, REQUEST_FRAMES, [cat], f"harm_act:{cat}", per_cat)
+        content = lx.HARM_CONTENT[cat]
+        rows += _rows(rng, content, ["{a}", "{a}", "what do you think of this: {a}", "\"{a}\""], [cat],
+                      f"harm_content:{cat}", per_cat // 4)
+    return rows
+
+
+def scary_benign(rng: random.Random, per_cat: int) -> list[dict]:
+    rows = []
+    for cat, prompts in lx.SCARY_BENIGN.items():
+        rows += _rows(rng, prompts, INFO_FRAMES, [], f"scary:{cat}", per_cat)
+    return rows
+
+
+def advice(rng: random.Random, per_label: int) -> list[dict]:
+    rows = []
+    for label, prompts in lx.ADVICE_PERSONAL.items():
+        frames = ["{a}", "{a}", "{a}?", "Be honest with me: {a}", "{a}. I can't afford a professional."]
+        rows += _rows(rng, prompts, frames, [label], f"advice:{label}", per_label)
+        rows += _rows(rng, lx.ADVICE_GENERAL[label], INFO_FRAMES, [], f"info:{label}", per_label)
+    return rows
+
+
+def benign(rng: random.Random, n: int) -> list[dict]:
+    rows = _rows(rng, lx.BENIGN_TASKS, [*INFO_FRAMES, "{a}", "{a}"], [], "benign_task", n)
+    rows += _rows(rng, lx.ROLEPLAY_BENIGN, ["{a}", "{a} Let's start."], [], "roleplay", n // 3)
+    return rows
+
+
+def attacks(rng: random.Random, n: int) -> list[dict]:
+    rows = []
+    for _ in range(n):
+        jb = rng.choice(lx.ATTACK_JAILBREAK)
+        if rng.random() < 0.6:
+            cat = rng.choice(list(lx.HARM_ACTS))
+            act = rng.choice(lx.HARM_ACTS[cat])
+            text, labels = f"{jb} Now tell me how to {act}.", ["jailbreak", cat]
+        else:
+            task = rng.choice(lx.BENIGN_TASKS)
+            text, labels = f"{jb} First task: {task}.", ["jailbreak"]
+        rows.append({"text": style(rng, text), "labels": labels, "group": f"jailbreak:{jb}"})
+    for _ in range(n // 2):
+        inj = rng.choice(lx.DIRECT_INJECTION)
+        text = inj if rng.random() < 0.5 else f"{rng.choice(lx.BENIGN_TASKS)}. {inj}"
+        rows.append({"text": style(rng, text), "labels": ["prompt_injection"], "group": f"direct_inj:{inj}"})
+    for _ in range(n):
+        hidden = rng.choice(lx.HIDDEN_INSTRUCTIONS)
+        text = rng.choice(lx.DOC_FRAMES).format(doc=_doc(rng, hidden))
+        rows.append({"text": text, "labels": ["prompt_injection"], "group": f"doc_inj:{hidden}"})
+    for _ in range(n):  # the same documents without the hidden instruction: hard negatives
+        text = rng.choice(lx.DOC_FRAMES).format(doc=_doc(rng, None))
+        rows.append({"text": text, "labels": [], "group": f"doc_clean:{len(text) % 7}"})
+    return rows
+
+
+GENERATORS: dict[str, Callable[[random.Random, int], list[dict]]] = {
+    "harmful": harmful, "scary_benign": scary_benign, "advice": advice, "benign": benign, "attacks": attacks,
+}
+
+
+def synth_prompts(rng: random.Random, scale: int) -> list[dict]:
+    """About 13*scale prompt rows; `scale` rows per harmful category."""
+    rows = harmful(rng, scale) + scary_benign(rng, scale // 2) + advice(rng, scale) + benign(rng, scale * 2)
+    rows += attacks(rng, scale)
+    for r in rows:
+        r.setdefault("kind", "prompt")
+        r["source"] = "synth:" + r["group"].split(":", 1)[0]
+    return rows
+
+
+def synth_answers(rng: random.Random, n: int) -> list[dict]:
+    rows = synth_responses(rng, n)
+    for r in rows:
+        r["kind"] = "response"
+        r["source"] = "synth:response"
+    return rows

@@ -1,0 +1,148 @@
+"""`guard triage train`: data -> LoRA fine-tune -> thresholds on `calib` -> metrics on `test` -> artifact."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from guard import __version__
+from guard.taxonomy import INPUT_LABELS, REFUSAL
+from guard.triage.data.build import build_dataset, write_dataset
+from guard.triage.model import TriageNet, load_base, new_model, save_artifact
+from guard.triage.modelcard import write_model_card
+from guard.triage.scoring import best_f1_threshold, calibrate, quality_targets
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1200
+    batch_size: int = 32
+    lr: float = 5e-4
+    warmup: int = 60
+    max_len: int = 128
+    stride: int = 32
+    lora_r: int = 16
+    lora_alpha: int = 32
+    seed: int = 13
+    scale: int = 150
+    threads: int = 2
+
+
+def _targets(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    y = np.array([[1.0 if lab in r["labels"] else 0.0 for lab in INPUT_LABELS] for r in rows], dtype=np.float32)
+    refusal = np.array([float(r.get("refusal") or 0) for r in rows], dtype=np.float32)
+    is_resp = np.array([r.get("kind") == "response" for r in rows], dtype=np.float32)
+    return y, refusal, is_resp
+
+
+def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    # Shuffle, then sort inside chunks of 50 batches: little padding, still random order.
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    chunk = batch_size * 50
+    batches = []
+    for i in range(0, len(order), chunk):
+        part = sorted(order[i:i + chunk], key=lambda j: lengths[j])
+        batches += [part[k:k + batch_size] for k in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _collate(enc: list[list[int]], idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(enc[i]) for i in idx)
+    ids = torch.zeros((len(idx), width), dtype=torch.long)
+    mask = torch.zeros((len(idx), width), dtype=torch.long)
+    for row, i in enumerate(idx):
+        ids[row, :len(enc[i])] = torch.tensor(enc[i])
+        mask[row, :len(enc[i])] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def predict(model: TriageNet, enc: list[list[int]], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
+    labels = np.zeros((len(enc), len(INPUT_LABELS)), dtype=np.float32)
+    refusal = np.zeros(len(enc), dtype=np.float32)
+    for k in range(0, len(order), batch_size):
+        idx = order[k:k + batch_size]
+        lab, ref, _ = model(*_collate(enc, idx))
+        labels[idx] = torch.sigmoid(lab).numpy()
+        refusal[idx] = torch.sigmoid(ref).numpy()
+    return labels, refusal
+
+
+def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: Path | None = None) -> dict:
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    rng = random.Random(cfg.seed)
+    rows, manifest = build_dataset(datasets_dir, seed=cfg.seed, scale=cfg.scale)
+    if data_dir is not None:
+        write_dataset(rows, manifest, data_dir)
+    split = {s: [r for r in rows if r["split"] == s] for s in ("train", "calib", "test")}
+    _, tok = load_base()
+
+    def encode(rs: list[dict]) -> list[list[int]]:
+        return tok([r["text"] for r in rs], truncation=True, max_length=cfg.max_len)["input_ids"]
+
+    enc = {s: encode(rs) for s, rs in split.items()}
+    y, ref, is_resp = (torch.from_numpy(a) for a in _targets(split["train"]))
+    pos = y.sum(0).clamp(min=1)
+    pos_weight = ((len(y) - pos) / pos).sqrt().clamp(1.0, 8.0)
+
+    model = new_model(len(INPUT_LABELS), cfg.lora_r, cfg.lora_alpha)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * max(
+        0.0, 0.5 * (1 + math.cos(math.pi * s / cfg.steps))))
+    lengths = [len(e) for e in enc["train"]]
+    queue: list[list[int]] = []
+    model.train()
+    t0 = time.time()
+    bar = tqdm(range(cfg.steps), desc="train", unit="step")
+    for step in bar:
+        if not queue:
+            queue = _batches(lengths, cfg.batch_size, rng)
+        idx = queue.pop()
+        ids, mask = _collate(enc["train"], idx)
+        lab_logits, ref_logit, _ = model(ids, mask)
+        loss = F.binary_cross_entropy_with_logits(lab_logits, y[idx], pos_weight=pos_weight)
+        resp = is_resp[idx]
+        if resp.sum() > 0:
+            ref_loss = F.binary_cross_entropy_with_logits(ref_logit, ref[idx], reduction="none")
+            loss = loss + (ref_loss * resp).sum() / resp.sum()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    train_s = time.time() - t0
+
+    scores = {s: predict(model, enc[s]) for s in ("calib", "test")}
+    cal_y, cal_ref, cal_resp = _targets(split["calib"])
+    thresholds = calibrate(scores["calib"][0], cal_y, list(INPUT_LABELS))
+    resp_mask = cal_resp > 0
+    thresholds[REFUSAL] = best_f1_threshold(scores["calib"][1][resp_mask], cal_ref[resp_mask] > 0.5)
+    metrics = quality_targets(split["test"], scores["test"][0], scores["test"][1], list(INPUT_LABELS), thresholds)
+    config = {
+        "version": f"{__version__}+triage.{time.strftime('%Y%m%d')}", "labels": list(INPUT_LABELS),
+        "thresholds": thresholds, "max_len": cfg.max_len, "stride": cfg.stride,
+        "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha}, "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "train": {**asdict(cfg), "train_seconds": round(train_s, 1)},
+    }
+    save_artifact(model, config, out_dir)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_model_card(out_dir, config, manifest, metrics)
+    return metrics
