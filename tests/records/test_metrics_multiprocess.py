@@ -1,0 +1,72 @@
+"""Metrics scraped from /metrics with two uvicorn workers (prometheus_client multiprocess mode)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from app_support import free_port
+from prometheus_client.parser import text_string_to_metric_families
+
+HERE = Path(__file__).resolve().parent
+
+
+def _samples(text: str) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_sum_the_records_of_every_worker(tmp_path: Path) -> None:
+    prom_dir = tmp_path / "prom"
+    prom_dir.mkdir()
+    port = free_port()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom_dir), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+           "MP_TEST_DB_URL": f"sqlite:///{tmp_path / 'guard.db'}", "GUARD_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "mp_app:create", "--factory", "--workers", "2",
+                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/metrics", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        pids: dict[str, int] = {}
+        sent = 0
+        while sent < 400 and (len(pids) < 2 or sent < 60):
+            for flag in ("blocked_input", "blocked_input", ""):
+                # A fresh connection per request so both workers get some.
+                pid = httpx.post(f"{base}/record", params={"flag": flag} if flag else None,
+                                 headers={"connection": "close"}).text
+                pids[pid] = pids.get(pid, 0) + 1
+                sent += 1
+        assert len(pids) == 2, f"one worker took every request: {pids}"
+        flagged = sent * 2 // 3
+
+        want = {("guard_exchanges_logged_total", (("flag", "blocked_input"),)): flagged}
+        deadline = time.monotonic() + 20
+        while True:
+            got = _samples(httpx.get(f"{base}/metrics").text)
+            if all(got.get(k) == v for k, v in want.items()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert got.get(("guard_exchanges_logged_total", (("flag", "blocked_input"),))) == flagged
+        assert ("guard_exchanges_logged_total", (("flag", "clean"),)) not in got  # sample rate 0: none stored
+        assert got.get(("guard_record_queue_depth", ())) == 0
+        assert got.get(("guard_record_spool_bytes", ())) == 0
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
