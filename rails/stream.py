@@ -20,8 +20,24 @@ from rails.compiled import REFUSAL_SCAN_CHARS, CompiledProfile, Fire
 if TYPE_CHECKING:
     from rails.engine import RailsEngine
 
-# A trailing run of tokens containing digits or '@' may be the first half of PII: hold it back.
-_PII_TAIL = re.compile(r"(?:\S*[\d@]\S*[ .()+-]*)+$")
+_PII_CHAR = re.compile(r"[\d@]")
+
+
+def pii_tail_start(text: str, lo: int) -> int:
+    """Start of the trailing run of whitespace-separated tokens that contain a digit or '@' (possibly the
+    first half of a card number, phone number or address), not before `lo`; len(text) when there is none."""
+    start = len(text)
+    while start > lo:
+        end = start
+        while end > lo and text[end - 1].isspace():
+            end -= 1
+        begin = end
+        while begin > lo and not text[begin - 1].isspace():
+            begin -= 1
+        if begin == end or _PII_CHAR.search(text, begin, end) is None:
+            break
+        start = begin
+    return start
 
 
 class WindowStreamGuard:
@@ -111,9 +127,7 @@ class WindowStreamGuard:
 
     def _cut(self, end: int) -> int:
         cut = max(self.released, end - self.cfg.hold_chars)
-        tail = _PII_TAIL.search(self.buf, max(self.released, end - pii.MAX_MATCH_CHARS))
-        if tail is not None:
-            cut = min(cut, max(self.released, tail.start()))
+        cut = min(cut, pii_tail_start(self.buf, max(self.released, end - pii.MAX_MATCH_CHARS)))
         for s in self.spans:
             if s.start < cut < s.end:
                 cut = s.start

@@ -98,3 +98,13 @@ async def test_refusal_in_a_stream_sets_the_model_refused_flag(tmp_path: Path, s
     await guard.feed("Sorry, I can't help with that request.")
     await guard.finish()
     assert "model_refused" in ex.flags
+
+
+def test_pii_tail_holds_back_digit_runs_only() -> None:
+    from rails.stream import pii_tail_start
+
+    text = "call me on 0151 496"
+    assert text[pii_tail_start(text, 0):] == "0151 496"
+    assert pii_tail_start("plain words only", 0) == len("plain words only")
+    long_digits = "1" * 40 + " hello"
+    assert pii_tail_start(long_digits, 0) == len(long_digits)  # linear scan, no regex backtracking
