@@ -11,7 +11,9 @@ from guard.errors import NotReady, Unauthorized
 
 
 def store_engine(request: Request) -> Engine:
-    engine = getattr(request.app.state, "store_engine", None)
+    """`app.state.store_engine`, or the `store_engine` of `app.state.resources`."""
+    state = request.app.state
+    engine = getattr(state, "store_engine", None) or getattr(getattr(state, "resources", None), "store_engine", None)
     if engine is None:
         raise NotReady("record storage is not available")
     return engine
