@@ -12,6 +12,8 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from guard import __version__, wire
+from guard.admin.feedback import feedback_router
+from guard.admin.routes import admin_router
 from guard.errors import GuardError
 from guard.resources import open_resources
 from guard.routes import router
@@ -57,12 +59,15 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(settings) as resources:
             app.state.resources = resources
+            app.state.store_engine = resources.store_engine
             yield
             del app.state.resources
 
     app = FastAPI(title="guardtune", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.include_router(router)
+    app.include_router(feedback_router())
+    app.include_router(admin_router())
     app.add_exception_handler(GuardError, _guard_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -49,6 +49,7 @@ class Resources:
     pipeline: Pipeline
     triage: Any = None
     rails: Any = None
+    store_engine: Any = None
 
     @property
     def rails_hash(self) -> str | None:
@@ -85,13 +86,49 @@ async def _model_backend(settings: Settings, stack: AsyncExitStack) -> ModelRout
     return ModelRouter(settings.model, local=local)
 
 
+async def _triage(settings: Settings, stack: AsyncExitStack) -> Any:
+    if not settings.triage_enabled:
+        return NoTriage()
+    from guard.triage.stage import TriageStage  # onnxruntime + tokenizers only
+
+    triage = TriageStage.from_settings(settings)
+    await triage.start()
+    stack.push_async_callback(triage.aclose)
+    return triage
+
+
+async def _rails(settings: Settings, triage: Any, stack: AsyncExitStack) -> Any:
+    if not settings.rails_enabled:
+        return NoRails()
+    from rails.reload import RailsHolder
+
+    scorer = triage if hasattr(triage, "score_text") else None
+    holder = RailsHolder(settings.rails_dir, scorer=scorer, encoder=scorer, watch=settings.rails_reload)
+    await holder.start()
+    stack.push_async_callback(holder.aclose)
+    return holder
+
+
+async def _store(settings: Settings, stack: AsyncExitStack) -> Any:
+    if not settings.record_enabled:
+        return None
+    from guard.store.service import open_store
+    from rails.pii import mask
+
+    return await stack.enter_async_context(open_store(settings, mask=mask if settings.pii_masking else None))
+
+
 @asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     async with AsyncExitStack() as stack:
         auth = Authenticator.from_settings(settings)
+        store = await _store(settings, stack)  # first in, last out: drains records after everything else
         models = await _model_backend(settings, stack)
-        triage, rails, recorder = NoTriage(), NoRails(), NoRecorder()
+        triage = await _triage(settings, stack)
+        rails = await _rails(settings, triage, stack)
+        recorder = store.writer if store is not None else NoRecorder()
         pipeline = Pipeline(triage, rails, rails, recorder)
-        res = Resources(settings, auth, models, pipeline, triage=triage, rails=rails)
+        res = Resources(settings, auth, models, pipeline, triage=triage, rails=rails,
+                        store_engine=store.engine if store is not None else None)
         metrics.set_build_info(__version__, models.backend.version, res.rails_hash)
         yield res

@@ -28,6 +28,21 @@ def preflight(settings: Settings) -> None:
                 )
         except ModelStoreError as exc:
             raise SettingsError(str(exc)) from None
+    if settings.triage_enabled:
+        from guard.triage.runtime import TriageModel, TriageModelError
+
+        try:
+            TriageModel.load(settings.triage_dir, device="cpu", threads=1)
+        except TriageModelError as exc:
+            raise SettingsError(f"triage classifier: {exc.message} (run `guard triage build`)") from None
+    if settings.rails_enabled:
+        from rails.config import RailsConfigError
+        from rails.engine import RailsEngine
+
+        try:
+            RailsEngine.load(settings.rails_dir)
+        except RailsConfigError as exc:
+            raise SettingsError(f"rails config: {exc}") from None
 
 
 def app_from_env() -> FastAPI:

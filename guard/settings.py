@@ -56,6 +56,7 @@ class Settings(BaseSettings):
 
     # Triage classifier
     triage_enabled: bool = True
+    triage_model: Path | None = None  # a built ONNX model directory; default: HOME/triage
     triage_device: Literal["auto", "cpu", "cuda"] = "auto"
     triage_threads: int = Field(1, ge=1, le=64)
     triage_max_batch: int = Field(32, ge=1, le=512)
@@ -87,7 +88,7 @@ class Settings(BaseSettings):
 
     @property
     def triage_dir(self) -> Path:
-        return self.home / "triage"
+        return self.triage_model or self.home / "triage"
 
     @property
     def spool_dir(self) -> Path:
