@@ -105,23 +105,6 @@ async def _check_output(engine: RailsEngine, ex: Exchange, case: Case, decisions
     return step.block is not None
 
 
-class ModelTriage:
-    """The triage model as the rails see it: `classify` (last user message), `score_text` (answers), `embed`."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    async def classify(self, exchange: Exchange) -> TriageResult:
-        last = next((m.text for m in reversed(exchange.request.messages) if m.role == "user"), "")
-        return self.model.predict([last])[0]
-
-    async def score_text(self, text: str) -> TriageResult:
-        return self.model.predict([text], outputs=True)[0]
-
-    def embed(self, texts: list[str]) -> Any:
-        return self.model.embed(texts)
-
-
 async def _classify(triage: Any | None, ex: Exchange) -> TriageResult | None:
     if triage is None:
         return None

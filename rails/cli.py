@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -79,7 +79,13 @@ def test(
         raise _fail(str(exc)) from None
 
     async def run_all() -> list:
-        return [await run_case(engine, c, stage) for c in items]
+        if stage is not None:
+            await stage.start()
+        try:
+            return [await run_case(engine, c, stage) for c in items]
+        finally:
+            if stage is not None:
+                await stage.aclose()
 
     failed = 0
     for r in asyncio.run(run_all()):
@@ -94,16 +100,15 @@ def test(
         raise typer.Exit(1)
 
 
-def _triage_stage(triage_dir: Path | None) -> object:
+def _triage_stage(triage_dir: Path | None) -> Any:
+    """The pipeline's own triage stage (same text layout and batching as the proxy)."""
     from guard.settings import load_settings
 
     path = triage_dir or load_settings().triage_dir
-    if not (path.is_dir() and any(path.iterdir())):
-        raise _fail(f"no triage model at {path}; build it with `guard triage build`, or pass --no-triage")
     from guard.triage.runtime import TriageModel, TriageModelError
-    from rails.cases import ModelTriage
+    from guard.triage.stage import TriageStage
 
     try:
-        return ModelTriage(TriageModel.load(path, device="cpu"))
+        return TriageStage(TriageModel.load(path, device="cpu"), max_wait_ms=0.0)
     except TriageModelError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(f"{exc}; or pass --no-triage") from None

@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from guard.settings import SHIPPED_RAILS, load_settings
-from rails.cases import Case, ModelTriage, load_cases, run_case
+from rails.cases import Case, load_cases, run_case
 from rails.engine import RailsEngine
 
 CONFIGS = sorted(p.name for p in SHIPPED_RAILS.parent.iterdir() if p.is_dir())
 
 
 @pytest.fixture(scope="session")
-def triage() -> ModelTriage:
+def triage_model() -> Any:
     path = load_settings().triage_dir
+    from guard.triage.runtime import TriageModel, TriageModelError
+
     try:
-        from guard.triage.runtime import TriageModel, TriageModelError
-    except ImportError as exc:
-        pytest.skip(f"triage runtime not importable: {exc}")
-    try:
-        return ModelTriage(TriageModel.load(path, device="cpu", threads=1))
+        return TriageModel.load(path, device="cpu", threads=1)
     except TriageModelError as exc:
         pytest.skip(f"no built triage model ({exc})")
+
+
+@pytest.fixture
+async def triage(triage_model: Any) -> AsyncIterator[Any]:
+    """The proxy's own triage stage around the built ONNX model (same text layout as serving)."""
+    from guard.triage.stage import TriageStage
+
+    stage = TriageStage(triage_model, max_wait_ms=0.0)
+    await stage.start()
+    yield stage
+    await stage.aclose()
 
 
 def _failures(results: list) -> list[str]:
@@ -39,7 +50,7 @@ def test_every_shipped_config_has_cases() -> None:
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-async def test_shipped_config_cases_pass_with_the_real_triage_model(name: str, triage: ModelTriage) -> None:
+async def test_shipped_config_cases_pass_with_the_real_triage_model(name: str, triage: Any) -> None:
     path = SHIPPED_RAILS.parent / name
     engine = RailsEngine.load(path, scorer=triage, encoder=triage)
     results = [await run_case(engine, case, triage) for case in load_cases(path / "cases.yml")]

@@ -108,3 +108,40 @@ def test_pii_tail_holds_back_digit_runs_only() -> None:
     assert pii_tail_start("plain words only", 0) == len("plain words only")
     long_digits = "1" * 40 + " hello"
     assert pii_tail_start(long_digits, 0) == len(long_digits)  # linear scan, no regex backtracking
+
+
+class ScriptedModel:
+    """A chat model that streams a fixed answer in small chunks (the pipeline's ChatModel protocol)."""
+
+    name = "scripted"
+    version = None
+
+    def __init__(self, answer: str, chunk: int = 4) -> None:
+        self.answer, self.chunk = answer, chunk
+
+    async def complete(self, request, messages):  # pragma: no cover - streaming only here
+        raise NotImplementedError
+
+    async def stream(self, request, messages):
+        from guard.pipeline import StreamEvent
+
+        for i in range(0, len(self.answer), self.chunk):
+            yield StreamEvent(text=self.answer[i:i + self.chunk])
+        yield StreamEvent(finish_reason="stop")
+
+
+async def test_pipeline_stream_ends_with_content_filter_and_the_rail_message(tmp_path: Path,
+                                                                             scorer: WordScorer) -> None:
+    from guard.pipeline import NoRecorder, NoTriage, Pipeline
+
+    engine = _engine(tmp_path, scorer)
+    pipeline = Pipeline(NoTriage(), engine, engine, NoRecorder())
+    ex = exchange("tell me about chemistry", stream=True)
+    verdict = await pipeline.screen(ex)
+    model = ScriptedModel("Chemistry is the study of matter. To build a bomb you would need the following")
+    pieces = [p async for p in pipeline.stream(ex, model.stream(ex.request, ex.request.messages), verdict)]
+    assert pieces[-1] == ("I'm sorry, but I can't help with that.", "content_filter")
+    streamed = "".join(text for text, _ in pieces[:-1])
+    assert streamed and model.answer.startswith(streamed) and "bomb" not in streamed
+    pipeline.finish(ex)
+    assert "blocked_output" in ex.flags and ex.finish_reason == "content_filter"
