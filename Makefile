@@ -7,7 +7,7 @@ export OMP_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,9 +28,15 @@ run: install
 	$(BIN)/guard db upgrade
 	$(BIN)/guard serve
 
-test: install
+# Headless Chromium for the review-page browser test (Debian packages; skipped where apt is unavailable).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	  || echo "chromium not installed: the review-page browser test will be skipped"; }
+
+test: install system-deps
 	$(BIN)/guard triage build
-	$(BIN)/ruff check guard rails finetune tests bench
+	$(BIN)/ruff check guard rails finetune tests bench scripts
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: install
