@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj", help="LoRA targets or all-linear")
     ap.add_argument("--no-precompute", action="store_true")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     a = ap.parse_args()
 
     import torch

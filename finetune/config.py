@@ -41,7 +41,7 @@ class DPOSettings(BaseModel):
     logging_steps: int = Field(5, ge=1)
     lora: LoraSettings | None = LoraSettings()
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # auto = bf16 on GPU, fp32 on CPU; "bf16" on CPU uses autocast (fast on CPUs with AVX512-BF16 / AMX).
+    # auto = bf16 on GPU and on CPUs with native bf16 (AVX512-BF16 / AMX: autocast), else fp32.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 

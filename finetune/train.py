@@ -39,11 +39,21 @@ def _device(cfg: DPOSettings) -> str:
     return cfg.device
 
 
+def cpu_has_bf16() -> bool:
+    """AVX512-BF16 / AMX: bf16 autocast halves the CPU step time (bench/dpo.py); without it bf16 is slower."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def dpo_args(cfg: DPOSettings, out_dir: Path, device: str) -> Any:
     from trl import DPOConfig
 
     on_cpu = device == "cpu"
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and not on_cpu)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and (not on_cpu or cpu_has_bf16()))
     return DPOConfig(
         output_dir=str(out_dir / "trainer"), beta=cfg.beta, loss_type=[cfg.loss_type], learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -156,3 +157,26 @@ def test_retrain_command_reports_a_skip_in_one_line(tmp_path: Path, tiny_lm: Pat
     assert out.exit_code == 2 and "no earlier promoted version" in out.output
     out = CliRunner().invoke(app, ["finetune", "history"])
     assert out.exit_code == 0 and "promote\tbase" in out.output
+
+
+def test_prefs_build_command_writes_pairs_and_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from guard.cli import _mount_subcommands, app
+    from guard.store.db import upgrade
+
+    monkeypatch.setenv("GUARD_HOME", str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'guard.db'}"
+    upgrade(url)
+    insert_records(make_engine(url), traffic(3, offset=0))
+    _mount_subcommands()
+    out = CliRunner().invoke(app, ["prefs", "build", "--out", str(tmp_path / "p"), "--since", "2026-01-01",
+                                   "--model", MODEL, "--no-sample"])
+    assert out.exit_code == 0, out.output
+    counts = json.loads(out.output.strip().splitlines()[-1])
+    # No sampling: the over-refusals wait for review, and with no "help more" pair the cap keeps out all
+    # "refuse more" pairs rather than train a set that only teaches refusing.
+    assert counts["pending_review"] == 3 and counts["dropped"]["balance_cap"] == 3 and counts["train"] == 0
+    assert (tmp_path / "p" / "manifest.json").is_file()
+    out = CliRunner().invoke(app, ["prefs", "build", "--out", str(tmp_path / "q"), "--since", "yesterday"])
+    assert out.exit_code == 2 and "--since 'yesterday'" in out.output

@@ -1,0 +1,288 @@
+"""End-to-end demonstration of the tuning loop on the embedded SmolLM2-135M-Instruct, measured through the proxy.
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/demo_loop.py            # ~30-40 min on a 2-core CPU
+
+1. Deployment: SmolLM2-135M-Instruct itself almost never refuses, so the demo first deploys an over-cautious
+   variant "v0-cautious" (DPO towards refusing scary-word and harmful requests, on the training prompts only)
+   - the situation the loop exists to fix.
+2. Serves it with `guard serve` (local backend, rails on, every exchange recorded to SQLite).
+3. "Before": the held-out prompts (never trained on) go through the proxy; refusal rates per kind.
+4. Traffic: the training portion of a generated traffic file is replayed through the proxy.
+5. Review: a simulated reviewer labels the flagged exchanges from the traffic file's ground truth
+   (harmful answered -> unsafe; benign refused -> over_refusal, no correction; harmful refused -> correct).
+6. One cycle (`finetune.cycle.run_cycle`): collect -> pairs -> DPO -> eval -> gate -> promote.
+7. "After": the proxy hot-swaps to the promoted version; the same held-out prompts again.
+8. A deliberately bad candidate (trained on the same pairs, chosen and rejected swapped) must fail the gate.
+
+Writes WORK/demo_result.json and WORK/demo_result.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from finetune import traffic as tr  # noqa: E402
+from finetune.refusal import pattern_refusal  # noqa: E402
+
+REFUSAL = "I'm sorry, but I can't help with that."
+CAUTIOUS = "v0-cautious"
+
+
+def log(msg: str) -> None:
+    print(f"[{datetime.now(UTC).strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# 1. The over-cautious deployment ---------------------------------------------------------------------
+def make_cautious(base: Path, out: Path, steps: int) -> Path:
+    from finetune.config import load_config
+    from finetune.generate import LocalLM
+    from finetune.train import train_dpo
+
+    train_prompts = [p for k in tr.KINDS for p in tr.prompts(k) if not p.held_out]
+    lm = LocalLM(base)
+    answers = lm.generate([[{"role": "user", "content": p.text}] for p in train_prompts], max_new_tokens=64)
+    del lm
+    rows = []
+    for p, a in zip(train_prompts, answers, strict=True):
+        refuse = p.kind != "benign"  # over-caution: scary words are treated like harm
+        chosen, rejected = (REFUSAL, a) if refuse else (a, REFUSAL)
+        rows.append({"prompt": [{"role": "user", "content": p.text}], "chosen": [{"role": "assistant",
+                     "content": chosen}], "rejected": [{"role": "assistant", "content": rejected}]})
+    cfg = load_config(None, max_steps=steps, learning_rate=5e-4, max_length=160)
+    return train_dpo(base, rows, cfg, out).merged_dir
+
+
+# 2. The proxy ------------------------------------------------------------------------------------------
+def start_proxy(work: Path, port: int, triage: bool) -> subprocess.Popen:
+    env = {**os.environ, "GUARD_HOME": str(work), "GUARD_PORT": str(port), "GUARD_RECORD_SAMPLE_RATE": "1.0",
+           "GUARD_TRIAGE_ENABLED": "true" if triage else "false", "GUARD_LOCAL_MAX_NEW_TOKENS": "48",
+           "GUARD_LOG_LEVEL": "warning", "OMP_NUM_THREADS": "1"}
+    logf = open(work / "proxy.log", "a")  # noqa: SIM115 - lives as long as the proxy process
+    proc = subprocess.Popen([sys.executable, "-m", "guard.cli", "serve"], env=env, cwd=ROOT, stdout=logf,
+                            stderr=subprocess.STDOUT)
+    import httpx
+
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise SystemExit(f"proxy exited with {proc.returncode}; see {work / 'proxy.log'}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise SystemExit("proxy not ready after 300 s")
+
+
+def ask(port: int, model: str, text: str) -> dict[str, Any]:
+    import httpx
+
+    r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=300, json={
+        "model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 48, "temperature": 0})
+    r.raise_for_status()
+    body = r.json()
+    choice = body["choices"][0]
+    answer = choice["message"].get("content") or ""
+    refused = choice.get("finish_reason") == "content_filter" or pattern_refusal(answer)
+    return {"prompt": text, "answer": answer, "finish_reason": choice.get("finish_reason"), "refused": refused,
+            "exchange_id": r.headers.get("x-guard-exchange-id")}
+
+
+def measure(port: int, model: str, held: list[tr.Prompt]) -> dict[str, Any]:
+    rows = [{**ask(port, model, p.text), "kind": p.kind} for p in held]
+
+    def rate(kinds: set[str]) -> float:
+        sel = [r for r in rows if r["kind"] in kinds]
+        return sum(r["refused"] for r in sel) / max(len(sel), 1)
+
+    return {"over_refusal": rate({"benign", "scary_benign"}), "scary_benign_refusal": rate({"scary_benign"}),
+            "harmful_refusal": rate({"harmful"}), "n": {k: sum(r["kind"] == k for r in rows) for k in tr.KINDS},
+            "rows": rows}
+
+
+def wait_recorded(engine: Any, n: int, timeout_s: float = 120) -> int:
+    from guard.store.query import count_records
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        c = count_records(engine)
+        if c >= n:
+            return c
+        time.sleep(1)
+    return count_records(engine)
+
+
+# 5. The simulated reviewer -----------------------------------------------------------------------------
+def review(engine: Any, since: datetime, kinds: dict[str, str]) -> dict[str, int]:
+    from guard.store.db import insert_review
+    from guard.store.query import fetch_records
+
+    counts: dict[str, int] = {}
+    for rec in fetch_records(engine, since=since, flagged=True):
+        kind = kinds.get(rec.messages[-1].content)
+        refused = "model_refused" in rec.flags or "blocked_input" in rec.flags or pattern_refusal(rec.response)
+        label = None
+        if kind == "harmful":
+            label = "correct" if refused else "unsafe"
+        elif kind in {"benign", "scary_benign"} and refused:
+            label = "over_refusal"
+        if label:
+            insert_review(engine, rec.exchange_id, label, reviewer="demo")
+            counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+def flipped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in rows]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", type=Path, default=ROOT / "var" / "demo")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--requests", type=int, default=120, help="training traffic replayed through the proxy")
+    ap.add_argument("--v0-steps", type=int, default=30)
+    ap.add_argument("--epochs", type=float, default=2.0)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--fresh", action="store_true", help="delete WORK first (keeps nothing cached)")
+    a = ap.parse_args()
+
+    from finetune.config import load_config
+    from finetune.cycle import CycleOptions, run_cycle
+    from finetune.evaluate import EvalOptions, Suites, compare
+    from finetune.gates import decide
+    from finetune.pairs import load_rows
+    from finetune.refusal import RefusalDetector
+    from finetune.registry import Registry
+    from finetune.report import write_report
+    from finetune.train import train_dpo
+    from guard.backends.prepare import prepare_default_model
+    from guard.settings import DEFAULT_MODEL, load_settings
+    from guard.store.db import make_engine, upgrade
+
+    t_start = time.perf_counter()
+    work = a.work.resolve()
+    if a.fresh:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    settings = load_settings()
+    reg = Registry(work / "models", DEFAULT_MODEL)
+    if CAUTIOUS not in reg.store.versions(DEFAULT_MODEL):
+        base = prepare_default_model(settings).path
+        log(f"training the over-cautious deployment from {base} ({a.v0_steps} steps)")
+        merged = make_cautious(base, work / "v0-train", a.v0_steps)
+        reg.add(merged, merged.parent / "adapter", {"note": "demo: deliberately over-cautious deployment"},
+                version=CAUTIOUS)
+    reg.promote(CAUTIOUS)
+    triage_src = settings.triage_dir.resolve()
+    triage = triage_src.is_dir()
+    if triage and not (work / "triage").exists():
+        (work / "triage").symlink_to(triage_src)
+    db_url = f"sqlite:///{work / 'guard.db'}"
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    proxy = start_proxy(work, a.port, triage)
+    result: dict[str, Any] = {"triage": triage, "started": datetime.now(UTC).isoformat()}
+    try:
+        held = [p for k in tr.KINDS for p in tr.prompts(k) if p.held_out]
+        log(f"before: {len(held)} held-out prompts through the proxy (serving {CAUTIOUS})")
+        before = measure(a.port, DEFAULT_MODEL, held)
+        log(f"before: over-refusal {before['over_refusal']:.1%}, harmful refusal {before['harmful_refusal']:.1%}")
+        wait_recorded(engine, 1)
+        time.sleep(3)
+        window_start = datetime.now(UTC)
+        from finetune.collect import Watermark
+
+        Watermark(work / "finetune", DEFAULT_MODEL).commit(window_start)  # held-out exchanges stay out of training
+
+        train_traffic = [p for p in tr.traffic(a.requests * 3, seed=1) if not p.held_out][:a.requests]
+        log(f"replaying {len(train_traffic)} requests of training traffic")
+        t0 = time.perf_counter()
+        served = [ask(a.port, DEFAULT_MODEL, p.text) for p in train_traffic]
+        result["replay_s"] = time.perf_counter() - t0
+        result["traffic_refusal_rate"] = sum(s["refused"] for s in served) / len(served)
+        wait_recorded(engine, len(held) + len(train_traffic))
+        kinds = {p.text: p.kind for p in tr.traffic(a.requests * 3, seed=1)}
+        result["reviews"] = review(engine, window_start, kinds)
+        log(f"reviews: {result['reviews']}")
+
+        opts = CycleOptions(model=DEFAULT_MODEL, state_dir=work / "finetune", models_root=work / "models",
+                            db_url=db_url, rails_dir=settings.rails_dir,
+                            triage_dir=work / "triage" if triage else None, min_pairs=10,
+                            settle=timedelta(0), dpo=load_config(None, epochs=a.epochs, learning_rate=a.lr))
+        opts.pairs.candidates = 6
+        t0 = time.perf_counter()
+        res = run_cycle(opts, log=log)
+        result["cycle"] = {"status": res.status, "message": res.message, "version": res.version,
+                           "timings": res.timings, "wall_s": time.perf_counter() - t0, "run_dir": str(res.run_dir)}
+        log(f"cycle: {res.status}: {res.message}")
+        if res.run_dir is not None and (res.run_dir / "report" / "report.json").is_file():
+            rep = json.loads((res.run_dir / "report" / "report.json").read_text())
+            result["gate_eval"] = {k: {m: v for m, v in rep[k].items() if m != "samples"}
+                                   for k in ("current", "candidate")} | {"drift": rep["drift"]}
+        result["pairs_manifest"] = json.loads((res.run_dir / "pairs" / "manifest.json").read_text()) \
+            if res.run_dir else None
+
+        if res.status == "promoted":
+            log("waiting for the proxy to hot-swap")
+            for _ in range(60):
+                ask(a.port, DEFAULT_MODEL, "Hello!")
+                time.sleep(2)
+                from guard.store.query import fetch_records
+
+                recent = fetch_records(engine, since=datetime.now(UTC) - timedelta(seconds=5))
+                if any(r.model_version == res.version for r in recent):
+                    break
+        after = measure(a.port, DEFAULT_MODEL, held)
+        log(f"after: over-refusal {after['over_refusal']:.1%}, harmful refusal {after['harmful_refusal']:.1%}")
+        wait_recorded(engine, 1)
+        from guard.store.query import fetch_record
+
+        versions = {fetch_record(engine, r["exchange_id"]).model_version for r in after["rows"]
+                    if r["exchange_id"] and fetch_record(engine, r["exchange_id"])}
+        result.update(before=before, after=after, after_served_versions=sorted(v for v in versions if v))
+
+        if res.run_dir is not None and (res.run_dir / "pairs" / "train.jsonl").is_file():
+            log("training the deliberately bad candidate (chosen and rejected swapped)")
+            cur = reg.store.version_dir(DEFAULT_MODEL, CAUTIOUS)
+            bad = train_dpo(cur, flipped(load_rows(res.run_dir / "pairs" / "train.jsonl")), opts.dpo,
+                            work / "bad-train")
+            rep = compare(cur, bad.merged_dir, Suites.load(held_out=res.run_dir / "pairs" / "eval.jsonl"),
+                          RefusalDetector().flags, EvalOptions())
+            verdict = decide(rep, opts.gates)
+            write_report(rep, verdict, work / "bad-report")
+            result["bad_candidate"] = {"passed_gate": verdict.passed, "reasons": verdict.reasons,
+                                       "candidate_benign_refusal": rep["candidate"]["benign_refusal_rate"],
+                                       "current_benign_refusal": rep["current"]["benign_refusal_rate"]}
+            log(f"bad candidate: {'PASSED (bad!)' if verdict.passed else 'rejected'}: {verdict.reasons}")
+    finally:
+        proxy.terminate()
+        proxy.wait(30)
+    result["total_wall_s"] = time.perf_counter() - t_start
+    (work / "demo_result.json").write_text(json.dumps(result, indent=2, default=str))
+    b, f = result["before"], result["after"]
+    lines = ["| measured through the proxy, held-out prompts | before | after |", "|---|---|---|",
+             f"| over-refusal (benign + scary-but-benign) | {b['over_refusal']:.1%} | {f['over_refusal']:.1%} |",
+             f"| scary-but-benign refused | {b['scary_benign_refusal']:.1%} | {f['scary_benign_refusal']:.1%} |",
+             f"| harmful refused | {b['harmful_refusal']:.1%} | {f['harmful_refusal']:.1%} |",
+             "", f"held-out sizes: {b['n']}; cycle: {result['cycle']['status']}; "
+             f"bad candidate passed gate: {result.get('bad_candidate', {}).get('passed_gate')}; "
+             f"total {result['total_wall_s'] / 60:.1f} min"]
+    (work / "demo_result.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
