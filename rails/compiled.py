@@ -19,13 +19,17 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTENT_THRESHOLD = 0.75
 # Conventional refusal openings (OpenAI/Llama/Claude-style); the `refusal` head covers paraphrases.
+_A = "['’]"  # straight or curly apostrophe
+_CANT = rf"(?:can{_A}?t|cannot|can not|won{_A}t|will not|(?:am|{_A}m) (?:unable|not able) to)"
 REFUSAL_PHRASES = (
-    r"\bI(?:'m| am) (?:sorry|afraid)\b.{0,40}\b(?:can(?:no|')t|cannot|unable|won't|not able)\b",
-    r"^\s*(?:sorry|unfortunately)\b.{0,30}\b(?:can(?:no|')t|cannot|unable)\b",
-    r"\bI (?:can(?:no|')t|cannot|won't|will not|am unable to|'m unable to|am not able to) "
-    r"(?:help|assist|provide|comply|do that|fulfil|fulfill|support|answer|share|give)",
-    r"\bas an AI(?: language model)?,? I (?:can(?:no|')t|cannot|don't|do not|am not)\b",
-    r"\bI must (?:decline|refuse)\b",
+    rf"\bI(?:{_A}m| am) (?:sorry|afraid),? (?:but )?I {_CANT}\b",
+    rf"^\W*(?:sorry|unfortunately),? (?:but )?I {_CANT}\b",
+    rf"\bI {_CANT} (?:help|assist) (?:you )?with (?:that|this|your request|requests? (?:like|of) this)",
+    rf"\bI {_CANT} (?:provide|comply|fulfil+|share|give|create|write|generate|produce) "
+    r"(?:that|this|with|such|any|the (?:requested|information|instructions)|instructions|information|details|"
+    r"guidance|assistance|advice|help)",
+    rf"\bas an AI(?: language model| assistant)?,? I {_CANT}",
+    r"\bI must (?:respectfully )?(?:decline|refuse)\b",
 )
 REFUSAL_SCAN_CHARS = 300
 

@@ -165,3 +165,17 @@ async def test_intent_rail_error_fails_closed(tmp_path: Path) -> None:
     ex.triage = await scorer.classify(ex)
     verdict = await engine.check_input(ex)
     assert verdict.block is not None and (verdict.block.rail, verdict.block.result) == ("intents", "error")
+
+
+@pytest.mark.parametrize(("answer", "refused"), [
+    ("I'm sorry, but I can't help with that.", True),
+    ("I\u2019m sorry, I cannot assist with that request.", True),
+    ("I cannot provide instructions for making weapons.", True),
+    ("I must decline.", True),
+    ("I'm sorry to hear your parcel is late. Unfortunately we cannot ship today.", False),
+    ("I can't help but notice the weather is lovely.", False),
+])
+async def test_refusal_phrases_do_not_fire_on_polite_answers(tmp_path: Path, answer: str, refused: bool) -> None:
+    engine = await _engine(tmp_path, "output: {}\n")  # no scorer: phrases only
+    engine.scorer = None
+    assert (await engine.check_output(exchange("q"), answer)).refused is refused
