@@ -34,7 +34,8 @@ def preflight(settings: Settings) -> None:
         try:
             TriageModel.load(settings.triage_dir, device="cpu", threads=1)
         except TriageModelError as exc:
-            raise SettingsError(f"triage classifier: {exc.message} (run `guard triage build`)") from None
+            hint = "" if "guard triage build" in exc.message else " (run `guard triage build`)"
+            raise SettingsError(f"triage classifier: {exc.message}{hint}") from None
     if settings.rails_enabled:
         from rails.config import RailsConfigError
         from rails.engine import RailsEngine

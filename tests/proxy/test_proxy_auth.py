@@ -11,6 +11,7 @@ from guard.server import preflight
 from guard.settings import Settings, SettingsError
 
 KEYS = {"sk-alpha": "alpha", "sk-beta": "beta"}
+UPSTREAM_ONLY = {"upstream_url": "http://127.0.0.1:9/v1", "triage_enabled": False, "rails_enabled": False}
 BODY = {"model": ECHO, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -85,21 +86,21 @@ def test_open_proxy_uses_default_tenant(proxy) -> None:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::"])
 def test_refuses_to_start_on_public_address_without_keys(tmp_path, host: str) -> None:
-    settings = Settings(home=tmp_path, host=host, upstream_url="http://127.0.0.1:9/v1")
+    settings = Settings(home=tmp_path, host=host, **UPSTREAM_ONLY)
     with pytest.raises(SettingsError, match="GUARD_API_KEYS"):
         preflight(settings)
 
 
 def test_public_address_with_keys_passes_preflight(tmp_path) -> None:
-    preflight(Settings(home=tmp_path, host="0.0.0.0", upstream_url="http://127.0.0.1:9/v1", api_keys=KEYS))
+    preflight(Settings(home=tmp_path, host="0.0.0.0", api_keys=KEYS, **UPSTREAM_ONLY))
 
 
 def test_loopback_without_keys_passes_preflight(tmp_path) -> None:
     for host in ("127.0.0.1", "localhost", "::1"):
-        preflight(Settings(home=tmp_path, host=host, upstream_url="http://127.0.0.1:9/v1"))
+        preflight(Settings(home=tmp_path, host=host, **UPSTREAM_ONLY))
 
 
 def test_unreadable_keys_file_is_a_settings_error(tmp_path) -> None:
-    settings = Settings(home=tmp_path, upstream_url="http://127.0.0.1:9/v1", api_keys_file=tmp_path / "missing")
+    settings = Settings(home=tmp_path, api_keys_file=tmp_path / "missing", **UPSTREAM_ONLY)
     with pytest.raises(SettingsError, match="GUARD_API_KEYS_FILE"):
         preflight(settings)

@@ -55,6 +55,7 @@ def test_cli_prints_version() -> None:
     ({"GUARD_PORT": "abc"}, "GUARD_PORT"),
     ({"GUARD_UPSTREAM_URL": "ftp://x"}, "GUARD_UPSTREAM_URL"),
     ({"GUARD_HOST": "0.0.0.0", "GUARD_UPSTREAM_URL": "http://127.0.0.1:9/v1"}, "GUARD_API_KEYS"),
+    ({"GUARD_UPSTREAM_URL": "http://127.0.0.1:9/v1"}, "guard triage build"),  # no triage model in this home
 ])
 def test_bad_setting_stops_serve_with_one_clear_line(env: dict[str, str], named: str, tmp_path) -> None:
     out = run_cli("serve", GUARD_HOME=str(tmp_path), **env)
@@ -62,6 +63,7 @@ def test_bad_setting_stops_serve_with_one_clear_line(env: dict[str, str], named:
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith("error: ") and named in lines[0]
+    assert lines[0].count(named) == 1
     assert "Traceback" not in out.stderr + out.stdout
 
 
