@@ -109,17 +109,18 @@ async def _sse(res: Resources, ex: Exchange, events: AsyncIterator[StreamEvent] 
     model = ex.request.model
     outcome = "error"
     first = True
+    created = int(ex.started_at)
     try:
-        yield wire.sse(wire.chunk(ex.id, model, "", role=True))
+        yield wire.sse_chunk(ex.id, model, created, "", role=True)
         source = events if events is not None else _nothing()
         async for text, finish in res.pipeline.stream(ex, source, verdict):
             if text:
                 if first:
                     metrics.TIME_TO_FIRST_TOKEN.labels(backend).observe(time.perf_counter() - t0)
                     first = False
-                yield wire.sse(wire.chunk(ex.id, model, text))
+                yield wire.sse_chunk(ex.id, model, created, text)
             if finish is not None:
-                yield wire.sse(wire.chunk(ex.id, model, finish_reason=finish))
+                yield wire.sse_chunk(ex.id, model, created, finish_reason=finish)
         opts = ex.request.stream_options
         if opts is not None and opts.include_usage and ex.usage is not None:
             yield wire.sse(wire.ChatCompletionChunk(id=ex.id, model=model, choices=[], usage=ex.usage))

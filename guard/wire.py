@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Literal
 
@@ -167,13 +168,14 @@ def completion(exchange_id: str, model: str, text: str, finish_reason: FinishRea
     )
 
 
-def chunk(exchange_id: str, model: str, content: str | None = None, *, role: bool = False,
-          finish_reason: FinishReason | None = None) -> ChatCompletionChunk:
-    delta = Delta(role="assistant" if role else None, content=content)
-    return ChatCompletionChunk(
-        id=exchange_id, model=model,
-        choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)],
-    )
+def sse_chunk(exchange_id: str, model: str, created: int, content: str | None = None, *, role: bool = False,
+              finish_reason: FinishReason | None = None) -> bytes:
+    """One `chat.completion.chunk` SSE frame, written directly: it runs once per streamed token, and this
+    is several times cheaper than building and dumping `ChatCompletionChunk` (same bytes, null included)."""
+    delta = {"role": "assistant", "content": content} if role else {"content": content} if content is not None else {}
+    frame = {"id": exchange_id, "object": "chat.completion.chunk", "created": created, "model": model,
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+    return b"data: " + json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
 def sse(payload: BaseModel | str) -> bytes:

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def triage_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch", reason="building the triage model needs torch (the train extra)")
+    from guard.triage.artifact import ARTIFACT_DIR
+    from guard.triage.export import build
+
+    out = tmp_path_factory.mktemp("triage-model")
+    build(ARTIFACT_DIR, out)
+    return out
+
+
+@pytest.fixture
+def rails_dir(tmp_path: Path) -> Path:
+    """The shipped default rails plus an output pattern rail, so a stream cut-off is deterministic."""
+    from guard.settings import SHIPPED_RAILS
+
+    target = tmp_path / "rails"
+    shutil.copytree(SHIPPED_RAILS, target)
+    policy = (target / "guard.yml").read_text()
+    policy = policy.replace(
+        "output:\n",
+        'output:\n  patterns:\n    - {name: recipe_leak, action: refuse, regex: ["nerve agent synthesis"]}\n',
+        1,
+    )
+    (target / "guard.yml").write_text(policy)
+    return target
