@@ -35,11 +35,38 @@ def _quiet_offline_env() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-class NemoStage:
-    """Runs a directory's own (non-guard) Colang input/output flows through LLMRails."""
+PASSTHROUGH = "__guard_passthrough__"
+_DIALOG_HOUSEKEEPING = frozenset({"generate user intent", "generate next step", "generate bot message"})
 
-    def __init__(self, app: Any, input_flows: list[str], output_flows: list[str]) -> None:
-        self.app, self.input_flows, self.output_flows = app, input_flows, output_flows
+
+class _Passthrough:
+    """NeMo's "main LLM" inside the proxy: answers every task with a marker, so that whenever a dialog flow
+    would let the LLM speak, the request goes on to the real model instead."""
+
+    model_name = "guard-passthrough"
+    provider_name = "guardtune"
+    provider_url = None
+
+    async def generate_async(self, prompt: Any, *, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        from nemoguardrails.types import LLMResponse
+
+        return LLMResponse(content=PASSTHROUGH)
+
+    async def stream_async(self, prompt: Any, *, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        from nemoguardrails.types import LLMResponseChunk
+
+        yield LLMResponseChunk(delta_content=PASSTHROUGH)
+
+
+class NemoStage:
+    """Runs a directory's own (non-guard) Colang input/output flows, and its dialog rails, through LLMRails.
+
+    Dialog rails match user intents by embeddings only (no LLM call); a matched flow's canned bot message
+    becomes the answer (decision `nemo:<flow>`, action `dialog`); anything else goes on to the model.
+    """
+
+    def __init__(self, app: Any, input_flows: list[str], output_flows: list[str], dialog: bool = False) -> None:
+        self.app, self.input_flows, self.output_flows, self.dialog = app, input_flows, output_flows, dialog
 
     @classmethod
     def load(cls, path: Path, *, scorer: TextScorer | None = None, encoder: Encoder | None = None,
@@ -48,15 +75,20 @@ class NemoStage:
         from nemoguardrails import LLMRails, RailsConfig
 
         config = RailsConfig.from_path(str(path))
+        dialog = bool(config.user_messages)
+        if dialog:
+            um = config.rails.dialog.user_messages
+            um.embeddings_only = True
+            um.embeddings_only_fallback_intent = um.embeddings_only_fallback_intent or "guard passthrough"
         use_local_embeddings(config, encoder)
-        app = LLMRails(config, verbose=False)
+        app = LLMRails(config, llm=_Passthrough(), verbose=False)
         register_guard_actions(app, engine, scorer)
         own = [f for f in config.rails.input.flows if f not in OWN_FLOWS]
         out = [f for f in config.rails.output.flows if f not in OWN_FLOWS]
-        return cls(app, own, out)
+        return cls(app, own, out, dialog)
 
     async def check_input(self, ex: Exchange, verdict: InputVerdict) -> None:
-        if self.input_flows:
+        if self.input_flows or self.dialog:
             messages = [{"role": m.role, "content": m.text} for m in ex.request.messages if m.role != "tool"]
             verdict.decisions.append(d := await self._run(messages, "input", self.input_flows))
             if d.blocks:
@@ -71,14 +103,19 @@ class NemoStage:
                 verdict.block = d
 
     async def _run(self, messages: list[dict[str, str]], stage: str, flows: list[str]) -> RailDecision:
-        rails = {"input": False, "output": False, "dialog": False, "retrieval": False, stage: flows}
+        dialog = self.dialog and stage == "input"
+        rails = {"input": False, "output": False, "dialog": dialog, "retrieval": False, stage: flows or False}
         res = await self.app.generate_async(messages=messages, options={"rails": rails,
                                                                        "log": {"activated_rails": True}})
-        stopped = [a.name for a in res.log.activated_rails if a.stop]
-        if not stopped:
-            return RailDecision("nemo", stage, "pass")  # type: ignore[arg-type]
         reply = res.response[0]["content"] if isinstance(res.response, list) else str(res.response)
-        return RailDecision(f"nemo:{stopped[0]}", stage, "block", "enforce", "refuse", reply)  # type: ignore[arg-type]
+        stopped = [a.name for a in res.log.activated_rails if a.stop]
+        if stopped:
+            return RailDecision(f"nemo:{stopped[0]}", stage, "block", "enforce", "refuse", reply)  # type: ignore[arg-type]
+        if dialog and reply.strip() != PASSTHROUGH:
+            flow = next((a.name for a in res.log.activated_rails
+                         if a.type == "dialog" and a.name not in _DIALOG_HOUSEKEEPING), "dialog")
+            return RailDecision(f"nemo:{flow}", stage, "block", "enforce", "dialog", reply)  # type: ignore[arg-type]
+        return RailDecision("nemo", stage, "pass")  # type: ignore[arg-type]
 
 
 def use_local_embeddings(config: Any, encoder: Encoder | None) -> None:

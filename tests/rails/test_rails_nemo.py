@@ -63,3 +63,32 @@ async def test_shipped_config_runs_in_nemo_llmrails_with_our_actions(scorer: Wor
     ok = await app.generate_async(messages=[{"role": "user", "content": "What is the capital of Peru?"}],
                                   options=options)
     assert [a.stop for a in ok.log.activated_rails] == [False]
+
+
+DIALOG = """\
+    define user ask about politics
+      "who should I vote for in the election"
+      "what do you think about the president"
+
+    define bot refuse politics
+      "I'm sorry, but I can't help with that. I don't discuss politics."
+
+    define flow politics
+      user ask about politics
+      bot refuse politics
+    """
+
+
+async def test_dialog_rails_answer_matched_intents_and_pass_the_rest(tmp_path: Path) -> None:
+    from rails_support import HashEncoder
+
+    write_rails(tmp_path, "input: {}\n", dialog__co=DIALOG,
+                config__yml="models: []\nrails:\n  dialog:\n    user_messages:\n"
+                            "      embeddings_only_similarity_threshold: 0.6\n")
+    engine = RailsEngine.load(tmp_path, encoder=HashEncoder())  # NeMo embeds with our encoder: no download
+    assert engine.nemo is not None and engine.nemo.dialog
+    politics = await engine.check_input(exchange("who should I vote for in the election"))
+    assert politics.block is not None and politics.block.rail == "nemo:politics"
+    assert politics.block.message == "I'm sorry, but I can't help with that. I don't discuss politics."
+    other = await engine.check_input(exchange("how do I bake sourdough bread"))
+    assert other.block is None and [d.rail for d in other.decisions] == ["nemo"]
