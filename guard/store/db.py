@@ -101,16 +101,44 @@ def insert_new_records(engine: Engine, records: list[ExchangeRecord]) -> set[str
         return set()
     rows = [
         {"exchange_id": r.exchange_id, "tenant": r.tenant, "profile": r.profile, "model": r.model,
-         "created_at": r.created_at, "record": r.model_dump_json()}
+         "created_at": r.created_at.astimezone(UTC), "record": r.model_dump_json()}
         for r in records
     ]
     flag_rows = [{"exchange_id": r.exchange_id, "flag": f} for r in records for f in r.flags]
     with engine.begin() as conn:
-        stmt = _insert(conn, exchanges).returning(exchanges.c.exchange_id)
-        new = conn.execute(stmt, rows).all()
+        if conn.dialect.name == "postgresql":
+            return _insert_pg(conn, rows, flag_rows)
+        new = conn.execute(_insert(conn, exchanges).returning(exchanges.c.exchange_id), rows).all()
         if flag_rows:
             conn.execute(_insert(conn, exchange_flags), flag_rows)
     return {row[0] for row in new}
+
+
+# Postgres: one statement per table whatever the batch size (arrays + unnest, sent in binary so the JSON
+# texts need no array escaping): several times faster than a multi-row VALUES statement bound row by row.
+_PG_EXCHANGES = (
+    "INSERT INTO guard_exchanges (exchange_id, tenant, profile, model, created_at, record) "
+    "SELECT * FROM unnest(%(ids)b::varchar[], %(tenants)b::varchar[], %(profiles)b::varchar[], "
+    "%(models)b::varchar[], %(created)b::timestamptz[], %(records)b::text[]) "
+    "ON CONFLICT (exchange_id) DO NOTHING RETURNING exchange_id"
+)
+_PG_FLAGS = (
+    "INSERT INTO guard_exchange_flags (exchange_id, flag) "
+    "SELECT * FROM unnest(%(ids)b::varchar[], %(flags)b::varchar[]) ON CONFLICT DO NOTHING"
+)
+
+
+def _insert_pg(conn: Connection, rows: list[dict[str, Any]], flag_rows: list[dict[str, str]]) -> set[str]:
+    def col(name: str, source: list[dict[str, Any]]) -> list[Any]:
+        return [r[name] for r in source]
+
+    new = conn.exec_driver_sql(_PG_EXCHANGES, {
+        "ids": col("exchange_id", rows), "tenants": col("tenant", rows), "profiles": col("profile", rows),
+        "models": col("model", rows), "created": col("created_at", rows), "records": col("record", rows),
+    }).scalars().all()
+    if flag_rows:
+        conn.exec_driver_sql(_PG_FLAGS, {"ids": col("exchange_id", flag_rows), "flags": col("flag", flag_rows)})
+    return set(new)
 
 
 def insert_review(engine: Engine, exchange_id: str, label: str, correction: str | None = None,

@@ -1,0 +1,265 @@
+"""Record storage benchmarks.
+
+write   sustained write rate through the real write path (RecordWriter: queue -> batch insert), to SQLite and
+        to Postgres, with realistic exchanges (system + user messages, triage scores, rail decisions, PII
+        masking by `rails.pii.mask`). Rate = exchanges / (first record() -> all committed). Target >= 2,000/s.
+proxy   the proxy benchmark (bench/proxy_overhead.py's upstream and load generator) with recording off and on
+        (sample rate 1.0: every exchange written to SQLite) in the same run, interleaved rounds, medians.
+        Target: p50 latency ratio on/off <= 1.05.
+
+    python bench/records.py [write|proxy|all] [--n 20000] [--rounds 3] [--duration 4]
+
+Prints Markdown and writes JSON to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.append(str(HERE))  # after the repo: bench/rails.py must not shadow the rails package
+RESULTS = HERE / "results"
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+# Write rate -----------------------------------------------------------------------------------------------
+
+
+def make_exchanges(n: int) -> list[Any]:
+    from guard.pipeline import Exchange, RailDecision, TriageResult
+    from guard.wire import ChatCompletionRequest
+
+    labels = ["benign", "violence", "self_harm", "sexual", "hate", "weapons", "drugs", "cyber", "fraud",
+              "jailbreak", "prompt_injection", "medical_advice"]
+    out = []
+    for i in range(n):
+        req = ChatCompletionRequest(model="smollm2-135m-instruct", messages=[
+            {"role": "system", "content": "You are a helpful support assistant for ACME routers. " * 3},
+            {"role": "user", "content": f"Hi, I'm Jane (jane.doe{i}@example.com, +1 415 555 0{i % 1000:03d}). "
+                                        "My router keeps dropping the connection every evening, what can I do?"},
+        ])
+        ex = Exchange(id=f"chatcmpl-{uuid.uuid4().hex}", tenant=f"tenant-{i % 8}", request=req, profile="support",
+                      api_key_hash="3f2a9c0d1e5b7a64", model_version="v3", rails_hash="9a8b7c6d")
+        ex.triage = TriageResult(scores={lab: (i * 7 + k) % 100 / 100 for k, lab in enumerate(labels)},
+                                 labels=("violence",))
+        ex.decisions = [RailDecision(rail=f"rail_{k}", stage="input" if k < 2 else "output", result="pass",
+                                     score=0.1 * k, latency_s=0.0004) for k in range(4)]
+        ex.response_text = ex.model_text = "Try updating the firmware and moving the router away from the microwave. " * 2
+        ex.finish_reason = "stop"
+        ex.flags = {"unsafe_compliance"}  # flagged: always stored (no sampling in the measurement)
+        ex.timings = {"triage": 0.002, "input_rails": 0.001, "model": 0.4, "output_rails": 0.001, "total": 0.41}
+        out.append(ex)
+    return out
+
+
+def _mask() -> Any:
+    try:
+        from rails.pii import mask
+    except ImportError:
+        return None
+    return mask
+
+
+@contextlib.contextmanager
+def database(kind: str) -> Iterator[str]:
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="guard-bench-db-") as tmp:
+            yield f"sqlite:///{tmp}/guard.db"
+        return
+    import psycopg
+
+    schema = f"gt_bench_{uuid.uuid4().hex[:10]}"
+    conninfo = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def write_once(kind: str, exchanges: list[Any], mask: Any) -> dict[str, float]:
+    from guard.store.db import make_engine, upgrade
+    from guard.store.query import count_records
+    from guard.store.writer import RecordWriter
+
+    with database(kind) as url, tempfile.TemporaryDirectory(prefix="guard-bench-spool-") as spool:
+        engine = make_engine(url)
+        upgrade(engine)
+        writer = RecordWriter(engine, spool_dir=Path(spool), queue_size=len(exchanges) + 1, batch_size=512,
+                              mask=mask)
+        writer.start_thread()
+        t0 = time.perf_counter()
+        for ex in exchanges:
+            writer.record(ex)
+        enqueue_s = time.perf_counter() - t0
+        assert writer.flush(600), "writer did not finish"
+        elapsed = time.perf_counter() - t0
+        writer.close()
+        stored = count_records(engine)
+        engine.dispose()
+    assert stored == len(exchanges), f"{stored} of {len(exchanges)} stored"
+    return {"rate_per_s": len(exchanges) / elapsed, "elapsed_s": elapsed,
+            "record_call_us": enqueue_s / len(exchanges) * 1e6, "stored": stored}
+
+
+def run_write(n: int, rounds: int) -> dict[str, Any]:
+    mask = _mask()
+    exchanges = make_exchanges(n)
+    result: dict[str, Any] = {"n": n, "rounds": rounds, "pii_mask": bool(mask), "samples": {}}
+    for kind in ("sqlite", "postgres"):
+        samples = []
+        for r in range(rounds):
+            for ex in exchanges:  # fresh ids: each round writes new records
+                ex.id = f"chatcmpl-{uuid.uuid4().hex}"
+            samples.append(write_once(kind, exchanges, mask))
+            print(f"write {kind} round {r + 1}: {samples[-1]}", file=sys.stderr)
+        result["samples"][kind] = samples
+        result[kind] = {k: statistics.median(s[k] for s in samples) for k in ("rate_per_s", "record_call_us")}
+    return result
+
+
+# Proxy with recording on vs off -----------------------------------------------------------------------------
+
+
+def serve_guard(port: int, upstream: str, home: str, record: bool) -> None:
+    import uvicorn
+
+    from guard.app import create_app
+    from guard.settings import Settings
+
+    settings = Settings(home=Path(home), upstream_url=upstream, triage_enabled=False, rails_enabled=False,
+                        record_enabled=record, record_sample_rate=1.0, log_level="warning")
+    app = create_app(settings)
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        async with inner(app):
+            print(json.dumps({"recorder": type(app.state.resources.pipeline.recorder).__name__}), flush=True)
+            yield
+
+    app.router.lifespan_context = lifespan
+    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False)
+
+
+def run_proxy(duration: float, rounds: int) -> dict[str, Any]:
+    import proxy_overhead as po
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs: list[subprocess.Popen[str]] = []
+    homes = {t: tempfile.mkdtemp(prefix=f"guard-bench-{t}-") for t in ("off", "on")}
+    body = json.dumps(po.PROMPT).encode()
+    samples: dict[str, list[dict[str, float]]] = {}
+    info: dict[str, Any] = {}
+    try:
+        up_port = po.free_port()
+        procs.append(subprocess.Popen([sys.executable, po.__file__, "serve-upstream", str(up_port)], env=env))
+        upstream = f"http://127.0.0.1:{up_port}/v1"
+        po.wait_ready(f"{upstream}/chat/completions")
+        urls = {}
+        for target in ("off", "on"):
+            port = po.free_port()
+            proc = subprocess.Popen([sys.executable, __file__, "serve-guard", str(port), upstream, homes[target],
+                                     target], env=env, stdout=subprocess.PIPE, text=True)
+            procs.append(proc)
+            assert proc.stdout is not None
+            info[target] = json.loads(proc.stdout.readline())
+            urls[target] = f"http://127.0.0.1:{port}/v1/chat/completions"
+            po.wait_ready(urls[target])
+        for target in urls:
+            po.load(urls[target], body, 4, 1)
+        for r in range(rounds):
+            for conc in (1, 16):
+                for target in (("off", "on") if r % 2 == 0 else ("on", "off")):
+                    key = f"{conc}|{target}"
+                    samples.setdefault(key, []).append(po.load(urls[target], body, conc, duration))
+                    print(f"proxy round {r + 1} {key}: {samples[key][-1]}", file=sys.stderr)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+    stored = _count(f"sqlite:///{homes['on']}/guard.db")
+    med = {k: {m: statistics.median(s[m] for s in v) for m in ("rps", "p50_ms", "p99_ms")} for k, v in samples.items()}
+    ratios = {conc: {"p50_on_off": med[f"{conc}|on"]["p50_ms"] / med[f"{conc}|off"]["p50_ms"],
+                     "rps_on_off": med[f"{conc}|on"]["rps"] / med[f"{conc}|off"]["rps"]} for conc in (1, 16)}
+    return {"medians": med, "ratios": ratios, "samples": samples, "recorders": info, "records_stored_on": stored,
+            "duration_s": duration, "rounds": rounds, "load_avg": os.getloadavg()}
+
+
+def _count(url: str) -> int:
+    from guard.store.db import make_engine
+    from guard.store.query import count_records
+
+    engine = make_engine(url)
+    try:
+        return count_records(engine)
+    finally:
+        engine.dispose()
+
+
+# Report -----------------------------------------------------------------------------------------------------
+
+
+def report(result: dict[str, Any]) -> str:
+    lines = []
+    if "write" in result:
+        w = result["write"]
+        lines += [f"Write path, {w['n']} exchanges per round, {w['rounds']} rounds, medians "
+                  f"(PII masking {'on' if w['pii_mask'] else 'off'}):", "",
+                  "| database | exchanges/s | record() cost µs |", "|---|---|---|"]
+        lines += [f"| {k} | {w[k]['rate_per_s']:.0f} | {w[k]['record_call_us']:.1f} |" for k in ("sqlite", "postgres")]
+    if "proxy" in result:
+        p = result["proxy"]
+        lines += ["", f"Proxy, recording off vs on (sample rate 1.0), {p['rounds']} interleaved rounds of "
+                  f"{p['duration_s']:g} s; recorders: {p['recorders']}; records stored by 'on': {p['records_stored_on']}",
+                  "", "| conc | off p50 ms | on p50 ms | p50 on/off | off req/s | on req/s | req/s on/off |",
+                  "|---|---|---|---|---|---|---|"]
+        for conc in (1, 16):
+            off, on, r = p["medians"][f"{conc}|off"], p["medians"][f"{conc}|on"], p["ratios"][conc]
+            lines.append(f"| {conc} | {off['p50_ms']:.2f} | {on['p50_ms']:.2f} | {r['p50_on_off']:.3f} | "
+                         f"{off['rps']:.0f} | {on['rps']:.0f} | {r['rps_on_off']:.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "serve-guard":
+        port, upstream, home, target = sys.argv[2:6]
+        serve_guard(int(port), upstream, home, record=target == "on")
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", nargs="?", choices=("write", "proxy", "all"), default="all")
+    parser.add_argument("--n", type=int, default=20_000, help="exchanges per write round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per proxy measurement")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    result: dict[str, Any] = {}
+    if args.what in ("write", "all"):
+        result["write"] = run_write(args.n, args.rounds)
+    if args.what in ("proxy", "all"):
+        result["proxy"] = asyncio.run(asyncio.to_thread(run_proxy, args.duration, args.rounds))
+    print(report(result))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"records-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=1))
+    print(f"\nJSON: {out.relative_to(HERE.parent)}")
+
+
+if __name__ == "__main__":
+    main()
