@@ -57,7 +57,8 @@ def make_exchanges(n: int) -> list[Any]:
                                  labels=("violence",))
         ex.decisions = [RailDecision(rail=f"rail_{k}", stage="input" if k < 2 else "output", result="pass",
                                      score=0.1 * k, latency_s=0.0004) for k in range(4)]
-        ex.response_text = ex.model_text = "Try updating the firmware and moving the router away from the microwave. " * 2
+        answer = "Try updating the firmware and moving the router away from the microwave. " * 2
+        ex.response_text = ex.model_text = answer
         ex.finish_reason = "stop"
         ex.flags = {"unsafe_compliance"}  # flagged: always stored (no sampling in the measurement)
         ex.timings = {"triage": 0.002, "input_rails": 0.001, "model": 0.4, "output_rails": 0.001, "total": 0.41}
@@ -227,7 +228,8 @@ def report(result: dict[str, Any]) -> str:
     if "proxy" in result:
         p = result["proxy"]
         lines += ["", f"Proxy, recording off vs on (sample rate 1.0), {p['rounds']} interleaved rounds of "
-                  f"{p['duration_s']:g} s; recorders: {p['recorders']}; records stored by 'on': {p['records_stored_on']}",
+                  f"{p['duration_s']:g} s; recorders: {p['recorders']}; "
+                  f"records stored by 'on': {p['records_stored_on']}",
                   "", "| conc | off p50 ms | on p50 ms | p50 on/off | off req/s | on req/s | req/s on/off |",
                   "|---|---|---|---|---|---|---|"]
         for conc in (1, 16):
