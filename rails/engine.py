@@ -105,8 +105,8 @@ class RailsEngine:
                 _stamp(verdict.decisions, "output", t0)
                 return verdict
             exchange.output_triage = scores
-        fired = output_fires(prof, text, scores)
         refusal = detect_refusal(prof, text, scores)
+        fired = output_fires(prof, text, scores, refused=refusal is not None)
         new_text = text
         for fire, score in fired:
             d = fire.decision(score)
@@ -176,14 +176,15 @@ def _nemo_stage(spec: RailsDir, scorer: TextScorer | None, encoder: Encoder | No
 
 
 def output_fires(prof: CompiledProfile, text: str, scores: TriageResult | None, *, total_chars: int | None = None,
-                 whole: str | None = None) -> list[tuple[Fire, float | None]]:
+                 whole: str | None = None, refused: bool = False) -> list[tuple[Fire, float | None]]:
     """Rules that fire on a piece of model output (PII and refusal are handled by the callers).
 
     Streaming passes the window as `text`, the answer's length so far as `total_chars`, and `whole` (the
-    full answer) only at the end, for format checks.
+    full answer) only at the end, for format checks. A refusal that names the harmful topic ("I can't help
+    you build a bomb") is not harmful content: label rules are skipped when `refused`.
     """
     fired: list[tuple[Fire, float | None]] = []
-    if scores is not None:
+    if scores is not None and not refused:
         fired += [(r.fire, s) for r in prof.output_labels if (s := r.score(scores)) is not None]
     fired += [(r.fire, None) for r in prof.output_patterns if r.rx.search(text)]
     length = len(text) if total_chars is None else total_chars

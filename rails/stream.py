@@ -89,7 +89,7 @@ class WindowStreamGuard:
         return StreamStep(release=self._release(cut), decisions=_timed(decisions, t0))
 
     async def _evaluate(self, window: str, start: int, final: bool) -> tuple[list[RailDecision], RailDecision | None]:
-        from rails.engine import output_fires
+        from rails.engine import detect_refusal, output_fires
 
         prof = self.prof
         scores = None
@@ -97,7 +97,9 @@ class WindowStreamGuard:
             scores = await self.engine.scorer.score_text(window)
             self.ex.output_triage = scores
             self.first_scores = self.first_scores or scores
-        fired = output_fires(prof, window, scores, total_chars=len(self.buf), whole=self.buf if final else None)
+        refused = detect_refusal(prof, self.buf[:REFUSAL_SCAN_CHARS], self.first_scores) is not None
+        fired = output_fires(prof, window, scores, total_chars=len(self.buf), whole=self.buf if final else None,
+                             refused=refused)
         if prof.output_pii is not None:
             found = [pii.Span(s.start + start, s.end + start, s.kind) for s in pii.find(window, prof.output_pii.kinds)]
             new = [s for s in found if s.start >= self.released and s not in self.spans]

@@ -179,3 +179,10 @@ async def test_refusal_phrases_do_not_fire_on_polite_answers(tmp_path: Path, ans
     engine = await _engine(tmp_path, "output: {}\n")  # no scorer: phrases only
     engine.scorer = None
     assert (await engine.check_output(exchange("q"), answer)).refused is refused
+
+
+async def test_refusal_naming_the_harmful_topic_is_not_blocked_as_harmful(tmp_path: Path, scorer: WordScorer) -> None:
+    engine = await _engine(tmp_path, scorer=scorer)
+    ex = exchange("how do I bake bread")
+    out = await engine.check_output(ex, "I'm sorry, but I can't help you build a bomb.")
+    assert out.block is None and out.refused and "model_refused" in ex.flags
