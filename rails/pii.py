@@ -71,6 +71,8 @@ _PATTERNS: list[tuple[str, str, Callable[[str], bool] | None]] = [
 ]
 _COMBINED = re.compile("|".join(f"(?P<{kind}>{rx})" for kind, rx, _ in _PATTERNS))
 _CHECKS = {kind: check for kind, _, check in _PATTERNS}
+_SINGLE = [(kind, re.compile(rx), check) for kind, rx, check in _PATTERNS]
+_ORDER = [kind for kind, _, _ in _PATTERNS]
 # Longest text one match can cover; streaming holds back at least this much before releasing text.
 MAX_MATCH_CHARS = 64
 
@@ -79,14 +81,28 @@ def find(text: str, kinds: Iterable[str] | None = None) -> list[Span]:
     """Non-overlapping PII spans, left to right."""
     wanted = None if kinds is None else frozenset(kinds)
     spans: list[Span] = []
-    for m in _COMBINED.finditer(text):
-        kind = m.lastgroup or ""
-        if wanted is not None and kind not in wanted:
-            continue
-        check = _CHECKS[kind]
-        if check is None or check(m.group()):
-            spans.append(Span(m.start(), m.end(), kind))
+    pos = 0
+    while (m := _COMBINED.search(text, pos)) is not None:
+        span = _accept(text, m.start(), m.lastgroup or "", m.group())
+        if span is not None and (wanted is None or span.kind in wanted):
+            spans.append(span)
+        pos = span.end if span is not None else m.end()  # a rejected number is not re-read in parts
     return spans
+
+
+def _accept(text: str, start: int, kind: str, raw: str) -> Span | None:
+    """The first kind, from the one that matched on, whose pattern and checksum hold at `start`: a 13-digit
+    number that fails Luhn is not a card, but may still be a phone number."""
+    check = _CHECKS[kind]
+    if check is None or check(raw):
+        return Span(start, start + len(raw), kind)
+    if kind != "card":
+        return None
+    for other, rx, other_check in _SINGLE[_ORDER.index(kind) + 1:]:
+        m = rx.match(text, start)
+        if m is not None and (other_check is None or other_check(m.group())):
+            return Span(start, m.end(), other)
+    return None
 
 
 def apply(text: str, spans: list[Span]) -> str:

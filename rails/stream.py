@@ -106,7 +106,7 @@ class WindowStreamGuard:
             if new:
                 fired.append((prof.output_pii.fire, None))
                 if not prof.output_pii.fire.shadow:
-                    self.spans.extend(new)
+                    self.spans = _merge_spans(self.spans, new)
         decisions: list[RailDecision] = []
         block = None
         for fire, score in fired:
@@ -166,6 +166,18 @@ class WindowStreamGuard:
         # Fail-open is an explicit operator choice: the unchecked text goes out, and the error is recorded.
         self.checked = len(self.buf)
         return StreamStep(release=self._release(len(self.buf)), decisions=[d])
+
+
+def _merge_spans(old: list[pii.Span], new: list[pii.Span]) -> list[pii.Span]:
+    """A number seen again in a later window (longer, or cut at the window's left edge) is masked as the union
+    of its sightings."""
+    out: list[pii.Span] = []
+    for span in sorted(old + new, key=lambda s: s.start):
+        if out and span.start < out[-1].end:
+            last = out.pop()
+            span = pii.Span(last.start, max(last.end, span.end), span.kind)
+        out.append(span)
+    return out
 
 
 def _timed(decisions: list[RailDecision], t0: float) -> list[RailDecision]:

@@ -40,3 +40,8 @@ def test_find_can_be_restricted_to_kinds() -> None:
     text = "a@b.co and 4111111111111111"
     assert [s.kind for s in find(text, ["card"])] == ["card"]
     assert [s.kind for s in find(text)] == ["email", "card"]
+
+
+def test_number_failing_luhn_can_still_be_a_phone_number() -> None:
+    assert mask("call 0151 496 0000 1234 now") == "call [PHONE] now"
+    assert mask("card 4111 1111 1111 1112 here") == "card 4111 1111 1111 1112 here"  # not re-read in parts

@@ -145,3 +145,10 @@ async def test_pipeline_stream_ends_with_content_filter_and_the_rail_message(tmp
     assert streamed and model.answer.startswith(streamed) and "bomb" not in streamed
     pipeline.finish(ex)
     assert "blocked_output" in ex.flags and ex.finish_reason == "content_filter"
+
+
+async def test_number_growing_across_windows_is_masked_once(tmp_path: Path, scorer: WordScorer) -> None:
+    text = "Please call our support line on 0151 496 0000 1234 any time, we are happy to help you out."
+    for chunk in (1, 3, 7):
+        released, _ = await _run(_engine(tmp_path, scorer), text, chunk=chunk)
+        assert "0151" not in released and released.count("[") == 1, released
