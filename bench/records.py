@@ -3,8 +3,9 @@
 write   sustained write rate through the real write path (RecordWriter: queue -> batch insert), to SQLite and
         to Postgres, with realistic exchanges (system + user messages, triage scores, rail decisions, PII
         masking by `rails.pii.mask`). Rate = exchanges / (first record() -> all committed). Target >= 2,000/s.
-proxy   the proxy benchmark (bench/proxy_overhead.py's upstream and load generator) with recording off and on
-        (sample rate 1.0: every exchange written to SQLite) in the same run, interleaved rounds, medians.
+proxy   the proxy benchmark (bench/proxy_overhead.py's upstream and load generator) with recording off, on at
+        the default sample rate (0.05 of clean exchanges; flagged ones are always kept) and on for every
+        exchange (1.0, the worst case), all in the same run, interleaved rounds, medians. Records go to SQLite.
         Target: p50 latency ratio on/off <= 1.05.
 
     python bench/records.py [write|proxy|all] [--n 20000] [--rounds 3] [--duration 4]
@@ -137,21 +138,26 @@ def run_write(n: int, rounds: int) -> dict[str, Any]:
 # Proxy with recording on vs off -----------------------------------------------------------------------------
 
 
-def serve_guard(port: int, upstream: str, home: str, record: bool) -> None:
+TARGETS = {"off": None, "default": 0.05, "all": 1.0}  # recording off; default sample rate; every exchange
+
+
+def serve_guard(port: int, upstream: str, home: str, target: str) -> None:
     import uvicorn
 
     from guard.app import create_app
     from guard.settings import Settings
 
+    rate = TARGETS[target]
     settings = Settings(home=Path(home), upstream_url=upstream, triage_enabled=False, rails_enabled=False,
-                        record_enabled=record, record_sample_rate=1.0, log_level="warning")
+                        record_enabled=rate is not None, record_sample_rate=rate or 0.0, log_level="warning")
     app = create_app(settings)
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         async with inner(app):
-            print(json.dumps({"recorder": type(app.state.resources.pipeline.recorder).__name__}), flush=True)
+            print(json.dumps({"recorder": type(app.state.resources.pipeline.recorder).__name__,
+                              "sample_rate": rate}), flush=True)
             yield
 
     app.router.lifespan_context = lifespan
@@ -163,7 +169,7 @@ def run_proxy(duration: float, rounds: int) -> dict[str, Any]:
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs: list[subprocess.Popen[str]] = []
-    homes = {t: tempfile.mkdtemp(prefix=f"guard-bench-{t}-") for t in ("off", "on")}
+    homes = {t: tempfile.mkdtemp(prefix=f"guard-bench-{t}-") for t in TARGETS}
     body = json.dumps(po.PROMPT).encode()
     samples: dict[str, list[dict[str, float]]] = {}
     info: dict[str, Any] = {}
@@ -172,35 +178,52 @@ def run_proxy(duration: float, rounds: int) -> dict[str, Any]:
         procs.append(subprocess.Popen([sys.executable, po.__file__, "serve-upstream", str(up_port)], env=env))
         upstream = f"http://127.0.0.1:{up_port}/v1"
         po.wait_ready(f"{upstream}/chat/completions")
-        urls = {}
-        for target in ("off", "on"):
+        urls, pids = {}, {}
+        for target in TARGETS:
             port = po.free_port()
             proc = subprocess.Popen([sys.executable, __file__, "serve-guard", str(port), upstream, homes[target],
                                      target], env=env, stdout=subprocess.PIPE, text=True)
             procs.append(proc)
+            pids[target] = proc.pid
             assert proc.stdout is not None
             info[target] = json.loads(proc.stdout.readline())
             urls[target] = f"http://127.0.0.1:{port}/v1/chat/completions"
             po.wait_ready(urls[target])
         for target in urls:
             po.load(urls[target], body, 4, 1)
+        names = list(TARGETS)
         for r in range(rounds):
+            order = names[r % len(names):] + names[:r % len(names)]  # rotate to spread drift
             for conc in (1, 16):
-                for target in (("off", "on") if r % 2 == 0 else ("on", "off")):
+                for target in order:
                     key = f"{conc}|{target}"
-                    samples.setdefault(key, []).append(po.load(urls[target], body, conc, duration))
+                    cpu0 = _cpu_s(pids[target])
+                    sample = po.load(urls[target], body, conc, duration)
+                    # The proxy process's own CPU (all threads, writer included) per request: robust on a
+                    # shared machine where latency also measures the neighbours.
+                    sample["cpu_us_per_req"] = (_cpu_s(pids[target]) - cpu0) / (sample["rps"] * duration) * 1e6
+                    samples.setdefault(key, []).append(sample)
                     print(f"proxy round {r + 1} {key}: {samples[key][-1]}", file=sys.stderr)
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
             proc.wait(30)
-    stored = _count(f"sqlite:///{homes['on']}/guard.db")
-    med = {k: {m: statistics.median(s[m] for s in v) for m in ("rps", "p50_ms", "p99_ms")} for k, v in samples.items()}
-    ratios = {conc: {"p50_on_off": med[f"{conc}|on"]["p50_ms"] / med[f"{conc}|off"]["p50_ms"],
-                     "rps_on_off": med[f"{conc}|on"]["rps"] / med[f"{conc}|off"]["rps"]} for conc in (1, 16)}
-    return {"medians": med, "ratios": ratios, "samples": samples, "recorders": info, "records_stored_on": stored,
+    stored = {t: _count(f"sqlite:///{homes[t]}/guard.db") for t in ("default", "all")}
+    med = {k: {m: statistics.median(s[m] for s in v) for m in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
+           for k, v in samples.items()}
+    ratios = {f"{conc}|{t}": {"p50_on_off": med[f"{conc}|{t}"]["p50_ms"] / med[f"{conc}|off"]["p50_ms"],
+                              "rps_on_off": med[f"{conc}|{t}"]["rps"] / med[f"{conc}|off"]["rps"],
+                              "cpu_on_off": med[f"{conc}|{t}"]["cpu_us_per_req"] / med[f"{conc}|off"]["cpu_us_per_req"]}
+              for conc in (1, 16) for t in ("default", "all")}
+    return {"medians": med, "ratios": ratios, "samples": samples, "servers": info, "records_stored": stored,
             "duration_s": duration, "rounds": rounds, "load_avg": os.getloadavg()}
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _count(url: str) -> int:
@@ -227,22 +250,25 @@ def report(result: dict[str, Any]) -> str:
         lines += [f"| {k} | {w[k]['rate_per_s']:.0f} | {w[k]['record_call_us']:.1f} |" for k in ("sqlite", "postgres")]
     if "proxy" in result:
         p = result["proxy"]
-        lines += ["", f"Proxy, recording off vs on (sample rate 1.0), {p['rounds']} interleaved rounds of "
-                  f"{p['duration_s']:g} s; recorders: {p['recorders']}; "
-                  f"records stored by 'on': {p['records_stored_on']}",
-                  "", "| conc | off p50 ms | on p50 ms | p50 on/off | off req/s | on req/s | req/s on/off |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["", f"Proxy (no triage/rails), recording off vs on, {p['rounds']} interleaved rounds of "
+                  f"{p['duration_s']:g} s, medians; records stored: {p['records_stored']}",
+                  "", "| conc | recording | p50 ms | p99 ms | req/s | proxy CPU µs/req | p50 vs off | req/s vs off | "
+                  "CPU/req vs off |", "|---|---|---|---|---|---|---|---|---|"]
         for conc in (1, 16):
-            off, on, r = p["medians"][f"{conc}|off"], p["medians"][f"{conc}|on"], p["ratios"][conc]
-            lines.append(f"| {conc} | {off['p50_ms']:.2f} | {on['p50_ms']:.2f} | {r['p50_on_off']:.3f} | "
-                         f"{off['rps']:.0f} | {on['rps']:.0f} | {r['rps_on_off']:.3f} |")
+            for t in TARGETS:
+                m = p["medians"][f"{conc}|{t}"]
+                r = p["ratios"].get(f"{conc}|{t}", {"p50_on_off": 1.0, "rps_on_off": 1.0, "cpu_on_off": 1.0})
+                label = "off" if t == "off" else f"on, sample rate {TARGETS[t]}"
+                lines.append(f"| {conc} | {label} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['rps']:.0f} | "
+                             f"{m['cpu_us_per_req']:.0f} | {r['p50_on_off']:.3f} | {r['rps_on_off']:.3f} | "
+                             f"{r['cpu_on_off']:.3f} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "serve-guard":
         port, upstream, home, target = sys.argv[2:6]
-        serve_guard(int(port), upstream, home, record=target == "on")
+        serve_guard(int(port), upstream, home, target)
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="?", choices=("write", "proxy", "all"), default="all")

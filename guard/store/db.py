@@ -108,10 +108,39 @@ def insert_new_records(engine: Engine, records: list[ExchangeRecord]) -> set[str
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             return _insert_pg(conn, rows, flag_rows)
+        if conn.dialect.name == "sqlite":
+            return _insert_sqlite(conn, rows, flag_rows)
         new = conn.execute(_insert(conn, exchanges).returning(exchanges.c.exchange_id), rows).all()
         if flag_rows:
             conn.execute(_insert(conn, exchange_flags), flag_rows)
     return {row[0] for row in new}
+
+
+# SQLite: the driver's own executemany (a C loop) instead of a VALUES list bound row by row in Python; this
+# runs in the writer thread, and every microsecond it holds the GIL is taken from the event loop.
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy's SQLite DateTime (via UTCDateTime) stores UTC
+_SQLITE_EXCHANGES = ("INSERT INTO guard_exchanges (exchange_id, tenant, profile, model, created_at, record) "
+                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+_SQLITE_FLAGS = "INSERT INTO guard_exchange_flags (exchange_id, flag) VALUES (?, ?) ON CONFLICT DO NOTHING"
+
+
+def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]], flag_rows: list[dict[str, str]]) -> set[str]:
+    ids = [r["exchange_id"] for r in rows]
+    existing: set[str] = set()
+    for i in range(0, len(ids), 500):  # stay under SQLite's bound-variable limit
+        chunk = tuple(ids[i:i + 500])
+        marks = ",".join("?" * len(chunk))
+        existing.update(row[0] for row in conn.exec_driver_sql(
+            f"SELECT exchange_id FROM guard_exchanges WHERE exchange_id IN ({marks})", chunk))
+    conn.exec_driver_sql(_SQLITE_EXCHANGES, [
+        (r["exchange_id"], r["tenant"], r["profile"], r["model"], r["created_at"].strftime(_SQLITE_TIME), r["record"])
+        for r in rows
+    ])
+    if flag_rows:
+        conn.exec_driver_sql(_SQLITE_FLAGS, [(f["exchange_id"], f["flag"]) for f in flag_rows])
+    # Another process inserting the same id between the SELECT and the INSERT (two writers replaying one
+    # segment) would make both count it as new: only the metric could be off, never the stored data.
+    return set(ids) - existing
 
 
 # Postgres: one statement per table whatever the batch size (arrays + unnest, sent in binary so the JSON
