@@ -110,26 +110,29 @@ async def _sse(res: Resources, ex: Exchange, events: AsyncIterator[StreamEvent] 
     outcome = "error"
     first = True
     created = int(ex.started_at)
+    # Frames that need not go out alone ride with the next write: each write is a send() and a loop turn.
+    pending = wire.sse_chunk(ex.id, model, created, "", role=True)
     try:
-        yield wire.sse_chunk(ex.id, model, created, "", role=True)
         source = events if events is not None else _nothing()
         async for text, finish in res.pipeline.stream(ex, source, verdict):
             if text:
                 if first:
                     metrics.TIME_TO_FIRST_TOKEN.labels(backend).observe(time.perf_counter() - t0)
                     first = False
-                yield wire.sse_chunk(ex.id, model, created, text)
+                yield pending + wire.sse_chunk(ex.id, model, created, text)
+                pending = b""
             if finish is not None:
-                yield wire.sse_chunk(ex.id, model, created, finish_reason=finish)
+                pending += wire.sse_chunk(ex.id, model, created, finish_reason=finish)
         opts = ex.request.stream_options
         if opts is not None and opts.include_usage and ex.usage is not None:
-            yield wire.sse(wire.ChatCompletionChunk(id=ex.id, model=model, choices=[], usage=ex.usage))
-        yield wire.SSE_DONE
+            pending += wire.sse(wire.ChatCompletionChunk(id=ex.id, model=model, choices=[], usage=ex.usage))
+        yield pending + wire.SSE_DONE
         outcome = "blocked" if ex.finish_reason == "content_filter" else "ok"
     except GuardError as exc:
         # Headers are gone; OpenAI's convention for a mid-stream failure is an error frame.
         ex.error = exc.code
-        yield wire.sse(wire.ErrorResponse(error=wire.ErrorBody(message=exc.message, type=exc.type, code=exc.code)))
+        error = wire.ErrorResponse(error=wire.ErrorBody(message=exc.message, type=exc.type, code=exc.code))
+        yield pending + wire.sse(error)
     except BaseException:
         ex.error = ex.error or "client_disconnected"
         outcome = "disconnected"

@@ -120,7 +120,7 @@ class HttpUpstream:
     async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
         resp = await self._post(self._body(request, messages, stream=False))
         try:
-            data = await resp.json(content_type=None)
+            data = json.loads(await resp.read())
         except (TimeoutError, aiohttp.ServerTimeoutError):
             metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()
             raise UpstreamTimeout(f"upstream {self.base_url} stopped answering") from None
@@ -132,16 +132,21 @@ class HttpUpstream:
         return _reply(data)
 
     async def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]:
+        """One event per network read: chunks that arrived together are merged, so a proxy that falls
+        behind does less work per token instead of more (a token-paced upstream still gives one each)."""
         resp = await self._post(self._body(request, messages, stream=True))
+        tail = b""
         try:
-            async for raw in resp.content:
-                line = raw.strip()
-                if not line.startswith(b"data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
+            async for data in resp.content.iter_any():
+                lines = (tail + data).split(b"\n")
+                tail = lines.pop()
+                event, done, error = _merge(lines)
+                if event is not None:
+                    yield event
+                if error is not None:
+                    raise error
+                if done:
                     break
-                yield _event(payload)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()
             raise UpstreamTimeout("upstream stopped streaming") from None
@@ -171,6 +176,34 @@ def _reply(data: Any) -> ModelReply:
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         metrics.UPSTREAM_ERRORS.labels(_BACKEND, "malformed").inc()
         raise UpstreamBadResponse(f"upstream body is not a chat completion: missing {exc}") from None
+
+
+def _merge(lines: list[bytes]) -> tuple[StreamEvent | None, bool, GuardError | None]:
+    """The SSE `data:` lines of one read as one event; also whether `[DONE]` came, and a bad chunk's error
+    (the text before it is still delivered)."""
+    texts: list[str] = []
+    finish: str | None = None
+    usage: Usage | None = None
+    seen, done, error = False, False, None
+    for raw in lines:
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            done = True
+            break
+        try:
+            event = _event(payload)
+        except GuardError as exc:
+            error = exc
+            break
+        seen = True
+        texts.append(event.text)
+        finish = event.finish_reason or finish
+        usage = event.usage or usage
+    merged = StreamEvent(text="".join(texts), finish_reason=finish, usage=usage) if seen else None  # type: ignore[arg-type]
+    return merged, done, error
 
 
 def _event(payload: bytes) -> StreamEvent:
