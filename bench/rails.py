@@ -25,7 +25,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from guard.pipeline import Exchange, TriageResult
+from guard.pipeline import (
+    Exchange,
+    ModelReply,
+    NoRails,
+    NoRecorder,
+    NoTriage,
+    Pipeline,
+    StreamEvent,
+    TriageResult,
+)
 from guard.settings import SHIPPED_RAILS, load_settings
 from guard.taxonomy import INPUT_LABELS
 from guard.wire import ChatCompletionRequest, ChatMessage
@@ -193,6 +202,49 @@ async def bench_ttft(replay: Replay, gap_s: float, chunk: str = "word ") -> dict
             "added_ms": (guarded - bare) * 1e3}
 
 
+class InstantModel:
+    """A chat model that answers at once, so the pipeline's own overhead is what is measured."""
+
+    name = "instant"
+    version = None
+
+    async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
+        return ModelReply(ANSWER)
+
+    async def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]):  # pragma: no cover
+        yield StreamEvent(text=ANSWER, finish_reason="stop")
+
+
+class ReplayTriage:
+    def __init__(self, replay: Replay) -> None:
+        self.replay = replay
+
+    async def classify(self, exchange: Exchange) -> TriageResult:
+        return self.replay.cache[exchange.request.messages[-1].text]
+
+
+async def bench_pipeline(replay: Replay, n: int) -> dict[str, dict[str, float]]:
+    """In-process pipeline (screen + model + output rails + flags), pass-through vs the default rails."""
+    engine = RailsEngine.load(SHIPPED_RAILS, scorer=replay, encoder=replay)
+    items = workload(SHIPPED_RAILS)
+    replay.prepare([m[-1].text for m, _, _ in items] + [ANSWER])
+    out = {}
+    for name, pipeline in (("pass_through", Pipeline(NoTriage(), NoRails(), NoRails(), NoRecorder())),
+                           ("default_rails", Pipeline(ReplayTriage(replay), engine, engine, NoRecorder()))):
+        model, samples = InstantModel(), []
+        for i in range(n):
+            messages = items[i % len(items)][0]
+            ex = Exchange(id=uuid.uuid4().hex, tenant="bench", request=ChatCompletionRequest(model="m",
+                                                                                             messages=messages))
+            t0 = time.process_time_ns()
+            verdict = await pipeline.screen(ex)
+            await pipeline.complete(ex, model, verdict)
+            pipeline.finish(ex)
+            samples.append(time.process_time_ns() - t0)
+        out[name] = _summary(samples[n // 10:])
+    return out
+
+
 def _triage_model() -> object | None:
     path = load_settings().triage_dir
     try:
@@ -217,6 +269,11 @@ async def main() -> None:
         r = await bench_config(config, replay, args.n)
         results["configs"][config.name] = r  # type: ignore[index]
         print(f"guardtune rails {config.name:18s} CPU/request p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms")
+    r = await bench_pipeline(replay, args.n)
+    results["pipeline"] = r
+    added = r["default_rails"]["p50_ms"] - r["pass_through"]["p50_ms"]
+    print(f"in-process pipeline CPU/request p50: pass-through {r['pass_through']['p50_ms']:.3f} ms, default rails "
+          f"{r['default_rails']['p50_ms']:.3f} ms (+{added:.3f} ms; classifier replayed, no HTTP)")
     if not args.no_nemo:
         import tempfile
 
