@@ -3,13 +3,16 @@ bytes) rather than through FastAPI's dependency machinery: it is the per-request
 
 from __future__ import annotations
 
+import functools
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from guard import metrics, wire
 from guard.errors import BodyTooLarge, GuardError, InvalidRequest, NotReady
@@ -28,14 +31,40 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"request body of {declared} bytes is over the {limit}-byte limit")
+    # Straight from ASGI `receive` (Request.stream() costs an async generator per request).
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge(f"request body is over the {limit}-byte limit")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def new_exchange_id() -> str:
+    return f"chatcmpl-{os.urandom(16).hex()}"  # 128 random bits, as uuid4 has, without building a UUID
+
+
+# Label children looked up once: `labels()` takes a lock and builds a key on every call.
+@functools.cache
+def _requests(outcome: str) -> Any:
+    return metrics.REQUESTS.labels(ROUTE, outcome)
+
+
+@functools.cache
+def _request_latency() -> Any:
+    return metrics.REQUEST_LATENCY.labels(ROUTE)
+
+
+@functools.cache
+def _upstream_latency(backend: str) -> Any:
+    return metrics.UPSTREAM_LATENCY.labels(backend)
 
 
 def parse_request(body: bytes) -> wire.ChatCompletionRequest:
@@ -61,7 +90,7 @@ async def chat_completions(request: Request) -> Response:
     principal = res.auth.tenant(request.headers.get("authorization"))
     req = parse_request(await read_body(request, res.settings.max_body_bytes))
     model = res.models.get(req.model)
-    ex = Exchange(id=f"chatcmpl-{uuid.uuid4().hex}", tenant=principal.tenant, request=req,
+    ex = Exchange(id=new_exchange_id(), tenant=principal.tenant, request=req,
                   api_key_hash=principal.key_hash, profile=request.headers.get(res.settings.profile_header),
                   model_version=model.version, rails_hash=res.rails_hash)
     headers = {"x-guard-exchange-id": ex.id}
@@ -75,17 +104,18 @@ async def chat_completions(request: Request) -> Response:
             return StreamingResponse(body, media_type="text/event-stream", headers=headers)
         t_model = time.perf_counter()
         text = await res.pipeline.complete(ex, model, verdict)
-        metrics.UPSTREAM_LATENCY.labels(model.name).observe(time.perf_counter() - t_model)
-        out = wire.completion(ex.id, req.model, text, ex.finish_reason or "stop", ex.usage)  # type: ignore[arg-type]
+        _upstream_latency(model.name).observe(time.perf_counter() - t_model)
+        out = wire.completion_json(ex.id, req.model, int(ex.started_at), text, ex.finish_reason or "stop",  # type: ignore[arg-type]
+                                   ex.usage)
     except GuardError as exc:
         ex.error = exc.code
         res.pipeline.finish(ex)
-        metrics.REQUESTS.labels(ROUTE, "error").inc()
+        _requests("error").inc()
         raise
     res.pipeline.finish(ex)
-    metrics.REQUESTS.labels(ROUTE, "blocked" if ex.finish_reason == "content_filter" else "ok").inc()
-    metrics.REQUEST_LATENCY.labels(ROUTE).observe(time.perf_counter() - t0)
-    return Response(out.model_dump_json(exclude_none=True), media_type=JSON, headers=headers)
+    _requests("blocked" if ex.finish_reason == "content_filter" else "ok").inc()
+    _request_latency().observe(time.perf_counter() - t0)
+    return Response(out, media_type=JSON, headers=headers)
 
 
 async def _open_stream(events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
@@ -141,8 +171,8 @@ async def _sse(res: Resources, ex: Exchange, events: AsyncIterator[StreamEvent] 
         if events is not None:
             await events.aclose()  # type: ignore[attr-defined]
         res.pipeline.finish(ex)
-        metrics.REQUESTS.labels(ROUTE, outcome).inc()
-        metrics.REQUEST_LATENCY.labels(ROUTE).observe(time.perf_counter() - t0)
+        _requests(outcome).inc()
+        _request_latency().observe(time.perf_counter() - t0)
 
 
 async def _nothing() -> AsyncIterator[StreamEvent]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Literal
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
@@ -168,6 +168,20 @@ def completion(exchange_id: str, model: str, text: str, finish_reason: FinishRea
     )
 
 
+def completion_json(exchange_id: str, model: str, created: int, text: str, finish_reason: FinishReason,
+                    usage: Usage | None = None) -> bytes:
+    """A `chat.completion` body written directly (the per-request cost of the non-streaming path); same
+    fields as `completion(...).model_dump_json(exclude_none=True)`."""
+    body: dict[str, Any] = {
+        "id": exchange_id, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
+    }
+    if usage is not None:
+        body["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                         "total_tokens": usage.total_tokens}
+    return pydantic_core.to_json(body)  # compact UTF-8, as pydantic dumps it; ~3x faster than json.dumps
+
+
 def sse_chunk(exchange_id: str, model: str, created: int, content: str | None = None, *, role: bool = False,
               finish_reason: FinishReason | None = None) -> bytes:
     """One `chat.completion.chunk` SSE frame, written directly: it runs once per streamed token, and this
@@ -175,7 +189,7 @@ def sse_chunk(exchange_id: str, model: str, created: int, content: str | None = 
     delta = {"role": "assistant", "content": content} if role else {"content": content} if content is not None else {}
     frame = {"id": exchange_id, "object": "chat.completion.chunk", "created": created, "model": model,
              "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
-    return b"data: " + json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + pydantic_core.to_json(frame) + b"\n\n"
 
 
 def sse(payload: BaseModel | str) -> bytes:

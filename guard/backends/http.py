@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pydantic_core
 
 from guard import metrics
 from guard.errors import (
@@ -120,7 +121,7 @@ class HttpUpstream:
     async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
         resp = await self._post(self._body(request, messages, stream=False))
         try:
-            data = json.loads(await resp.read())
+            data = pydantic_core.from_json(await resp.read())
         except (TimeoutError, aiohttp.ServerTimeoutError):
             metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()
             raise UpstreamTimeout(f"upstream {self.base_url} stopped answering") from None
@@ -208,7 +209,7 @@ def _merge(lines: list[bytes]) -> tuple[StreamEvent | None, bool, GuardError | N
 
 def _event(payload: bytes) -> StreamEvent:
     try:
-        data = json.loads(payload)
+        data = pydantic_core.from_json(payload)
         if "error" in data:
             raise UpstreamBadResponse(f"upstream stream error: {data['error']}")
         usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
