@@ -26,6 +26,7 @@ from guard import metrics
 from guard.pipeline import Exchange
 from guard.records import ExchangeRecord
 from guard.store.db import insert_new_records
+from guard.store.snapshot import Snapshot, record_from_snapshot, snapshot
 from guard.store.spool import Spool, SpoolFull
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ class RecordWriter:
 
     def __init__(self, engine: Engine, *, spool_dir: Path, sample_rate: float = 0.05, queue_size: int = 10_000,
                  batch_size: int = 256, spool_max_bytes: int = 256 * 1024 * 1024, mask: Mask | None = None,
-                 retry_interval_s: float = 1.0, idle_wake_s: float = 0.25, recent_size: int = 4096,
+                 retry_interval_s: float = 1.0, idle_wake_s: float = 0.25, linger_s: float = 0.1,
+                 recent_size: int = 4096,
                  rand: Callable[[], float] = random.random) -> None:
         self.engine = engine
         self.sample_rate = sample_rate
@@ -53,10 +55,11 @@ class RecordWriter:
         self.mask = _memoized(mask) if mask is not None else None
         self.retry_interval_s = retry_interval_s
         self.idle_wake_s = idle_wake_s
+        self.linger_s = linger_s
         self.spool = Spool(spool_dir, spool_max_bytes)
         self._queue: queue.Queue[Item] = queue.Queue(maxsize=queue_size)
         self._rand = rand
-        self._recent: OrderedDict[str, tuple[str, Exchange | None]] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[str, Snapshot | None]] = OrderedDict()
         self._recent_size = recent_size
         self._recent_lock = threading.Lock()
         self._stop = threading.Event()
@@ -77,7 +80,7 @@ class RecordWriter:
                 self._remember(exchange.id, exchange.tenant, None)
                 self._enqueue(exchange)
             else:
-                self._remember(exchange.id, exchange.tenant, exchange)
+                self._remember(exchange.id, exchange.tenant, snapshot(exchange))
         except Exception:  # a recorder bug must not fail the request
             metrics.RECORDS_DROPPED.inc()
             log.exception("record: exchange %s dropped", getattr(exchange, "id", "?"))
@@ -97,12 +100,12 @@ class RecordWriter:
                 return False
             self._recent[exchange_id] = (tenant, None)
         if entry[1] is not None:
-            self._enqueue(entry[1])
+            self._enqueue(record_from_snapshot(entry[1], self.mask))
         return True
 
-    def _remember(self, exchange_id: str, tenant: str, exchange: Exchange | None) -> None:
+    def _remember(self, exchange_id: str, tenant: str, snap: Snapshot | None) -> None:
         with self._recent_lock:
-            self._recent[exchange_id] = (tenant, exchange)
+            self._recent[exchange_id] = (tenant, snap)
             if len(self._recent) > self._recent_size:
                 self._recent.popitem(last=False)
 
@@ -173,13 +176,24 @@ class RecordWriter:
                 return
 
     def _take_batch(self) -> list[Item]:
+        """Up to batch_size items; waits up to `linger_s` for a batch to fill, since a transaction per record
+        costs the serving process far more CPU than the record itself."""
         try:
             items = [self._queue.get(timeout=self.idle_wake_s)]
         except queue.Empty:
             return []
+        deadline = time.monotonic() + self.linger_s
         while len(items) < self.batch_size:
             try:
                 items.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stop.is_set():
+                break
+            try:
+                items.append(self._queue.get(timeout=left))
             except queue.Empty:
                 break
         return items
