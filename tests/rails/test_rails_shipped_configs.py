@@ -73,3 +73,15 @@ async def test_shipped_rule_cases_pass_without_a_classifier(name: str) -> None:
     assert cases, f"{name} has no rule-only cases"
     results = [await run_case(engine, case, None) for case in cases]
     assert not _failures(results)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_shipped_refusals_open_with_the_conventional_phrase(name: str) -> None:
+    engine = RailsEngine.load(SHIPPED_RAILS.parent / name)
+    messages = set()
+    for prof in engine.profiles.values():
+        rules = [*prof.input_labels, *prof.input_patterns, *prof.output_labels, *prof.output_patterns]
+        messages |= {r.fire.message for r in rules if r.fire.action == "refuse"}
+        messages.add(prof.refusal_message)
+    assert messages
+    assert all(m.startswith("I'm sorry, but I can't help with that") for m in messages), messages
