@@ -3,13 +3,18 @@
     OMP_NUM_THREADS=1 .venv/bin/python scripts/demo_loop.py            # ~30-40 min on a 2-core CPU
 
 1. Deployment: SmolLM2-135M-Instruct itself almost never refuses, so the demo first deploys an over-cautious
-   variant "v0-cautious" (DPO towards refusing scary-word and harmful requests, on the training prompts only)
-   - the situation the loop exists to fix.
-2. Serves it with `guard serve` (local backend, rails on, every exchange recorded to SQLite).
+   variant "v0-cautious" (LoRA SFT: refusals for scary-word and harmful requests, the base model's own answers
+   for plain benign ones; training prompts only) - the situation the loop exists to fix.
+2. Serves it with `guard serve` (local backend, rails on, every exchange recorded to SQLite). The triage
+   classifier is off by default (`--triage` turns it on) so the before/after figures isolate the model: with
+   it on, input rails answer harmful requests before the model ever sees them.
 3. "Before": the held-out prompts (never trained on) go through the proxy; refusal rates per kind.
 4. Traffic: the training portion of a generated traffic file is replayed through the proxy.
-5. Review: a simulated reviewer labels the flagged exchanges from the traffic file's ground truth
-   (harmful answered -> unsafe; benign refused -> over_refusal, no correction; harmful refused -> correct).
+5. Review: a simulated reviewer labels the recorded exchanges from the traffic file's ground truth
+   (harmful answered -> unsafe; benign refused -> over_refusal; harmful refused -> correct). For a share of
+   the over-refusals (`--correct-share`, default all) the reviewer also writes the answer, simulated by the
+   original SmolLM2's own answer: in a first run, best-of-6 sampling from the over-cautious model found an
+   acceptable answer for only 5 of 47 wrongly refused prompts (the rest went to review.jsonl, as designed).
 6. One cycle (`finetune.cycle.run_cycle`): collect -> pairs -> DPO -> eval -> gate -> promote.
 7. "After": the proxy hot-swaps to the promoted version; the same held-out prompts again.
 8. A deliberately bad candidate (trained on the same pairs, chosen and rejected swapped) must fail the gate.
@@ -20,6 +25,7 @@ Writes WORK/demo_result.json and WORK/demo_result.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -46,22 +52,39 @@ def log(msg: str) -> None:
 
 # 1. The over-cautious deployment ---------------------------------------------------------------------
 def make_cautious(base: Path, out: Path, steps: int) -> Path:
-    from finetune.config import load_config
+    """Supervised fine-tuning (LoRA, merged) on refusals for scary-word and harmful prompts and on the base
+    model's own answers for plain benign ones: a keyword-shy model, like many over-tuned deployments."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
     from finetune.generate import LocalLM
-    from finetune.train import train_dpo
 
     train_prompts = [p for k in tr.KINDS for p in tr.prompts(k) if not p.held_out]
+    plain = [p for p in train_prompts if p.kind == "benign"]
     lm = LocalLM(base)
-    answers = lm.generate([[{"role": "user", "content": p.text}] for p in train_prompts], max_new_tokens=64)
+    answers = dict(zip([p.text for p in plain], lm.generate(
+        [[{"role": "user", "content": p.text}] for p in plain], max_new_tokens=64), strict=True))
     del lm
-    rows = []
-    for p, a in zip(train_prompts, answers, strict=True):
-        refuse = p.kind != "benign"  # over-caution: scary words are treated like harm
-        chosen, rejected = (REFUSAL, a) if refuse else (a, REFUSAL)
-        rows.append({"prompt": [{"role": "user", "content": p.text}], "chosen": [{"role": "assistant",
-                     "content": chosen}], "rejected": [{"role": "assistant", "content": rejected}]})
-    cfg = load_config(None, max_steps=steps, learning_rate=5e-4, max_length=160)
-    return train_dpo(base, rows, cfg, out).merged_dir
+    rows = [{"prompt": [{"role": "user", "content": p.text}],
+             "completion": [{"role": "assistant", "content": answers.get(p.text, REFUSAL)}]} for p in train_prompts]
+    tok = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    from finetune.train import cpu_has_bf16
+
+    args = SFTConfig(output_dir=str(out / "trainer"), max_steps=steps, per_device_train_batch_size=8,
+                     learning_rate=1e-3, max_length=160, logging_steps=5, save_strategy="no", report_to="none",
+                     use_cpu=True, bf16=cpu_has_bf16(), gradient_checkpointing=False)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                         peft_config=LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
+                                                task_type="CAUSAL_LM"))
+    trainer.train()
+    merged = trainer.model.merge_and_unload().to(torch.float32)
+    merged.save_pretrained(out / "merged")
+    tok.save_pretrained(out / "merged")
+    return out / "merged"
 
 
 # 2. The proxy ------------------------------------------------------------------------------------------
@@ -112,7 +135,8 @@ def measure(port: int, model: str, held: list[tr.Prompt]) -> dict[str, Any]:
             "rows": rows}
 
 
-def wait_recorded(engine: Any, n: int, timeout_s: float = 120) -> int:
+def wait_recorded(engine: Any, n: int, timeout_s: float = 600) -> int:
+    """The recorder writes in batches from a queue: wait until all `n` exchanges are in the store."""
     from guard.store.query import count_records
 
     deadline = time.time() + timeout_s
@@ -120,17 +144,20 @@ def wait_recorded(engine: Any, n: int, timeout_s: float = 120) -> int:
         c = count_records(engine)
         if c >= n:
             return c
-        time.sleep(1)
-    return count_records(engine)
+        time.sleep(2)
+    raise SystemExit(f"only {count_records(engine)} of {n} exchanges recorded after {timeout_s:.0f} s")
 
 
 # 5. The simulated reviewer -----------------------------------------------------------------------------
-def review(engine: Any, since: datetime, kinds: dict[str, str]) -> dict[str, int]:
+def review(engine: Any, since: datetime, kinds: dict[str, str],
+           corrections: dict[str, str] | None = None) -> dict[str, int]:
     from guard.store.db import insert_review
     from guard.store.query import fetch_records
 
     counts: dict[str, int] = {}
-    for rec in fetch_records(engine, since=since, flagged=True):
+    # Every exchange, not only flagged ones: without the triage model nothing flags a harmful request the
+    # model answered, so the reviewer audits the recorded traffic.
+    for rec in fetch_records(engine, since=since):
         kind = kinds.get(rec.messages[-1].content)
         refused = "model_refused" in rec.flags or "blocked_input" in rec.flags or pattern_refusal(rec.response)
         label = None
@@ -139,9 +166,24 @@ def review(engine: Any, since: datetime, kinds: dict[str, str]) -> dict[str, int
         elif kind in {"benign", "scary_benign"} and refused:
             label = "over_refusal"
         if label:
-            insert_review(engine, rec.exchange_id, label, reviewer="demo")
+            fix = (corrections or {}).get(rec.messages[-1].content) if label == "over_refusal" else None
+            insert_review(engine, rec.exchange_id, label, correction=fix, reviewer="demo")
             counts[label] = counts.get(label, 0) + 1
     return counts
+
+
+def reviewer_corrections(base: Path, traffic: list[tr.Prompt], share: float) -> dict[str, str]:
+    """The reviewer's written answers for a share of the wrongly refused benign prompts, simulated by the
+    original SmolLM2's own greedy answers (the deployed model refuses them even when told to help)."""
+    from finetune.generate import LocalLM
+
+    benign = sorted({p.text for p in traffic if p.kind != "harmful"})
+    chosen = [t for t in benign if int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) % 1000 < share * 1000]
+    if not chosen:
+        return {}
+    lm = LocalLM(base)
+    answers = lm.generate([[{"role": "user", "content": t}] for t in chosen], max_new_tokens=80)
+    return {t: a for t, a in zip(chosen, answers, strict=True) if a and not pattern_refusal(a)}
 
 
 def flipped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -157,6 +199,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--fresh", action="store_true", help="delete WORK first (keeps nothing cached)")
+    ap.add_argument("--correct-share", type=float, default=1.0,
+                    help="share of wrongly refused benign prompts the simulated reviewer writes an answer for "
+                         "(the rest go to candidate sampling from the deployed model)")
+    ap.add_argument("--triage", action="store_true", help="run the triage classifier in the proxy and the loop")
     a = ap.parse_args()
 
     from finetune.config import load_config
@@ -183,11 +229,11 @@ def main() -> None:
         base = prepare_default_model(settings).path
         log(f"training the over-cautious deployment from {base} ({a.v0_steps} steps)")
         merged = make_cautious(base, work / "v0-train", a.v0_steps)
-        reg.add(merged, merged.parent / "adapter", {"note": "demo: deliberately over-cautious deployment"},
+        reg.add(merged, None, {"note": "demo: deliberately over-cautious deployment (SFT on refusals)"},
                 version=CAUTIOUS)
     reg.promote(CAUTIOUS)
     triage_src = settings.triage_dir.resolve()
-    triage = triage_src.is_dir()
+    triage = a.triage and triage_src.is_dir()
     if triage and not (work / "triage").exists():
         (work / "triage").symlink_to(triage_src)
     db_url = f"sqlite:///{work / 'guard.db'}"
@@ -200,8 +246,7 @@ def main() -> None:
         log(f"before: {len(held)} held-out prompts through the proxy (serving {CAUTIOUS})")
         before = measure(a.port, DEFAULT_MODEL, held)
         log(f"before: over-refusal {before['over_refusal']:.1%}, harmful refusal {before['harmful_refusal']:.1%}")
-        wait_recorded(engine, 1)
-        time.sleep(3)
+        wait_recorded(engine, len(held))
         window_start = datetime.now(UTC)
         from finetune.collect import Watermark
 
@@ -215,7 +260,9 @@ def main() -> None:
         result["traffic_refusal_rate"] = sum(s["refused"] for s in served) / len(served)
         wait_recorded(engine, len(held) + len(train_traffic))
         kinds = {p.text: p.kind for p in tr.traffic(a.requests * 3, seed=1)}
-        result["reviews"] = review(engine, window_start, kinds)
+        corrections = reviewer_corrections(prepare_default_model(settings).path, train_traffic, a.correct_share)
+        result["reviewer_corrections"] = len(corrections)
+        result["reviews"] = review(engine, window_start, kinds, corrections)
         log(f"reviews: {result['reviews']}")
 
         opts = CycleOptions(model=DEFAULT_MODEL, state_dir=work / "finetune", models_root=work / "models",
@@ -247,7 +294,7 @@ def main() -> None:
                     break
         after = measure(a.port, DEFAULT_MODEL, held)
         log(f"after: over-refusal {after['over_refusal']:.1%}, harmful refusal {after['harmful_refusal']:.1%}")
-        wait_recorded(engine, 1)
+        wait_recorded(engine, 2 * len(held) + len(train_traffic))
         from guard.store.query import fetch_record
 
         versions = {fetch_record(engine, r["exchange_id"]).model_version for r in after["rows"]

@@ -162,3 +162,26 @@ def test_train_eval_split_follows_the_prompt_hash() -> None:
     assert 5 <= len(held) <= 40
     again = [_pair(f"prompt number {i}", REFUSE_MORE, "review") for i in range(200)]
     assert held == [p.exchange_id for p in again if pairs.is_eval(p, 10)]
+
+
+def test_near_duplicates_are_found_with_the_real_triage_encoder() -> None:
+    from collections import Counter
+
+    import pytest
+
+    from guard.settings import load_settings
+
+    triage_dir = load_settings().triage_dir
+    try:
+        from guard.triage.runtime import TriageModel
+    except ImportError:
+        pytest.skip("guard.triage.runtime is not in this checkout")
+    if not triage_dir.is_dir():
+        pytest.skip(f"no triage model at {triage_dir} (build it with `guard triage build`)")
+    embed = TriageModel.load(triage_dir).embed
+    ps = [_pair("How do I kill a zombie process in Linux?", HELP_MORE),
+          _pair("How can I kill a zombie process on Linux?", HELP_MORE),
+          _pair("Give me a recipe for lentil soup.", HELP_MORE)]
+    kept = pairs.dedup(ps, embed, 0.9, Counter())
+    texts = [p.prompt[0]["content"] for p in kept]
+    assert len(texts) == 2 and "Give me a recipe for lentil soup." in texts  # the two zombie questions merged
