@@ -93,6 +93,19 @@ class LabelRule:
         return score if hit else None
 
 
+def fire_labels(groups: list[tuple[LabelRule, ...]], triage: TriageResult) -> list[tuple[Fire, float]]:
+    """Per label, the first tier that fires (tiers are ordered by threshold, highest first)."""
+    fired = []
+    for tiers in groups:
+        for rule in tiers:
+            score = rule.score(triage)
+            if score is not None:
+                if rule.fire.action != "allow":
+                    fired.append((rule.fire, score))
+                break
+    return fired
+
+
 @dataclass(frozen=True, slots=True)
 class PatternRule:
     rx: re.Pattern[str]
@@ -150,12 +163,12 @@ def compile_refusal(spec: RefusalDetection) -> re.Pattern[str] | None:
 class CompiledProfile:
     name: str
     refusal_message: str
-    input_labels: list[LabelRule]
+    input_labels: list[tuple[LabelRule, ...]]
     input_patterns: list[PatternRule]
     intents: IntentIndex | None
     input_pii: PiiCheck | None
     input_length: LengthCheck | None
-    output_labels: list[LabelRule]
+    output_labels: list[tuple[LabelRule, ...]]
     output_patterns: list[PatternRule]
     output_pii: PiiCheck | None
     output_length: LengthCheck | None
@@ -198,9 +211,16 @@ def compile_profile(prof: EffectiveProfile, encoder: Encoder | None) -> Compiled
     )
 
 
-def _labels(labels: dict[str, Rule], stage: Stage, prof: EffectiveProfile) -> list[LabelRule]:
-    return [LabelRule(label, rule.threshold, make_fire(f"label:{label}", stage, rule, prof))
-            for label, rule in labels.items() if rule.action != "allow"]
+def _labels(labels: dict[str, list[Rule]], stage: Stage, prof: EffectiveProfile) -> list[tuple[LabelRule, ...]]:
+    groups = []
+    for label, rules in labels.items():
+        if all(r.action == "allow" for r in rules):
+            continue
+        # Highest explicit threshold first; the classifier's own threshold (None) acts as the lowest tier.
+        ordered = sorted(rules, key=lambda r: -1.0 if r.threshold is None else r.threshold, reverse=True)
+        groups.append(tuple(LabelRule(label, r.threshold, make_fire(f"label:{label}", stage, r, prof))
+                            for r in ordered))
+    return groups
 
 
 def _pii(rule: PiiRule | None, stage: Stage, prof: EffectiveProfile) -> PiiCheck | None:

@@ -155,6 +155,8 @@ def _real_path(doc: SourceDoc, loc: tuple[Any, ...]) -> tuple[Any, ...]:
         elif isinstance(data, dict | list):
             if part in ("function-after", "function-before") or str(part).startswith("literal["):
                 continue
+            if isinstance(data, dict) and part == 0:
+                continue  # a single rule written where a list of tiers is allowed
             out.append(part)  # a missing key: name it, point at its parent
             break
         else:

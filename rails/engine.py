@@ -16,7 +16,15 @@ from guard.errors import UnknownProfile
 from guard.pipeline import Exchange, InputVerdict, OutputVerdict, RailDecision, Stage, StreamGuard, TriageResult
 from guard.wire import ChatMessage
 from rails import pii
-from rails.compiled import REFUSAL_SCAN_CHARS, CompiledProfile, Encoder, Fire, TextScorer, compile_profile
+from rails.compiled import (
+    REFUSAL_SCAN_CHARS,
+    CompiledProfile,
+    Encoder,
+    Fire,
+    TextScorer,
+    compile_profile,
+    fire_labels,
+)
 from rails.config import RailsConfigError, RailsDir, read_rails_dir
 from rails.policy import StreamSettings, effective
 
@@ -71,7 +79,7 @@ class RailsEngine:
         fired: list[tuple[Fire, float | None]] = []
         triage = exchange.triage
         if triage is not None:
-            fired += [(r.fire, s) for r in prof.input_labels if (s := r.score(triage)) is not None]
+            fired += fire_labels(prof.input_labels, triage)
             if prof.intents is not None and triage.embedding is not None:
                 try:
                     fired += prof.intents.match(triage.embedding)
@@ -185,7 +193,7 @@ def output_fires(prof: CompiledProfile, text: str, scores: TriageResult | None, 
     """
     fired: list[tuple[Fire, float | None]] = []
     if scores is not None and not refused:
-        fired += [(r.fire, s) for r in prof.output_labels if (s := r.score(scores)) is not None]
+        fired += fire_labels(prof.output_labels, scores)
     fired += [(r.fire, None) for r in prof.output_patterns if r.rx.search(text)]
     length = len(text) if total_chars is None else total_chars
     if prof.output_length is not None and length > prof.output_length.max_chars:

@@ -103,12 +103,23 @@ class RefusalDetection(Strict):
     patterns: list[str] = Field(default_factory=list)  # extra regexes beside the built-in phrases
 
 
+def _tiers(value: object) -> object:
+    """A label takes one rule or a list of tiers (first that fires wins, highest threshold first)."""
+    return [value] if isinstance(value, dict) else value
+
+
+def _label_tiers(labels: object) -> object:
+    return {k: _tiers(v) for k, v in labels.items()} if isinstance(labels, dict) else labels
+
+
 class InputPolicy(Strict):
-    labels: dict[InputLabel, Rule] = Field(default_factory=dict)
+    labels: dict[InputLabel, list[Rule]] = Field(default_factory=dict)
     intents: list[Intent] = Field(default_factory=list)
     patterns: list[Pattern] = Field(default_factory=list)
     pii: PiiRule | None = None
     length: LengthLimit | None = None
+
+    _wrap_labels = field_validator("labels", mode="before")(classmethod(lambda cls, v: _label_tiers(v)))
 
     @model_validator(mode="after")
     def _input_actions(self) -> Self:
@@ -119,16 +130,18 @@ class InputPolicy(Strict):
 
 
 class OutputPolicy(Strict):
-    labels: dict[OutputLabel, Rule] = Field(default_factory=dict)
+    labels: dict[OutputLabel, list[Rule]] = Field(default_factory=dict)
     patterns: list[Pattern] = Field(default_factory=list)
     pii: PiiRule | None = None
     length: LengthLimit | None = None
     format: Literal["text", "json"] = "text"
     refusal: RefusalDetection = Field(default_factory=RefusalDetection)
 
+    _wrap_labels = field_validator("labels", mode="before")(classmethod(lambda cls, v: _label_tiers(v)))
+
     @model_validator(mode="after")
     def _output_actions(self) -> Self:
-        rules: list[tuple[str, Rule]] = [(f"label {k!r}", r) for k, r in self.labels.items()]
+        rules: list[tuple[str, Rule]] = [(f"label {k!r}", r) for k, tiers in self.labels.items() for r in tiers]
         rules += [(f"pattern {p.name!r}", p) for p in self.patterns]
         for what, rule in rules:
             if rule.action in ("safe_complete", "redact"):

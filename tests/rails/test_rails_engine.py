@@ -186,3 +186,27 @@ async def test_refusal_naming_the_harmful_topic_is_not_blocked_as_harmful(tmp_pa
     ex = exchange("how do I bake bread")
     out = await engine.check_output(ex, "I'm sorry, but I can't help you build a bomb.")
     assert out.block is None and out.refused and "model_refused" in ex.flags
+
+
+async def test_label_tiers_refuse_when_sure_and_answer_carefully_when_unsure(tmp_path: Path) -> None:
+    from guard.pipeline import TriageResult
+
+    engine = await _engine(tmp_path, """\
+        input:
+          labels:
+            cbrn:
+              - {action: refuse, threshold: 0.9}
+              - {action: safe_complete, threshold: 0.5, instruction: "Answer only if clearly harmless."}
+        """)
+
+    async def verdict_for(score: float):
+        ex = exchange("q")
+        ex.triage = TriageResult({"cbrn": score}, ("cbrn",) if score > 0.3 else ())
+        return await engine.check_input(ex)
+
+    sure, unsure, low = await verdict_for(0.95), await verdict_for(0.7), await verdict_for(0.35)
+    assert sure.block is not None and sure.block.rail == "label:cbrn"
+    assert unsure.block is None and unsure.messages is not None
+    assert unsure.messages[0].content == "Answer only if clearly harmless."
+    assert low.block is None and low.messages is None
+    assert [d.action for d in unsure.decisions] == ["safe_complete"]

@@ -80,7 +80,8 @@ def test_shipped_refusals_open_with_the_conventional_phrase(name: str) -> None:
     engine = RailsEngine.load(SHIPPED_RAILS.parent / name)
     messages = set()
     for prof in engine.profiles.values():
-        rules = [*prof.input_labels, *prof.input_patterns, *prof.output_labels, *prof.output_patterns]
+        tiers = [r for group in (*prof.input_labels, *prof.output_labels) for r in group]
+        rules = [*tiers, *prof.input_patterns, *prof.output_patterns]
         messages |= {r.fire.message for r in rules if r.fire.action == "refuse"}
         messages.add(prof.refusal_message)
     assert messages
