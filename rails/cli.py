@@ -90,11 +90,12 @@ def test(
     failed = 0
     for r in asyncio.run(run_all()):
         failed += not r.passed
-        status = "PASS" if r.passed else "FAIL"
-        line = f"{status}  {r.case.name}: {r.outcome}; rails: {', '.join(r.fired) or '-'}"
+        line = f"{r.status:5s} {r.case.name}: {r.outcome}; rails: {', '.join(r.fired) or '-'}"
         typer.secho(line, fg=None if r.passed else typer.colors.RED)
         for p in r.problems:
             typer.echo(f"      {p}")
+        if r.case.known_issue:
+            typer.echo(f"      known issue: {r.case.known_issue}")
     typer.echo(f"{len(items) - failed}/{len(items)} cases passed")
     if failed:
         raise typer.Exit(1)

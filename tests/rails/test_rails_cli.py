@@ -31,10 +31,12 @@ def test_test_command_reports_which_rail_fired_and_fails_on_mismatch(tmp_path: P
                 cases:
                   - {name: magic word is refused, input: "say xyzzy", expect: block, rail: "pattern:secret"}
                   - {name: wrong expectation, input: "hello", expect: block}
+                  - {name: documented miss, input: "hi", expect: block, known_issue: "classifier misses it"}
                 """)
     result = runner.invoke(app, ["test", str(tmp_path), "cases.yml", "--no-triage"])
     assert result.exit_code == 1
     assert "PASS  magic word is refused: block; rails: pattern:secret" in result.output
+    assert "KNOWN documented miss: allow; rails: -" in result.output
     assert "FAIL  wrong expectation: allow; rails: -" in result.output
     assert "expected block, got allow" in result.output
-    assert "1/2 cases passed" in result.output
+    assert "2/3 cases passed" in result.output
