@@ -8,8 +8,11 @@ CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-WORDS = ("hello hi what is the capital of france paris answer question please tell me about weather sun rain "
-         "yes no maybe good bad help a an and or to in on system user assistant").split()
+WORDS = [
+    "hello", "hi", "what", "is", "the", "capital", "of", "france", "paris", "answer", "question", "please",
+    "tell", "me", "about", "weather", "sun", "rain", "yes", "no", "maybe", "good", "bad", "help", "a", "an",
+    "and", "or", "to", "in", "on", "system", "user", "assistant",
+]
 
 
 def make_tiny_chat_model(path: Path, seed: int = 0) -> Path:
