@@ -32,7 +32,11 @@ def error_response(status: int, message: str, type_: str, code: str | None, para
 
 async def _guard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GuardError)
-    return error_response(exc.status, exc.message, exc.type, exc.code, exc.param)
+    response = error_response(exc.status, exc.message, exc.type, exc.code, exc.param)
+    exchange_id = getattr(exc, "exchange_id", None)
+    if exchange_id is not None:
+        response.headers["x-guard-exchange-id"] = exchange_id
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -109,6 +109,7 @@ async def chat_completions(request: Request) -> Response:
                                    ex.usage)
     except GuardError as exc:
         ex.error = exc.code
+        exc.exchange_id = ex.id  # the error response names the recorded exchange too
         res.pipeline.finish(ex)
         _requests("error").inc()
         raise

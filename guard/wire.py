@@ -52,7 +52,7 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     n: int | None = Field(None, ge=1, le=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), lt=2**63)  # int64, as OpenAI takes it (torch rejects larger)
     user: str | None = None
     # The client's bytes, forwarded verbatim when nothing in the request was rewritten (no re-encoding).
     _raw: bytes | None = PrivateAttr(default=None)

@@ -146,9 +146,9 @@ class LocalModel:
                   stop: _Cancelled, streamer: Any = None) -> ModelReply:
         import torch
 
-        if request.seed is not None:
-            torch.manual_seed(request.seed)
         try:
+            if request.seed is not None:
+                torch.manual_seed(request.seed)
             inputs = self._inputs(lm, messages)
             kwargs = self._gen_kwargs(lm, request, stop)
             with torch.inference_mode():

@@ -49,6 +49,23 @@ def test_upstream_5xx_is_502(proxy, stream: bool) -> None:
     assert "500" in err["message"]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_error_response_names_the_recorded_exchange(proxy, stream: bool) -> None:
+    p = proxy()
+    recorded = []
+
+    class Collect:
+        def record(self, exchange) -> None:
+            recorded.append(exchange)
+
+    p.resources.pipeline.recorder = Collect()
+    resp = chat(p.url, SERVER_ERROR, stream=stream)
+    assert resp.status_code == 502
+    [ex] = recorded
+    assert resp.headers["x-guard-exchange-id"] == ex.id
+    assert ex.error == "upstream_bad_response"
+
+
 def test_malformed_upstream_body_is_502(proxy) -> None:
     assert_error(chat(proxy().url, MALFORMED), 502, "upstream_error", "upstream_bad_response")
 
@@ -111,6 +128,7 @@ def test_empty_body_is_400(proxy) -> None:
     ({"model": ECHO, "messages": []}, "messages"),
     ({"model": ECHO, "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
     ({"model": ECHO, "messages": [{"role": "user", "content": "x"}], "temperature": 9}, "temperature"),
+    ({"model": ECHO, "messages": [{"role": "user", "content": "x"}], "seed": 2**70}, "seed"),
 ])
 def test_schema_error_is_400_naming_the_field(proxy, body: dict[str, Any], field: str) -> None:
     err = assert_error(post_raw(proxy().url, json.dumps(body).encode()), 400, "invalid_request_error",
