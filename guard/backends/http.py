@@ -82,10 +82,12 @@ class HttpUpstream:
         for attempt in range(self.retries + 1):
             try:
                 resp = await self.session.post(self.url, data=body)
-            except aiohttp.ClientConnectorError as exc:
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                # Connection refused or not accepted in time: the request never left, so retrying is safe.
                 if attempt == self.retries:
                     metrics.UPSTREAM_ERRORS.labels(_BACKEND, "connect").inc()
-                    raise UpstreamUnavailable(f"upstream {self.base_url} unreachable: {exc.strerror or exc}") from None
+                    reason = "connection timed out" if isinstance(exc, TimeoutError) else exc.strerror or exc
+                    raise UpstreamUnavailable(f"upstream {self.base_url} unreachable: {reason}") from None
                 await asyncio.sleep(0.05 * 2**attempt)
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from typing import Any
 
 import httpx
@@ -34,6 +36,28 @@ def test_upstream_down_is_502(proxy, stream: bool) -> None:
     p = proxy(upstream_url=f"http://127.0.0.1:{closed_port()}/v1")
     err = assert_error(chat(p.url, stream=stream), 502, "upstream_error", "upstream_unreachable")
     assert "unreachable" in err["message"]
+
+
+def test_upstream_not_accepting_connections_is_502_after_bounded_retries(proxy) -> None:
+    # A listener whose accept queue is full: the kernel drops further SYNs, so connecting hangs.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        p = proxy(upstream_url=f"http://127.0.0.1:{port}/v1", upstream_connect_timeout_s=0.2, upstream_retries=1)
+        started = time.monotonic()
+        err = assert_error(chat(p.url), 502, "upstream_error", "upstream_unreachable")
+        elapsed = time.monotonic() - started
+        for filler in fillers:
+            filler.close()
+    assert "timed out" in err["message"]
+    assert 0.4 <= elapsed < 5  # two attempts of 0.2 s, not the read timeout
 
 
 @pytest.mark.parametrize("stream", [False, True])
