@@ -119,7 +119,10 @@ class InputPolicy(Strict):
     pii: PiiRule | None = None
     length: LengthLimit | None = None
 
-    _wrap_labels = field_validator("labels", mode="before")(classmethod(lambda cls, v: _label_tiers(v)))
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _wrap_labels(cls, v: object) -> object:
+        return _label_tiers(v)
 
     @model_validator(mode="after")
     def _input_actions(self) -> Self:
@@ -137,7 +140,10 @@ class OutputPolicy(Strict):
     format: Literal["text", "json"] = "text"
     refusal: RefusalDetection = Field(default_factory=RefusalDetection)
 
-    _wrap_labels = field_validator("labels", mode="before")(classmethod(lambda cls, v: _label_tiers(v)))
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _wrap_labels(cls, v: object) -> object:
+        return _label_tiers(v)
 
     @model_validator(mode="after")
     def _output_actions(self) -> Self:
