@@ -30,6 +30,10 @@ def create() -> FastAPI:
 
     app.router.lifespan_context = lifespan
 
+    @app.get("/pid")
+    async def pid() -> Response:
+        return Response(str(os.getpid()))
+
     @app.post("/record")
     async def record(request: Request) -> Response:
         flag = request.query_params.get("flag")

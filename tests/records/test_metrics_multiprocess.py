@@ -34,17 +34,19 @@ def test_metrics_sum_the_records_of_every_worker(tmp_path: Path) -> None:
            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
            "MP_TEST_DB_URL": f"sqlite:///{tmp_path / 'guard.db'}", "GUARD_HOME": str(tmp_path / "home")}
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "mp_app:create", "--factory", "--workers", "2",
-                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                             "--timeout-worker-healthcheck", "60"],
                             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
+        # Both workers up and serving before the measured load (a loaded machine starts them slowly).
+        ready: set[str] = set()
+        deadline = time.monotonic() + 60
+        while len(ready) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, f"workers serving: {ready}"
             try:
-                httpx.get(f"{base}/metrics", timeout=1)
-                break
+                ready.add(httpx.get(f"{base}/pid", headers={"connection": "close"}, timeout=2).text)
             except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
                 time.sleep(0.1)
         pids: dict[str, int] = {}
         flagged = errors = sent = 0
