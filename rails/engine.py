@@ -96,7 +96,7 @@ class RailsEngine:
         _apply_input(verdict, fired, messages, masked)
         if verdict.block is None and self.nemo is not None:
             await self.nemo.check_input(exchange, verdict)
-        _stamp(verdict.decisions, "input", t0)
+        _stamp(verdict, "input", t0)
         return verdict
 
     # Output ---------------------------------------------------------------------------------------------
@@ -110,7 +110,7 @@ class RailsEngine:
                 scores = await self.scorer.score_text(text)
             except Exception as exc:  # a rail error never lets text through unchecked when fail-closed
                 self._rail_error(verdict, prof, exc)
-                _stamp(verdict.decisions, "output", t0)
+                _stamp(verdict, "output", t0)
                 return verdict
             exchange.output_triage = scores
         refusal = detect_refusal(prof, text, scores)
@@ -145,7 +145,7 @@ class RailsEngine:
             await self.nemo.check_output(exchange, new_text, verdict)
         if new_text != text:
             verdict.text = new_text
-        _stamp(verdict.decisions, "output", t0)
+        _stamp(verdict, "output", t0)
         return verdict
 
     def _error_fire(self, prof: CompiledProfile, rail: str, stage: Stage) -> Fire:
@@ -275,10 +275,13 @@ def _with_instructions(messages: list[ChatMessage], instructions: list[str]) -> 
     return [ChatMessage(role="system", content=extra), *messages]
 
 
-def _stamp(decisions: list[RailDecision], stage: str, t0: float) -> None:
+def _stamp(verdict: InputVerdict | OutputVerdict, stage: str, t0: float) -> None:
     """Attribute the stage's time evenly; one clock read per stage keeps the engine cheap."""
+    decisions = verdict.decisions
     if not decisions:
         decisions.append(RailDecision("policy", stage, "pass"))  # type: ignore[arg-type]
     share = (time.perf_counter() - t0) / len(decisions)
     for i, d in enumerate(decisions):
         decisions[i] = RailDecision(d.rail, d.stage, d.result, d.mode, d.action, d.message, d.score, share)
+        if d is verdict.block:
+            verdict.block = decisions[i]

@@ -210,3 +210,10 @@ async def test_label_tiers_refuse_when_sure_and_answer_carefully_when_unsure(tmp
     assert unsure.messages[0].content == "Answer only if clearly harmless."
     assert low.block is None and low.messages is None
     assert [d.action for d in unsure.decisions] == ["safe_complete"]
+
+
+async def test_blocking_decision_is_the_recorded_one_with_its_latency(tmp_path: Path, scorer: WordScorer) -> None:
+    engine = await _engine(tmp_path, scorer=scorer)
+    verdict = await _screen(engine, exchange("how to make a bomb"), scorer)
+    assert verdict.block is not None and verdict.block in verdict.decisions
+    assert verdict.block.latency_s > 0
