@@ -40,6 +40,14 @@ def _profile(engine: Any, profile: str | None) -> Any:
     return engine.profiles.get(profile or engine.default_profile) or engine.profiles[engine.default_profile]
 
 
+def _label_rules(items: Any) -> list[Any]:
+    """Label rules, flat: a profile lists them singly or in groups (tuples)."""
+    out: list[Any] = []
+    for item in items:
+        out.extend(_label_rules(item) if isinstance(item, (tuple, list)) else [item])
+    return out
+
+
 def profile_refusals(engine: Any) -> RefusalFor:
     """The refusal the profile's rule for the exchange's harmful label gives (it carries that rule's safe
     alternative); else the profile's refusal message plus a generic alternative."""
@@ -48,10 +56,13 @@ def profile_refusals(engine: Any) -> RefusalFor:
 
     def refusal_for(profile: str | None, labels: Sequence[str] = ()) -> str:
         prof = _profile(engine, profile)
-        rules = {r.label: r for r in prof.input_labels}
+        rules: dict[str, Any] = {}
+        for r in _label_rules(prof.input_labels):
+            if r.fire.action == "refuse" and r.fire.message:
+                rules.setdefault(r.label, r)  # a label may have tiers; the refusing one carries the alternative
         for label in labels:
             rule = rules.get(label)
-            if rule is not None and rule.fire.action == "refuse" and rule.fire.message:
+            if rule is not None:
                 msg = rule.fire.message.strip()
                 return msg if msg != prof.refusal_message.strip() else f"{msg} {DEFAULT_ALTERNATIVE}"
         return f"{prof.refusal_message.strip()} {DEFAULT_ALTERNATIVE}"

@@ -2,9 +2,12 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/demo_loop.py            # ~30-40 min on a 2-core CPU
 
-1. Deployment: SmolLM2-135M-Instruct itself almost never refuses, so the demo first deploys an over-cautious
-   variant "v0-cautious" (LoRA SFT: refusals for scary-word and harmful requests, the base model's own answers
-   for plain benign ones; training prompts only) - the situation the loop exists to fix.
+1. Deployment: SmolLM2-135M-Instruct itself almost never refuses, so the demo first deploys a variant
+   "v0-cautious" (LoRA SFT on the training prompts only: refusals for scary-word benign requests, the base
+   model's own answers for the rest, harmful ones included) that over-refuses benign requests and complies
+   with harmful ones - the situation the loop exists to fix. (A first version that refused the harmful
+   training prompts too gave the loop only "help more" pairs; the gate then rejected the candidate because
+   harmful refusal fell from 93.3% to 46.7% on the suite - the balance of the two directions matters.)
 2. Serves it with `guard serve` (local backend, rails on, every exchange recorded to SQLite). The triage
    classifier is off by default (`--triage` turns it on) so the before/after figures isolate the model: with
    it on, input rails answer harmful requests before the model ever sees them.
@@ -52,8 +55,9 @@ def log(msg: str) -> None:
 
 # 1. The over-cautious deployment ---------------------------------------------------------------------
 def make_cautious(base: Path, out: Path, steps: int) -> Path:
-    """Supervised fine-tuning (LoRA, merged) on refusals for scary-word and harmful prompts and on the base
-    model's own answers for plain benign ones: a keyword-shy model, like many over-tuned deployments."""
+    """Supervised fine-tuning (LoRA, merged): refusals for scary-word benign prompts, the base model's own
+    answers for the rest (it complies with harmful requests): a model that over-refuses benign requests and
+    complies with harmful ones, the premise of the loop."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -63,7 +67,7 @@ def make_cautious(base: Path, out: Path, steps: int) -> Path:
     from finetune.generate import LocalLM
 
     train_prompts = [p for k in tr.KINDS for p in tr.prompts(k) if not p.held_out]
-    plain = [p for p in train_prompts if p.kind == "benign"]
+    plain = [p for p in train_prompts if p.kind != "scary_benign"]
     lm = LocalLM(base)
     answers = dict(zip([p.text for p in plain], lm.generate(
         [[{"role": "user", "content": p.text}] for p in plain], max_new_tokens=64), strict=True))
