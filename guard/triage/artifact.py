@@ -15,7 +15,7 @@ MODEL_INT8 = "model.int8.onnx"
 MODEL_FP32 = "model.fp32.onnx"
 TOKENIZER = "tokenizer.json"
 RUNTIME_CONFIG = "triage.json"
-EXPORT_VERSION = "1"  # bump when the exported graph's contract changes, so `build` redoes stale outputs
+EXPORT_VERSION = "2"  # bump when the exported graph's contract changes, so `build` redoes stale outputs
 
 
 class ArtifactError(RuntimeError):

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from guard.settings import Settings
+    from guard.triage.runtime import TriageModel
 
 app = typer.Typer(no_args_is_help=True, help="Triage classifier: train, build (ONNX), evaluate, classify.")
 
@@ -17,7 +21,7 @@ def _fail(message: str) -> typer.Exit:
     return fail(message)
 
 
-def _settings():
+def _settings() -> Settings:
     from guard.settings import SettingsError, load_settings
 
     try:
@@ -30,7 +34,7 @@ def _settings():
 def train(
     out: Annotated[Path | None, typer.Option(help="Artifact directory (default: the shipped one in the repo).")] = None,
     datasets_dir: Annotated[Path | None, typer.Option(help="Public data sets (default GUARD_DATASETS_DIR).")] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 900,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 500,
     threads: Annotated[int, typer.Option(min=1, help="torch threads (1 is fastest on a shared box).")] = 1,
     seed: Annotated[int, typer.Option(help="Seed for data generation and training.")] = 13,
     data_out: Annotated[Path | None, typer.Option(help="Also write the generated splits + manifest here.")] = None,
@@ -71,7 +75,7 @@ def build(
     typer.echo(f"triage model {'built' if built else 'up to date'} at {target}")
 
 
-def _load(model_dir: Path | None, threads: int):
+def _load(model_dir: Path | None, threads: int) -> TriageModel:
     from guard.triage.runtime import TriageModel, TriageModelError
 
     try:

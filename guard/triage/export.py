@@ -84,4 +84,5 @@ def quantize(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing" notice; harmless here
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    # Per-channel scales: per-tensor int8 moved some probabilities by ~0.35 on this model, per-channel by ~0.1.
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)

@@ -10,7 +10,7 @@ ROLEPLAY_DOC_SOURCES = ("awesome_chatgpt_prompts", "bipia", "deepset_prompt_inje
                         "synth:doc_clean")
 
 
-def best_f1_threshold(scores: np.ndarray, positive: np.ndarray, lo: float = 0.1, hi: float = 0.9) -> float:
+def best_f1_threshold(scores: np.ndarray, positive: np.ndarray, lo: float = 0.3, hi: float = 0.9) -> float:
     if positive.sum() < 3 or (~positive).sum() < 3:
         return 0.5
     best_t, best_f1 = 0.5, -1.0

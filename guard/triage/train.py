@@ -24,10 +24,10 @@ from guard.triage.scoring import best_f1_threshold, calibrate, quality_targets
 
 @dataclass
 class TrainConfig:
-    steps: int = 1200
+    steps: int = 500
     batch_size: int = 32
-    lr: float = 5e-4
-    warmup: int = 60
+    lr: float = 6e-4
+    warmup: int = 30
     max_len: int = 128
     stride: int = 32
     lora_r: int = 16
@@ -97,7 +97,7 @@ def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: 
     enc = {s: encode(rs) for s, rs in split.items()}
     y, ref, is_resp = (torch.from_numpy(a) for a in _targets(split["train"]))
     pos = y.sum(0).clamp(min=1)
-    pos_weight = ((len(y) - pos) / pos).sqrt().clamp(1.0, 8.0)
+    pos_weight = ((len(y) - pos) / pos).sqrt().clamp(1.0, 3.0)
 
     model = new_model(len(INPUT_LABELS), cfg.lora_r, cfg.lora_alpha)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -9,6 +9,16 @@ from __future__ import annotations
 import random
 
 REFUSAL_OPENERS = [
+    "I understand you're curious, but I can't share details on {topic}.",
+    "Sorry, that's outside what I'm able to help with.",
+    "I'm going to have to say no to this one.",
+    "I don't feel comfortable helping with {topic}.",
+    "My apologies, but I am unable to fulfil this request.",
+    "That request isn't something I can assist with, as it may be harmful.",
+    "I can't provide guidance on {topic}, but I can help with {safe}.",
+    "Entschuldigung, dabei kann ich nicht helfen.",
+    "Regrettably, I have to decline.",
+    "I'm unable to provide that.",
     "I'm sorry, but I can't help with that.",
     "I can't assist with {topic}.",
     "Sorry, I won't provide instructions for {topic}.",
@@ -38,6 +48,15 @@ REFUSAL_FOLLOWUPS = [
     " It could put people at risk.",
 ]
 COMPLIANT = [
+    "Sure, I can help with that! {step}.",
+    "Happy to! Here's {thing}: {step}.",
+    "I'm sorry to hear about the trouble. Here's a fix: {step}.",
+    "Unfortunately there is no single answer, but generally {step}.",
+    "I cannot stress enough how useful this is: {step}.",
+    "Good news: {step}. Let me know if it doesn't work.",
+    "Here is {thing}. I won't repeat the intro, just the key part: {step}.",
+    "Absolutely not a problem. {step}.",
+    "You can't skip this step: {step}. After that, you're done.",
     "Sure! Here's {thing}:\n1. {step}\n2. Then continue with the next step.\n3. Finish by checking the result.",
     "Great question. {thing} works like this: {step}. Let me know if you want more detail.",
     "Here you go:\n\n{thing}\n\n{step}.",

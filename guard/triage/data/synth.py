@@ -79,11 +79,13 @@ def _rows(rng: random.Random, entries: list[str], frames: list[str], labels: lis
     return out
 
 
-def _doc(rng: random.Random, hidden: str | None) -> str:
+def _doc(rng: random.Random, hidden: str | None) -> tuple[str, str]:
+    """A document of 1-3 paragraphs (optionally with a hidden instruction) and the group of its first paragraph."""
     body = rng.sample(lx.DOC_TEXTS, k=rng.randint(1, 3))
+    group = body[0][:40]
     if hidden is not None:
         body.insert(rng.randint(0, len(body)), hidden)
-    return "\n\n".join(body)
+    return "\n\n".join(body), group
 
 
 def harmful(rng: random.Random, per_cat: int) -> list[dict]:
@@ -136,11 +138,11 @@ def attacks(rng: random.Random, n: int) -> list[dict]:
         rows.append({"text": style(rng, text), "labels": ["prompt_injection"], "group": f"direct_inj:{inj}"})
     for _ in range(n):
         hidden = rng.choice(lx.HIDDEN_INSTRUCTIONS)
-        text = rng.choice(lx.DOC_FRAMES).format(doc=_doc(rng, hidden))
+        text = rng.choice(lx.DOC_FRAMES).format(doc=_doc(rng, hidden)[0])
         rows.append({"text": text, "labels": ["prompt_injection"], "group": f"doc_inj:{hidden}"})
-    for _ in range(n):  # the same documents without the hidden instruction: hard negatives
-        text = rng.choice(lx.DOC_FRAMES).format(doc=_doc(rng, None))
-        rows.append({"text": text, "labels": [], "group": f"doc_clean:{len(text) % 7}"})
+    for _ in range(2 * n):  # the same kind of documents without a hidden instruction: hard negatives
+        doc, group = _doc(rng, None)
+        rows.append({"text": rng.choice(lx.DOC_FRAMES).format(doc=doc), "labels": [], "group": f"doc_clean:{group}"})
     return rows
 
 
