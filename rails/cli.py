@@ -88,7 +88,8 @@ def test(
                 await stage.aclose()
 
     failed = 0
-    for r in asyncio.run(run_all()):
+    results = asyncio.run(run_all())
+    for r in results:
         failed += not r.passed
         line = f"{r.status:5s} {r.case.name}: {r.outcome}; rails: {', '.join(r.fired) or '-'}"
         typer.secho(line, fg=None if r.passed else typer.colors.RED)
@@ -96,7 +97,9 @@ def test(
             typer.echo(f"      {p}")
         if r.case.known_issue:
             typer.echo(f"      known issue: {r.case.known_issue}")
-    typer.echo(f"{len(items) - failed}/{len(items)} cases passed")
+    known = sum(r.status == "KNOWN" for r in results)
+    note = f" ({known} known issue{'s' if known != 1 else ''})" if known else ""
+    typer.echo(f"{len(items) - failed - known}/{len(items)} cases passed{note}")
     if failed:
         raise typer.Exit(1)
 
