@@ -32,7 +32,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-sys.path.append(str(HERE))  # after the repo: bench/rails.py must not shadow the rails package
+sys.path.append(str(HERE))
 RESULTS = HERE / "results"
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

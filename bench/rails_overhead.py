@@ -2,7 +2,7 @@
 against NeMo Guardrails' LLMRails running an equivalent custom-action input + output rail in the same run,
 plus the time to first token that streaming output rails add.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/rails.py [--n 2000] [--no-nemo] [--json var/bench/rails.json]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/rails_overhead.py [--n 2000] [--no-nemo] [--json var/bench/rails.json]
 
 Triage results are computed once up front (with the real ONNX model when GUARD_HOME/triage holds one,
 otherwise fixed synthetic scores) and replayed, so the figures are the engine's own cost. CPU time is
