@@ -4,6 +4,10 @@ Callers that arrive together share one call: the worker takes the first waiting 
 `max_batch` items or `max_wait_ms` have passed, and runs the function in a thread so the event loop stays free.
 While a batch runs, new arrivals queue up and form the next batch. A cancelled caller is skipped (or its result
 dropped) without affecting the others.
+
+The wait is adaptive: a caller that arrives alone at an idle batcher runs at once, since waiting would only add
+latency. The wait applies once callers are seen arriving together (the last batch held several items, or more
+arrived while it ran), which is when it buys larger batches.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class MicroBatcher(Generic[T, R]):
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._contended = False
 
     async def start(self) -> None:
         if self._worker is None:
@@ -71,7 +76,7 @@ class MicroBatcher(Generic[T, R]):
         while not self._pending:
             self._wake.clear()
             await self._wake.wait()
-        deadline = time.perf_counter() + self.max_wait_s
+        deadline = time.perf_counter() + (self.max_wait_s if self._contended else 0.0)
         batch: list[tuple[T, asyncio.Future[R]]] = []
         while True:
             while self._pending and len(batch) < self.max_batch:
@@ -107,6 +112,7 @@ class MicroBatcher(Generic[T, R]):
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
+            self._contended = len(batch) > 1 or bool(self._pending)
             for (_, fut), result in zip(batch, results, strict=True):
                 if not fut.done():
                     fut.set_result(result)

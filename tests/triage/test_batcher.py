@@ -90,3 +90,18 @@ async def test_closing_fails_callers_still_waiting() -> None:
     await b.aclose()
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     assert any(isinstance(o, BatcherClosed) for o in outcomes)
+
+
+async def test_lone_caller_at_an_idle_batcher_does_not_wait_but_concurrent_callers_do() -> None:
+    fn = Recorder()
+    b: MicroBatcher[int, int] = MicroBatcher(fn, max_batch=32, max_wait_ms=200)
+    try:
+        t0 = time.perf_counter()
+        assert await b.submit(1) == 10
+        assert time.perf_counter() - t0 < 0.15  # far below max_wait: nothing else was in flight
+        await asyncio.gather(*(b.submit(i) for i in range(2, 6)))  # several together: load seen
+        t1 = time.perf_counter()
+        assert await b.submit(9) == 90
+        assert time.perf_counter() - t1 >= 0.15  # under load the batcher waits for company
+    finally:
+        await b.aclose()
