@@ -7,6 +7,7 @@ the sum over workers (prometheus_client multiprocess mode, PROMETHEUS_MULTIPROC_
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,12 +31,16 @@ def create() -> FastAPI:
 
     app.router.lifespan_context = lifespan
 
+    # Both handlers hold their worker's event loop for a moment on purpose: while one worker is busy the
+    # kernel hands concurrent connections to the other, so the test reaches both workers deterministically.
     @app.get("/pid")
     async def pid() -> Response:
+        time.sleep(0.02)
         return Response(str(os.getpid()))
 
     @app.post("/record")
     async def record(request: Request) -> Response:
+        time.sleep(0.005)
         flag = request.query_params.get("flag")
         ex = make_exchange(0, flags={flag} if flag else set())
         request.app.state.recorder.record(ex)

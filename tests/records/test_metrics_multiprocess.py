@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -42,25 +43,37 @@ def test_metrics_sum_the_records_of_every_worker(tmp_path: Path) -> None:
         # Both workers up and serving before the measured load (a loaded machine starts them slowly).
         ready: set[str] = set()
         deadline = time.monotonic() + 60
-        while len(ready) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, f"workers serving: {ready}"
+
+        def whoami(_: int) -> str | None:
             try:
-                ready.add(httpx.get(f"{base}/pid", headers={"connection": "close"}, timeout=2).text)
+                return httpx.get(f"{base}/pid", headers={"connection": "close"}, timeout=5).text
             except httpx.TransportError:
                 time.sleep(0.1)
+                return None
+
+        with ThreadPoolExecutor(4) as pool:
+            while len(ready) < 2:
+                assert proc.poll() is None and time.monotonic() < deadline, f"workers serving: {ready}"
+                ready.update(pid for pid in pool.map(whoami, range(8)) if pid)
         pids: dict[str, int] = {}
         flagged = errors = sent = 0
-        while sent < 400 and (len(pids) < 2 or sent < 60):
-            for flag in ("blocked_input", "blocked_input", ""):
-                sent += 1
-                try:  # a fresh connection per request so both workers get some
-                    pid = httpx.post(f"{base}/record", params={"flag": flag} if flag else None,
-                                     headers={"connection": "close"}).text
-                except httpx.TransportError:  # a busy machine can make uvicorn recycle a worker
-                    errors += 1
-                    continue
-                pids[pid] = pids.get(pid, 0) + 1
-                flagged += bool(flag)
+
+        def post(flag: str) -> tuple[str, str | None]:
+            try:  # a fresh connection per request so both workers get some
+                return flag, httpx.post(f"{base}/record", params={"flag": flag} if flag else None,
+                                        headers={"connection": "close"}, timeout=10).text
+            except httpx.TransportError:  # a busy machine can make uvicorn recycle a worker
+                return flag, None
+
+        with ThreadPoolExecutor(4) as pool:
+            while sent < 400 and (len(pids) < 2 or sent < 60):
+                for flag, pid in pool.map(post, ["blocked_input", "blocked_input", ""] * 4):
+                    sent += 1
+                    if pid is None:
+                        errors += 1
+                        continue
+                    pids[pid] = pids.get(pid, 0) + 1
+                    flagged += bool(flag)
         assert len(pids) == 2, f"one worker took every request: {pids}"
 
         key = ("guard_exchanges_logged_total", (("flag", "blocked_input"),))
