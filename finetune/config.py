@@ -33,7 +33,7 @@ class DPOSettings(BaseModel):
     max_steps: int = Field(-1, ge=-1)  # -1 = run `epochs`
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(256, ge=16)
+    max_length: int = Field(192, ge=16)  # same as the shipped configs/dpo.yaml
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     seed: int = 0
     threads: int = Field(1, ge=1, le=256)  # CPU torch threads; 1 is fastest on a shared machine
