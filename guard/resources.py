@@ -97,13 +97,14 @@ async def _triage(settings: Settings, stack: AsyncExitStack) -> Any:
     return triage
 
 
-async def _rails(settings: Settings, triage: Any, stack: AsyncExitStack) -> Any:
+async def _rails(settings: Settings, triage: Any, model_version: str | None, stack: AsyncExitStack) -> Any:
     if not settings.rails_enabled:
         return NoRails()
     from rails.reload import RailsHolder
 
     scorer = triage if hasattr(triage, "score_text") else None
-    holder = RailsHolder(settings.rails_dir, scorer=scorer, encoder=scorer, watch=settings.rails_reload)
+    holder = RailsHolder(settings.rails_dir, scorer=scorer, encoder=scorer, watch=settings.rails_reload,
+                         on_swap=lambda engine: metrics.set_build_info(__version__, model_version, engine.rails_hash))
     await holder.start()
     stack.push_async_callback(holder.aclose)
     return holder
@@ -125,7 +126,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         store = await _store(settings, stack)  # first in, last out: drains records after everything else
         models = await _model_backend(settings, stack)
         triage = await _triage(settings, stack)
-        rails = await _rails(settings, triage, stack)
+        rails = await _rails(settings, triage, models.backend.version, stack)
         recorder = store.writer if store is not None else NoRecorder()
         pipeline = Pipeline(triage, rails, rails, recorder)
         res = Resources(settings, auth, models, pipeline, triage=triage, rails=rails,
