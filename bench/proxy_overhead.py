@@ -5,6 +5,8 @@ One run starts, each in its own process (uvicorn, 1 worker, same loop/HTTP imple
   bare        FastAPI + aiohttp client, raw bytes passed through (the baseline, b)
   bare-httpx  the same proxy with httpx as the client (b'), to justify the client choice
   guard       `create_app` with triage, rails and recording switched off (c)
+  guard-full  `create_app` as shipped: triage (int8 ONNX from GUARD_TRIAGE_MODEL or var/triage, run
+              `guard triage build` first), the default rails, recording to SQLite (d)
 and measures direct calls (a) plus each proxy at 1 and 16 concurrent connections, non-streaming and
 streaming. The load comes from `wrk` when installed (a separate process), else from an aiohttp load
 generator in its own process. Rounds are interleaved and the medians reported.
@@ -41,7 +43,8 @@ from fastapi.responses import StreamingResponse
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-TARGETS = ("direct", "bare", "bare-httpx", "guard")
+TARGETS = ("direct", "bare", "bare-httpx", "guard", "guard-full")
+TRIAGE_MODEL = Path(os.environ.get("GUARD_TRIAGE_MODEL", HERE.parent / "var" / "triage")).resolve()
 PROMPT = {"model": "bench-model", "messages": [{"role": "user", "content": "Hello, how are you today?"}]}
 ANSWER = "I am fine, thank you. How can I help you today?"
 
@@ -143,23 +146,21 @@ def bare_app(upstream: str, client: str) -> Any:
     return app
 
 
-def guard_app(upstream: str, home: str) -> Any:
-    from guard.app import create_app
+def guard_settings(upstream: str, home: str, full: bool) -> Any:
     from guard.settings import Settings
 
-    settings = Settings(home=Path(home), upstream_url=upstream, triage_enabled=False, rails_enabled=False,
-                        record_enabled=False, log_level="warning")
-    return create_app(settings)
+    if full:
+        return Settings(home=Path(home), upstream_url=upstream, triage_model=TRIAGE_MODEL, rails_reload=False,
+                        log_level="warning")
+    return Settings(home=Path(home), upstream_url=upstream, triage_enabled=False, rails_enabled=False,
+                    record_enabled=False, log_level="warning")
 
 
-def describe_guard(upstream: str, home: str) -> dict[str, str]:
+def describe_guard(settings: Any) -> dict[str, str]:
     """Which stage implementations the benchmarked guard app actually runs."""
     from guard.resources import open_resources
-    from guard.settings import Settings
 
     async def stages() -> dict[str, str]:
-        settings = Settings(home=Path(home), upstream_url=upstream, triage_enabled=False, rails_enabled=False,
-                            record_enabled=False)
         async with open_resources(settings) as res:
             p = res.pipeline
             return {name: type(getattr(p, name)).__name__
@@ -175,10 +176,12 @@ def serve(kind: str, port: int, upstream: str | None) -> None:
     import uvicorn
 
     assert upstream is not None
-    if kind == "guard":
-        home = tempfile.mkdtemp(prefix="guard-bench-")
-        print(json.dumps({"stages": describe_guard(upstream, home)}), flush=True)
-        app = guard_app(upstream, home)
+    if kind.startswith("guard"):
+        from guard.app import create_app
+
+        settings = guard_settings(upstream, tempfile.mkdtemp(prefix="guard-bench-"), full=kind == "guard-full")
+        print(json.dumps({"stages": describe_guard(settings)}), flush=True)
+        app = create_app(settings)
     else:
         app = bare_app(upstream, "httpx" if kind == "bare-httpx" else "aiohttp")
     uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False)
@@ -300,9 +303,9 @@ def servers() -> Iterator[tuple[dict[str, str], dict[str, int], dict[str, Any]]]
         info: dict[str, Any] = {}
         for kind in TARGETS[1:]:
             base, proc = start(kind, f"{up}/v1")
-            if kind == "guard":
+            if kind.startswith("guard"):
                 assert proc.stdout is not None
-                info = json.loads(proc.stdout.readline())
+                info[kind] = json.loads(proc.stdout.readline())["stages"]
             urls[kind] = f"{base}/v1/chat/completions"
             pids[kind] = proc.pid
             wait_ready(urls[kind])
@@ -354,6 +357,12 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"| {mode} | {conc} | {target} | {m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
                      f"{m['cpu_us_per_req']:.0f} | {ratio:.0%} | {added:+.2f} |"
                      + (f" errors: {m['errors']}" if m["errors"] else ""))
+    for mode_conc in sorted({k.rsplit("|", 1)[0] for k in med}):
+        full, plain = med.get(f"{mode_conc}|guard-full"), med.get(f"{mode_conc}|guard")
+        if full and plain:
+            lines.append(f"\n{mode_conc.replace('|', ', conc ')}: full pipeline vs pass-through guard: "
+                         f"req/s {full['rps'] / plain['rps']:.0%}, p50 {full['p50_ms'] - plain['p50_ms']:+.2f} ms, "
+                         f"CPU/req {full['cpu_us_per_req'] / plain['cpu_us_per_req']:.2f}x")
     return "\n".join(lines)
 
 
@@ -371,7 +380,7 @@ def main() -> None:
     parser.add_argument("--no-stream", action="store_true", help="skip the SSE measurements")
     args = parser.parse_args()
     result = run(args.duration, args.rounds, not args.no_stream)
-    print(f"guard stages: {result['guard'].get('stages')}; load generator: {result['load_generator']}; "
+    print(f"guard stages: {result['guard']}; load generator: {result['load_generator']}; "
           f"{args.rounds} interleaved rounds of {args.duration:g} s, medians\n")
     print(table(result))
     RESULTS.mkdir(parents=True, exist_ok=True)
