@@ -201,7 +201,13 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=120, help="training traffic replayed through the proxy")
     ap.add_argument("--v0-steps", type=int, default=30)
     ap.add_argument("--epochs", type=float, default=2.0)
-    ap.add_argument("--lr", type=float, default=3e-4)
+    # 3e-4 with few, uniform "refuse more" pairs removed refusals across the board (run 5: harmful refusal
+    # 56.7% -> 3.3% on the suite); a gentler rate moves the boundary instead of erasing it.
+    ap.add_argument("--lr", type=float, default=1.5e-4)
+    ap.add_argument("--harmful-share", type=float, default=0.5,
+                    help="share of harmful requests in the replayed traffic (the rest split between benign and "
+                         "scary-but-benign): enough unsafe compliances for the 'refuse more' side to balance "
+                         "the 'help more' side near 1:1")
     ap.add_argument("--fresh", action="store_true", help="delete WORK first (keeps nothing cached)")
     ap.add_argument("--correct-share", type=float, default=1.0,
                     help="share of wrongly refused benign prompts the simulated reviewer writes an answer for "
@@ -256,14 +262,17 @@ def main() -> None:
 
         Watermark(work / "finetune", DEFAULT_MODEL).commit(window_start)  # held-out exchanges stay out of training
 
-        train_traffic = [p for p in tr.traffic(a.requests * 3, seed=1) if not p.held_out][:a.requests]
+        rest = (1.0 - a.harmful_share) / 2
+        mix = {"benign": rest, "scary_benign": rest, "harmful": a.harmful_share}
+        pool = tr.traffic(a.requests * 3, seed=1, mix=mix)
+        train_traffic = [p for p in pool if not p.held_out][:a.requests]
         log(f"replaying {len(train_traffic)} requests of training traffic")
         t0 = time.perf_counter()
         served = [ask(a.port, DEFAULT_MODEL, p.text) for p in train_traffic]
         result["replay_s"] = time.perf_counter() - t0
         result["traffic_refusal_rate"] = sum(s["refused"] for s in served) / len(served)
         wait_recorded(engine, len(held) + len(train_traffic))
-        kinds = {p.text: p.kind for p in tr.traffic(a.requests * 3, seed=1)}
+        kinds = {p.text: p.kind for p in pool}
         corrections = reviewer_corrections(prepare_default_model(settings).path, train_traffic, a.correct_share)
         result["reviewer_corrections"] = len(corrections)
         result["reviews"] = review(engine, window_start, kinds, corrections)
