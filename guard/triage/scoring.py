@@ -42,8 +42,21 @@ def prf(pred: np.ndarray, positive: np.ndarray) -> dict[str, float]:
             "support": int(positive.sum())}
 
 
-def calibrate(scores: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict[str, float]:
-    return {lab: best_f1_threshold(scores[:, i], targets[:, i] > 0.5) for i, lab in enumerate(labels)}
+def calibrate(scores: np.ndarray, targets: np.ndarray, labels: list[str], benign: np.ndarray | None = None,
+              max_fpr: float = 0.01, floor: float = 0.1) -> dict[str, float]:
+    """Best-F1 threshold per label, lowered to where `max_fpr` of the `benign` rows would fire (never below `floor`).
+
+    `calib` shares sources with training, so the model is over-confident there and best-F1 thresholds sit high;
+    on unseen sources they gave FPR 0.015 at recall 0.59. Capping each label at a 1 % calib FPR spends more of
+    the held-out FPR budget (0.05 over all labels) on recall.
+    """
+    out = {}
+    for i, lab in enumerate(labels):
+        t = best_f1_threshold(scores[:, i], targets[:, i] > 0.5)
+        if benign is not None and benign.any():
+            t = max(floor, min(t, round(threshold_for_fpr(scores[:, i], benign, max_fpr), 3)))
+        out[lab] = t
+    return out
 
 
 def quality_targets(rows: list[dict], scores: np.ndarray, refusal: np.ndarray, labels: list[str],

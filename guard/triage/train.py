@@ -131,7 +131,8 @@ def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: 
 
     scores = {s: predict(model, enc[s]) for s in ("calib", "test")}
     cal_y, cal_ref, cal_resp = _targets(split["calib"])
-    thresholds = calibrate(scores["calib"][0], cal_y, list(INPUT_LABELS))
+    cal_benign = np.array([not r["labels"] and r.get("kind", "prompt") == "prompt" for r in split["calib"]])
+    thresholds = calibrate(scores["calib"][0], cal_y, list(INPUT_LABELS), benign=cal_benign)
     resp_mask = cal_resp > 0
     thresholds[REFUSAL] = best_f1_threshold(scores["calib"][1][resp_mask], cal_ref[resp_mask] > 0.5)
     metrics = quality_targets(split["test"], scores["test"][0], scores["test"][1], list(INPUT_LABELS), thresholds)
