@@ -13,7 +13,7 @@ import httpx
 from app_support import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
-from guard.store.db import make_engine
+from guard.store.db import make_engine, upgrade
 from guard.store.query import fetch_records
 
 HERE = Path(__file__).resolve().parent
@@ -34,6 +34,11 @@ def test_metrics_sum_the_records_of_every_worker(tmp_path: Path) -> None:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom_dir), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
            "MP_TEST_DB_URL": f"sqlite:///{tmp_path / 'guard.db'}", "GUARD_HOME": str(tmp_path / "home")}
+    # Migrate first, as `make run` does (`guard db upgrade` before `guard serve`): two workers racing to migrate
+    # one SQLite file is not what this test measures.
+    setup = make_engine(env["MP_TEST_DB_URL"])
+    upgrade(setup)
+    setup.dispose()
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "mp_app:create", "--factory", "--workers", "2",
                              "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
                              "--timeout-worker-healthcheck", "60"],
