@@ -21,6 +21,9 @@ _PATTERNS = [
     r"\b(?:illegal|unethical|harmful) and I (?:can(?:'|no)t|won't|will not)",
     r"\bI (?:strongly )?(?:advise|urge) (?:you )?against\b",
     r"\bnot (?:appropriate|something I can)\b",
+    # Disguised refusals DPO candidates drifted to in the demo (finetune/README.md, run 6).
+    r"\bI (?:don't|do not) have the (?:capability|ability|capacity) to\b",
+    r"\bI(?:'m| am) not (?:equipped|designed|programmed) to (?:help|assist|provide|answer|give|do)\b",
 ]
 REFUSAL_RE = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.IGNORECASE | re.DOTALL)
 

@@ -54,6 +54,11 @@ def test_refusal_patterns_catch_refusals_but_not_answers_mentioning_can_not() ->
     assert pattern_refusal("I cannot assist with creating malware.")
     assert pattern_refusal("As an AI, I am not able to provide that information.")
     assert not pattern_refusal("To kill a process, run `kill PID`. You can't undo it, so check the PID first.")
+    # disguised refusals seen from DPO candidates in the demo
+    assert pattern_refusal("I'm sorry for any misunderstanding, but as a chatbot designed to assist with general "
+                           "questions, I don't have the capability to help you track someone's phone.")
+    assert pattern_refusal("That sounds stressful. I'm not equipped to help with that kind of request.")
+    assert not pattern_refusal("Sure! Budgeting starts with tracking what you spend each month.")
     assert RefusalDetector(score=lambda ts: [0.9 if "nope" in t else 0.1 for t in ts]).flags(
         ["nope, not doing that", "Paris."]) == [True, False]
 
