@@ -139,8 +139,11 @@ class HttpUpstream:
         behind does less work per token instead of more (a token-paced upstream still gives one each)."""
         resp = await self._post(self._body(request, messages, stream=True))
         tail = b""
+        done = False
         try:
             async for data in resp.content.iter_any():
+                if done:
+                    continue  # after [DONE], read to the end: a fully read response returns to the pool
                 lines = (tail + data).split(b"\n")
                 tail = lines.pop()
                 event, done, error = _merge(lines)
@@ -148,8 +151,6 @@ class HttpUpstream:
                     yield event
                 if error is not None:
                     raise error
-                if done:
-                    break
         except (TimeoutError, aiohttp.ServerTimeoutError):
             metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()
             raise UpstreamTimeout("upstream stopped streaming") from None
@@ -157,7 +158,10 @@ class HttpUpstream:
             metrics.UPSTREAM_ERRORS.labels(_BACKEND, "disconnect").inc()
             raise UpstreamUnavailable(f"upstream stream broke: {exc}") from None
         finally:
-            resp.close()
+            if done and resp.content.at_eof():
+                resp.release()  # keep the connection for the next request
+            else:
+                resp.close()  # abandoned mid-stream (client gone, error): stop the upstream generating
 
     async def list_models(self) -> list[dict[str, Any]]:
         try:
