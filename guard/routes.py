@@ -102,9 +102,9 @@ async def chat_completions(request: Request) -> Response:
                 events = await _open_stream(model.stream(req, verdict.messages or req.messages))
             body = _sse(res, ex, events, verdict, t0, model.name)
             return StreamingResponse(body, media_type="text/event-stream", headers=headers)
-        t_model = time.perf_counter()
         text = await res.pipeline.complete(ex, model, verdict)
-        _upstream_latency(model.name).observe(time.perf_counter() - t_model)
+        if "model" in ex.timings:  # the model call alone: not output rails, and nothing for a blocked request
+            _upstream_latency(model.name).observe(ex.timings["model"])
         out = wire.completion_json(ex.id, req.model, int(ex.started_at), text, ex.finish_reason or "stop",  # type: ignore[arg-type]
                                    ex.usage)
     except GuardError as exc:
