@@ -28,6 +28,10 @@ class DPOSettings(BaseModel):
     beta: float = Field(0.1, gt=0)
     loss_type: Literal["sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero",
                        "apo_down"] = "sigmoid"
+    # Weight of an NLL (SFT) term on the chosen answers, added to the DPO loss (TRL loss_type [loss_type, "sft"],
+    # RPO-style). DPO alone can lower the chosen answer's likelihood too ("likelihood displacement"): in the demo
+    # the "refuse more" pairs then failed to keep refusals on harmful prompts. 0 = plain DPO.
+    sft_weight: float = Field(0.0, ge=0, le=100)
     learning_rate: float = Field(5e-4, gt=0, lt=1)
     epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(-1, ge=-1)  # -1 = run `epochs`

@@ -49,13 +49,22 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def loss_terms(cfg: DPOSettings) -> tuple[list[str], list[float]]:
+    """TRL's combined loss: the preference loss, plus the chosen answers' NLL when `sft_weight` > 0."""
+    if cfg.sft_weight > 0:
+        return [cfg.loss_type, "sft"], [1.0, cfg.sft_weight]
+    return [cfg.loss_type], [1.0]
+
+
 def dpo_args(cfg: DPOSettings, out_dir: Path, device: str) -> Any:
     from trl import DPOConfig
 
     on_cpu = device == "cpu"
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and (not on_cpu or cpu_has_bf16()))
+    losses, weights = loss_terms(cfg)
     return DPOConfig(
-        output_dir=str(out_dir / "trainer"), beta=cfg.beta, loss_type=[cfg.loss_type], learning_rate=cfg.learning_rate,
+        output_dir=str(out_dir / "trainer"), beta=cfg.beta, loss_type=losses, loss_weights=weights,
+        learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length, warmup_steps=cfg.warmup_ratio,
         seed=cfg.seed, logging_steps=cfg.logging_steps, save_strategy="no", report_to="none",
