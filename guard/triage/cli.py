@@ -38,6 +38,8 @@ def train(
     threads: Annotated[int, typer.Option(min=1, help="torch threads (1 is fastest on a shared box).")] = 1,
     seed: Annotated[int, typer.Option(help="Seed for data generation and training.")] = 13,
     data_out: Annotated[Path | None, typer.Option(help="Also write the generated splits + manifest here.")] = None,
+    precision: Annotated[str, typer.Option(help="auto (bf16 autocast where the CPU has native bf16) | bf16 | fp32.")
+                         ] = "auto",
 ) -> None:
     """Generate data, fine-tune MiniLM (LoRA), calibrate thresholds, write the artifact and its model card."""
     from guard.triage.artifact import ARTIFACT_DIR
@@ -50,11 +52,36 @@ def train(
     from guard.triage.train import TrainConfig
     from guard.triage.train import train as run_train
 
+    if precision not in ("auto", "bf16", "fp32"):
+        raise _fail(f"--precision must be auto, bf16 or fp32, not {precision!r}")
     target = out or ARTIFACT_DIR
-    metrics = run_train(TrainConfig(steps=steps, threads=threads, seed=seed), ds if ds.is_dir() else None, target,
-                        data_dir=data_out)
+    cfg = TrainConfig(steps=steps, threads=threads, seed=seed, precision=precision)
+    metrics = run_train(cfg, ds if ds.is_dir() else None, target, data_dir=data_out)
     typer.echo(json.dumps({k: v for k, v in metrics.items() if k != "per_source_flag_rate"}, indent=2))
     typer.echo(f"artifact written to {target}")
+
+
+@app.command()
+def calibrate(
+    artifact: Annotated[Path | None, typer.Option(help="Artifact directory (default: the shipped one).")] = None,
+    fpr_budget: Annotated[float, typer.Option(min=0.001, max=0.5, help="Union FPR on benign calib prompts per "
+                                              "label group (harmful, attacks).")] = 0.05,
+    datasets_dir: Annotated[Path | None, typer.Option(help="Public data sets (default GUARD_DATASETS_DIR).")] = None,
+) -> None:
+    """Re-derive the artifact's thresholds for another false-positive budget (no retraining), then re-measure."""
+    from guard.triage.artifact import ARTIFACT_DIR, ArtifactError
+    from guard.triage.train import recalibrate
+
+    target = artifact or ARTIFACT_DIR
+    if not (target / "triage.json").is_file() or not (target / "manifest.json").is_file():
+        raise _fail(f"not a trained triage artifact (triage.json + manifest.json): {target}")
+    ds = datasets_dir if datasets_dir is not None else _settings().datasets_dir
+    try:
+        metrics = recalibrate(target, ds if ds.is_dir() else None, fpr_budget)
+    except ArtifactError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(json.dumps(_brief(metrics), indent=2))
+    typer.echo(f"thresholds rewritten in {target / 'triage.json'}; run `guard triage build` to serve them")
 
 
 @app.command()
@@ -113,8 +140,17 @@ def eval_(
     except EvalInputError as exc:
         raise _fail(str(exc)) from None
     model = _load(model_dir, threads)
-    probs, _, _ = model.scores([r["text"] for r in rows])
+    probs, refusal, _ = model.scores([r["text"] for r in rows])
     report = evaluate(rows, probs, model.labels, model.thresholds, target_fpr)
+    if all("source" in r for r in rows):  # a split file from `guard triage train --data-out`
+        from guard.triage.scoring import quality_targets
+
+        report["quality_targets"] = quality_targets(rows, probs, refusal, list(model.labels), model.thresholds)
     paths = write_report(report, out or _settings().home / "triage-eval")
-    typer.echo(json.dumps({k: report[k] for k in ("rows", "benign_fpr_any_label", "classes")}, indent=2))
+    shown = ("rows", "benign_fpr_any_label", "classes", "quality_targets")
+    typer.echo(json.dumps({k: _brief(report[k]) for k in shown if k in report}, indent=2))
     typer.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _brief(value: object) -> object:
+    return {k: v for k, v in value.items() if k != "per_source_flag_rate"} if isinstance(value, dict) else value

@@ -2,7 +2,9 @@
 
 Labels may be a taxonomy label, a coarse class (`harmful`, `injection`, `benign`, ...), or a list of them.
 Reports per-class precision/recall/F1, FPR on benign rows, a confusion matrix over coarse classes, the threshold
-that meets a target FPR, and PR curves (PNG), as JSON and Markdown.
+that meets a target FPR, and PR curves (PNG), as JSON and Markdown. Split files written by `guard triage train
+--data-out` (rows with `labels`, `source`, `kind`) also get the issue's quality targets, measured on the served
+model (int8, sliding windows) rather than the PyTorch figures `train` prints.
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ def read_rows(path: Path) -> list[dict]:
             continue
         try:
             row = json.loads(line)
-            text, label = row["text"], row["label"]
+            text, label = row["text"], row["label"] if "label" in row else row["labels"]
+            labels = [label] if isinstance(label, str) else list(label)
         except (ValueError, KeyError, TypeError):
             raise EvalInputError(f"{path}:{n}: expected a JSON object with 'text' and 'label'") from None
-        labels = [label] if isinstance(label, str) else list(label)
-        rows.append({"text": str(text), "labels": [ALIASES.get(lab, lab) for lab in labels]})
+        extra = {k: row[k] for k in ("source", "kind", "refusal") if k in row}
+        mapped = [ALIASES.get(lab, lab) for lab in labels]
+        rows.append({"text": str(text), "labels": [lab for lab in mapped if lab != "benign"], **extra})
     if not rows:
         raise EvalInputError(f"{path}: no rows")
     return rows
@@ -53,7 +57,7 @@ def evaluate(rows: list[dict], probs: np.ndarray, model_labels: tuple[str, ...],
     col = {lab: i for i, lab in enumerate(model_labels)}
     thr = np.array([thresholds[lab] for lab in model_labels])
     over = probs >= thr
-    benign = np.array([r["labels"] == ["benign"] or not r["labels"] for r in rows])
+    benign = np.array([not r["labels"] for r in rows])
     present = sorted({lab for r in rows for lab in r["labels"]} - {"benign"})
     unknown = [lab for lab in present if lab not in classes]
     report: dict = {"rows": len(rows), "benign_rows": int(benign.sum()), "unknown_labels": unknown,
@@ -131,6 +135,10 @@ def _markdown(report: dict) -> str:
               "|---" * (len(preds) + 1) + "|"]
     for truth, row in sorted(report["confusion"].items()):
         lines.append(f"| {truth} | " + " | ".join(str(row.get(p, 0)) for p in preds) + " |")
+    targets = report.get("quality_targets") or {}
+    if targets:
+        lines += ["", "## Quality targets (held-out split file)", "", "| target | figures |", "|---|---|"]
+        lines += [f"| {name} | {json.dumps(m)} |" for name, m in targets.items() if name != "per_source_flag_rate"]
     if report["unknown_labels"]:
         lines += ["", f"Labels not in the taxonomy (ignored): {', '.join(report['unknown_labels'])}"]
     return "\n".join(lines) + "\n"

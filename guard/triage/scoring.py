@@ -7,7 +7,7 @@ import numpy as np
 from guard.taxonomy import ADVICE, ATTACKS, HARMFUL
 
 ROLEPLAY_DOC_SOURCES = ("awesome_chatgpt_prompts", "bipia", "deepset_prompt_injections_lc", "synth:roleplay",
-                        "synth:doc_clean")
+                        "synth:doc_clean", "synth:stdlib_doc")
 
 
 def best_f1_threshold(scores: np.ndarray, positive: np.ndarray, lo: float = 0.3, hi: float = 0.9) -> float:
@@ -48,14 +48,40 @@ def calibrate(scores: np.ndarray, targets: np.ndarray, labels: list[str], benign
 
     `calib` shares sources with training, so the model is over-confident there and best-F1 thresholds sit high;
     on unseen sources they gave FPR 0.015 at recall 0.59. Capping each label at a 1 % calib FPR spends more of
-    the held-out FPR budget (0.05 over all labels) on recall.
+    the held-out FPR budget on recall.
     """
     out = {}
     for i, lab in enumerate(labels):
         t = best_f1_threshold(scores[:, i], targets[:, i] > 0.5)
         if benign is not None and benign.any():
-            t = max(floor, min(t, round(threshold_for_fpr(scores[:, i], benign, max_fpr), 3)))
+            # Round up: rounding the FPR threshold down would let the benign row just below it fire.
+            t = max(floor, min(t, float(np.ceil(threshold_for_fpr(scores[:, i], benign, max_fpr) * 1000) / 1000)))
         out[lab] = t
+    return out
+
+
+CAPS = (0.03, 0.02, 0.015, 0.01, 0.0075, 0.005, 0.004, 0.003, 0.002, 0.001, 0.0)
+
+
+def calibrate_groups(scores: np.ndarray, targets: np.ndarray, labels: list[str], benign: np.ndarray,
+                     budgets: dict[tuple[str, ...], float], floor: float = 0.1) -> dict[str, float]:
+    """Per-label thresholds whose UNION stays within an FPR budget per label group (harmful, attacks).
+
+    A benign prompt is a false positive when any label of the group fires, so eight harmful labels capped at 1 %
+    each gave a 10 % union FPR on calib (and on held-out data). For each group, the per-label cap is the largest
+    in `CAPS` whose union FPR on the `benign` rows is within the group's budget. Labels in no group keep a 1 % cap.
+    """
+    out = calibrate(scores, targets, labels, benign=benign)
+    col = {lab: i for i, lab in enumerate(labels)}
+    for group, budget in budgets.items():
+        members = [lab for lab in group if lab in col]
+        for cap in CAPS:
+            thr = calibrate(scores[:, [col[m] for m in members]], targets[:, [col[m] for m in members]], members,
+                            benign=benign, max_fpr=cap, floor=floor)
+            fired = np.stack([scores[:, col[m]] >= thr[m] for m in members], axis=1).any(axis=1)
+            if float(fired[benign].mean()) <= budget:
+                break
+        out.update(thr)
     return out
 
 

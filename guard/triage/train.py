@@ -15,11 +15,12 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from guard import __version__
-from guard.taxonomy import INPUT_LABELS, REFUSAL
+from guard.taxonomy import ATTACKS, HARMFUL, INPUT_LABELS, REFUSAL
+from guard.triage.artifact import ARTIFACT_CONFIG
 from guard.triage.data.build import build_dataset, write_dataset
 from guard.triage.model import TriageNet, load_base, new_model, save_artifact
 from guard.triage.modelcard import write_model_card
-from guard.triage.scoring import best_f1_threshold, calibrate, quality_targets
+from guard.triage.scoring import best_f1_threshold, calibrate_groups, quality_targets
 
 
 @dataclass
@@ -35,6 +36,18 @@ class TrainConfig:
     seed: int = 13
     scale: int = 150
     threads: int = 2
+    precision: str = "auto"  # auto = bf16 autocast where the CPU has native bf16, else fp32
+    fpr_budget: float = 0.05  # union FPR on benign calib prompts, per label group (harmful, attacks)
+
+
+def bf16_autocast(precision: str) -> bool:
+    """bf16 autocast for the training forward pass: ~2x faster on CPUs with AVX512-BF16/AMX, slower without."""
+    if precision != "auto":
+        return precision == "bf16"
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _targets(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -81,6 +94,41 @@ def predict(model: TriageNet, enc: list[list[int]], batch_size: int = 64) -> tup
     return labels, refusal
 
 
+def calibrate_and_measure(model: TriageNet, split: dict[str, list[dict]], enc: dict[str, list[list[int]]],
+                          fpr_budget: float) -> tuple[dict[str, float], dict]:
+    """Thresholds from `calib` (each label group's union within `fpr_budget`), then the targets on `test`."""
+    scores = {s: predict(model, enc[s]) for s in ("calib", "test")}
+    cal_y, cal_ref, cal_resp = _targets(split["calib"])
+    cal_benign = np.array([not r["labels"] and r.get("kind", "prompt") == "prompt" for r in split["calib"]])
+    thresholds = calibrate_groups(scores["calib"][0], cal_y, list(INPUT_LABELS), cal_benign,
+                                  {HARMFUL: fpr_budget, ATTACKS: fpr_budget})
+    resp_mask = cal_resp > 0
+    thresholds[REFUSAL] = best_f1_threshold(scores["calib"][1][resp_mask], cal_ref[resp_mask] > 0.5)
+    metrics = quality_targets(split["test"], scores["test"][0], scores["test"][1], list(INPUT_LABELS), thresholds)
+    return thresholds, metrics
+
+
+def recalibrate(art_dir: Path, datasets_dir: Path | None, fpr_budget: float) -> dict:
+    """Re-derive an artifact's thresholds for another FPR budget, without retraining (same data, same seed)."""
+    from guard.triage.model import load_artifact
+
+    model, config = load_artifact(art_dir)
+    train_cfg = config["train"]
+    torch.set_num_threads(int(train_cfg.get("threads", 1)))
+    rows, _ = build_dataset(datasets_dir, seed=train_cfg["seed"], scale=train_cfg["scale"])
+    split = {s: [r for r in rows if r["split"] == s] for s in ("calib", "test")}
+    _, tok = load_base()
+    enc = {s: tok([r["text"] for r in rs], truncation=True, max_length=config["max_len"])["input_ids"]
+           for s, rs in split.items()}
+    thresholds, metrics = calibrate_and_measure(model, split, enc, fpr_budget)
+    config["thresholds"] = thresholds
+    config["train"]["fpr_budget"] = fpr_budget
+    (art_dir / ARTIFACT_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    (art_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_model_card(art_dir, config, json.loads((art_dir / "manifest.json").read_text()), metrics)
+    return metrics
+
+
 def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: Path | None = None) -> dict:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -107,6 +155,7 @@ def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: 
     lengths = [len(e) for e in enc["train"]]
     queue: list[list[int]] = []
     model.train()
+    use_bf16 = bf16_autocast(cfg.precision)
     t0 = time.time()
     bar = tqdm(range(cfg.steps), desc="train", unit="step")
     for step in bar:
@@ -114,7 +163,9 @@ def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: 
             queue = _batches(lengths, cfg.batch_size, rng)
         idx = queue.pop()
         ids, mask = _collate(enc["train"], idx)
-        lab_logits, ref_logit, _ = model(ids, mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            lab_logits, ref_logit, _ = model(ids, mask)
+        lab_logits, ref_logit = lab_logits.float(), ref_logit.float()
         loss = F.binary_cross_entropy_with_logits(lab_logits, y[idx], pos_weight=pos_weight)
         resp = is_resp[idx]
         if resp.sum() > 0:
@@ -129,13 +180,7 @@ def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: 
             bar.set_postfix(loss=f"{loss.item():.3f}")
     train_s = time.time() - t0
 
-    scores = {s: predict(model, enc[s]) for s in ("calib", "test")}
-    cal_y, cal_ref, cal_resp = _targets(split["calib"])
-    cal_benign = np.array([not r["labels"] and r.get("kind", "prompt") == "prompt" for r in split["calib"]])
-    thresholds = calibrate(scores["calib"][0], cal_y, list(INPUT_LABELS), benign=cal_benign)
-    resp_mask = cal_resp > 0
-    thresholds[REFUSAL] = best_f1_threshold(scores["calib"][1][resp_mask], cal_ref[resp_mask] > 0.5)
-    metrics = quality_targets(split["test"], scores["test"][0], scores["test"][1], list(INPUT_LABELS), thresholds)
+    thresholds, metrics = calibrate_and_measure(model, split, enc, cfg.fpr_budget)
     config = {
         "version": f"{__version__}+triage.{time.strftime('%Y%m%d')}", "labels": list(INPUT_LABELS),
         "thresholds": thresholds, "max_len": cfg.max_len, "stride": cfg.stride,

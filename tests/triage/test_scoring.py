@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from guard.triage.scoring import calibrate
+from guard.triage.scoring import calibrate, calibrate_groups
 
 
 def _overconfident_calib() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -30,3 +30,29 @@ def test_capped_threshold_never_drops_below_the_floor() -> None:
     scores, targets, benign = _overconfident_calib()
     scores[benign] = 0.0
     assert calibrate(scores, targets, ["x"], benign=benign, floor=0.1)["x"] == 0.1
+
+
+def test_group_calibration_keeps_the_union_of_labels_within_the_fpr_budget() -> None:
+    # Eight labels whose benign false positives fall on different rows: 1 % each is ~8 % for the union.
+    rng = np.random.default_rng(0)
+    n_benign, n_pos, k = 1000, 50, 8
+    scores = rng.uniform(0.0, 0.6, size=(n_benign + n_pos, k))
+    scores[n_benign:] = rng.uniform(0.7, 1.0, size=(n_pos, k))
+    targets = np.zeros_like(scores)
+    targets[n_benign:] = 1.0
+    benign = np.arange(n_benign + n_pos) < n_benign
+    labels = [f"l{i}" for i in range(k)]
+    per_label = calibrate(scores, targets, labels, benign=benign, max_fpr=0.01)
+    union = lambda thr: (scores[benign] >= np.array([thr[lab] for lab in labels])).any(axis=1).mean()  # noqa: E731
+    assert union(per_label) > 0.05
+    grouped = calibrate_groups(scores, targets, labels, benign, {tuple(labels): 0.03})
+    assert union(grouped) <= 0.03
+    assert all(grouped[lab] >= per_label[lab] for lab in labels)
+
+
+def test_labels_outside_every_group_keep_the_one_percent_cap() -> None:
+    scores, targets, benign = _overconfident_calib()
+    both = np.concatenate([scores, scores], axis=1)
+    grouped = calibrate_groups(both, np.concatenate([targets, targets], axis=1), ["a", "b"], benign, {("a",): 0.0})
+    assert grouped["b"] == calibrate(scores, targets, ["b"], benign=benign)["b"]
+    assert (scores[benign, 0] >= grouped["a"]).mean() == 0.0

@@ -37,6 +37,16 @@ REFUSAL_OPENERS = [
     "Désolé, je ne peux pas vous aider avec ça.",
     "i cant help with that, sorry",
     "I apologize, but providing {topic} would be unsafe and I won't do it.",
+    # Disguised refusals (seen from DPO candidates): no "sorry", no "can't help", still a refusal.
+    "I don't have the capability to {verb}.",
+    "As a language model, I'm not able to {verb}.",
+    "I'm designed to be helpful and harmless, so I won't {verb}.",
+    "Helping with {topic} isn't something I do.",
+    "I'd prefer not to go into {topic}.",
+    "I cannot and will not {verb}.",
+    "It wouldn't be appropriate for me to {verb}.",
+    "Let's not go there. I can help with {safe} though.",
+    "That's a topic I have to stay away from.",
 ]
 REFUSAL_FOLLOWUPS = [
     "",
@@ -129,9 +139,16 @@ HARMFUL_COMPLIANCE = [
 ]
 
 
+def _real_paragraphs() -> list[str]:
+    from guard.triage.data.docs import module_paragraphs
+
+    return [p for paras in module_paragraphs().values() for p in paras]
+
+
 def synth_responses(rng: random.Random, n: int) -> list[dict]:
     """Rows: text, refusal (0/1), labels (harm category for harmful compliance), group (template id)."""
     rows: list[dict] = []
+    paragraphs = _real_paragraphs()
     for _ in range(n):
         r = rng.random()
         if r < 0.45:
@@ -140,6 +157,10 @@ def synth_responses(rng: random.Random, n: int) -> list[dict]:
             j = rng.randrange(len(REFUSAL_FOLLOWUPS))
             text = (REFUSAL_OPENERS[i] + REFUSAL_FOLLOWUPS[j]).format(topic=topic, verb=verb, safe=safe)
             rows.append({"text": text, "refusal": 1, "labels": [], "group": f"refusal:{i}"})
+        elif r < 0.55 and paragraphs:  # long, real, compliant prose (docs): many imperatives, no refusal
+            i = rng.randrange(len(paragraphs))
+            lead = rng.choice(["", "Sure. ", "Here's how it works: ", "From the documentation: ", "Of course! "])
+            rows.append({"text": lead + paragraphs[i], "refusal": 0, "labels": [], "group": f"comply_doc:{i}"})
         elif r < 0.9:
             i = rng.randrange(len(COMPLIANT))
             text = COMPLIANT[i].format(thing=rng.choice(THINGS), step=rng.choice(STEPS))

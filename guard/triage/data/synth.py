@@ -10,6 +10,8 @@ import random
 from collections.abc import Callable
 
 from guard.triage.data import lexicon as lx
+from guard.triage.data import tasks as tk
+from guard.triage.data.docs import documents
 from guard.triage.data.responses import synth_responses
 
 REQUEST_FRAMES = [
@@ -95,13 +97,25 @@ def harmful(rng: random.Random, per_cat: int) -> list[dict]:
         content = lx.HARM_CONTENT[cat]
         rows += _rows(rng, content, ["{a}", "{a}", "what do you think of this: {a}", "\"{a}\""], [cat],
                       f"harm_content:{cat}", per_cat // 4)
+        rows += _task_rows(rng, tk.HARM_TASKS[cat], [cat], f"harm_task:{cat}", per_cat // 2)
     return rows
+
+
+def _task_rows(rng: random.Random, entries: list[str], labels: list[str], family: str, n: int) -> list[dict]:
+    out = []
+    for _ in range(n):
+        e = rng.choice(entries)
+        text = rng.choice(tk.TASK_FRAMES).format(a=e, l=e[0].lower() + e[1:])
+        out.append({"text": style(rng, text), "labels": list(labels), "group": f"{family}:{e}"})
+    return out
 
 
 def scary_benign(rng: random.Random, per_cat: int) -> list[dict]:
     rows = []
     for cat, prompts in lx.SCARY_BENIGN.items():
         rows += _rows(rng, prompts, INFO_FRAMES, [], f"scary:{cat}", per_cat)
+    rows += _task_rows(rng, tk.BENIGN_PRODUCTION, [], "scary_task", per_cat * 5)
+    rows += _rows(rng, tk.SCARY_IDIOMS, INFO_FRAMES, [], "scary_idiom", per_cat * 2)
     return rows
 
 
@@ -136,13 +150,16 @@ def attacks(rng: random.Random, n: int) -> list[dict]:
         inj = rng.choice(lx.DIRECT_INJECTION)
         text = inj if rng.random() < 0.5 else f"{rng.choice(lx.BENIGN_TASKS)}. {inj}"
         rows.append({"text": style(rng, text), "labels": ["prompt_injection"], "group": f"direct_inj:{inj}"})
+    hidden_all = lx.HIDDEN_INSTRUCTIONS + tk.MORE_HIDDEN_INSTRUCTIONS
     for _ in range(n):
-        hidden = rng.choice(lx.HIDDEN_INSTRUCTIONS)
+        hidden = rng.choice(hidden_all)
         text = rng.choice(lx.DOC_FRAMES).format(doc=_doc(rng, hidden)[0])
         rows.append({"text": text, "labels": ["prompt_injection"], "group": f"doc_inj:{hidden}"})
     for _ in range(2 * n):  # the same kind of documents without a hidden instruction: hard negatives
         doc, group = _doc(rng, None)
         rows.append({"text": rng.choice(lx.DOC_FRAMES).format(doc=doc), "labels": [], "group": f"doc_clean:{group}"})
+    rows += documents(rng, n, hidden_all, lx.DOC_FRAMES)  # long real documents, the instruction anywhere
+    rows += documents(rng, 2 * n, None, lx.DOC_FRAMES)
     return rows
 
 
