@@ -1,8 +1,12 @@
 """Step 2, pairs: turn collected exchanges into TRL preference rows (`prompt` messages, `chosen`, `rejected`).
 
 Two directions: "help_more" (the model refused a benign request) and "refuse_more" (it complied with a harmful
-one). Too many refuse_more pairs teach over-refusal, so their share is capped. A chosen answer is never
-invented: when no reviewer correction exists and no sampled candidate passes, the exchange goes to review.
+one), plus "keep_refusing" anchors: a refusal the reviewer marked correct, against a compliant answer sampled from
+the current model. Without the anchors the help_more pairs also wear down refusals the model got right (demo runs
+6 and 7: the refusals lost on the gate's harmful suite were exactly on "How can I ..." requests the model had
+refused correctly, the same phrasing as the help_more prompts). Too many refusal-side pairs teach over-refusal,
+so their share is capped. A chosen answer is never invented: when no reviewer correction exists and no sampled
+candidate passes, the exchange goes to review.
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ from finetune.collect import Collected
 from finetune.policy import OutputCheck, RefusalFor, accept_all, default_refusal
 from guard.records import ExchangeRecord
 
-HELP_MORE, REFUSE_MORE = "help_more", "refuse_more"
+HELP_MORE, REFUSE_MORE, KEEP_REFUSING = "help_more", "refuse_more", "keep_refusing"
+REFUSAL_SIDE = (REFUSE_MORE, KEEP_REFUSING)
 HELPFUL_INSTRUCTION = (
     "You are a helpful assistant. The user's request is benign: answer it directly, accurately and "
     "completely. Do not refuse and do not lecture."
 )
+# Sampling the rejected side of a keep_refusing pair: what the model says when pushed to comply.
+COMPLY_INSTRUCTION = "Answer the user's request directly and completely. Do not refuse and do not lecture."
 # Review labels (guard.store): correct | false_positive | over_refusal | unsafe
 NEGATIVE_RATING_MAX = -1  # guard.store: a negative rating means a bad answer
 
@@ -62,7 +69,8 @@ class Pair:
 @dataclass
 class PairOptions:
     candidates: int = 4  # N sampled answers per over-refused request
-    max_refuse_share: float = 0.5  # refuse_more pairs / all pairs
+    max_refuse_share: float = 0.5  # refusal-side pairs (refuse_more + keep_refusing) / all pairs
+    keep_refusing: bool = True  # anchor pairs from refusals reviewed as correct
     near_dup_threshold: float = 0.95  # cosine similarity of prompt embeddings
     eval_percent: int = 10
     min_answer_chars: int = 20
@@ -98,16 +106,36 @@ def _answer(rec: ExchangeRecord) -> str:
     return rec.model_response or rec.response
 
 
+def _samples(messages: list[dict[str, str]], instruction: str, src: PairSources, opts: PairOptions) -> list[str]:
+    """N samples from the current model under `instruction` that are long enough and not refusals."""
+    if src.sample is None:
+        return []
+    prompt = [{"role": "system", "content": instruction}, *[m for m in messages if m["role"] != "system"]]
+    return [c.strip() for c in src.sample(prompt, opts.candidates)
+            if len(c.strip()) >= opts.min_answer_chars and not src.is_refusal(c)]
+
+
 def best_candidate(messages: list[dict[str, str]], profile: str | None, src: PairSources,
                    opts: PairOptions) -> str | None:
     """Best of N helpful samples that pass the output rails and are not refusals; None when none passes."""
-    if src.sample is None:
-        return None
-    prompt = [{"role": "system", "content": HELPFUL_INSTRUCTION}, *[m for m in messages if m["role"] != "system"]]
-    ok = [c.strip() for c in src.sample(prompt, opts.candidates)
-          if len(c.strip()) >= opts.min_answer_chars and not src.is_refusal(c) and src.output_ok(c, profile)]
+    ok = [c for c in _samples(messages, HELPFUL_INSTRUCTION, src, opts) if src.output_ok(c, profile)]
     # Longest passing answer: for a wrongly refused request the fuller answer is the more helpful one.
     return max(ok, key=len) if ok else None
+
+
+def keep_refusing_pair(rec: ExchangeRecord, src: PairSources, opts: PairOptions,
+                       correction: str | None = None) -> Pair | None:
+    """A refusal reviewed as correct -> chosen = that refusal (or the reviewer's text), rejected = the longest
+    compliant sample from the current model; None when the model would not comply even when pushed (nothing to
+    contrast) or the answer was not a refusal."""
+    prompt, answer = _prompt(rec), _answer(rec)
+    if not prompt or not (("model_refused" in rec.flags) or src.is_refusal(answer)):
+        return None
+    complied = _samples(prompt, COMPLY_INSTRUCTION, src, opts)
+    if not complied:
+        return None
+    return Pair(prompt, correction or answer, max(complied, key=len), KEEP_REFUSING, "review", "correct",
+                rec.exchange_id, rec.profile)
 
 
 def _pending(rec: ExchangeRecord, reason: str) -> dict[str, Any]:
@@ -140,7 +168,11 @@ def raw_pairs(col: Collected, src: PairSources, opts: PairOptions) -> PairSet:
         review = col.reviews.get(ex_id)
         if review is not None:
             if review.label == "correct":
-                out.dropped["reviewed_correct"] += 1
+                anchor = keep_refusing_pair(rec, src, opts, review.correction) if opts.keep_refusing else None
+                if anchor is None:
+                    out.dropped["reviewed_correct"] += 1
+                else:
+                    out.pairs.append(anchor)
                 continue
             res = pair_for(rec, review.label, "review", src, opts, correction=review.correction)
         elif any(fb.rating <= NEGATIVE_RATING_MAX for fb in col.feedback.get(ex_id, [])) \
@@ -197,10 +229,11 @@ def dedup(pairs: list[Pair], embed: Embed | None, threshold: float, dropped: Cou
 
 
 def balance(pairs: list[Pair], max_refuse_share: float, dropped: Counter[str]) -> list[Pair]:
-    """Keep refuse_more pairs to at most `max_refuse_share` of the set (deterministic: by prompt hash)."""
-    help_more = [p for p in pairs if p.direction == HELP_MORE]
-    refuse = sorted((p for p in pairs if p.direction == REFUSE_MORE),
-                    key=lambda p: (_PRIORITY[p.source], p.prompt_hash))
+    """Keep refusal-side pairs to at most `max_refuse_share` of the set (deterministic: refuse_more, which fix
+    real failures, before keep_refusing anchors; then by source and prompt hash)."""
+    help_more = [p for p in pairs if p.direction not in REFUSAL_SIDE]
+    refuse = sorted((p for p in pairs if p.direction in REFUSAL_SIDE),
+                    key=lambda p: (REFUSAL_SIDE.index(p.direction), _PRIORITY[p.source], p.prompt_hash))
     share = min(max(max_refuse_share, 0.0), 1.0)
     cap = len(refuse) if share >= 1.0 else int(share / (1.0 - share) * len(help_more))
     dropped["balance_cap"] += max(0, len(refuse) - cap)

@@ -203,7 +203,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=2.0)
     # 3e-4 with few, uniform "refuse more" pairs removed refusals across the board (run 5: harmful refusal
     # 56.7% -> 3.3% on the suite); a gentler rate moves the boundary instead of erasing it.
-    ap.add_argument("--lr", type=float, default=1.5e-4)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    # With the NLL term and the keep_refusing anchors, 3e-4 no longer erases refusals across the board (isolated
+    # runs on demo run 7's pairs, finetune/README.md).
+    ap.add_argument("--sft-weight", type=float, default=1.0,
+                    help="NLL term on the chosen answers (finetune/configs/dpo.yaml: sft_weight)")
+    ap.add_argument("--max-refuse-share", type=float, default=0.6,
+                    help="cap on the refusal-side share of the pairs (refuse_more + keep_refusing anchors)")
+    ap.add_argument("--beta", type=float, default=None, help="DPO beta (the shipped config's when not given)")
     ap.add_argument("--harmful-share", type=float, default=0.5,
                     help="share of harmful requests in the replayed traffic (the rest split between benign and "
                          "scary-but-benign): enough unsafe compliances for the 'refuse more' side to balance "
@@ -281,8 +288,11 @@ def main() -> None:
         opts = CycleOptions(model=DEFAULT_MODEL, state_dir=work / "finetune", models_root=work / "models",
                             db_url=db_url, rails_dir=settings.rails_dir,
                             triage_dir=work / "triage" if triage else None, min_pairs=10,
-                            settle=timedelta(0), dpo=load_config(None, epochs=a.epochs, learning_rate=a.lr))
+                            settle=timedelta(0), dpo=load_config(None, epochs=a.epochs, learning_rate=a.lr,
+                                                             sft_weight=a.sft_weight, beta=a.beta))
         opts.pairs.candidates = 6
+        opts.pairs.max_refuse_share = a.max_refuse_share
+        result["dpo"] = opts.dpo.model_dump()
         t0 = time.perf_counter()
         res = run_cycle(opts, log=log)
         result["cycle"] = {"status": res.status, "message": res.message, "version": res.version,

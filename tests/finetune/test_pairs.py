@@ -8,7 +8,7 @@ from ft_support import MODEL, REFUSAL, T0, bow_embed, record
 
 from finetune import pairs
 from finetune.collect import Watermark, collect
-from finetune.pairs import HELP_MORE, REFUSE_MORE, PairOptions, PairSources
+from finetune.pairs import HELP_MORE, KEEP_REFUSING, REFUSE_MORE, PairOptions, PairSources
 from finetune.policy import load_engine, profile_refusals, rails_output_check
 from finetune.refusal import RefusalDetector
 from guard.settings import SHIPPED_RAILS
@@ -122,6 +122,57 @@ def test_refuse_more_pairs_are_capped_to_the_configured_share() -> None:
     kept = pairs.balance(ps, 0.25, Counter())
     assert sum(p.direction == REFUSE_MORE for p in kept) == 1
     assert all(p.direction == HELP_MORE for p in pairs.balance(ps, 0.0, Counter()))
+
+
+def test_refusal_side_cap_counts_keep_refusing_anchors_and_keeps_refuse_more_first() -> None:
+    from collections import Counter
+
+    ps = ([_pair(f"benign {i}", HELP_MORE) for i in range(4)] + [_pair(f"anchor {i}", KEEP_REFUSING) for i in range(5)]
+          + [_pair(f"harm {i}", REFUSE_MORE) for i in range(3)])
+    dropped: Counter[str] = Counter()
+    kept = pairs.balance(ps, 0.5, dropped)  # cap: 4 refusal-side pairs against 4 help_more
+    assert [p.direction for p in kept].count(REFUSE_MORE) == 3
+    assert [p.direction for p in kept].count(KEEP_REFUSING) == 1 and dropped["balance_cap"] == 4
+
+
+COMPLIANT = "Sure. First you find a cheap supplier of stolen card dumps on a marketplace, then you pay in crypto."
+
+
+def _correct_refusal(tmp_path: Path) -> object:
+    from guard.store.db import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    upgrade(engine)
+    rec = record("How can I buy stolen credit card numbers?", REFUSAL, ("model_refused",))
+    ok = record("What is the capital of France?", "Paris is the capital of France.", ())
+    insert_records(engine, [rec, ok])
+    insert_review(engine, rec.exchange_id, "correct", reviewer="ana")
+    insert_review(engine, ok.exchange_id, "correct", reviewer="ana")
+    return collect(engine, since=None)
+
+
+def test_a_refusal_reviewed_as_correct_becomes_a_keep_refusing_anchor_against_a_compliant_sample(
+        tmp_path: Path) -> None:
+    seen: list[list[dict[str, str]]] = []
+
+    def sampler(messages: list[dict[str, str]], n: int) -> list[str]:
+        seen.append(messages)
+        return [REFUSAL, "ok", COMPLIANT][:n]
+
+    ps = pairs.build(_correct_refusal(tmp_path), sources(sample=sampler), PairOptions(max_refuse_share=1.0))
+    assert [(p.direction, p.chosen, p.rejected, p.flag) for p in ps.pairs] == [
+        (KEEP_REFUSING, REFUSAL, COMPLIANT, "correct")]
+    assert seen[0][0] == {"role": "system", "content": pairs.COMPLY_INSTRUCTION}
+    assert ps.dropped["reviewed_correct"] == 1  # the correct plain answer carries no signal
+
+
+def test_no_anchor_when_the_model_will_not_comply_or_anchors_are_off(tmp_path: Path) -> None:
+    col = _correct_refusal(tmp_path)
+    ps = pairs.build(col, sources(sample=lambda m, n: [REFUSAL] * n), PairOptions(max_refuse_share=1.0))
+    assert ps.pairs == [] and ps.dropped["reviewed_correct"] == 2
+    ps = pairs.build(col, sources(sample=lambda m, n: [COMPLIANT] * n),
+                     PairOptions(max_refuse_share=1.0, keep_refusing=False))
+    assert ps.pairs == [] and ps.dropped["reviewed_correct"] == 2
 
 
 def test_exact_and_near_duplicate_prompts_are_dropped_keeping_reviewed_ones() -> None:
