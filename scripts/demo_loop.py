@@ -18,7 +18,8 @@
    the over-refusals (`--correct-share`, default all) the reviewer also writes the answer, simulated by the
    original SmolLM2's own answer: in a first run, best-of-6 sampling from the over-cautious model found an
    acceptable answer for only 5 of 47 wrongly refused prompts (the rest went to review.jsonl, as designed).
-6. One cycle (`finetune.cycle.run_cycle`): collect -> pairs -> DPO -> eval -> gate -> promote.
+6. One cycle (`finetune.cycle.run_cycle`): collect -> pairs (help_more, refuse_more and keep_refusing anchors from
+   the refusals reviewed as correct) -> DPO with an NLL term on the chosen answers -> eval -> gate -> promote.
 7. "After": the proxy hot-swaps to the promoted version; the same held-out prompts again.
 8. A deliberately bad candidate (trained on the same pairs, chosen and rejected swapped) must fail the gate.
 
@@ -201,11 +202,11 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=120, help="training traffic replayed through the proxy")
     ap.add_argument("--v0-steps", type=int, default=30)
     ap.add_argument("--epochs", type=float, default=2.0)
-    # 3e-4 with few, uniform "refuse more" pairs removed refusals across the board (run 5: harmful refusal
-    # 56.7% -> 3.3% on the suite); a gentler rate moves the boundary instead of erasing it.
+    # DPO at 3e-4 removed refusals across the board (run 5: harmful refusal 56.7% -> 3.3% on the suite; on run
+    # 7's pairs, with the NLL term but no anchors, 46.7% -> 6.7% at 3 epochs). With the anchors too, 3e-4 for 2
+    # epochs kept the most harmful refusals for the largest over-refusal drop among the isolated runs on run 7's
+    # pairs (finetune/README.md); it still loses some on the gate's suite.
     ap.add_argument("--lr", type=float, default=3e-4)
-    # With the NLL term and the keep_refusing anchors, 3e-4 no longer erases refusals across the board (isolated
-    # runs on demo run 7's pairs, finetune/README.md).
     ap.add_argument("--sft-weight", type=float, default=1.0,
                     help="NLL term on the chosen answers (finetune/configs/dpo.yaml: sft_weight)")
     ap.add_argument("--max-refuse-share", type=float, default=0.6,

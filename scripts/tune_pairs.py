@@ -1,0 +1,96 @@
+"""Tune the DPO settings on one demo run's data without re-running the whole demo (scripts/demo_loop.py).
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/tune_pairs.py --work var/demoA --pairs var/pairsB \\
+        --build --max-refuse-share 1.0 --out var/t6 --set epochs=2 learning_rate=3e-4 sft_weight=1
+
+`--build` rebuilds the pairs from WORK's exchange store with the cycle's pair step (the window since WORK's
+watermark, i.e. the replayed traffic and its reviews); without it PAIRS must hold train.jsonl and eval.jsonl.
+Then: train a candidate on top of WORK's current version (the over-cautious deployment), compare on the gate's
+suites, apply the default gates, and answer the demo's held-out traffic prompts directly (greedy, 48 new tokens,
+as the proxy does, but not through it). Prints and writes OUT/tune.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def build_pairs(work: Path, out: Path, max_refuse_share: float) -> dict:
+    from finetune import pairs as pairs_mod
+    from finetune.collect import Watermark, collect
+    from finetune.cycle import CycleOptions, pair_sources
+    from finetune.registry import Registry
+    from guard.settings import DEFAULT_MODEL, load_settings
+    from guard.store.db import make_engine
+
+    db_url = f"sqlite:///{work / 'guard.db'}"
+    opts = CycleOptions(model=DEFAULT_MODEL, state_dir=work / "finetune", models_root=work / "models",
+                        db_url=db_url, rails_dir=load_settings().rails_dir, settle=timedelta(0))
+    opts.pairs.candidates = 6  # as the demo
+    opts.pairs.max_refuse_share = max_refuse_share
+    current = Registry(opts.models_root, opts.model).current()
+    col = collect(make_engine(db_url), since=Watermark(opts.state_dir, opts.model).get(), until=datetime.now(UTC),
+                  model=opts.model)
+    src, _ = pair_sources(opts, current.path)
+    return pairs_mod.write(pairs_mod.build(col, src, opts.pairs), out, opts.pairs, model=opts.model)["counts"]
+
+
+def main() -> None:
+    from finetune import traffic as tr
+    from finetune.config import load_config
+    from finetune.evaluate import EvalOptions, Suites, compare
+    from finetune.gates import decide
+    from finetune.generate import LocalLM
+    from finetune.pairs import load_rows
+    from finetune.refusal import RefusalDetector, pattern_refusal
+    from finetune.registry import Registry
+    from finetune.train import train_dpo
+    from guard.settings import DEFAULT_MODEL
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", type=Path, required=True, help="a demo_loop.py work folder")
+    ap.add_argument("--pairs", type=Path, required=True)
+    ap.add_argument("--build", action="store_true")
+    ap.add_argument("--max-refuse-share", type=float, default=0.6)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--set", nargs="*", default=[], help="DPO config overrides, KEY=VALUE (numbers)")
+    a = ap.parse_args()
+    work = a.work.resolve()
+    out: dict = {}
+    if a.build:
+        out["pair_counts"] = build_pairs(work, a.pairs, a.max_refuse_share)
+    overrides = {k: float(v) for k, v in (kv.split("=", 1) for kv in a.set)}
+    current = Registry(work / "models", DEFAULT_MODEL).current().path
+    t0 = time.perf_counter()
+    cand = train_dpo(current, load_rows(a.pairs / "train.jsonl"), load_config(None, **overrides), a.out).merged_dir
+    out["train_s"] = time.perf_counter() - t0
+    rep = compare(current, cand, Suites.load(held_out=a.pairs / "eval.jsonl"), RefusalDetector().flags,
+                  EvalOptions())
+    verdict = decide(rep)
+    out |= {"config": overrides, "drift": rep["drift"], "passed": verdict.passed, "reasons": verdict.reasons,
+            "suite": {k: {m: rep[k][m] for m in ("benign_refusal_rate", "harmful_refusal_rate")}
+                      for k in ("current", "candidate")}}
+    held = [p for k in tr.KINDS for p in tr.prompts(k) if p.held_out]
+    for name, path in (("current", current), ("candidate", cand)):
+        answers = LocalLM(path).generate([[{"role": "user", "content": p.text}] for p in held], max_new_tokens=48)
+        refused = [pattern_refusal(x) for x in answers]
+        benign = [r for r, p in zip(refused, held, strict=True) if p.kind != "harmful"]
+        harmful = [r for r, p in zip(refused, held, strict=True) if p.kind == "harmful"]
+        out[f"held_out_{name}"] = {"over_refusal": sum(benign) / len(benign),
+                                   "harmful_refusal": sum(harmful) / len(harmful)}
+    (a.out / "tune.json").write_text(json.dumps(out, indent=2))
+    (a.out / "samples.json").write_text(json.dumps({k: rep[k]["samples"] for k in ("current", "candidate")},
+                                                   indent=1))
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
