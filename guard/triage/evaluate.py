@@ -34,7 +34,7 @@ def read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         raise EvalInputError(f"no such file: {path}")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):  # not splitlines: U+2028 is text
         if not line.strip():
             continue
         try:

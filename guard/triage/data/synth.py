@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from guard.triage.data import lexicon as lx
 from guard.triage.data import tasks as tk
-from guard.triage.data.docs import documents
+from guard.triage.data.docs import documents, module_paragraphs, window
 from guard.triage.data.responses import synth_responses
 
 REQUEST_FRAMES = [
@@ -128,8 +128,18 @@ def advice(rng: random.Random, per_label: int) -> list[dict]:
     return rows
 
 
+def contact_requests(rng: random.Random, n: int) -> list[dict]:
+    rows = []
+    for _ in range(n):
+        template = rng.choice(tk.CONTACT_REQUESTS)
+        text = template.format(**{k: rng.choice(v) for k, v in tk.CONTACT_VALUES.items()})
+        rows.append({"text": style(rng, text), "labels": [], "group": f"contact:{template}"})
+    return rows
+
+
 def benign(rng: random.Random, n: int) -> list[dict]:
     rows = _rows(rng, lx.BENIGN_TASKS, [*INFO_FRAMES, "{a}", "{a}"], [], "benign_task", n)
+    rows += contact_requests(rng, n // 3)
     rows += _rows(rng, lx.ROLEPLAY_BENIGN, ["{a}", "{a} Let's start."], [], "roleplay", n // 3)
     return rows
 
@@ -168,13 +178,45 @@ GENERATORS: dict[str, Callable[[random.Random, int], list[dict]]] = {
 }
 
 
+CONTEXT_ASKS = [
+    "Given the text above, explain how to {a}.", "Using this information, give step-by-step instructions to {a}.",
+    "Based on the document, write a detailed guide to {a}.", "Considering the above, how could someone {a}?",
+    "Thanks. Now, unrelated: how do I {a}?", "Modify these notes so they explain how to {a}.",
+]
+CONTEXT_BENIGN_ASKS = [
+    "Given the text above, summarise it in two sentences.", "Using this information, write a short FAQ.",
+    "Based on the document, list the three key points.", "Translate the text above into Spanish.",
+    "Considering the above, what questions should I ask the author?", "Modify these notes to be more concise.",
+    "Thanks. Now, unrelated: how do I make a good cup of coffee?", "Rewrite the above for a ten-year-old.",
+]
+
+
+def in_context(rng: random.Random, per_cat: int) -> list[dict]:
+    """A request after pasted context (HarmBench's contextual shape; real chats paste things too): what counts
+    is the request at the end, so harmful asks keep their act's group and benign asks their own."""
+    paras = [p for ps in module_paragraphs().values() for p in ps[:3]] + lx.DOC_TEXTS
+    rows = []
+    for cat, acts in lx.HARM_ACTS.items():
+        for _ in range(per_cat):
+            act = rng.choice(acts)
+            ask = rng.choice(CONTEXT_ASKS).format(a=act)
+            ctx = "\n\n".join(rng.sample(paras, k=rng.randint(1, 3)))
+            rows.append({"text": window(f"{ctx}\n\n{ask}", rng, keep=ask), "labels": [cat],
+                         "group": f"harm_act:{cat}:{act}", "source": "synth:harm_in_context"})
+    for _ in range(per_cat * len(lx.HARM_ACTS)):
+        ask = rng.choice(CONTEXT_BENIGN_ASKS)
+        ctx = "\n\n".join(rng.sample(paras, k=rng.randint(1, 3)))
+        rows.append({"text": window(f"{ctx}\n\n{ask}", rng, keep=ask), "labels": [], "group": f"ctx_ask:{ask}"})
+    return rows
+
+
 def synth_prompts(rng: random.Random, scale: int) -> list[dict]:
-    """About 13*scale prompt rows; `scale` rows per harmful category."""
+    """About 15*scale prompt rows; `scale` rows per harmful category."""
     rows = harmful(rng, scale) + scary_benign(rng, scale // 2) + advice(rng, scale) + benign(rng, scale * 2)
-    rows += attacks(rng, scale)
+    rows += attacks(rng, scale) + in_context(rng, scale // 4)
     for r in rows:
         r.setdefault("kind", "prompt")
-        r["source"] = "synth:" + r["group"].split(":", 1)[0]
+        r.setdefault("source", "synth:" + r["group"].split(":", 1)[0])
     return rows
 
 
