@@ -16,6 +16,7 @@ from typing import Any
 
 from finetune.config import DPOSettings, load_config
 from finetune.pairs import load_rows
+from guard.accel import cpu_has_bf16
 
 ROW_KEYS = ("prompt", "chosen", "rejected")
 
@@ -37,16 +38,6 @@ def _device(cfg: DPOSettings) -> str:
     if cfg.device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return cfg.device
-
-
-def cpu_has_bf16() -> bool:
-    """AVX512-BF16 / AMX: bf16 autocast halves the CPU step time (bench/dpo.py); without it bf16 is slower."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def loss_terms(cfg: DPOSettings) -> tuple[list[str], list[float]]:

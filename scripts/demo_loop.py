@@ -77,7 +77,7 @@ def make_cautious(base: Path, out: Path, steps: int) -> Path:
              "completion": [{"role": "assistant", "content": answers.get(p.text, REFUSAL)}]} for p in train_prompts]
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    from finetune.train import cpu_has_bf16
+    from guard.accel import cpu_has_bf16
 
     args = SFTConfig(output_dir=str(out / "trainer"), max_steps=steps, per_device_train_batch_size=8,
                      learning_rate=1e-3, max_length=160, logging_steps=5, save_strategy="no", report_to="none",

@@ -15,8 +15,9 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from guard import __version__
+from guard.accel import cpu_has_bf16
 from guard.taxonomy import ATTACKS, HARMFUL, INPUT_LABELS, REFUSAL
-from guard.triage.artifact import ARTIFACT_CONFIG
+from guard.triage.artifact import ARTIFACT_CONFIG, ArtifactError
 from guard.triage.data.build import build_dataset, write_dataset
 from guard.triage.model import TriageNet, load_base, new_model, save_artifact
 from guard.triage.modelcard import write_model_card
@@ -42,12 +43,7 @@ class TrainConfig:
 
 def bf16_autocast(precision: str) -> bool:
     """bf16 autocast for the training forward pass: ~2x faster on CPUs with AVX512-BF16/AMX, slower without."""
-    if precision != "auto":
-        return precision == "bf16"
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return precision == "bf16" if precision != "auto" else cpu_has_bf16()
 
 
 def _targets(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,10 +108,17 @@ def recalibrate(art_dir: Path, datasets_dir: Path | None, fpr_budget: float) -> 
     """Re-derive an artifact's thresholds for another FPR budget, without retraining (same data, same seed)."""
     from guard.triage.model import load_artifact
 
+    # The model first: torch patches `inspect.getfile`, whose docstring the stdlib-document generator reads, so
+    # the data is rebuilt in the same import state as in `train` (docs.py explains).
     model, config = load_artifact(art_dir)
     train_cfg = config["train"]
     torch.set_num_threads(int(train_cfg.get("threads", 1)))
-    rows, _ = build_dataset(datasets_dir, seed=train_cfg["seed"], scale=train_cfg["scale"])
+    rows, manifest = build_dataset(datasets_dir, seed=train_cfg["seed"], scale=train_cfg["scale"])
+    trained_on = json.loads((art_dir / "manifest.json").read_text())
+    if manifest["sources"] != trained_on["sources"]:
+        # Another generator or other data files give other splits: calib/test would overlap training.
+        raise ArtifactError(f"the training data changed since {art_dir} was trained (generator or data sets); "
+                            "retrain with `guard triage train` instead")
     split = {s: [r for r in rows if r["split"] == s] for s in ("calib", "test")}
     _, tok = load_base()
     enc = {s: tok([r["text"] for r in rs], truncation=True, max_length=config["max_len"])["input_ids"]
@@ -125,7 +128,7 @@ def recalibrate(art_dir: Path, datasets_dir: Path | None, fpr_budget: float) -> 
     config["train"]["fpr_budget"] = fpr_budget
     (art_dir / ARTIFACT_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     (art_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_model_card(art_dir, config, json.loads((art_dir / "manifest.json").read_text()), metrics)
+    write_model_card(art_dir, config, trained_on, metrics)
     return metrics
 
 

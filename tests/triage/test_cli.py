@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,20 @@ def test_eval_of_a_training_split_file_reports_the_quality_targets(triage_model_
     assert targets["attacks_vs_roleplay_docs"]["negatives"] == 1  # the BIPIA document, not the capital question
     assert targets["refusal"]["support"] == 1
     assert "## Quality targets" in (out / "eval.md").read_text()
+
+
+def test_calibrate_refuses_an_artifact_trained_on_other_data(tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="calibrate reloads the PyTorch model (the train extra)")
+    from guard.triage.artifact import ARTIFACT_DIR
+
+    art = tmp_path / "artifact"
+    shutil.copytree(ARTIFACT_DIR, art)
+    manifest = json.loads((ARTIFACT_DIR / "manifest.json").read_text())
+    manifest["sources"]["synthetic"]["sha256"] = "0" * 64  # as if an older generator had made the data
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    result = runner.invoke(app, ["calibrate", "--artifact", str(art)])
+    assert result.exit_code == 2
+    assert "training data changed" in result.output
 
 
 @pytest.mark.parametrize("content", ["not json\n", '{"text": "no label"}\n'])

@@ -5,6 +5,10 @@ third of BIPIA's clean e-mails as injections, because to it any document looked 
 stdlib docstrings are thousands of paragraphs of real prose full of imperatives ("Return...", "Use...",
 "Do not call..."), shipped with every Python (deterministic for a Python version, no download). Each module
 is one group, so held-out documents come from modules never seen in training.
+
+Known wart: members are read at run time, and importing torch replaces `inspect.getfile` (one paragraph fewer);
+`train` and `calibrate` both build the data after torch is loaded, so they agree. The next generator version
+should read docstrings from the stdlib sources (`ast`) instead.
 """
 
 from __future__ import annotations
