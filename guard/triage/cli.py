@@ -57,7 +57,7 @@ def train(
     target = out or ARTIFACT_DIR
     cfg = TrainConfig(steps=steps, threads=threads, seed=seed, precision=precision)
     metrics = run_train(cfg, ds if ds.is_dir() else None, target, data_dir=data_out)
-    typer.echo(json.dumps({k: v for k, v in metrics.items() if k != "per_source_flag_rate"}, indent=2))
+    typer.echo(json.dumps(_brief(metrics), indent=2))
     typer.echo(f"artifact written to {target}")
 
 
@@ -69,19 +69,19 @@ def calibrate(
     datasets_dir: Annotated[Path | None, typer.Option(help="Public data sets (default GUARD_DATASETS_DIR).")] = None,
 ) -> None:
     """Re-derive the artifact's thresholds for another false-positive budget (no retraining), then re-measure."""
-    from guard.triage.artifact import ARTIFACT_DIR, ArtifactError
+    from guard.triage.artifact import ARTIFACT_CONFIG, ARTIFACT_DIR, ArtifactError
     from guard.triage.train import recalibrate
 
     target = artifact or ARTIFACT_DIR
-    if not (target / "triage.json").is_file() or not (target / "manifest.json").is_file():
-        raise _fail(f"not a trained triage artifact (triage.json + manifest.json): {target}")
+    if not (target / ARTIFACT_CONFIG).is_file() or not (target / "manifest.json").is_file():
+        raise _fail(f"not a trained triage artifact ({ARTIFACT_CONFIG} + manifest.json): {target}")
     ds = datasets_dir if datasets_dir is not None else _settings().datasets_dir
     try:
         metrics = recalibrate(target, ds if ds.is_dir() else None, fpr_budget)
     except ArtifactError as exc:
         raise _fail(str(exc)) from None
     typer.echo(json.dumps(_brief(metrics), indent=2))
-    typer.echo(f"thresholds rewritten in {target / 'triage.json'}; run `guard triage build` to serve them")
+    typer.echo(f"thresholds rewritten in {target / ARTIFACT_CONFIG}; run `guard triage build` to serve them")
 
 
 @app.command()
