@@ -199,7 +199,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=ROOT / "var" / "demo")
     ap.add_argument("--port", type=int, default=8765)
-    ap.add_argument("--requests", type=int, default=120, help="training traffic replayed through the proxy")
+    ap.add_argument("--requests", type=int, default=160, help="training traffic replayed through the proxy")
     ap.add_argument("--v0-steps", type=int, default=30)
     ap.add_argument("--epochs", type=float, default=2.0)
     # DPO at 3e-4 removed refusals across the board (run 5: harmful refusal 56.7% -> 3.3% on the suite; on run
