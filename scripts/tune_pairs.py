@@ -43,6 +43,26 @@ def build_pairs(work: Path, out: Path, max_refuse_share: float) -> dict:
     return pairs_mod.write(pairs_mod.build(col, src, opts.pairs), out, opts.pairs, model=opts.model)["counts"]
 
 
+def parse_overrides(items: list[str]) -> dict:
+    import yaml
+
+    from finetune.config import load_config
+
+    top: dict = {}
+    lora: dict = {}
+    for item in items:
+        key, _, raw = item.partition("=")
+        value = yaml.safe_load(raw)
+        if key.startswith("lora."):
+            lora[key.removeprefix("lora.")] = value
+        else:
+            top[key] = value
+    if lora:
+        shipped = load_config(None).lora
+        top["lora"] = (shipped.model_dump() if shipped else {}) | lora
+    return top
+
+
 def main() -> None:
     from finetune import traffic as tr
     from finetune.config import load_config
@@ -61,13 +81,15 @@ def main() -> None:
     ap.add_argument("--build", action="store_true")
     ap.add_argument("--max-refuse-share", type=float, default=0.6)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--set", nargs="*", default=[], help="DPO config overrides, KEY=VALUE (numbers)")
+    ap.add_argument("--set", nargs="*", default=[],
+                    help="DPO config overrides, KEY=VALUE with YAML values; lora.KEY for the adapter "
+                         "(e.g. lora.targets=all-linear lora.rank=32)")
     a = ap.parse_args()
     work = a.work.resolve()
     out: dict = {}
     if a.build:
         out["pair_counts"] = build_pairs(work, a.pairs, a.max_refuse_share)
-    overrides = {k: float(v) for k, v in (kv.split("=", 1) for kv in a.set)}
+    overrides = parse_overrides(a.set)
     current = Registry(work / "models", DEFAULT_MODEL).current().path
     t0 = time.perf_counter()
     cand = train_dpo(current, load_rows(a.pairs / "train.jsonl"), load_config(None, **overrides), a.out).merged_dir
