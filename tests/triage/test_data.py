@@ -73,3 +73,32 @@ def test_document_rows_keep_the_hidden_instruction_inside_the_window_the_model_s
     # injected documents are grouped by instruction, clean ones by source module: the split holds either out
     assert {r["group"] for r in injected} == {f"doc_inj:{hidden[0]}"}
     assert len({r["group"] for r in clean}) > 5
+
+
+def test_v4_code_documents_hide_an_instruction_only_in_the_injected_rows() -> None:
+    import random
+
+    from guard.triage.data.code_docs import ADD_TO_REPLY, CODE_INSTRUCTIONS, code_documents
+
+    rows = code_documents(random.Random(2), 60)
+    injected = [r for r in rows if r["labels"]]
+    clean = [r for r in rows if not r["labels"]]
+    assert len(injected) == 60 and len(clean) == 120
+    assert all(r["labels"] == ["prompt_injection"] for r in injected)
+    keys = ADD_TO_REPLY + CODE_INSTRUCTIONS
+    # grouped by phrasing: a held-out phrasing is never trained on in any carrier
+    assert all(r["group"].removeprefix("code_inj:") in keys for r in injected)
+    assert not any(k in r["text"] for r in clean for k in keys)
+
+
+def test_v4_twins_are_benign_and_attacks_are_labelled() -> None:
+    rows, _ = build_dataset(None, seed=3, scale=60)
+    by_source: dict[str, set[tuple[str, ...]]] = {}
+    for r in rows:
+        by_source.setdefault(r["source"], set()).add(tuple(r["labels"]))
+    for benign in ("synth:sysprompt_twin", "synth:benign_behaviour", "synth:adv_benign", "synth:sec_benign",
+                   "synth:persona", "synth:code_clean"):
+        assert by_source[benign] == {()}, benign
+    assert by_source["synth:sysprompt"] == {("prompt_injection",)}
+    assert all("jailbreak" in labels for labels in by_source["synth:persona_jb"])
+    assert all(labels and labels[0] in INPUT_LABELS for labels in by_source["synth:harm_behaviour"])

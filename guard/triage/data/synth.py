@@ -11,7 +11,12 @@ from collections.abc import Callable
 
 from guard.triage.data import lexicon as lx
 from guard.triage.data import tasks as tk
+from guard.triage.data.behaviours import behaviour_rows, benign_lookalike_rows
+from guard.triage.data.code_docs import code_documents
+from guard.triage.data.contextual import contextual_rows
 from guard.triage.data.docs import documents, module_paragraphs, window
+from guard.triage.data.extraction import extraction_rows
+from guard.triage.data.personas import persona_rows
 from guard.triage.data.responses import synth_responses
 
 REQUEST_FRAMES = [
@@ -210,10 +215,23 @@ def in_context(rng: random.Random, per_cat: int) -> list[dict]:
     return rows
 
 
+def v4_styles(rng: random.Random, scale: int) -> list[dict]:
+    """Generator v4: code-document injections, system-prompt extraction, behaviour-style and contextual requests,
+    short persona jailbreaks, and the benign prompts that look like each (the modules explain each)."""
+    rows = code_documents(rng, 2 * scale) + extraction_rows(rng, 3 * scale // 2)
+    rows += behaviour_rows(rng, scale // 3) + benign_lookalike_rows(rng, scale) + contextual_rows(rng, scale // 2)
+    rows += persona_rows(rng, scale // 2)
+    for r in rows:
+        # Code keeps its layout; half the behaviour rows keep their formal benchmark-like surface.
+        if not r["group"].startswith("code_") and rng.random() < 0.75:
+            r["text"] = style(rng, r["text"])
+    return rows
+
+
 def synth_prompts(rng: random.Random, scale: int) -> list[dict]:
     """About 15*scale prompt rows; `scale` rows per harmful category."""
     rows = harmful(rng, scale) + scary_benign(rng, scale // 2) + advice(rng, scale) + benign(rng, scale * 2)
-    rows += attacks(rng, scale) + in_context(rng, scale // 4)
+    rows += attacks(rng, scale) + in_context(rng, scale // 4) + v4_styles(rng, scale)
     for r in rows:
         r.setdefault("kind", "prompt")
         r.setdefault("source", "synth:" + r["group"].split(":", 1)[0])
