@@ -140,13 +140,18 @@ def finetune_eval(
     held_out: Annotated[Path | None, typer.Option(help="eval.jsonl of held-out pairs.")] = None,
     gates: GatesOpt = None,
     model: ModelOpt = None,
+    context: Annotated[str, typer.Option(help="deployed: suite prompts go through triage and the input rails "
+                                              "first, as served; bare: the models alone.")] = "deployed",
+    profile: Annotated[str | None, typer.Option(help="Rails profile of the deployed view.")] = None,
 ) -> None:
     """Compare candidate vs current on the fixed suites and held-out pairs; exit 1 when a gate fails."""
     from finetune.config import ConfigError
-    from finetune.evaluate import Suites, compare
+    from finetune.evaluate import EvalOptions, Suites, compare, deployed_view
     from finetune.gates import decide, load_gates
     from finetune.refusal import RefusalDetector, triage_refusal_scorer
     from finetune.report import write_report
+    from guard.triage.runtime import TriageModelError
+    from rails.config import RailsConfigError
 
     try:
         gate_cfg = load_gates(gates)
@@ -157,8 +162,17 @@ def finetune_eval(
         if cur is None:
             raise _fail("no current model version: pass --current")
         current = cur.path
-    detector = RefusalDetector(triage_refusal_scorer(str(_settings().triage_dir)))
-    report = compare(current, candidate, Suites.load(held_out=held_out), detector.flags)
+    if context not in ("deployed", "bare"):
+        raise _fail(f"--context {context!r}: use deployed or bare")
+    s = _settings()
+    opts = EvalOptions(context=context, profile=profile)
+    try:
+        view = deployed_view(opts, s.rails_dir if s.rails_enabled else None,
+                             s.triage_dir if s.triage_enabled else None)
+    except (RailsConfigError, TriageModelError) as exc:
+        raise _fail(str(exc)) from None
+    detector = RefusalDetector(triage_refusal_scorer(str(s.triage_dir)))
+    report = compare(current, candidate, Suites.load(held_out=held_out), detector.flags, opts, view)
     verdict = decide(report, gate_cfg)
     paths = write_report(report, verdict, out)
     typer.echo(paths["md"].read_text())

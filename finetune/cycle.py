@@ -15,7 +15,7 @@ from typing import Any
 from finetune import pairs as pairs_mod
 from finetune.collect import Watermark, collect
 from finetune.config import DPOSettings
-from finetune.evaluate import EvalOptions, Suites, compare
+from finetune.evaluate import EvalOptions, Suites, compare, deployed_view
 from finetune.gates import GateConfig, decide
 from finetune.policy import load_engine, profile_refusals, rails_output_check
 from finetune.refusal import RefusalDetector, triage_refusal_scorer
@@ -123,7 +123,8 @@ def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
     # 4. Evaluate candidate vs current, and gate.
     t0 = time.perf_counter()
     suites = Suites.load(held_out=run_dir / "pairs" / "eval.jsonl", limit=opts.suite_limit)
-    report = compare(current.path, trained.merged_dir, suites, detector.flags, opts.eval)
+    view = deployed_view(opts.eval, opts.rails_dir, opts.triage_dir)  # measured where it will serve
+    report = compare(current.path, trained.merged_dir, suites, detector.flags, opts.eval, view)
     verdict = decide(report, opts.gates)
     write_report(report, verdict, run_dir / "report")
     t["eval_s"] = time.perf_counter() - t0

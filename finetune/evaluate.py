@@ -4,6 +4,10 @@ Metrics per model: refusal rate on benign prompts (over-refusal, incl. scary-wor
 harmful prompts, preference accuracy (share of held-out pairs with log p(chosen) > log p(rejected)) and mean
 margin, perplexity on general prompts' reference answers; across the two: mean per-token KL(current || candidate)
 on those answers (the drift guard).
+
+The refusal rates are measured as deployed when a `DeployedView` is given (the suite prompts pass through
+triage and the profile's input rails first, as in the proxy: what they refuse counts as refused for both
+models, what they rewrite reaches the model rewritten), and always also bare (`bare_*`: the model alone).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finetune.deployed import DeployedView, Framed, bare
 from finetune.generate import LocalLM
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -46,6 +51,8 @@ class EvalOptions:
     max_new_tokens: int = 48  # a refusal shows in the opening words
     batch_size: int = 8
     threads: int = 1
+    context: str = "deployed"  # deployed: behind triage + input rails, as served | bare: the model alone
+    profile: str | None = None  # rails profile of the deployed view (default: the rails dir's default)
 
 
 IsRefusal = Callable[[Sequence[str]], list[bool]]
@@ -55,16 +62,37 @@ def _user(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-def model_metrics(lm: LocalLM, suites: Suites, refusals: IsRefusal, opts: EvalOptions) -> dict[str, Any]:
-    answers = lm.generate([_user(t) for t in suites.benign + suites.harmful], max_new_tokens=opts.max_new_tokens,
-                          batch_size=opts.batch_size)
-    flags = refusals(answers)
-    nb = len(suites.benign)
+def _key(messages: list[dict[str, str]]) -> str:
+    return json.dumps(messages, sort_keys=True)
+
+
+def model_metrics(lm: LocalLM, suites: Suites, refusals: IsRefusal, opts: EvalOptions,
+                  frames: list[Framed] | None = None) -> dict[str, Any]:
+    prompts = suites.benign + suites.harmful
+    frames = frames or bare(prompts)
+    # Each distinct conversation is answered once: the bare prompt always, the rewritten one where the rails
+    # rewrote it; a prompt the rails refuse is not sent to the model as deployed.
+    convs: dict[str, list[dict[str, str]]] = {}
+    for text, f in zip(prompts, frames, strict=True):
+        convs.setdefault(_key(_user(text)), _user(text))
+        if f.blocked_by is None:
+            convs.setdefault(_key(f.messages), f.messages)
+    keys = list(convs)
+    answers = dict(zip(keys, lm.generate([convs[k] for k in keys], max_new_tokens=opts.max_new_tokens,
+                                         batch_size=opts.batch_size), strict=True))
+    refused = dict(zip(keys, refusals([answers[k] for k in keys]), strict=True))
+    deployed = [f.blocked_by is not None or refused[_key(f.messages)] for f in frames]
+    alone = [refused[_key(_user(t))] for t in prompts]
+    nb, nh = len(suites.benign), max(len(suites.harmful), 1)
     m: dict[str, Any] = {
-        "benign_refusal_rate": sum(flags[:nb]) / max(nb, 1),
-        "harmful_refusal_rate": sum(flags[nb:]) / max(len(suites.harmful), 1),
-        "samples": [{"prompt": p, "answer": a, "refused": f}
-                    for p, a, f in zip(suites.benign + suites.harmful, answers, flags, strict=True)],
+        "benign_refusal_rate": sum(deployed[:nb]) / max(nb, 1),
+        "harmful_refusal_rate": sum(deployed[nb:]) / nh,
+        "bare_benign_refusal_rate": sum(alone[:nb]) / max(nb, 1),
+        "bare_harmful_refusal_rate": sum(alone[nb:]) / nh,
+        "samples": [{"prompt": t, "context": f.context, "blocked_by": f.blocked_by,
+                     "answer": f.refusal if f.blocked_by else answers[_key(f.messages)], "refused": d,
+                     "bare_answer": answers[_key(_user(t))], "bare_refused": b}
+                    for t, f, d, b in zip(prompts, frames, deployed, alone, strict=True)],
     }
     if suites.held_out:
         convs = [r["prompt"] for r in suites.held_out]
@@ -94,15 +122,30 @@ def mean_kl(cur: list[Any], cand: list[Any]) -> float:
     return total / max(count, 1)
 
 
+def deployed_view(opts: EvalOptions, rails_dir: Path | None, triage_dir: Path | None) -> DeployedView | None:
+    """The view the gate measures through; None for `context: bare` or when no rails are configured."""
+    if opts.context == "bare" or rails_dir is None:
+        return None
+    return DeployedView.load(rails_dir, triage_dir, opts.profile)
+
+
 def compare(current: Path, candidate: Path, suites: Suites, refusals: IsRefusal,
-            opts: EvalOptions | None = None) -> dict[str, Any]:
-    """Evaluate both models (one in memory at a time) and the drift between them."""
+            opts: EvalOptions | None = None, view: DeployedView | None = None) -> dict[str, Any]:
+    """Evaluate both models (one in memory at a time) and the drift between them; refusal rates as deployed
+    behind `view` when given, else of the bare models."""
     opts = opts or EvalOptions()
-    out: dict[str, Any] = {"current": {"path": str(current)}, "candidate": {"path": str(candidate)}}
+    frames = view.frame(suites.benign + suites.harmful) if view is not None else None
+    out: dict[str, Any] = {"current": {"path": str(current)}, "candidate": {"path": str(candidate)},
+                           "context": {"kind": "deployed", **view.describe()} if view else {"kind": "bare"}}
+    if frames is not None:
+        nb = len(suites.benign)
+        out["context"]["frames"] = {
+            part: {c: sum(f.context == c for f in fs) for c in ("blocked", "instructed", "plain")}
+            for part, fs in (("benign", frames[:nb]), ("harmful", frames[nb:]))}
     general: dict[str, list[Any]] = {}
     for name, path in (("current", current), ("candidate", candidate)):
         lm = LocalLM(path, threads=opts.threads)
-        out[name].update(model_metrics(lm, suites, refusals, opts))
+        out[name].update(model_metrics(lm, suites, refusals, opts, frames))
         general[name] = general_logps(lm, suites, opts)
         out[name]["general_perplexity"] = perplexity(general[name])
         del lm

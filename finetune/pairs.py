@@ -96,7 +96,9 @@ class PairSources:
 
 
 def _prompt(rec: ExchangeRecord) -> list[dict[str, str]]:
-    msgs = [{"role": m.role, "content": m.content} for m in rec.messages]
+    """The conversation the model answered: as the input rails rewrote it (their safe-completion instruction
+    included), else as the client sent it."""
+    msgs = [{"role": m.role, "content": m.content} for m in (rec.model_messages or rec.messages)]
     while msgs and msgs[-1]["role"] == "assistant":
         msgs.pop()  # the prompt ends with the user turn the model answered
     return msgs
@@ -168,6 +170,11 @@ def raw_pairs(col: Collected, src: PairSources, opts: PairOptions) -> PairSet:
         review = col.reviews.get(ex_id)
         if review is not None:
             if review.label == "correct":
+                if "blocked_input" in rec.flags:
+                    # The input rails refused it; the model never saw the request, so it has nothing to learn
+                    # here (training it to refuse the bare prompt fights the help_more pairs).
+                    out.dropped["blocked_by_rails"] += 1
+                    continue
                 anchor = keep_refusing_pair(rec, src, opts, review.correction) if opts.keep_refusing else None
                 if anchor is None:
                     out.dropped["reviewed_correct"] += 1

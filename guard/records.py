@@ -50,6 +50,10 @@ class ExchangeRecord(BaseModel):
     model_version: str | None = None
     rails_hash: str | None = None
     messages: list[Message]
+    # What the model was sent, when the input rails rewrote the conversation (a safe-completion instruction,
+    # redaction); None when it got `messages` as they came. Training pairs are built on this: the model learns
+    # from the input it actually answered.
+    model_messages: list[Message] | None = None
     response: str
     model_response: str = ""  # the model's own text before output rails replaced or masked it
     triage_scores: dict[str, float] = Field(default_factory=dict)
@@ -80,6 +84,8 @@ class ExchangeRecord(BaseModel):
             model_version=ex.model_version,
             rails_hash=ex.rails_hash,
             messages=[Message(role=msg.role, content=m(msg.text)) for msg in ex.request.messages],
+            model_messages=[Message(role=msg.role, content=m(msg.text)) for msg in ex.model_messages]
+            if ex.model_messages else None,
             response=m(ex.response_text),
             model_response=m(ex.model_text),
             triage_scores=dict(ex.triage.scores) if ex.triage else {},

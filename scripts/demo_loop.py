@@ -8,9 +8,11 @@
    with harmful ones - the situation the loop exists to fix. (A first version that refused the harmful
    training prompts too gave the loop only "help more" pairs; the gate then rejected the candidate because
    harmful refusal fell from 93.3% to 46.7% on the suite - the balance of the two directions matters.)
-2. Serves it with `guard serve` (local backend, rails on, every exchange recorded to SQLite). The triage
-   classifier is off by default (`--triage` turns it on) so the before/after figures isolate the model: with
-   it on, input rails answer harmful requests before the model ever sees them.
+2. Serves it with `guard serve` as shipped: triage classifier on, the default rails, every exchange recorded to
+   SQLite. The input rails refuse what the classifier is sure is harmful and hand grey-zone requests to the model
+   with a safe-completion instruction; the model answers the rest. (`--no-triage` serves without the classifier:
+   runs 1-9 did, and there no candidate passed the gate, since the model alone had to tell harmful requests from
+   scary-but-benign ones; finetune/README.md.)
 3. "Before": the held-out prompts (never trained on) go through the proxy; refusal rates per kind.
 4. Traffic: the training portion of a generated traffic file is replayed through the proxy.
 5. Review: a simulated reviewer labels the recorded exchanges from the traffic file's ground truth
@@ -19,7 +21,8 @@
    original SmolLM2's own answer: in a first run, best-of-6 sampling from the over-cautious model found an
    acceptable answer for only 5 of 47 wrongly refused prompts (the rest went to review.jsonl, as designed).
 6. One cycle (`finetune.cycle.run_cycle`): collect -> pairs (help_more, refuse_more and keep_refusing anchors from
-   the refusals reviewed as correct) -> DPO with an NLL term on the chosen answers -> eval -> gate -> promote.
+   the refusals reviewed as correct, each on the conversation the model was sent) -> DPO with an NLL term on the
+   chosen answers -> eval (the suites through the same triage and input rails) -> gate -> promote.
 7. "After": the proxy hot-swaps to the promoted version; the same held-out prompts again.
 8. A deliberately bad candidate (trained on the same pairs, chosen and rejected swapped) must fail the gate.
 
@@ -220,12 +223,13 @@ def main() -> None:
     ap.add_argument("--correct-share", type=float, default=1.0,
                     help="share of wrongly refused benign prompts the simulated reviewer writes an answer for "
                          "(the rest go to candidate sampling from the deployed model)")
-    ap.add_argument("--triage", action="store_true", help="run the triage classifier in the proxy and the loop")
+    ap.add_argument("--triage", action=argparse.BooleanOptionalAction, default=True,
+                    help="run the triage classifier in the proxy and the loop (the shipped default)")
     a = ap.parse_args()
 
     from finetune.config import load_config
     from finetune.cycle import CycleOptions, run_cycle
-    from finetune.evaluate import EvalOptions, Suites, compare
+    from finetune.evaluate import EvalOptions, Suites, compare, deployed_view
     from finetune.gates import decide
     from finetune.pairs import load_rows
     from finetune.refusal import RefusalDetector
@@ -251,7 +255,9 @@ def main() -> None:
                 version=CAUTIOUS)
     reg.promote(CAUTIOUS)
     triage_src = settings.triage_dir.resolve()
-    triage = a.triage and triage_src.is_dir()
+    if a.triage and not triage_src.is_dir():
+        raise SystemExit(f"no triage model at {triage_src}: run `guard triage build` (or pass --no-triage)")
+    triage = a.triage
     if triage and not (work / "triage").exists():
         (work / "triage").symlink_to(triage_src)
     db_url = f"sqlite:///{work / 'guard.db'}"
@@ -302,7 +308,8 @@ def main() -> None:
         if res.run_dir is not None and (res.run_dir / "report" / "report.json").is_file():
             rep = json.loads((res.run_dir / "report" / "report.json").read_text())
             result["gate_eval"] = {k: {m: v for m, v in rep[k].items() if m != "samples"}
-                                   for k in ("current", "candidate")} | {"drift": rep["drift"]}
+                                   for k in ("current", "candidate")} | {"drift": rep["drift"],
+                                                                         "context": rep.get("context")}
         result["pairs_manifest"] = json.loads((res.run_dir / "pairs" / "manifest.json").read_text()) \
             if res.run_dir else None
 
@@ -331,7 +338,8 @@ def main() -> None:
             bad = train_dpo(cur, flipped(load_rows(res.run_dir / "pairs" / "train.jsonl")), opts.dpo,
                             work / "bad-train")
             rep = compare(cur, bad.merged_dir, Suites.load(held_out=res.run_dir / "pairs" / "eval.jsonl"),
-                          RefusalDetector().flags, EvalOptions())
+                          RefusalDetector().flags, EvalOptions(),
+                          deployed_view(opts.eval, opts.rails_dir, opts.triage_dir))
             verdict = decide(rep, opts.gates)
             write_report(rep, verdict, work / "bad-report")
             result["bad_candidate"] = {"passed_gate": verdict.passed, "reasons": verdict.reasons,
