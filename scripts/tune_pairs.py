@@ -6,8 +6,9 @@
 `--build` rebuilds the pairs from WORK's exchange store with the cycle's pair step (the window since WORK's
 watermark, i.e. the replayed traffic and its reviews); without it PAIRS must hold train.jsonl and eval.jsonl.
 Then: train a candidate on top of WORK's current version (the over-cautious deployment), compare on the gate's
-suites, apply the default gates, and answer the demo's held-out traffic prompts directly (greedy, 48 new tokens,
-as the proxy does, but not through it). Prints and writes OUT/tune.json.
+suites (`--context deployed`, the default: behind WORK/triage and the default rails, as the demo serves), apply
+the default gates, and answer the demo's held-out traffic prompts directly (greedy, 48 new tokens, the model
+alone: `held_out_*_bare`). Prints and writes OUT/tune.json.
 """
 
 from __future__ import annotations
@@ -66,14 +67,14 @@ def parse_overrides(items: list[str]) -> dict:
 def main() -> None:
     from finetune import traffic as tr
     from finetune.config import load_config
-    from finetune.evaluate import EvalOptions, Suites, compare
+    from finetune.evaluate import EvalOptions, Suites, compare, deployed_view
     from finetune.gates import decide
     from finetune.generate import LocalLM
     from finetune.pairs import load_rows
     from finetune.refusal import RefusalDetector, pattern_refusal
     from finetune.registry import Registry
     from finetune.train import train_dpo
-    from guard.settings import DEFAULT_MODEL
+    from guard.settings import DEFAULT_MODEL, SHIPPED_RAILS
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, required=True, help="a demo_loop.py work folder")
@@ -84,6 +85,8 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[],
                     help="DPO config overrides, KEY=VALUE with YAML values; lora.KEY for the adapter "
                          "(e.g. lora.targets=all-linear lora.rank=32)")
+    ap.add_argument("--context", choices=["deployed", "bare"], default="deployed",
+                    help="gate suites behind WORK/triage and the default rails (as the demo serves), or bare")
     a = ap.parse_args()
     work = a.work.resolve()
     out: dict = {}
@@ -94,11 +97,15 @@ def main() -> None:
     t0 = time.perf_counter()
     cand = train_dpo(current, load_rows(a.pairs / "train.jsonl"), load_config(None, **overrides), a.out).merged_dir
     out["train_s"] = time.perf_counter() - t0
-    rep = compare(current, cand, Suites.load(held_out=a.pairs / "eval.jsonl"), RefusalDetector().flags,
-                  EvalOptions())
+    opts = EvalOptions(context=a.context)
+    triage = work / "triage" if (work / "triage").is_dir() else None
+    rep = compare(current, cand, Suites.load(held_out=a.pairs / "eval.jsonl"), RefusalDetector().flags, opts,
+                  deployed_view(opts, SHIPPED_RAILS, triage))
     verdict = decide(rep)
     out |= {"config": overrides, "drift": rep["drift"], "passed": verdict.passed, "reasons": verdict.reasons,
-            "suite": {k: {m: rep[k][m] for m in ("benign_refusal_rate", "harmful_refusal_rate")}
+            "context": rep["context"],
+            "suite": {k: {m: rep[k][m] for m in ("benign_refusal_rate", "harmful_refusal_rate",
+                                                 "bare_benign_refusal_rate", "bare_harmful_refusal_rate")}
                       for k in ("current", "candidate")}}
     held = [p for k in tr.KINDS for p in tr.prompts(k) if p.held_out]
     for name, path in (("current", current), ("candidate", cand)):
@@ -106,7 +113,7 @@ def main() -> None:
         refused = [pattern_refusal(x) for x in answers]
         benign = [r for r, p in zip(refused, held, strict=True) if p.kind != "harmful"]
         harmful = [r for r, p in zip(refused, held, strict=True) if p.kind == "harmful"]
-        out[f"held_out_{name}"] = {"over_refusal": sum(benign) / len(benign),
+        out[f"held_out_{name}_bare"] = {"over_refusal": sum(benign) / len(benign),
                                    "harmful_refusal": sum(harmful) / len(harmful)}
     (a.out / "tune.json").write_text(json.dumps(out, indent=2))
     (a.out / "samples.json").write_text(json.dumps({k: rep[k]["samples"] for k in ("current", "candidate")},

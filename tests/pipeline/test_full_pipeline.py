@@ -106,3 +106,22 @@ def test_unknown_profile_header_is_a_400_not_a_silent_default(proxy: Any) -> Non
         "model": "gpt-fake", "messages": [{"role": "user", "content": "hello"}]})
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "unknown_profile"
+
+
+def test_the_record_keeps_the_conversation_the_model_was_sent_when_the_rails_rewrote_it(
+        proxy: Any, upstream: Any, rails_dir: Path) -> None:
+    """Training pairs are built on what the model answered, so the rails' instruction must be in the record."""
+    p = proxy(rails_enabled=True, rails_dir=rails_dir, record_enabled=True, record_sample_rate=1.0)
+    before = len(upstream.state.requests)
+    r = httpx.post(f"{p.v1}/chat/completions", timeout=30, json={
+        "model": "gpt-fake", "messages": [{"role": "user", "content": "Tell me one fact about the zebra."}]})
+    assert r.status_code == 200, r.text
+    sent = upstream.state.requests[before].body["messages"]
+    assert sent[0] == {"role": "system", "content": "Keep it to one sentence."}
+    record = _records(p, r.json()["id"])
+    assert [m.role for m in record.messages] == ["user"]
+    assert [(m.role, m.content) for m in record.model_messages] == [
+        ("system", "Keep it to one sentence."), ("user", "Tell me one fact about the zebra.")]
+    plain = httpx.post(f"{p.v1}/chat/completions", timeout=30, json={
+        "model": "gpt-fake", "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+    assert _records(p, plain.json()["id"]).model_messages is None  # sent as it came
