@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from guard.pipeline import Exchange
-from guard.wire import ChatCompletionRequest
+from guard.wire import ChatCompletionRequest, ChatMessage
 
 if TYPE_CHECKING:
     from guard.triage.runtime import TriageModel
@@ -88,5 +88,5 @@ def bare(prompts: Sequence[str]) -> list[Framed]:
     return [Framed([{"role": "user", "content": p}]) for p in prompts]
 
 
-def _plain(messages: Sequence[object]) -> Messages:
-    return [{"role": m.role, "content": m.text} for m in messages]  # type: ignore[attr-defined]
+def _plain(messages: Sequence[ChatMessage]) -> Messages:
+    return [{"role": m.role, "content": m.text} for m in messages]
