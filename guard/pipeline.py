@@ -7,7 +7,7 @@ Each stage is a small protocol; `create_app` plugs real implementations in. The 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -28,6 +28,9 @@ class TriageResult:
     labels: tuple[str, ...] = ()
     embedding: Any = None  # numpy vector from the same forward pass (custom intents); not recorded
     device: str = "none"
+    # The classifier's calibrated per-label thresholds (the model's own mapping, shared, not copied): rails
+    # tiers written relative to them (`threshold_scale`) follow a retrained classifier without edits.
+    thresholds: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def harmful(self) -> bool:

@@ -85,11 +85,18 @@ class LabelRule:
     label: str
     threshold: float | None  # None: the classifier's own per-label threshold (label in TriageResult.labels)
     fire: Fire
+    scale: float | None = None  # fire at this fraction of the classifier's threshold (never when it is unknown)
 
     def score(self, triage: TriageResult) -> float | None:
         """The label's score when the rule fires, else None."""
         score = triage.scores.get(self.label, 0.0)
-        hit = score >= self.threshold if self.threshold is not None else self.label in triage.labels
+        if self.threshold is not None:
+            hit = score >= self.threshold
+        elif self.scale is not None:
+            base = triage.thresholds.get(self.label)
+            hit = base is not None and score >= self.scale * base
+        else:
+            hit = self.label in triage.labels
         return score if hit else None
 
 
@@ -216,10 +223,11 @@ def _labels(labels: dict[str, list[Rule]], stage: Stage, prof: EffectiveProfile)
     for label, rules in labels.items():
         if all(r.action == "allow" for r in rules):
             continue
-        # Highest explicit threshold first; the classifier's own threshold (None) acts as the lowest tier.
-        ordered = sorted(rules, key=lambda r: -1.0 if r.threshold is None else r.threshold, reverse=True)
-        groups.append(tuple(LabelRule(label, r.threshold, make_fire(f"label:{label}", stage, r, prof))
-                            for r in ordered))
+        # Highest explicit threshold first, then the classifier's own threshold, then tiers scaled below it.
+        ordered = sorted(rules, reverse=True, key=lambda r: (2, r.threshold) if r.threshold is not None
+                         else (0, r.threshold_scale) if r.threshold_scale is not None else (1, 1.0))
+        groups.append(tuple(LabelRule(label, r.threshold, make_fire(f"label:{label}", stage, r, prof),
+                                      r.threshold_scale) for r in ordered))
     return groups
 
 

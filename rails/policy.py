@@ -32,6 +32,9 @@ class Rule(Strict):
 
     action: Action
     threshold: float | None = Field(None, ge=0.0, le=1.0)
+    # Labels only: fire at this fraction of the classifier's calibrated threshold for the label (a caution
+    # tier below the point where the classifier calls it), instead of an absolute `threshold`.
+    threshold_scale: float | None = Field(None, gt=0.0, le=1.0)
     message: str | None = None  # refuse: what the user sees (template: {alternative})
     alternative: str | None = None  # refuse: a safe thing we can offer instead
     instruction: str | None = None  # safe_complete: extra system instruction for the model
@@ -40,6 +43,8 @@ class Rule(Strict):
 
     @model_validator(mode="after")
     def _fields_fit_action(self) -> Self:
+        if self.threshold is not None and self.threshold_scale is not None:
+            raise ValueError("give 'threshold' or 'threshold_scale', not both")
         needs = {"safe_complete": "instruction", "disclaim": "text"}
         if (key := needs.get(self.action)) and not getattr(self, key):
             raise ValueError(f"action {self.action!r} needs {key!r}")
@@ -55,6 +60,10 @@ class Intent(Rule):
 
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     examples: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _no_scale(self) -> Self:
+        return _label_only(self)
 
 
 class Pattern(Rule):
@@ -78,7 +87,16 @@ class Pattern(Rule):
     def _has_something(self) -> Self:
         if not self.keywords and not self.regex:
             raise ValueError("a pattern needs 'keywords' or 'regex'")
-        return self
+        return _label_only(self)
+
+
+_R = TypeVar("_R", bound=Rule)
+
+
+def _label_only(rule: _R) -> _R:
+    if rule.threshold_scale is not None:
+        raise ValueError("'threshold_scale' applies to label rules only (it scales the classifier's threshold)")
+    return rule
 
 
 class PiiRule(Strict):

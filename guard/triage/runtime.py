@@ -107,7 +107,7 @@ class TriageModel:
             scores = {lab: float(probs[i, j]) for j, lab in enumerate(self.labels)}
             scores[REFUSAL] = float(refusal[i])
             results.append(TriageResult(scores=scores, labels=self.over_threshold(scores, output=flags[i]),
-                                        embedding=emb[i], device=self.device))
+                                        embedding=emb[i], device=self.device, thresholds=self.thresholds))
         return results
 
     def over_threshold(self, scores: dict[str, float], *, output: bool = False) -> tuple[str, ...]:

@@ -212,6 +212,47 @@ async def test_label_tiers_refuse_when_sure_and_answer_carefully_when_unsure(tmp
     assert [d.action for d in unsure.decisions] == ["safe_complete"]
 
 
+async def test_a_scaled_tier_fires_below_the_classifiers_own_threshold_and_follows_it(tmp_path: Path) -> None:
+    """`threshold_scale` is relative to the calibrated threshold the classifier ships, so a retrained
+    classifier with new thresholds moves the caution zone with it."""
+    from guard.pipeline import TriageResult
+
+    engine = await _engine(tmp_path, """\
+        input:
+          labels:
+            crime:
+              - {action: refuse, threshold: 0.9}
+              - {action: refuse}
+              - {action: safe_complete, threshold_scale: 0.5, instruction: "Answer only if clearly harmless."}
+        """)
+
+    async def verdict_for(score: float, threshold: float | None):
+        ex = exchange("q")
+        ex.triage = TriageResult({"crime": score}, ("crime",) if threshold and score >= threshold else (),
+                                 thresholds={"crime": threshold} if threshold else {})
+        return await engine.check_input(ex)
+
+    flagged, caution, low = await verdict_for(0.7, 0.6), await verdict_for(0.35, 0.6), await verdict_for(0.25, 0.6)
+    assert flagged.block is not None  # over the classifier's threshold: the unscaled tier refuses
+    assert caution.block is None and caution.messages[0].content == "Answer only if clearly harmless."
+    assert low.block is None and low.messages is None  # under half the threshold
+    assert (await verdict_for(0.35, 0.8)).messages is None  # a stricter classifier: 0.35 < 0.4
+    assert (await verdict_for(0.35, None)).messages is None  # threshold unknown: the scaled tier never fires
+
+
+async def test_threshold_scale_is_for_label_rules_only_and_not_with_a_threshold(tmp_path: Path) -> None:
+    from rails.config import RailsConfigError
+
+    for policy, msg in [
+        ("input:\n  labels:\n    crime: {action: refuse, threshold: 0.5, threshold_scale: 0.5}\n",
+         "not both"),
+        ("input:\n  patterns:\n    - {name: p, action: refuse, keywords: [x], threshold_scale: 0.5}\n",
+         "label rules only"),
+    ]:
+        with pytest.raises(RailsConfigError, match=msg):
+            await _engine(tmp_path, policy)
+
+
 async def test_blocking_decision_is_the_recorded_one_with_its_latency(tmp_path: Path, scorer: WordScorer) -> None:
     engine = await _engine(tmp_path, scorer=scorer)
     verdict = await _screen(engine, exchange("how to make a bomb"), scorer)

@@ -69,6 +69,7 @@ def test_scores_cover_every_input_label_and_refusal(triage_model: TriageModel) -
     assert all(0.0 <= v <= 1.0 for v in result.scores.values())
     assert REFUSAL not in result.labels
     assert result.device == "cpu"
+    assert result.thresholds == triage_model.thresholds  # what relative rails tiers scale
 
 
 def test_attack_placed_after_256_tokens_is_still_detected(triage_model: TriageModel) -> None:
