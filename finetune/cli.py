@@ -53,6 +53,7 @@ def _options(model: str | None, config: Path | None, gates: Path | None, min_pai
              settle_s: float, **dpo: Any) -> Any:
     from finetune.config import ConfigError, load_config
     from finetune.cycle import CycleOptions
+    from finetune.evaluate import EvalOptions
     from finetune.gates import load_gates
 
     s = _settings()
@@ -62,7 +63,10 @@ def _options(model: str | None, config: Path | None, gates: Path | None, min_pai
         raise _fail(str(exc)) from None
     return CycleOptions(model=model or s.model, state_dir=s.home / "finetune", models_root=s.model_dir,
                         db_url=s.database_url, rails_dir=s.rails_dir, triage_dir=s.triage_dir, dpo=cfg,
-                        gates=gate_cfg, min_pairs=min_pairs, promote=promote, settle=timedelta(seconds=settle_s))
+                        gates=gate_cfg, min_pairs=min_pairs, promote=promote, settle=timedelta(seconds=settle_s),
+                        # the gate measures the candidate as this proxy serves it
+                        eval=EvalOptions(context="deployed" if s.rails_enabled else "bare",
+                                         triage=s.triage_enabled))
 
 
 def _registry(model: str | None) -> Any:
@@ -165,10 +169,9 @@ def finetune_eval(
     if context not in ("deployed", "bare"):
         raise _fail(f"--context {context!r}: use deployed or bare")
     s = _settings()
-    opts = EvalOptions(context=context, profile=profile)
+    opts = EvalOptions(context=context, profile=profile, triage=s.triage_enabled)
     try:
-        view = deployed_view(opts, s.rails_dir if s.rails_enabled else None,
-                             s.triage_dir if s.triage_enabled else None)
+        view = deployed_view(opts, s.rails_dir if s.rails_enabled else None, s.triage_dir)
     except (RailsConfigError, TriageModelError) as exc:
         raise _fail(str(exc)) from None
     detector = RefusalDetector(triage_refusal_scorer(str(s.triage_dir)))

@@ -53,6 +53,7 @@ class EvalOptions:
     threads: int = 1
     context: str = "deployed"  # deployed: behind triage + input rails, as served | bare: the model alone
     profile: str | None = None  # rails profile of the deployed view (default: the rails dir's default)
+    triage: bool = True  # the deployed view includes the classifier (off when the proxy serves without it)
 
 
 IsRefusal = Callable[[Sequence[str]], list[bool]]
@@ -126,7 +127,7 @@ def deployed_view(opts: EvalOptions, rails_dir: Path | None, triage_dir: Path | 
     """The view the gate measures through; None for `context: bare` or when no rails are configured."""
     if opts.context == "bare" or rails_dir is None:
         return None
-    return DeployedView.load(rails_dir, triage_dir, opts.profile)
+    return DeployedView.load(rails_dir, triage_dir if opts.triage else None, opts.profile)
 
 
 def compare(current: Path, candidate: Path, suites: Suites, refusals: IsRefusal,

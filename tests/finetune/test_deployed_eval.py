@@ -66,3 +66,8 @@ def test_bare_context_or_no_rails_evaluates_the_model_alone(tmp_path: Path) -> N
     assert deployed_view(EvalOptions(context="bare"), SHIPPED_RAILS, None) is None
     assert deployed_view(EvalOptions(), None, None) is None
     assert isinstance(deployed_view(EvalOptions(), SHIPPED_RAILS, tmp_path / "no-triage-here"), DeployedView)
+
+
+def test_a_proxy_serving_without_the_classifier_is_evaluated_without_it(triage_model_dir: Path) -> None:
+    assert deployed_view(EvalOptions(), SHIPPED_RAILS, triage_model_dir).triage is not None
+    assert deployed_view(EvalOptions(triage=False), SHIPPED_RAILS, triage_model_dir).triage is None
