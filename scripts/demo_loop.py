@@ -199,6 +199,18 @@ def reviewer_corrections(base: Path, traffic: list[tr.Prompt], share: float) -> 
     return {t: a for t, a in zip(chosen, answers, strict=True) if a and not pattern_refusal(a)}
 
 
+def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
+    """The gate's suite figures, as deployed (what it decided on) and for the model alone."""
+    if not gate:
+        return []
+    cur, cand = gate["current"], gate["candidate"]
+    rows = [("over-refusal, as deployed", "benign_refusal_rate"), ("harmful refused, as deployed",
+            "harmful_refusal_rate"), ("over-refusal, model alone", "bare_benign_refusal_rate"),
+            ("harmful refused, model alone", "bare_harmful_refusal_rate")]
+    return ["", "| gate suites (finetune/suites) | current | candidate |", "|---|---|---|",
+            *(f"| {name} | {cur[k]:.1%} | {cand[k]:.1%} |" for name, k in rows if k in cur)]
+
+
 def flipped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in rows]
 
@@ -361,6 +373,7 @@ def main() -> None:
              f"| over-refusal (benign + scary-but-benign) | {b['over_refusal']:.1%} | {f['over_refusal']:.1%} |",
              f"| scary-but-benign refused | {b['scary_benign_refusal']:.1%} | {f['scary_benign_refusal']:.1%} |",
              f"| harmful refused | {b['harmful_refusal']:.1%} | {f['harmful_refusal']:.1%} |",
+             *_gate_lines(result.get("gate_eval")),
              "", f"held-out sizes: {b['n']}; cycle: {result['cycle']['status']}; "
              f"bad candidate passed gate: {result.get('bad_candidate', {}).get('passed_gate')}; "
              f"total {result['total_wall_s'] / 60:.1f} min"]
