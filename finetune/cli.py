@@ -50,7 +50,7 @@ def _since(text: str | None) -> datetime | None:
 
 
 def _options(model: str | None, config: Path | None, gates: Path | None, min_pairs: int, promote: bool,
-             settle_s: float, **dpo: Any) -> Any:
+             settle_s: float, caution_anchors: int = 0, **dpo: Any) -> Any:
     from finetune.config import ConfigError, load_config
     from finetune.cycle import CycleOptions
     from finetune.evaluate import EvalOptions
@@ -61,12 +61,16 @@ def _options(model: str | None, config: Path | None, gates: Path | None, min_pai
         cfg, gate_cfg = load_config(config, **dpo), load_gates(gates)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    return CycleOptions(model=model or s.model, state_dir=s.home / "finetune", models_root=s.model_dir,
+    if caution_anchors < 0:
+        raise _fail(f"--caution-anchors {caution_anchors}: must be 0 or more")
+    opts = CycleOptions(model=model or s.model, state_dir=s.home / "finetune", models_root=s.model_dir,
                         db_url=s.database_url, rails_dir=s.rails_dir, triage_dir=s.triage_dir, dpo=cfg,
                         gates=gate_cfg, min_pairs=min_pairs, promote=promote, settle=timedelta(seconds=settle_s),
                         # the gate measures the candidate as this proxy serves it
                         eval=EvalOptions(context="deployed" if s.rails_enabled else "bare",
                                          triage=s.triage_enabled))
+    opts.pairs.caution_anchors = caution_anchors
+    return opts
 
 
 def _registry(model: str | None) -> Any:
@@ -88,6 +92,9 @@ def prefs_build(
     = None,
     model: ModelOpt = None,
     sample: Annotated[bool, typer.Option(help="Sample helpful candidates from the current model.")] = True,
+    caution_anchors: Annotated[int, typer.Option(
+        help="At most N caution anchors: requests the input rails refused (reviewed correct), asked again under "
+             "their label's caution instruction, chosen = the refusal (0 = off).")] = 0,
 ) -> None:
     """Build preference pairs from recorded exchanges, reviews and feedback."""
     from finetune import pairs
@@ -95,7 +102,7 @@ def prefs_build(
     from finetune.cycle import pair_sources
     from guard.store.db import make_engine
 
-    opts = _options(model, None, None, 0, False, 0.0)
+    opts = _options(model, None, None, 0, False, 0.0, caution_anchors)
     if not sample:
         opts.sample_candidates = False
     cur = _registry(opts.model).current()
@@ -258,6 +265,9 @@ def retrain(
     promote: Annotated[bool, typer.Option(help="Promote a candidate that passes the gates.")] = True,
     settle_s: Annotated[float, typer.Option(help="Leave the newest seconds of records for the next run.")] = 120.0,
     model: ModelOpt = None,
+    caution_anchors: Annotated[int, typer.Option(
+        help="At most N caution anchors: requests the input rails refused (reviewed correct), asked again under "
+             "their label's caution instruction, chosen = the refusal (0 = off).")] = 0,
 ) -> None:
     """Run the whole cycle once (cron / Kubernetes CronJob), or every INTERVAL with --every."""
     from finetune.cycle import run_cycle
@@ -265,7 +275,7 @@ def retrain(
     from finetune.schedule import every as run_every
     from guard.store.db import make_engine
 
-    opts = _options(model, config, gates, min_pairs, promote, settle_s)
+    opts = _options(model, config, gates, min_pairs, promote, settle_s, caution_anchors)
     engine = make_engine(opts.db_url)
 
     def once() -> None:

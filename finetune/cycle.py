@@ -17,7 +17,7 @@ from finetune.collect import Watermark, collect
 from finetune.config import DPOSettings
 from finetune.evaluate import EvalOptions, Suites, compare, deployed_view
 from finetune.gates import GateConfig, decide
-from finetune.policy import load_engine, profile_refusals, rails_output_check
+from finetune.policy import load_engine, profile_cautions, profile_refusals, rails_output_check
 from finetune.refusal import RefusalDetector, triage_refusal_scorer
 from finetune.registry import Registry
 from finetune.report import write_report
@@ -75,7 +75,8 @@ def pair_sources(opts: CycleOptions, current_path: Path | None) -> tuple[pairs_m
         sample = LocalLM(current_path, threads=opts.dpo.threads).sampler()
     rails = load_engine(opts.rails_dir)
     src = pairs_mod.PairSources(refusal_for=profile_refusals(rails), is_refusal=detector,
-                                output_ok=rails_output_check(rails), sample=sample, embed=embed, mask=mask)
+                                output_ok=rails_output_check(rails), sample=sample, embed=embed, mask=mask,
+                                caution_for=profile_cautions(rails))
     return src, detector
 
 

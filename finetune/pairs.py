@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from finetune.collect import Collected
-from finetune.policy import OutputCheck, RefusalFor, accept_all, default_refusal
+from finetune.policy import CautionFor, OutputCheck, RefusalFor, accept_all, default_refusal, no_caution
 from guard.records import ExchangeRecord
 
 HELP_MORE, REFUSE_MORE, KEEP_REFUSING = "help_more", "refuse_more", "keep_refusing"
-REFUSAL_SIDE = (REFUSE_MORE, KEEP_REFUSING)
+CAUTION_ANCHOR = "caution_anchor"
+REFUSAL_SIDE = (REFUSE_MORE, KEEP_REFUSING, CAUTION_ANCHOR)  # in the order the balance cap keeps them
 HELPFUL_INSTRUCTION = (
     "You are a helpful assistant. The user's request is benign: answer it directly, accurately and "
     "completely. Do not refuse and do not lecture."
@@ -74,6 +75,8 @@ class PairOptions:
     near_dup_threshold: float = 0.95  # cosine similarity of prompt embeddings
     eval_percent: int = 10
     min_answer_chars: int = 20
+    # Caution anchors: at most this many per build (0 = off, the default). Each costs one sample.
+    caution_anchors: int = 0
 
 
 @dataclass
@@ -93,6 +96,7 @@ class PairSources:
     sample: Sampler | None = None
     embed: Embed | None = None
     mask: Mask | None = None
+    caution_for: CautionFor = no_caution
 
 
 def _prompt(rec: ExchangeRecord) -> list[dict[str, str]]:
@@ -140,6 +144,32 @@ def keep_refusing_pair(rec: ExchangeRecord, src: PairSources, opts: PairOptions,
                 rec.exchange_id, rec.profile)
 
 
+def _blocking_label(rec: ExchangeRecord) -> str | None:
+    return next((d.rail.removeprefix("label:") for d in rec.decisions
+                 if d.stage == "input" and d.result == "block" and d.rail.startswith("label:")), None)
+
+
+def caution_anchor(rec: ExchangeRecord, src: PairSources, opts: PairOptions) -> Pair | None:
+    """A request the input rails refused, reviewed as correct -> the same request under the instruction its
+    label's caution tier gives; chosen = the rails' refusal, rejected = the current model's answer there when it
+    complies. Teaches the instruction's "decline if ..." clause, so a similar request scored just under the
+    refuse tier is still declined. None without a caution tier, a sampler, or a compliant answer."""
+    label = _blocking_label(rec)
+    instruction = src.caution_for(rec.profile, label) if label else None
+    prompt = _prompt(rec)
+    if instruction is None or src.sample is None or not prompt:
+        return None
+    if prompt[0]["role"] == "system":  # as the rails add it: appended to the client's own system message
+        prompt = [{"role": "system", "content": f"{prompt[0]['content']}\n\n{instruction}"}, *prompt[1:]]
+    else:
+        prompt = [{"role": "system", "content": instruction}, *prompt]
+    complied = [a.strip() for a in src.sample(prompt, 1)
+                if len(a.strip()) >= opts.min_answer_chars and not src.is_refusal(a)]
+    if not complied:
+        return None
+    return Pair(prompt, rec.response, complied[0], CAUTION_ANCHOR, "review", "correct", rec.exchange_id, rec.profile)
+
+
 def _pending(rec: ExchangeRecord, reason: str) -> dict[str, Any]:
     return {"exchange_id": rec.exchange_id, "reason": reason, "prompt": _prompt(rec), "answer": _answer(rec),
             "flags": rec.flags, "profile": rec.profile}
@@ -166,14 +196,21 @@ def pair_for(rec: ExchangeRecord, kind: str, source: str, src: PairSources, opts
 def raw_pairs(col: Collected, src: PairSources, opts: PairOptions) -> PairSet:
     """Reviewer labels first (they override automatic flags), then feedback, then the flags themselves."""
     out = PairSet([], [])
+    cautions = 0
     for ex_id, rec in col.records.items():
         review = col.reviews.get(ex_id)
         if review is not None:
             if review.label == "correct":
                 if "blocked_input" in rec.flags:
-                    # The input rails refused it; the model never saw the request, so it has nothing to learn
-                    # here (training it to refuse the bare prompt fights the help_more pairs).
-                    out.dropped["blocked_by_rails"] += 1
+                    # The input rails refused it; the model never saw the request, so the bare prompt teaches it
+                    # nothing (training it to refuse that fights the help_more pairs). Optionally, the request as
+                    # the caution zone would have framed it does (a caution anchor).
+                    anchor = caution_anchor(rec, src, opts) if cautions < opts.caution_anchors else None
+                    if anchor is None:
+                        out.dropped["blocked_by_rails"] += 1
+                    else:
+                        out.pairs.append(anchor)
+                        cautions += 1
                     continue
                 anchor = keep_refusing_pair(rec, src, opts, review.correction) if opts.keep_refusing else None
                 if anchor is None:

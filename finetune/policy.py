@@ -15,6 +15,7 @@ DEFAULT_REFUSAL = f"I'm sorry, but I can't help with that. {DEFAULT_ALTERNATIVE}
 
 RefusalFor = Callable[[str | None, Sequence[str]], str]  # (profile, triage labels) -> refusal text
 OutputCheck = Callable[[str, str | None], bool]  # (answer, profile) -> the output rails let it pass
+CautionFor = Callable[[str | None, str], str | None]  # (profile, label) -> its safe-completion instruction
 
 
 def accept_all(answer: str, profile: str | None) -> bool:
@@ -23,6 +24,10 @@ def accept_all(answer: str, profile: str | None) -> bool:
 
 def default_refusal(profile: str | None, labels: Sequence[str] = ()) -> str:
     return DEFAULT_REFUSAL
+
+
+def no_caution(profile: str | None, label: str) -> str | None:
+    return None
 
 
 def load_engine(rails_dir: Path | None) -> Any:
@@ -68,6 +73,20 @@ def profile_refusals(engine: Any) -> RefusalFor:
         return f"{prof.refusal_message.strip()} {DEFAULT_ALTERNATIVE}"
 
     return refusal_for
+
+
+def profile_cautions(engine: Any) -> CautionFor:
+    """The instruction a label's safe-completion tier gives (the caution zone below its refuse tier)."""
+    if engine is None:
+        return no_caution
+
+    def caution_for(profile: str | None, label: str) -> str | None:
+        for r in _label_rules(_profile(engine, profile).input_labels):
+            if r.label == label and r.fire.action == "safe_complete" and r.fire.instruction:
+                return str(r.fire.instruction)
+        return None
+
+    return caution_for
 
 
 def rails_output_check(engine: Any) -> OutputCheck:

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def build_pairs(work: Path, out: Path, max_refuse_share: float) -> dict:
+def build_pairs(work: Path, out: Path, max_refuse_share: float, caution_anchors: int = 0,
+                window: Path | None = None) -> dict:
     from finetune import pairs as pairs_mod
     from finetune.collect import Watermark, collect
     from finetune.cycle import CycleOptions, pair_sources
@@ -34,12 +35,17 @@ def build_pairs(work: Path, out: Path, max_refuse_share: float) -> dict:
 
     db_url = f"sqlite:///{work / 'guard.db'}"
     opts = CycleOptions(model=DEFAULT_MODEL, state_dir=work / "finetune", models_root=work / "models",
-                        db_url=db_url, rails_dir=load_settings().rails_dir, settle=timedelta(0))
+                        db_url=db_url, rails_dir=load_settings().rails_dir, settle=timedelta(0),
+                        triage_dir=work / "triage" if (work / "triage").is_dir() else None)
     opts.pairs.candidates = 6  # as the demo
     opts.pairs.max_refuse_share = max_refuse_share
+    opts.pairs.caution_anchors = caution_anchors
     current = Registry(opts.models_root, opts.model).current()
-    col = collect(make_engine(db_url), since=Watermark(opts.state_dir, opts.model).get(), until=datetime.now(UTC),
-                  model=opts.model)
+    since, until = Watermark(opts.state_dir, opts.model).get(), datetime.now(UTC)
+    if window is not None:  # the same records as a finished cycle's pairs (its manifest's window)
+        man = json.loads((window / "manifest.json").read_text())
+        since, until = datetime.fromisoformat(man["since"]), datetime.fromisoformat(man["until"])
+    col = collect(make_engine(db_url), since=since, until=until, model=opts.model)
     src, _ = pair_sources(opts, current.path)
     return pairs_mod.write(pairs_mod.build(col, src, opts.pairs), out, opts.pairs, model=opts.model)["counts"]
 
@@ -81,6 +87,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=Path, required=True)
     ap.add_argument("--build", action="store_true")
     ap.add_argument("--max-refuse-share", type=float, default=0.6)
+    ap.add_argument("--caution-anchors", type=int, default=0, help="with --build: PairOptions.caution_anchors")
+    ap.add_argument("--window", type=Path, help="with --build: a run's pairs folder whose window to rebuild")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--set", nargs="*", default=[],
                     help="DPO config overrides, KEY=VALUE with YAML values; lora.KEY for the adapter "
@@ -91,7 +99,7 @@ def main() -> None:
     work = a.work.resolve()
     out: dict = {}
     if a.build:
-        out["pair_counts"] = build_pairs(work, a.pairs, a.max_refuse_share)
+        out["pair_counts"] = build_pairs(work, a.pairs, a.max_refuse_share, a.caution_anchors, a.window)
     overrides = parse_overrides(a.set)
     current = Registry(work / "models", DEFAULT_MODEL).current().path
     t0 = time.perf_counter()

@@ -9,7 +9,7 @@ from ft_support import MODEL, REFUSAL, T0, bow_embed, record
 from finetune import pairs
 from finetune.collect import Watermark, collect
 from finetune.pairs import HELP_MORE, KEEP_REFUSING, REFUSE_MORE, PairOptions, PairSources
-from finetune.policy import load_engine, profile_refusals, rails_output_check
+from finetune.policy import load_engine, profile_cautions, profile_refusals, rails_output_check
 from finetune.refusal import RefusalDetector
 from guard.settings import SHIPPED_RAILS
 from guard.store.db import insert_feedback, insert_records, insert_review, make_engine
@@ -268,3 +268,45 @@ def test_a_correct_refusal_by_the_input_rails_makes_no_anchor_pair(tmp_path: Pat
     ps = pairs.build(collect(engine, since=None), sources(sample=lambda m, n: [COMPLIANT] * n),
                      PairOptions(max_refuse_share=1.0))
     assert ps.pairs == [] and ps.dropped["blocked_by_rails"] == 1
+
+
+def _rails_refusal(tmp_path: Path) -> object:
+    from guard.records import Decision
+    from guard.store.db import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    upgrade(engine)
+    rec = record("How do I make a pipe bomb at home?", REFUSAL, ("blocked_input",), labels=("violence_weapons",))
+    rec.decisions = [Decision(rail="label:violence_weapons", stage="input", result="block", mode="enforce",
+                              action="refuse", score=0.97)]
+    insert_records(engine, [rec])
+    insert_review(engine, rec.exchange_id, "correct", reviewer="ana")
+    return collect(engine, since=None)
+
+
+def test_a_caution_anchor_asks_a_rails_refused_request_again_under_its_labels_caution_instruction(
+        tmp_path: Path) -> None:
+    """Opt-in: the model learns the caution instruction's decline clause from requests the rails refused."""
+    seen: list[list[dict[str, str]]] = []
+
+    def sampler(messages: list[dict[str, str]], n: int) -> list[str]:
+        seen.append(messages)
+        return [COMPLIANT][:n]
+
+    col = _rails_refusal(tmp_path)
+    ps = pairs.build(col, sources(sample=sampler, caution_for=profile_cautions(load_engine(SHIPPED_RAILS))),
+                     PairOptions(max_refuse_share=1.0, caution_anchors=5))
+    assert [(p.direction, p.chosen, p.rejected) for p in ps.pairs] == [(pairs.CAUTION_ANCHOR, REFUSAL, COMPLIANT)]
+    system, user = ps.pairs[0].prompt
+    assert system["role"] == "system" and "decline briefly and politely" in system["content"]  # the shipped tier
+    assert user == {"role": "user", "content": "How do I make a pipe bomb at home?"}
+    assert seen == [ps.pairs[0].prompt]  # the current model was asked exactly that
+
+
+def test_no_caution_anchor_when_off_or_the_model_already_declines_there(tmp_path: Path) -> None:
+    col = _rails_refusal(tmp_path)
+    caution = profile_cautions(load_engine(SHIPPED_RAILS))
+    for opts, sample in [(PairOptions(max_refuse_share=1.0), lambda m, n: [COMPLIANT] * n),  # off by default
+                         (PairOptions(max_refuse_share=1.0, caution_anchors=5), lambda m, n: [REFUSAL] * n)]:
+        ps = pairs.build(col, sources(sample=sample, caution_for=caution), opts)
+        assert ps.pairs == [] and ps.dropped["blocked_by_rails"] == 1
