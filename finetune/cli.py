@@ -50,7 +50,7 @@ def _since(text: str | None) -> datetime | None:
 
 
 def _options(model: str | None, config: Path | None, gates: Path | None, min_pairs: int, promote: bool,
-             settle_s: float, caution_anchors: int = 0, **dpo: Any) -> Any:
+             settle_s: float, caution_anchors: int = 20, **dpo: Any) -> Any:
     from finetune.config import ConfigError, load_config
     from finetune.cycle import CycleOptions
     from finetune.evaluate import EvalOptions
@@ -94,7 +94,7 @@ def prefs_build(
     sample: Annotated[bool, typer.Option(help="Sample helpful candidates from the current model.")] = True,
     caution_anchors: Annotated[int, typer.Option(
         help="At most N caution anchors: requests the input rails refused (reviewed correct), asked again under "
-             "their label's caution instruction, chosen = the refusal (0 = off).")] = 0,
+             "their label's caution instruction, chosen = the refusal (0 = off).")] = 20,
 ) -> None:
     """Build preference pairs from recorded exchanges, reviews and feedback."""
     from finetune import pairs
@@ -267,7 +267,7 @@ def retrain(
     model: ModelOpt = None,
     caution_anchors: Annotated[int, typer.Option(
         help="At most N caution anchors: requests the input rails refused (reviewed correct), asked again under "
-             "their label's caution instruction, chosen = the refusal (0 = off).")] = 0,
+             "their label's caution instruction, chosen = the refusal (0 = off).")] = 20,
 ) -> None:
     """Run the whole cycle once (cron / Kubernetes CronJob), or every INTERVAL with --every."""
     from finetune.cycle import run_cycle

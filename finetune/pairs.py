@@ -75,8 +75,9 @@ class PairOptions:
     near_dup_threshold: float = 0.95  # cosine similarity of prompt embeddings
     eval_percent: int = 10
     min_answer_chars: int = 20
-    # Caution anchors: at most this many per build (0 = off, the default). Each costs one sample.
-    caution_anchors: int = 0
+    # Caution anchors: at most this many per build (0 = off); each costs one sample. More of them make the model
+    # decline more in the caution zone, benign requests there included (finetune/README.md, runs t14-t16).
+    caution_anchors: int = 20
 
 
 @dataclass

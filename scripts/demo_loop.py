@@ -21,8 +21,9 @@
    the over-refusals (`--correct-share`, default all) the reviewer also writes the answer, simulated by the
    original SmolLM2's own answer: in a first run, best-of-6 sampling from the over-cautious model found an
    acceptable answer for only 5 of 47 wrongly refused prompts (the rest went to review.jsonl, as designed).
-6. One cycle (`finetune.cycle.run_cycle`): collect -> pairs (help_more, refuse_more and keep_refusing anchors from
-   the refusals reviewed as correct, each on the conversation the model was sent) -> DPO with an NLL term on the
+6. One cycle (`finetune.cycle.run_cycle`): collect -> pairs (help_more, refuse_more, keep_refusing anchors from
+   the refusals reviewed as correct, caution anchors from those the rails made, each on the conversation the
+   model was sent) -> DPO with an NLL term on the
    chosen answers -> eval (the suites through the same triage and input rails) -> gate -> promote.
 7. "After": the proxy hot-swaps to the promoted version; the same held-out prompts again.
 8. A deliberately bad candidate (trained on the same pairs, chosen and rejected swapped) must fail the gate.
@@ -240,6 +241,9 @@ def main() -> None:
     ap.add_argument("--correct-share", type=float, default=1.0,
                     help="share of wrongly refused benign prompts the simulated reviewer writes an answer for "
                          "(the rest go to candidate sampling from the deployed model)")
+    ap.add_argument("--caution-anchors", type=int, default=20,
+                    help="PairOptions.caution_anchors: requests the rails refused, asked again under the caution "
+                         "instruction (0 = off; run 11 ran without them)")
     ap.add_argument("--triage", action=argparse.BooleanOptionalAction, default=True,
                     help="run the triage classifier in the proxy and the loop (the shipped default)")
     a = ap.parse_args()
@@ -316,6 +320,7 @@ def main() -> None:
                                                              sft_weight=a.sft_weight, beta=a.beta))
         opts.pairs.candidates = 6
         opts.pairs.max_refuse_share = a.max_refuse_share
+        opts.pairs.caution_anchors = a.caution_anchors
         result["dpo"] = opts.dpo.model_dump()
         t0 = time.perf_counter()
         res = run_cycle(opts, log=log)

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def build_pairs(work: Path, out: Path, max_refuse_share: float, caution_anchors: int = 0,
+def build_pairs(work: Path, out: Path, max_refuse_share: float, caution_anchors: int = 20,
                 window: Path | None = None) -> dict:
     from finetune import pairs as pairs_mod
     from finetune.collect import Watermark, collect
@@ -87,7 +87,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=Path, required=True)
     ap.add_argument("--build", action="store_true")
     ap.add_argument("--max-refuse-share", type=float, default=0.6)
-    ap.add_argument("--caution-anchors", type=int, default=0, help="with --build: PairOptions.caution_anchors")
+    ap.add_argument("--caution-anchors", type=int, default=20, help="with --build: PairOptions.caution_anchors")
     ap.add_argument("--window", type=Path, help="with --build: a run's pairs folder whose window to rebuild")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--set", nargs="*", default=[],

@@ -286,7 +286,7 @@ def _rails_refusal(tmp_path: Path) -> object:
 
 def test_a_caution_anchor_asks_a_rails_refused_request_again_under_its_labels_caution_instruction(
         tmp_path: Path) -> None:
-    """Opt-in: the model learns the caution instruction's decline clause from requests the rails refused."""
+    """The model learns the caution instruction's decline clause from requests the rails refused."""
     seen: list[list[dict[str, str]]] = []
 
     def sampler(messages: list[dict[str, str]], n: int) -> list[str]:
@@ -303,10 +303,10 @@ def test_a_caution_anchor_asks_a_rails_refused_request_again_under_its_labels_ca
     assert seen == [ps.pairs[0].prompt]  # the current model was asked exactly that
 
 
-def test_no_caution_anchor_when_off_or_the_model_already_declines_there(tmp_path: Path) -> None:
+def test_no_caution_anchor_when_turned_off_or_the_model_already_declines_there(tmp_path: Path) -> None:
     col = _rails_refusal(tmp_path)
     caution = profile_cautions(load_engine(SHIPPED_RAILS))
-    for opts, sample in [(PairOptions(max_refuse_share=1.0), lambda m, n: [COMPLIANT] * n),  # off by default
+    for opts, sample in [(PairOptions(max_refuse_share=1.0, caution_anchors=0), lambda m, n: [COMPLIANT] * n),
                          (PairOptions(max_refuse_share=1.0, caution_anchors=5), lambda m, n: [REFUSAL] * n)]:
         ps = pairs.build(col, sources(sample=sample, caution_for=caution), opts)
         assert ps.pairs == [] and ps.dropped["blocked_by_rails"] == 1
