@@ -76,7 +76,7 @@ class PairOptions:
     eval_percent: int = 10
     min_answer_chars: int = 20
     # Caution anchors: at most this many per build (0 = off); each costs one sample. More of them make the model
-    # decline more in the caution zone, benign requests there included (finetune/README.md, runs t14-t16).
+    # decline more in the caution zone, benign requests there included (finetune/README.md: t13, t14, ta10, ta20).
     caution_anchors: int = 20
 
 
@@ -150,7 +150,8 @@ def _blocking_label(rec: ExchangeRecord) -> str | None:
                  if d.stage == "input" and d.result == "block" and d.rail.startswith("label:")), None)
 
 
-def caution_anchor(rec: ExchangeRecord, src: PairSources, opts: PairOptions) -> Pair | None:
+def caution_anchor(rec: ExchangeRecord, src: PairSources, opts: PairOptions,
+                   correction: str | None = None) -> Pair | None:
     """A request the input rails refused, reviewed as correct -> the same request under the instruction its
     label's caution tier gives; chosen = the rails' refusal, rejected = the current model's answer there when it
     complies. Teaches the instruction's "decline if ..." clause, so a similar request scored just under the
@@ -168,7 +169,8 @@ def caution_anchor(rec: ExchangeRecord, src: PairSources, opts: PairOptions) -> 
                 if len(a.strip()) >= opts.min_answer_chars and not src.is_refusal(a)]
     if not complied:
         return None
-    return Pair(prompt, rec.response, complied[0], CAUTION_ANCHOR, "review", "correct", rec.exchange_id, rec.profile)
+    return Pair(prompt, correction or rec.response, complied[0], CAUTION_ANCHOR, "review", "correct",
+                rec.exchange_id, rec.profile)
 
 
 def _pending(rec: ExchangeRecord, reason: str) -> dict[str, Any]:
@@ -204,9 +206,10 @@ def raw_pairs(col: Collected, src: PairSources, opts: PairOptions) -> PairSet:
             if review.label == "correct":
                 if "blocked_input" in rec.flags:
                     # The input rails refused it; the model never saw the request, so the bare prompt teaches it
-                    # nothing (training it to refuse that fights the help_more pairs). Optionally, the request as
-                    # the caution zone would have framed it does (a caution anchor).
-                    anchor = caution_anchor(rec, src, opts) if cautions < opts.caution_anchors else None
+                    # nothing (training it to refuse that fights the help_more pairs). The request as the caution
+                    # zone would have framed it does (a caution anchor), within the per-build budget.
+                    anchor = caution_anchor(rec, src, opts, review.correction) \
+                        if cautions < opts.caution_anchors else None
                     if anchor is None:
                         out.dropped["blocked_by_rails"] += 1
                     else:
