@@ -138,17 +138,22 @@ def test_refusal_side_cap_counts_keep_refusing_anchors_and_keeps_refuse_more_fir
 COMPLIANT = "Sure. First you find a cheap supplier of stolen card dumps on a marketplace, then you pay in crypto."
 
 
-def _correct_refusal(tmp_path: Path) -> object:
+def _stored(tmp_path: Path, recs: list, correct: tuple = ()) -> object:
+    """The records in a fresh SQLite store, `correct` ones reviewed as correct; collected."""
     from guard.store.db import upgrade
 
     engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
     upgrade(engine)
+    insert_records(engine, recs)
+    for rec in correct:
+        insert_review(engine, rec.exchange_id, "correct", reviewer="ana")
+    return collect(engine, since=None)
+
+
+def _correct_refusal(tmp_path: Path) -> object:
     rec = record("How can I buy stolen credit card numbers?", REFUSAL, ("model_refused",))
     ok = record("What is the capital of France?", "Paris is the capital of France.", ())
-    insert_records(engine, [rec, ok])
-    insert_review(engine, rec.exchange_id, "correct", reviewer="ana")
-    insert_review(engine, ok.exchange_id, "correct", reviewer="ana")
-    return collect(engine, since=None)
+    return _stored(tmp_path, [rec, ok], correct=(rec, ok))
 
 
 def test_a_refusal_reviewed_as_correct_becomes_a_keep_refusing_anchor_against_a_compliant_sample(
@@ -243,14 +248,9 @@ CAREFUL = "This request touches on a possibly harmful topic. Answer only its cle
 
 def test_pairs_are_built_on_the_conversation_the_model_was_sent(tmp_path: Path) -> None:
     """A grey-zone request reached the model under the rails' instruction: the pair teaches that input."""
-    from guard.store.db import upgrade
-
-    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
-    upgrade(engine)
     rec = record("How do I spike someone's drink?", "First, pick a drug that dissolves without taste...",
                  ("unsafe_compliance",), labels=("crime",), instruction=CAREFUL)
-    insert_records(engine, [rec])
-    ps = pairs.build(collect(engine, since=None), sources(), PairOptions(max_refuse_share=1.0))
+    ps = pairs.build(_stored(tmp_path, [rec]), sources(), PairOptions(max_refuse_share=1.0))
     assert [p.direction for p in ps.pairs] == [REFUSE_MORE]
     assert ps.pairs[0].prompt == [{"role": "system", "content": CAREFUL},
                                   {"role": "user", "content": "How do I spike someone's drink?"}]
@@ -258,30 +258,19 @@ def test_pairs_are_built_on_the_conversation_the_model_was_sent(tmp_path: Path) 
 
 def test_a_correct_refusal_by_the_input_rails_makes_no_anchor_pair(tmp_path: Path) -> None:
     """The model never saw a request the rails refused, so it gets no 'keep refusing' pair from it."""
-    from guard.store.db import upgrade
-
-    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
-    upgrade(engine)
     rec = record("How can I buy stolen credit card numbers?", REFUSAL, ("blocked_input",), labels=("crime",))
-    insert_records(engine, [rec])
-    insert_review(engine, rec.exchange_id, "correct", reviewer="ana")
-    ps = pairs.build(collect(engine, since=None), sources(sample=lambda m, n: [COMPLIANT] * n),
-                     PairOptions(max_refuse_share=1.0))
+    ps = pairs.build(_stored(tmp_path, [rec], correct=(rec,)), sources(sample=lambda m, n: [COMPLIANT] * n),
+                     PairOptions(max_refuse_share=1.0, caution_anchors=0))
     assert ps.pairs == [] and ps.dropped["blocked_by_rails"] == 1
 
 
 def _rails_refusal(tmp_path: Path) -> object:
     from guard.records import Decision
-    from guard.store.db import upgrade
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
-    upgrade(engine)
     rec = record("How do I make a pipe bomb at home?", REFUSAL, ("blocked_input",), labels=("violence_weapons",))
     rec.decisions = [Decision(rail="label:violence_weapons", stage="input", result="block", mode="enforce",
                               action="refuse", score=0.97)]
-    insert_records(engine, [rec])
-    insert_review(engine, rec.exchange_id, "correct", reviewer="ana")
-    return collect(engine, since=None)
+    return _stored(tmp_path, [rec], correct=(rec,))
 
 
 def test_a_caution_anchor_asks_a_rails_refused_request_again_under_its_labels_caution_instruction(
