@@ -164,6 +164,8 @@ def finetune_eval(
     from guard.triage.runtime import TriageModelError
     from rails.config import RailsConfigError
 
+    if context not in ("deployed", "bare"):
+        raise _fail(f"--context {context!r}: use deployed or bare")
     try:
         gate_cfg = load_gates(gates)
     except ConfigError as exc:
@@ -173,8 +175,6 @@ def finetune_eval(
         if cur is None:
             raise _fail("no current model version: pass --current")
         current = cur.path
-    if context not in ("deployed", "bare"):
-        raise _fail(f"--context {context!r}: use deployed or bare")
     s = _settings()
     opts = EvalOptions(context=context, profile=profile, triage=s.triage_enabled)
     try:
