@@ -50,7 +50,7 @@ def _since(text: str | None) -> datetime | None:
 
 
 def _options(model: str | None, config: Path | None, gates: Path | None, min_pairs: int, promote: bool,
-             settle_s: float, caution_anchors: int = 20, **dpo: Any) -> Any:
+             settle_s: float, caution_anchors: int | None = None, **dpo: Any) -> Any:
     from finetune.config import ConfigError, load_config
     from finetune.cycle import CycleOptions
     from finetune.evaluate import EvalOptions
@@ -61,15 +61,14 @@ def _options(model: str | None, config: Path | None, gates: Path | None, min_pai
         cfg, gate_cfg = load_config(config, **dpo), load_gates(gates)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    if caution_anchors < 0:
-        raise _fail(f"--caution-anchors {caution_anchors}: must be 0 or more")
     opts = CycleOptions(model=model or s.model, state_dir=s.home / "finetune", models_root=s.model_dir,
                         db_url=s.database_url, rails_dir=s.rails_dir, triage_dir=s.triage_dir, dpo=cfg,
                         gates=gate_cfg, min_pairs=min_pairs, promote=promote, settle=timedelta(seconds=settle_s),
                         # the gate measures the candidate as this proxy serves it
                         eval=EvalOptions(context="deployed" if s.rails_enabled else "bare",
                                          triage=s.triage_enabled))
-    opts.pairs.caution_anchors = caution_anchors
+    if caution_anchors is not None:
+        opts.pairs.caution_anchors = caution_anchors
     return opts
 
 
@@ -83,6 +82,9 @@ def _registry(model: str | None) -> Any:
 ModelOpt = Annotated[str | None, typer.Option(help="Model name in the model store (default GUARD_MODEL).")]
 ConfigOpt = Annotated[Path | None, typer.Option(help="DPO YAML (default finetune/configs/dpo.yaml).")]
 GatesOpt = Annotated[Path | None, typer.Option(help="Gates YAML (default: built-in gates).")]
+CautionOpt = Annotated[int | None, typer.Option(
+    min=0, help="At most N caution anchors: requests the input rails refused (reviewed correct), asked again under "
+                "their label's caution instruction, chosen = the refusal (0 = off; default PairOptions' 20).")]
 
 
 @prefs_app.command("build")
@@ -92,9 +94,7 @@ def prefs_build(
     = None,
     model: ModelOpt = None,
     sample: Annotated[bool, typer.Option(help="Sample helpful candidates from the current model.")] = True,
-    caution_anchors: Annotated[int, typer.Option(
-        help="At most N caution anchors: requests the input rails refused (reviewed correct), asked again under "
-             "their label's caution instruction, chosen = the refusal (0 = off).")] = 20,
+    caution_anchors: CautionOpt = None,
 ) -> None:
     """Build preference pairs from recorded exchanges, reviews and feedback."""
     from finetune import pairs
@@ -265,9 +265,7 @@ def retrain(
     promote: Annotated[bool, typer.Option(help="Promote a candidate that passes the gates.")] = True,
     settle_s: Annotated[float, typer.Option(help="Leave the newest seconds of records for the next run.")] = 120.0,
     model: ModelOpt = None,
-    caution_anchors: Annotated[int, typer.Option(
-        help="At most N caution anchors: requests the input rails refused (reviewed correct), asked again under "
-             "their label's caution instruction, chosen = the refusal (0 = off).")] = 20,
+    caution_anchors: CautionOpt = None,
 ) -> None:
     """Run the whole cycle once (cron / Kubernetes CronJob), or every INTERVAL with --every."""
     from finetune.cycle import run_cycle

@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from finetune.deployed import DeployedView, Framed, bare
 from finetune.generate import LocalLM
@@ -51,7 +51,8 @@ class EvalOptions:
     max_new_tokens: int = 48  # a refusal shows in the opening words
     batch_size: int = 8
     threads: int = 1
-    context: str = "deployed"  # deployed: behind triage + input rails, as served | bare: the model alone
+    # deployed: behind triage + input rails, as served | bare: the model alone
+    context: Literal["deployed", "bare"] = "deployed"
     profile: str | None = None  # rails profile of the deployed view (default: the rails dir's default)
     triage: bool = True  # the deployed view includes the classifier (off when the proxy serves without it)
 

@@ -241,9 +241,9 @@ def main() -> None:
     ap.add_argument("--correct-share", type=float, default=1.0,
                     help="share of wrongly refused benign prompts the simulated reviewer writes an answer for "
                          "(the rest go to candidate sampling from the deployed model)")
-    ap.add_argument("--caution-anchors", type=int, default=20,
+    ap.add_argument("--caution-anchors", type=int,
                     help="PairOptions.caution_anchors: requests the rails refused, asked again under the caution "
-                         "instruction (0 = off; run 11 ran without them)")
+                         "instruction (0 = off; default PairOptions' 20; run 11 ran without them)")
     ap.add_argument("--triage", action=argparse.BooleanOptionalAction, default=True,
                     help="run the triage classifier in the proxy and the loop (the shipped default)")
     a = ap.parse_args()
@@ -320,7 +320,8 @@ def main() -> None:
                                                              sft_weight=a.sft_weight, beta=a.beta))
         opts.pairs.candidates = 6
         opts.pairs.max_refuse_share = a.max_refuse_share
-        opts.pairs.caution_anchors = a.caution_anchors
+        if a.caution_anchors is not None:
+            opts.pairs.caution_anchors = a.caution_anchors
         result["dpo"] = opts.dpo.model_dump()
         t0 = time.perf_counter()
         res = run_cycle(opts, log=log)

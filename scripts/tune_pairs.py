@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def build_pairs(work: Path, out: Path, max_refuse_share: float, caution_anchors: int = 20,
+def build_pairs(work: Path, out: Path, max_refuse_share: float, caution_anchors: int | None = None,
                 window: Path | None = None) -> dict:
     from finetune import pairs as pairs_mod
     from finetune.collect import Watermark, collect
@@ -39,7 +39,8 @@ def build_pairs(work: Path, out: Path, max_refuse_share: float, caution_anchors:
                         triage_dir=work / "triage" if (work / "triage").is_dir() else None)
     opts.pairs.candidates = 6  # as the demo
     opts.pairs.max_refuse_share = max_refuse_share
-    opts.pairs.caution_anchors = caution_anchors
+    if caution_anchors is not None:
+        opts.pairs.caution_anchors = caution_anchors
     current = Registry(opts.models_root, opts.model).current()
     since, until = Watermark(opts.state_dir, opts.model).get(), datetime.now(UTC)
     if window is not None:  # the same records as a finished cycle's pairs (its manifest's window)
@@ -87,7 +88,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=Path, required=True)
     ap.add_argument("--build", action="store_true")
     ap.add_argument("--max-refuse-share", type=float, default=0.6)
-    ap.add_argument("--caution-anchors", type=int, default=20, help="with --build: PairOptions.caution_anchors")
+    ap.add_argument("--caution-anchors", type=int, help="with --build: PairOptions.caution_anchors (its default)")
     ap.add_argument("--window", type=Path, help="with --build: a run's pairs folder whose window to rebuild")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--set", nargs="*", default=[],
