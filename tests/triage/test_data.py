@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from guard.settings import load_settings
-from guard.taxonomy import HARMFUL, INPUT_LABELS
+from guard.taxonomy import INPUT_LABELS
 from guard.triage.data.build import TEST_FILES, build_dataset
 from guard.triage.data.shared import map_row
 
@@ -97,15 +97,11 @@ def test_v4_twins_are_benign_and_attacks_are_labelled() -> None:
     for r in rows:
         by_source.setdefault(r["source"], set()).add(tuple(r["labels"]))
     for benign in ("synth:sysprompt_twin", "synth:benign_behaviour", "synth:adv_benign", "synth:sec_benign",
-                   "synth:persona", "synth:code_clean", "synth:scary_word", "synth:sec_work", "synth:adv_safe",
-                   "synth:chat", "synth:meta", "synth:code_suggest_clean"):
+                   "synth:persona", "synth:code_clean"):
         assert by_source[benign] == {()}, benign
     assert by_source["synth:sysprompt"] == {("prompt_injection",)}
     assert all("jailbreak" in labels for labels in by_source["synth:persona_jb"])
     assert all(labels and labels[0] in INPUT_LABELS for labels in by_source["synth:harm_behaviour"])
-    for harmful in ("synth:harm_request", "synth:harm_chat"):
-        assert all(len(labels) == 1 and labels[0] in HARMFUL for labels in by_source[harmful]), harmful
-    assert all("jailbreak" in labels for labels in by_source["synth:jailbreak_v5"])
 
 
 def test_a_cropped_contextual_request_keeps_its_request(tmp_path: Path) -> None:
@@ -118,21 +114,5 @@ def test_a_cropped_contextual_request_keeps_its_request(tmp_path: Path) -> None:
     (tmp_path / "bench.jsonl").write_text(json.dumps(row) + "\n")
     rows, _ = build_dataset(tmp_path, seed=3, scale=2)
     cropped = [r for r in rows if r["source"] == "bench"]
-    assert len(cropped) == 1 and request in cropped[0]["text"] and len(cropped[0]["text"]) < len(row["text"])
+    assert len(cropped) == 1 and cropped[0]["text"].endswith(request) and len(cropped[0]["text"]) < len(row["text"])
     assert cropped[0]["labels"] == ["cbrn"]
-
-
-def test_v5_code_suggestions_differ_only_by_the_payload() -> None:
-    import random
-
-    from guard.triage.data.broad import code_suggestion_rows
-    from guard.triage.data.more_attacks import HARMLESS_SNIPPETS, MALICIOUS_SNIPPETS
-
-    rows = code_suggestion_rows(random.Random(4), 40)
-    bad = [r for r in rows if r["labels"]]
-    good = [r for r in rows if not r["labels"]]
-    assert len(bad) == 40 and len(good) == 14 and all(r["labels"] == ["prompt_injection"] for r in bad)
-    # the payload is in the window the model sees, and groups are payloads: held-out rows carry unseen code
-    assert all(r["group"].removeprefix("code_suggest:") in r["text"] for r in bad)
-    assert {r["group"].removeprefix("code_suggest:") for r in bad} <= {code for _, code in MALICIOUS_SNIPPETS}
-    assert all(r["group"].removeprefix("code_suggest_clean:") in {c for _, c in HARMLESS_SNIPPETS} for r in good)

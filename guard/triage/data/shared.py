@@ -201,11 +201,11 @@ def load_file(path: Path) -> list[dict]:
 
 
 def _raw_meta(raw: dict) -> dict:
-    """The source row minus its text; a contextual request (context, `---`, request) names its request as the
-    `attack_text`, so cropping a long row keeps the request: the context alone is not harmful."""
+    """The source row minus its text; a contextual request (context, `---`, request) notes its request, so that
+    cropping a long row keeps it: the context alone is not harmful."""
     meta = {k: v for k, v in raw.items() if k != "text"}
     if raw.get("functional_category") == "contextual" and "\n---\n" in raw["text"]:
-        meta.setdefault("attack_text", raw["text"].rsplit("\n---\n", 1)[1])
+        meta["request_text"] = raw["text"].rsplit("\n---\n", 1)[1]
     return meta
 
 

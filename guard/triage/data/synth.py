@@ -10,10 +10,8 @@ import random
 from collections.abc import Callable
 
 from guard.triage.data import lexicon as lx
-from guard.triage.data import more_attacks as ma
 from guard.triage.data import tasks as tk
 from guard.triage.data.behaviours import behaviour_rows, benign_lookalike_rows
-from guard.triage.data.broad import broad_rows
 from guard.triage.data.code_docs import code_documents
 from guard.triage.data.contextual import contextual_rows
 from guard.triage.data.docs import documents, module_paragraphs, window
@@ -167,7 +165,7 @@ def attacks(rng: random.Random, n: int) -> list[dict]:
         inj = rng.choice(lx.DIRECT_INJECTION)
         text = inj if rng.random() < 0.5 else f"{rng.choice(lx.BENIGN_TASKS)}. {inj}"
         rows.append({"text": style(rng, text), "labels": ["prompt_injection"], "group": f"direct_inj:{inj}"})
-    hidden_all = lx.HIDDEN_INSTRUCTIONS + tk.MORE_HIDDEN_INSTRUCTIONS + ma.DOC_INJECTIONS
+    hidden_all = lx.HIDDEN_INSTRUCTIONS + tk.MORE_HIDDEN_INSTRUCTIONS
     for _ in range(n):
         hidden = rng.choice(hidden_all)
         text = rng.choice(lx.DOC_FRAMES).format(doc=_doc(rng, hidden)[0])
@@ -231,10 +229,9 @@ def v4_styles(rng: random.Random, scale: int) -> list[dict]:
 
 
 def synth_prompts(rng: random.Random, scale: int) -> list[dict]:
-    """About 80*scale prompt rows; `scale` rows per harmful category."""
+    """About 15*scale prompt rows; `scale` rows per harmful category."""
     rows = harmful(rng, scale) + scary_benign(rng, scale // 2) + advice(rng, scale) + benign(rng, scale * 2)
     rows += attacks(rng, scale) + in_context(rng, scale // 4) + v4_styles(rng, scale)
-    rows += broad_rows(rng, scale, style)
     for r in rows:
         r.setdefault("kind", "prompt")
         r.setdefault("source", "synth:" + r["group"].split(":", 1)[0])
