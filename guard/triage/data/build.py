@@ -53,7 +53,7 @@ def _crop(row: dict, rng: random.Random) -> list[dict]:
         return [{**row, "text": text[lo:i + len(attack) + rng.randint(50, 300)]}]
     if len(text) <= MAX_CHARS:
         return [row]
-    if raw.get("request_text") and text.endswith(raw["request_text"]):
+    if raw.get("request_text"):
         # The request closes the row. No random draw here, so every other row is cropped and sampled as before.
         return [{**row, "text": text[-MAX_CHARS:]}]
     out = [{**row, "text": text[:MAX_CHARS]}]
