@@ -7,7 +7,8 @@ import numpy as np
 from guard.taxonomy import ADVICE, ATTACKS, HARMFUL
 
 ROLEPLAY_DOC_SOURCES = ("awesome_chatgpt_prompts", "bipia", "deepset_prompt_injections_lc", "synth:roleplay",
-                        "synth:doc_clean", "synth:stdlib_doc")
+                        "synth:doc_clean", "synth:stdlib_doc", "synth:code_clean", "synth:addr_reader",
+                        "synth:adv_safe", "synth:fiction_setup", "synth:doc_reader", "synth:doc_clean_v6")
 
 
 def best_f1_threshold(scores: np.ndarray, positive: np.ndarray, lo: float = 0.3, hi: float = 0.9) -> float:
@@ -64,22 +65,25 @@ CAPS = (0.03, 0.02, 0.015, 0.01, 0.0075, 0.005, 0.004, 0.003, 0.002, 0.001, 0.0)
 
 
 def calibrate_groups(scores: np.ndarray, targets: np.ndarray, labels: list[str], benign: np.ndarray,
-                     budgets: dict[tuple[str, ...], float], floor: float = 0.1) -> dict[str, float]:
+                     budgets: dict[tuple[str, ...], float], floor: float = 0.1,
+                     also: dict[tuple[str, ...], np.ndarray] | None = None) -> dict[str, float]:
     """Per-label thresholds whose UNION stays within an FPR budget per label group (harmful, attacks).
 
     A benign prompt is a false positive when any label of the group fires, so eight harmful labels capped at 1 %
     each gave a 10 % union FPR on calib (and on held-out data). For each group, the per-label cap is the largest
-    in `CAPS` whose union FPR on the `benign` rows is within the group's budget. Labels in no group keep a 1 % cap.
+    in `CAPS` whose union FPR on the `benign` rows, and on the group's rows in `also` when given, is within the
+    group's budget. Labels in no group keep a 1 % cap.
     """
     out = calibrate(scores, targets, labels, benign=benign)
     col = {lab: i for i, lab in enumerate(labels)}
     for group, budget in budgets.items():
         members = [lab for lab in group if lab in col]
+        masks = [benign] + ([also[group]] if also and group in also and also[group].any() else [])
         for cap in CAPS:
             thr = calibrate(scores[:, [col[m] for m in members]], targets[:, [col[m] for m in members]], members,
                             benign=benign, max_fpr=cap, floor=floor)
             fired = np.stack([scores[:, col[m]] >= thr[m] for m in members], axis=1).any(axis=1)
-            if float(fired[benign].mean()) <= budget:
+            if all(float(fired[m].mean()) <= budget for m in masks):
                 break
         out.update(thr)
     return out

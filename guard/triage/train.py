@@ -21,7 +21,7 @@ from guard.triage.artifact import ARTIFACT_CONFIG, ArtifactError
 from guard.triage.data.build import build_dataset, write_dataset
 from guard.triage.model import TriageNet, load_base, new_model, save_artifact
 from guard.triage.modelcard import write_model_card
-from guard.triage.scoring import best_f1_threshold, calibrate_groups, quality_targets
+from guard.triage.scoring import ROLEPLAY_DOC_SOURCES, best_f1_threshold, calibrate_groups, quality_targets
 
 
 @dataclass
@@ -96,8 +96,12 @@ def calibrate_and_measure(model: TriageNet, split: dict[str, list[dict]], enc: d
     scores = {s: predict(model, enc[s]) for s in ("calib", "test")}
     cal_y, cal_ref, cal_resp = _targets(split["calib"])
     cal_benign = np.array([not r["labels"] and r.get("kind", "prompt") == "prompt" for r in split["calib"]])
+    # The attack target counts false positives on benign role-play and documents, which fire more than the
+    # average benign prompt (v9, calibrated on all benign calib prompts only: attack FPR 0.26 on held-out
+    # role-play and documents): hold the budget on both.
+    roleplay_docs = cal_benign & np.array([r["source"] in ROLEPLAY_DOC_SOURCES for r in split["calib"]])
     thresholds = calibrate_groups(scores["calib"][0], cal_y, list(INPUT_LABELS), cal_benign,
-                                  {HARMFUL: fpr_budget, ATTACKS: fpr_budget})
+                                  {HARMFUL: fpr_budget, ATTACKS: fpr_budget}, also={ATTACKS: roleplay_docs})
     resp_mask = cal_resp > 0
     thresholds[REFUSAL] = best_f1_threshold(scores["calib"][1][resp_mask], cal_ref[resp_mask] > 0.5)
     metrics = quality_targets(split["test"], scores["test"][0], scores["test"][1], list(INPUT_LABELS), thresholds)

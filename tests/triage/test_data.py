@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,65 @@ def test_a_cropped_contextual_request_keeps_its_request(tmp_path: Path) -> None:
     cropped = [r for r in rows if r["source"] == "bench"]
     assert len(cropped) == 1 and cropped[0]["text"].endswith(request) and len(cropped[0]["text"]) < len(row["text"])
     assert cropped[0]["labels"] == ["cbrn"]
+
+
+def test_v6_rows_leave_every_earlier_row_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The broad rows draw from their own stream: an artifact trained on the earlier rows can be scored on the new
+    # split without its training rows leaking into `test`.
+    from guard.triage.data import build
+
+    with_v6, _ = build.build_dataset(None, seed=3, scale=20)
+    monkeypatch.setattr(build, "broad_rows", lambda *a: [])
+    without, _ = build.build_dataset(None, seed=3, scale=20)
+    assert with_v6[:len(without)] == without
+    assert len(with_v6) > len(without)
+
+
+def test_no_benign_list_holds_a_persona_that_drops_its_rules() -> None:
+    # Such a persona is a jailbreak whatever it is then asked (the jailbreak lists pair them with harmless tasks);
+    # generator v5 also had three as benign rows, teaching both answers.
+    from guard.triage.data import more_attacks, more_benign, wild_benign
+
+    override = re.compile(r"no rules|unfiltered|system override|no restrictions|\bDAN\b", re.I)
+    lists = [*more_benign.SCARY_WORDS_BENIGN.values(), more_benign.SECURITY_WORK, more_benign.SENSITIVE_BUT_SAFE,
+             more_benign.EVERYDAY_CHAT, more_attacks.BENIGN_META,
+             *(v for k, v in vars(wild_benign).items() if k.isupper())]
+    assert not [e for entries in lists for e in entries if override.search(e)]
+    assert any(override.search(e) for e in more_attacks.JAILBREAK_TEMPLATES)
+
+
+def test_code_answer_twins_differ_only_in_whom_the_lead_in_addresses() -> None:
+    import random
+
+    from guard.triage.data import addressee
+    from guard.triage.data.broad import addressee_rows
+
+    rows = addressee_rows(random.Random(5), 40)
+    injected = [r for r in rows if r["source"] == "synth:addr_inj"]
+    twins = [r for r in rows if r["source"] == "synth:addr_reader"]
+    assert len(injected) == len(twins) == 40
+    assert all(r["labels"] == ["prompt_injection"] for r in injected) and all(r["labels"] == [] for r in twins)
+    for inj, twin in zip(injected, twins, strict=True):
+        lead = inj["group"].split(":", 1)[1]
+        reader = twin["group"].split(":", 1)[1]
+        assert lead in addressee.TO_THE_ANSWER and reader in addressee.TO_THE_READER
+        assert inj["text"].split(lead, 1)[1].split("```")[1] == twin["text"].split(reader, 1)[1].split("```")[1]
+    assert all(r["labels"] == [] for r in rows if r["source"] == "synth:own_ask")
+
+
+def test_a_hidden_instruction_and_its_twin_note_sit_in_the_same_document() -> None:
+    import random
+
+    from guard.triage.data import more_docs
+    from guard.triage.data.broad import document_rows
+
+    rows = document_rows(random.Random(7), 30)
+    injected = [r for r in rows if r["source"] == "synth:doc_inj_v6"]
+    twins = [r for r in rows if r["source"] == "synth:doc_reader"]
+    assert len(injected) == len(twins) == 30
+    for inj, twin in zip(injected, twins, strict=True):
+        note = twin["group"].split(":", 1)[1]
+        assert twin["labels"] == [] and inj["labels"] == ["prompt_injection"]
+        assert note in twin["text"] and note in more_docs.READER_NOTES
+    to_the_ai = re.compile(r"\b(ai|assistant|bot|chatbot|model|llm)\b|your (response|summary|answer)", re.I)
+    assert not [n for n in more_docs.READER_NOTES if to_the_ai.search(n)]

