@@ -31,6 +31,7 @@ from guard.triage.data.docs import window
 
 Styler = Callable[[random.Random, str], str]
 
+
 def _pick(rng: random.Random, entries: list[str], n: int, labels: list[str], family: str,
           styler: Styler, p_style: float = 0.6) -> list[dict]:
     out = []
