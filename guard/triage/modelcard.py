@@ -24,7 +24,8 @@ def write_model_card(out_dir: Path, config: dict, manifest: dict, metrics: dict)
         "max taken.",
         "", "Reproduce: `guard triage train` (fixed seed), then `guard triage build`.", "",
         f"## Labels and thresholds (best F1 on `calib`, lowered until each label group's union fires on at most "
-        f"{config['train'].get('fpr_budget', 0.05):.0%} of benign `calib` prompts)", "",
+        f"{config['train'].get('fpr_budget', 0.05):.0%} of benign `calib` prompts, and attacks on at most that "
+        "share of benign role-play and document `calib` prompts too)", "",
         "| label | threshold |", "|---|---|",
     ]
     lines += [f"| {k} | {v} |" for k, v in config["thresholds"].items()]
