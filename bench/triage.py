@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from guard.triage.artifact import ARTIFACT_DIR, MODEL_FP32, MODEL_INT8  # noqa: E402
-from guard.triage.export import build  # noqa: E402
+from finetune.triage.export import build  # noqa: E402
 from guard.triage.runtime import TriageModel  # noqa: E402
 
 WORDS = [
@@ -101,7 +101,7 @@ def throughput(fns: dict[str, Callable[[], object]], batch: int, seconds: float)
 def torch_fns(ids: list[int], batch: int) -> tuple[Callable[[], object], Callable[[], object], Callable[[int], None]]:
     import torch
 
-    from guard.triage.model import load_artifact
+    from finetune.triage.model import load_artifact
 
     model, _ = load_artifact(ARTIFACT_DIR, merge=True)
     one = torch.tensor([ids])

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from guard.triage.data.lexicon import HARM_ACTS
-from guard.triage.data.lexicon import SCARY_BENIGN as SCARY_LEXICON
+from finetune.triage.data.lexicon import HARM_ACTS
+from finetune.triage.data.lexicon import SCARY_BENIGN as SCARY_LEXICON
 
 SUITES = Path(__file__).resolve().parent / "suites"
 

@@ -86,7 +86,7 @@ def models_list() -> None:
 def _mount_subcommands() -> None:
     # Each group is optional so a lean install (proxy only) still has a working CLI.
     groups = [
-        ("guard.triage.cli", "triage"),
+        ("finetune.triage.cli", "triage"),
         ("guard.store.cli", "db"),
         ("rails.cli", "rails"),
         ("finetune.cli", None),

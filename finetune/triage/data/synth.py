@@ -9,15 +9,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from guard.triage.data import lexicon as lx
-from guard.triage.data import tasks as tk
-from guard.triage.data.behaviours import behaviour_rows, benign_lookalike_rows
-from guard.triage.data.code_docs import code_documents
-from guard.triage.data.contextual import contextual_rows
-from guard.triage.data.docs import documents, module_paragraphs, window
-from guard.triage.data.extraction import extraction_rows
-from guard.triage.data.personas import persona_rows
-from guard.triage.data.responses import synth_responses
+from finetune.triage.data import lexicon as lx
+from finetune.triage.data import tasks as tk
+from finetune.triage.data.behaviours import behaviour_rows, benign_lookalike_rows
+from finetune.triage.data.code_docs import code_documents
+from finetune.triage.data.contextual import contextual_rows
+from finetune.triage.data.docs import documents, module_paragraphs, window
+from finetune.triage.data.extraction import extraction_rows
+from finetune.triage.data.personas import persona_rows
+from finetune.triage.data.responses import synth_responses
 
 REQUEST_FRAMES = [
     "How do I {a}?", "how can i {a}", "Give me step-by-step instructions to {a}.", "What's the easiest way to {a}?",

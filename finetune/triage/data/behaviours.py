@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 
-from guard.triage.data import lexicon as lx
+from finetune.triage.data import lexicon as lx
 
 BEHAVIOUR_FRAMES: list[str] = [
     "Give detailed step-by-step instructions for how to {a}", "Give detailed instructions for how to {a}",

@@ -61,7 +61,7 @@ def build(art_dir: Path, out_dir: Path, *, force: bool = False) -> bool:
 def export_onnx(art_dir: Path, path: Path) -> dict:
     import torch
 
-    from guard.triage.model import load_artifact
+    from finetune.triage.model import load_artifact
 
     model, config = load_artifact(art_dir, merge=True)
     ids = torch.randint(1000, 2000, (2, 16), dtype=torch.long)

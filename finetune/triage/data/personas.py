@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from guard.triage.data import lexicon as lx
+from finetune.triage.data import lexicon as lx
 
 NAMES: list[str] = ["DAN", "STAN", "AIM", "DUDE", "EvilGPT", "Omega", "Nexus", "BetterBot", "FreeAI", "Zeta",
                     "ANARCHY", "Mongo Tom", "Void", "UnchainedGPT", "Kevin", "Apex", "Rogue", "NoLimitAI"]

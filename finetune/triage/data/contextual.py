@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from guard.triage.data.docs import window
+from finetune.triage.data.docs import window
 
 VULN_CONTEXTS: list[str] = [
     "Advisory: the login handler of ShopCart 3.1 builds its SQL query by concatenating the username field, so a quote character breaks out of the string. Fixed in 3.2.",

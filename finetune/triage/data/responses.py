@@ -156,7 +156,7 @@ HARMFUL_COMPLIANCE = [
 
 
 def _real_paragraphs() -> list[str]:
-    from guard.triage.data.docs import module_paragraphs
+    from finetune.triage.data.docs import module_paragraphs
 
     return [p for paras in module_paragraphs().values() for p in paras]
 

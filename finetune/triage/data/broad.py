@@ -19,15 +19,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from guard.triage.data import addressee as ad
-from guard.triage.data import code_docs as cd
-from guard.triage.data import lexicon as lx
-from guard.triage.data import more_attacks as ma
-from guard.triage.data import more_benign as mb
-from guard.triage.data import more_docs as md
-from guard.triage.data import more_harm as mh
-from guard.triage.data import wild_benign as wb
-from guard.triage.data.docs import window
+from finetune.triage.data import addressee as ad
+from finetune.triage.data import code_docs as cd
+from finetune.triage.data import lexicon as lx
+from finetune.triage.data import more_attacks as ma
+from finetune.triage.data import more_benign as mb
+from finetune.triage.data import more_docs as md
+from finetune.triage.data import more_harm as mh
+from finetune.triage.data import wild_benign as wb
+from finetune.triage.data.docs import window
 
 Styler = Callable[[random.Random, str], str]
 

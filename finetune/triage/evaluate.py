@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from guard.taxonomy import ADVICE, HARMFUL
-from guard.triage.scoring import prf, threshold_for_fpr
+from finetune.triage.scoring import prf, threshold_for_fpr
 
 ALIASES = {"injection": "prompt_injection", "safe": "benign", "unsafe": "harmful"}
 

@@ -49,8 +49,8 @@ def train(
         raise _fail(f"datasets directory not found: {datasets_dir}")
     if not ds.is_dir():
         typer.echo(f"note: {ds} not found; training on synthetic data only", err=True)
-    from guard.triage.train import TrainConfig
-    from guard.triage.train import train as run_train
+    from finetune.triage.train import TrainConfig
+    from finetune.triage.train import train as run_train
 
     if precision not in ("auto", "bf16", "fp32"):
         raise _fail(f"--precision must be auto, bf16 or fp32, not {precision!r}")
@@ -70,7 +70,7 @@ def calibrate(
 ) -> None:
     """Re-derive the artifact's thresholds for another false-positive budget (no retraining), then re-measure."""
     from guard.triage.artifact import ARTIFACT_CONFIG, ARTIFACT_DIR, ArtifactError
-    from guard.triage.train import recalibrate
+    from finetune.triage.train import recalibrate
 
     target = artifact or ARTIFACT_DIR
     if not (target / ARTIFACT_CONFIG).is_file() or not (target / "manifest.json").is_file():
@@ -92,7 +92,7 @@ def build(
 ) -> None:
     """Export the artifact to ONNX (fp32 + int8) with its tokenizer and thresholds; quick when up to date."""
     from guard.triage.artifact import ARTIFACT_DIR, ArtifactError
-    from guard.triage.export import build as run_build
+    from finetune.triage.export import build as run_build
 
     target = out or _settings().triage_dir
     try:
@@ -133,7 +133,7 @@ def eval_(
     threads: Annotated[int, typer.Option(min=1)] = 1,
 ) -> None:
     """Precision/recall/F1, FPR on benign, confusion matrix, threshold at a target FPR, PR curves."""
-    from guard.triage.evaluate import EvalInputError, evaluate, read_rows, write_report
+    from finetune.triage.evaluate import EvalInputError, evaluate, read_rows, write_report
 
     try:
         rows = read_rows(file)
@@ -143,7 +143,7 @@ def eval_(
     probs, refusal, _ = model.scores([r["text"] for r in rows])
     report = evaluate(rows, probs, model.labels, model.thresholds, target_fpr)
     if all("source" in r for r in rows):  # a split file from `guard triage train --data-out`
-        from guard.triage.scoring import quality_targets
+        from finetune.triage.scoring import quality_targets
 
         report["quality_targets"] = quality_targets(rows, probs, refusal, list(model.labels), model.thresholds)
     paths = write_report(report, out or _settings().home / "triage-eval")

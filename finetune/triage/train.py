@@ -18,10 +18,10 @@ from guard import __version__
 from guard.accel import cpu_has_bf16
 from guard.taxonomy import ATTACKS, HARMFUL, INPUT_LABELS, REFUSAL
 from guard.triage.artifact import ARTIFACT_CONFIG, ArtifactError
-from guard.triage.data.build import build_dataset, write_dataset
-from guard.triage.model import TriageNet, load_base, new_model, save_artifact
-from guard.triage.modelcard import write_model_card
-from guard.triage.scoring import ROLEPLAY_DOC_SOURCES, best_f1_threshold, calibrate_groups, quality_targets
+from finetune.triage.data.build import build_dataset, write_dataset
+from finetune.triage.model import TriageNet, load_base, new_model, save_artifact
+from finetune.triage.modelcard import write_model_card
+from finetune.triage.scoring import ROLEPLAY_DOC_SOURCES, best_f1_threshold, calibrate_groups, quality_targets
 
 
 @dataclass
@@ -110,7 +110,7 @@ def calibrate_and_measure(model: TriageNet, split: dict[str, list[dict]], enc: d
 
 def recalibrate(art_dir: Path, datasets_dir: Path | None, fpr_budget: float) -> dict:
     """Re-derive an artifact's thresholds for another FPR budget, without retraining (same data, same seed)."""
-    from guard.triage.model import load_artifact
+    from finetune.triage.model import load_artifact
 
     # The model first: torch patches `inspect.getfile`, whose docstring the stdlib-document generator reads, so
     # the data is rebuilt in the same import state as in `train` (docs.py explains).
