@@ -28,8 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from guard.triage.artifact import ARTIFACT_DIR, MODEL_FP32, MODEL_INT8  # noqa: E402
 from finetune.triage.export import build  # noqa: E402
+from guard.triage.artifact import ARTIFACT_DIR, MODEL_FP32, MODEL_INT8  # noqa: E402
 from guard.triage.runtime import TriageModel  # noqa: E402
 
 WORDS = [

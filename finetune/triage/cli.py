@@ -69,8 +69,8 @@ def calibrate(
     datasets_dir: Annotated[Path | None, typer.Option(help="Public data sets (default GUARD_DATASETS_DIR).")] = None,
 ) -> None:
     """Re-derive the artifact's thresholds for another false-positive budget (no retraining), then re-measure."""
-    from guard.triage.artifact import ARTIFACT_CONFIG, ARTIFACT_DIR, ArtifactError
     from finetune.triage.train import recalibrate
+    from guard.triage.artifact import ARTIFACT_CONFIG, ARTIFACT_DIR, ArtifactError
 
     target = artifact or ARTIFACT_DIR
     if not (target / ARTIFACT_CONFIG).is_file() or not (target / "manifest.json").is_file():
@@ -91,8 +91,8 @@ def build(
     force: Annotated[bool, typer.Option(help="Rebuild even when up to date.")] = False,
 ) -> None:
     """Export the artifact to ONNX (fp32 + int8) with its tokenizer and thresholds; quick when up to date."""
-    from guard.triage.artifact import ARTIFACT_DIR, ArtifactError
     from finetune.triage.export import build as run_build
+    from guard.triage.artifact import ARTIFACT_DIR, ArtifactError
 
     target = out or _settings().triage_dir
     try:

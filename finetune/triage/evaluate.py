@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from guard.taxonomy import ADVICE, HARMFUL
 from finetune.triage.scoring import prf, threshold_for_fpr
+from guard.taxonomy import ADVICE, HARMFUL
 
 ALIASES = {"injection": "prompt_injection", "safe": "benign", "unsafe": "harmful"}
 

@@ -14,14 +14,14 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from guard import __version__
-from guard.accel import cpu_has_bf16
-from guard.taxonomy import ATTACKS, HARMFUL, INPUT_LABELS, REFUSAL
-from guard.triage.artifact import ARTIFACT_CONFIG, ArtifactError
 from finetune.triage.data.build import build_dataset, write_dataset
 from finetune.triage.model import TriageNet, load_base, new_model, save_artifact
 from finetune.triage.modelcard import write_model_card
 from finetune.triage.scoring import ROLEPLAY_DOC_SOURCES, best_f1_threshold, calibrate_groups, quality_targets
+from guard import __version__
+from guard.accel import cpu_has_bf16
+from guard.taxonomy import ATTACKS, HARMFUL, INPUT_LABELS, REFUSAL
+from guard.triage.artifact import ARTIFACT_CONFIG, ArtifactError
 
 
 @dataclass

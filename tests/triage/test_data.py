@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from guard.settings import load_settings
-from guard.taxonomy import INPUT_LABELS
 from finetune.triage.data.build import TEST_FILES, build_dataset
 from finetune.triage.data.shared import map_row
+from guard.settings import load_settings
+from guard.taxonomy import INPUT_LABELS
 
 
 def test_synthetic_data_is_deterministic_and_covers_every_label() -> None:
