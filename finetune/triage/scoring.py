@@ -6,9 +6,31 @@ import numpy as np
 
 from guard.taxonomy import ADVICE, ATTACKS, HARMFUL
 
-ROLEPLAY_DOC_SOURCES = ("awesome_chatgpt_prompts", "bipia", "deepset_prompt_injections_lc", "synth:roleplay",
-                        "synth:doc_clean", "synth:stdlib_doc", "synth:code_clean", "synth:addr_reader",
-                        "synth:adv_safe", "synth:fiction_setup", "synth:doc_reader", "synth:doc_clean_v6")
+# Generator sources that stand for a benign population of the public data (see `population_masks`).
+SYNTH_LOOK_ALIKE = ("synth:scary", "synth:scary_idiom", "synth:scary_task", "synth:scary_word", "synth:sec_benign",
+                    "synth:sec_work", "synth:adv_safe", "synth:defensive", "synth:definitions", "synth:coping",
+                    "synth:counter_prejudice", "synth:public_facts", "synth:games_sport", "synth:info")
+SYNTH_ROLEPLAY_DOC = ("synth:doc_clean", "synth:doc_clean_v6", "synth:doc_reader", "synth:stdlib_doc",
+                      "synth:code_clean", "synth:addr_reader", "synth:own_ask", "synth:sysprompt_twin")
+
+
+def _flag(source: str, name: str) -> bool:
+    from finetune.triage.data.sources import source_table
+
+    src = source_table().get(source)
+    if src is not None:
+        return bool(getattr(src, name))
+    return source in {"look_alike": SYNTH_LOOK_ALIKE, "roleplay_doc": SYNTH_ROLEPLAY_DOC}.get(name, ())
+
+
+def population_masks(rows: list[dict]) -> dict[str, np.ndarray]:
+    """Benign prompts, and the three benign populations the FPR budgets hold on separately."""
+    benign = np.array([not r["labels"] and r.get("kind", "prompt") == "prompt" for r in rows])
+    out = {"benign": benign}
+    for name in ("real_user", "look_alike", "roleplay_doc"):
+        flags = {s: _flag(s, name) for s in {r["source"] for r in rows}}
+        out[name] = benign & np.array([flags[r["source"]] for r in rows])
+    return out
 
 
 def best_f1_threshold(scores: np.ndarray, positive: np.ndarray, lo: float = 0.3, hi: float = 0.9) -> float:
@@ -66,19 +88,19 @@ CAPS = (0.03, 0.02, 0.015, 0.01, 0.0075, 0.005, 0.004, 0.003, 0.002, 0.001, 0.0)
 
 def calibrate_groups(scores: np.ndarray, targets: np.ndarray, labels: list[str], benign: np.ndarray,
                      budgets: dict[tuple[str, ...], float], floor: float = 0.1,
-                     also: dict[tuple[str, ...], np.ndarray] | None = None) -> dict[str, float]:
+                     also: dict[tuple[str, ...], list[np.ndarray]] | None = None) -> dict[str, float]:
     """Per-label thresholds whose UNION stays within an FPR budget per label group (harmful, attacks).
 
     A benign prompt is a false positive when any label of the group fires, so eight harmful labels capped at 1 %
-    each gave a 10 % union FPR on calib (and on held-out data). For each group, the per-label cap is the largest
-    in `CAPS` whose union FPR on the `benign` rows, and on the group's rows in `also` when given, is within the
-    group's budget. Labels in no group keep a 1 % cap.
+    each gave a 10 % union FPR. For each group, the per-label cap is the largest in `CAPS` whose union FPR on the
+    `benign` rows, and on each of the group's populations in `also`, is within the group's budget. Labels in no
+    group keep a 1 % cap.
     """
     out = calibrate(scores, targets, labels, benign=benign)
     col = {lab: i for i, lab in enumerate(labels)}
     for group, budget in budgets.items():
         members = [lab for lab in group if lab in col]
-        masks = [benign] + ([also[group]] if also and group in also and also[group].any() else [])
+        masks = [benign] + [m for m in (also or {}).get(group, []) if m.any()]
         for cap in CAPS:
             thr = calibrate(scores[:, [col[m] for m in members]], targets[:, [col[m] for m in members]], members,
                             benign=benign, max_fpr=cap, floor=floor)
@@ -91,38 +113,96 @@ def calibrate_groups(scores: np.ndarray, targets: np.ndarray, labels: list[str],
 
 def quality_targets(rows: list[dict], scores: np.ndarray, refusal: np.ndarray, labels: list[str],
                     thresholds: dict[str, float]) -> dict:
-    """The issue's targets on held-out rows (each row: labels, source, kind, refusal)."""
-    idx = {lab: i for i, lab in enumerate(labels)}
-    thr = np.array([thresholds[lab] for lab in labels])
-    over = scores >= thr
+    """The issue's targets on held-out rows (each row: labels, source, kind, refusal), at the shipped thresholds.
+
+    `recall_at_fpr_0.05` re-tunes the threshold on these very rows: it shows what the scores allow, not what the
+    shipped thresholds do, and is reported beside them, never instead of them.
+    """
+    col = {lab: i for i, lab in enumerate(labels)}
+    over = scores >= np.array([thresholds[lab] for lab in labels])
+    pop = population_masks(rows)
     prompt = np.array([r.get("kind", "prompt") == "prompt" for r in rows])
+    content = np.array([_is_content(r["source"]) for r in rows])
     has = {lab: np.array([lab in r["labels"] for r in rows]) for lab in labels}
-    benign = prompt & np.array([not r["labels"] for r in rows])
+
+    def any_of(names: tuple[str, ...]) -> np.ndarray:
+        return np.any(np.stack([has[n] for n in names]), axis=0)
+
+    def fired(names: tuple[str, ...]) -> np.ndarray:
+        return over[:, [col[n] for n in names]].any(axis=1)
+
+    def top(names: tuple[str, ...]) -> np.ndarray:
+        return scores[:, [col[n] for n in names]].max(axis=1)
+
     out: dict = {}
-
-    def group(names: tuple[str, ...], negatives: np.ndarray) -> dict:
-        cols = [idx[n] for n in names]
-        pos = prompt & np.any(np.stack([has[n] for n in names]), axis=0)
-        score = scores[:, cols].max(axis=1)
-        pred = over[:, cols].any(axis=1)
-        t05 = threshold_for_fpr(score, negatives, 0.05)
-        return {"positives": int(pos.sum()), "negatives": int(negatives.sum()),
-                "recall": _rate(pred, pos), "fpr": _rate(pred, negatives),
-                "recall_at_fpr_0.05": _rate(score >= t05, pos), "threshold_at_fpr_0.05": round(t05, 4)}
-
-    out["harmful"] = group(HARMFUL, benign)
-    rp = benign & np.array([r["source"] in ROLEPLAY_DOC_SOURCES for r in rows])
-    out["attacks_vs_roleplay_docs"] = group(ATTACKS, rp)
+    harm_req = prompt & ~content & any_of(HARMFUL)
+    out["harmful_requests"] = _detection(top(HARMFUL), fired(HARMFUL), harm_req, pop["real_user"], rows)
+    look = pop["look_alike"]
+    flagged = fired(HARMFUL + ATTACKS)
+    out["look_alikes_flagged"] = {"rows": int(look.sum()), "flag_rate": _rate(flagged, look),
+                                  "per_source": _by_source(rows, flagged, look)}
+    hate_rows = prompt & content
+    out["hateful_vs_contrasts"] = {**prf(fired(HARMFUL)[hate_rows], any_of(HARMFUL)[hate_rows]),
+                                   "per_source": _prf_by_source(rows, fired(HARMFUL), any_of(HARMFUL), hate_rows)}
+    out["attacks"] = _detection(top(ATTACKS), fired(ATTACKS), prompt & any_of(ATTACKS), pop["roleplay_doc"], rows)
     twins = prompt & np.array([r["source"] in ("synth:advice", "synth:info") for r in rows])
-    adv_pos = np.any(np.stack([has[n] for n in ADVICE]), axis=0)
-    adv_pred = over[:, [idx[n] for n in ADVICE]].any(axis=1)
-    out["advice_vs_info_twins"] = prf(adv_pred[twins], adv_pos[twins])
+    out["advice_vs_info_twins"] = prf(fired(ADVICE)[twins], any_of(ADVICE)[twins])
     resp = np.array([r.get("kind") == "response" for r in rows])
     if resp.any():
         ref_true = np.array([bool(r.get("refusal")) for r in rows])
-        out["refusal"] = prf((refusal >= thresholds.get("refusal", 0.5))[resp], ref_true[resp])
-    out["per_source_flag_rate"] = _per_source(rows, over.any(axis=1) & prompt)
+        ref_pred = refusal >= thresholds.get("refusal", 0.5)
+        real = resp & np.array([not r["source"].startswith("synth:") for r in rows])
+        out["refusal"] = {"real_answers": prf(ref_pred[real], ref_true[real]),
+                          "synthetic_answers": prf(ref_pred[resp & ~real], ref_true[resp & ~real])}
+    out["per_source_flag_rate"] = _per_source(rows, over[:, [col[n] for n in HARMFUL + ATTACKS]].any(axis=1) & prompt)
     return out
+
+
+def _is_content(source: str) -> bool:
+    from finetune.triage.data.sources import source_table
+
+    src = source_table().get(source)
+    return src is not None and src.kind == "content"
+
+
+def _detection(score: np.ndarray, pred: np.ndarray, pos: np.ndarray, neg: np.ndarray, rows: list[dict]) -> dict:
+    t05 = threshold_for_fpr(score, neg, 0.05)
+    return {"positives": int(pos.sum()), "negatives": int(neg.sum()),
+            "recall": _rate(pred, pos), "fpr": _rate(pred, neg),
+            "fpr_per_source": _by_source(rows, pred, neg), "recall_per_source": _by_source(rows, pred, pos),
+            "recall_at_fpr_0.05": _rate(score >= t05, pos), "threshold_at_fpr_0.05": round(t05, 4)}
+
+
+def _by_source(rows: list[dict], pred: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    sources = sorted({r["source"] for r, m in zip(rows, mask, strict=True) if m})
+    src = np.array([r["source"] for r in rows])
+    return {s: _rate(pred, mask & (src == s)) for s in sources}
+
+
+def _prf_by_source(rows: list[dict], pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[str, dict]:
+    src = np.array([r["source"] for r in rows])
+    return {s: prf(pred[mask & (src == s)], truth[mask & (src == s)]) for s in sorted(set(src[mask]))}
+
+
+def worst_errors(rows: list[dict], scores: np.ndarray, labels: list[str], thresholds: dict[str, float],
+                 n: int = 30, width: int = 100) -> dict[str, list[dict]]:
+    """The `n` most confident false positives (benign prompts) and false negatives (harmful/attack prompts)."""
+    groups = HARMFUL + ATTACKS
+    cols = [labels.index(g) for g in groups]
+    margin = scores[:, cols] - np.array([thresholds[g] for g in groups])
+    best = margin.max(axis=1)
+    top_label = [groups[j] for j in margin.argmax(axis=1)]
+    prompt = [r.get("kind", "prompt") == "prompt" for r in rows]
+    fp = [i for i, r in enumerate(rows) if prompt[i] and not r["labels"] and best[i] >= 0]
+    fn = [i for i, r in enumerate(rows) if prompt[i] and set(r["labels"]) & set(groups) and best[i] < 0]
+
+    def show(i: int) -> dict:
+        return {"source": rows[i]["source"], "truth": ",".join(rows[i]["labels"]) or "benign",
+                "top_label": top_label[i], "margin": round(float(best[i]), 3),
+                "text": rows[i]["text"][:width].replace("\n", " ")}
+
+    return {"false_positives": [show(i) for i in sorted(fp, key=lambda i: -best[i])[:n]],
+            "false_negatives": [show(i) for i in sorted(fn, key=lambda i: best[i])[:n]]}
 
 
 def _rate(pred: np.ndarray, mask: np.ndarray) -> float:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from finetune.triage.data.build import build_dataset, write_dataset
 from finetune.triage.model import TriageNet, load_base, new_model, save_artifact
 from finetune.triage.modelcard import write_model_card
-from finetune.triage.scoring import ROLEPLAY_DOC_SOURCES, best_f1_threshold, calibrate_groups, quality_targets
+from finetune.triage.scoring import best_f1_threshold, calibrate_groups, population_masks, quality_targets
 from guard import __version__
 from guard.accel import cpu_has_bf16
 from guard.taxonomy import ATTACKS, HARMFUL, INPUT_LABELS, REFUSAL
@@ -26,10 +26,10 @@ from guard.triage.artifact import ARTIFACT_CONFIG, ArtifactError
 
 @dataclass
 class TrainConfig:
-    steps: int = 500
+    steps: int = 2400
     batch_size: int = 32
     lr: float = 6e-4
-    warmup: int = 30
+    warmup: int = 60
     max_len: int = 128
     stride: int = 32
     lora_r: int = 16
@@ -38,7 +38,9 @@ class TrainConfig:
     scale: int = 150
     threads: int = 2
     precision: str = "auto"  # auto = bf16 autocast where the CPU has native bf16, else fp32
-    fpr_budget: float = 0.05  # union FPR on benign calib prompts, per label group (harmful, attacks)
+    # Union FPR per label group (harmful, attacks) on each calib benign population (real users, look-alikes,
+    # role-play/documents). Below the 0.05 target: held-out sources fire more often than calib ones.
+    fpr_budget: float = 0.03
 
 
 def bf16_autocast(precision: str) -> bool:
@@ -46,11 +48,15 @@ def bf16_autocast(precision: str) -> bool:
     return precision == "bf16" if precision != "auto" else cpu_has_bf16()
 
 
-def _targets(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _targets(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     y = np.array([[1.0 if lab in r["labels"] else 0.0 for lab in INPUT_LABELS] for r in rows], dtype=np.float32)
     refusal = np.array([float(r.get("refusal") or 0) for r in rows], dtype=np.float32)
     is_resp = np.array([r.get("kind") == "response" for r in rows], dtype=np.float32)
-    return y, refusal, is_resp
+    # Public answer sets are labelled for refusal only: a compliant answer to a harmful request is not benign,
+    # so their rows teach the refusal head and leave the label head alone.
+    labelled = np.array([r.get("kind") != "response" or r["source"].startswith("synth:") for r in rows],
+                        dtype=np.float32)
+    return y, refusal, is_resp, labelled
 
 
 def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -94,14 +100,14 @@ def calibrate_and_measure(model: TriageNet, split: dict[str, list[dict]], enc: d
                           fpr_budget: float) -> tuple[dict[str, float], dict]:
     """Thresholds from `calib` (each label group's union within `fpr_budget`), then the targets on `test`."""
     scores = {s: predict(model, enc[s]) for s in ("calib", "test")}
-    cal_y, cal_ref, cal_resp = _targets(split["calib"])
-    cal_benign = np.array([not r["labels"] and r.get("kind", "prompt") == "prompt" for r in split["calib"]])
-    # The attack target counts false positives on benign role-play and documents, which fire more than the
-    # average benign prompt (v9, calibrated on all benign calib prompts only: attack FPR 0.26 on held-out
-    # role-play and documents): hold the budget on both.
-    roleplay_docs = cal_benign & np.array([r["source"] in ROLEPLAY_DOC_SOURCES for r in split["calib"]])
-    thresholds = calibrate_groups(scores["calib"][0], cal_y, list(INPUT_LABELS), cal_benign,
-                                  {HARMFUL: fpr_budget, ATTACKS: fpr_budget}, also={ATTACKS: roleplay_docs})
+    cal_y, cal_ref, cal_resp, _ = _targets(split["calib"])
+    masks = population_masks(split["calib"])
+    # Each benign population holds the budget on its own, so real users' traffic (the most of it in production)
+    # is not traded against look-alikes: harmful on real users and look-alikes, attacks on all three.
+    thresholds = calibrate_groups(scores["calib"][0], cal_y, list(INPUT_LABELS), masks["benign"],
+                                  {HARMFUL: fpr_budget, ATTACKS: fpr_budget},
+                                  also={HARMFUL: [masks["real_user"], masks["look_alike"]],
+                                        ATTACKS: [masks["real_user"], masks["roleplay_doc"]]})
     resp_mask = cal_resp > 0
     thresholds[REFUSAL] = best_f1_threshold(scores["calib"][1][resp_mask], cal_ref[resp_mask] > 0.5)
     metrics = quality_targets(split["test"], scores["test"][0], scores["test"][1], list(INPUT_LABELS), thresholds)
@@ -150,7 +156,7 @@ def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: 
         return tok([r["text"] for r in rs], truncation=True, max_length=cfg.max_len)["input_ids"]
 
     enc = {s: encode(rs) for s, rs in split.items()}
-    y, ref, is_resp = (torch.from_numpy(a) for a in _targets(split["train"]))
+    y, ref, is_resp, labelled = (torch.from_numpy(a) for a in _targets(split["train"]))
     pos = y.sum(0).clamp(min=1)
     pos_weight = ((len(y) - pos) / pos).sqrt().clamp(1.0, 3.0)
 
@@ -173,7 +179,9 @@ def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: 
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             lab_logits, ref_logit, _ = model(ids, mask)
         lab_logits, ref_logit = lab_logits.float(), ref_logit.float()
-        loss = F.binary_cross_entropy_with_logits(lab_logits, y[idx], pos_weight=pos_weight)
+        lab_loss = F.binary_cross_entropy_with_logits(lab_logits, y[idx], pos_weight=pos_weight, reduction="none")
+        keep = labelled[idx].unsqueeze(1)
+        loss = (lab_loss * keep).sum() / (keep.sum() * lab_loss.shape[1]).clamp(min=1.0)
         resp = is_resp[idx]
         if resp.sum() > 0:
             ref_loss = F.binary_cross_entropy_with_logits(ref_logit, ref[idx], reduction="none")
@@ -186,7 +194,9 @@ def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: 
         if step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     train_s = time.time() - t0
-
+    # Weights first: a failure while measuring must not cost the training run.
+    save_artifact(model, {"labels": list(INPUT_LABELS), "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha}},
+                  out_dir)
     thresholds, metrics = calibrate_and_measure(model, split, enc, cfg.fpr_budget)
     config = {
         "version": f"{__version__}+triage.{time.strftime('%Y%m%d')}", "labels": list(INPUT_LABELS),

@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
-from finetune.triage.data.build import TEST_FILES, build_dataset
-from finetune.triage.data.shared import map_row
+from finetune.triage.data.build import GENERATOR_KEEP, GENERATOR_SHARE, build_dataset
+from finetune.triage.data.sources import Source, SourceTableError, load_file, map_row, source_table
 from guard.settings import load_settings
 from guard.taxonomy import INPUT_LABELS
 
 
-def test_synthetic_data_is_deterministic_and_covers_every_label() -> None:
+def _shared() -> Path:
+    ds = load_settings().datasets_dir
+    if not ds.is_dir():
+        pytest.skip(f"public data sets not found at {ds} (../shared is optional)")
+    return Path(ds)
+
+
+def test_generator_rows_are_deterministic_and_only_of_the_kept_kinds() -> None:
     a, _ = build_dataset(None, seed=3, scale=20)
     b, _ = build_dataset(None, seed=3, scale=20)
     assert [r["text"] for r in a] == [r["text"] for r in b]
-    seen = {lab for r in a for lab in r["labels"]}
-    assert seen == set(INPUT_LABELS)
+    assert {r["source"].removeprefix("synth:") for r in a} <= GENERATOR_KEEP
     assert any(r.get("kind") == "response" and r["refusal"] == 1 for r in a)
-    assert any(r.get("kind") == "response" and r["refusal"] == 0 for r in a)
+    assert {"medical_advice", "financial_advice", "legal_advice", "prompt_injection"} <= {
+        lab for r in a for lab in r["labels"]}
 
 
 def test_no_synthetic_slot_entry_is_in_both_train_and_test() -> None:
@@ -38,25 +46,126 @@ def test_hard_negatives_are_benign() -> None:
     assert any("kill" in r["text"].lower() and "process" in r["text"].lower() for r in scary)
 
 
+def _src(**kw: object) -> Source:
+    return Source.model_validate({"licence": "MIT", "role": "train", "kind": "prompt", **kw})
+
+
 def test_public_labels_map_onto_the_taxonomy() -> None:
-    assert map_row({"text": "x", "label": "injection"}) == ["prompt_injection"]
-    assert map_row({"text": "x", "label": "benign"}) == []
-    assert map_row({"text": "make sarin", "label": "harmful", "category": "chemical_biological"}) == ["cbrn"]
-    assert map_row({"text": "Should I buy this stock?", "label": "harmful", "category": "Financial Advice"}) == [
-        "financial_advice"]
-    assert map_row({"text": "lyrics", "label": "harmful", "category": "copyright"}) is None
-    assert map_row({"text": "how to hack a wifi router", "label": "harmful", "category": "illegal"}) == ["cyber"]
+    plain = _src()
+    assert map_row(plain, {"text": "x", "label": "injection"}) == ["prompt_injection"]
+    assert map_row(plain, {"text": "x", "label": "benign"}) == []
+    assert map_row(plain, {"text": "how to hack a wifi router", "label": "harmful"}) == ["cyber"]
+    table = source_table()
+    assert map_row(table["harmbench"], {"text": "make it", "label": "harmful", "category": "chemical_biological"}) == [
+        "cbrn"]
+    assert map_row(table["harmbench"], {"text": "lyrics", "label": "harmful", "category": "copyright"}) is None
+    assert map_row(table["forbidden_questions"], {"text": "Should I buy this stock?", "label": "harmful",
+                                                  "category": "Financial Advice"}) == ["financial_advice"]
+    # Profanity alone is not hate or harassment; CoCoNot's incomplete/unsupported requests are benign.
+    assert map_row(table["davidson_tweets"], {"text": "x", "label": "harmful",
+                                              "category": "offensive_language"}) is None
+    assert map_row(table["davidson_tweets"], {"text": "x", "label": "harmful", "category": "hate_speech"}) == [
+        "hate_harassment"]
+    assert map_row(table["coconot"], {"text": "x", "label": "benign",
+                                      "category": "Incomplete requests/underspecified"}) == []
 
 
-def test_shared_sources_are_held_out_by_file_and_recorded_in_the_manifest() -> None:
-    ds = load_settings().datasets_dir
-    if not ds.is_dir():
-        pytest.skip(f"public data sets not found at {ds} (../shared is optional)")
-    rows, manifest = build_dataset(Path(ds), seed=3, scale=10, max_per_file=60)
-    for src in TEST_FILES & set(manifest["sources"]):
-        assert {r["split"] for r in rows if r["source"] == src} == {"test"}
-        assert len(manifest["sources"][src]["sha256"]) == 64
-    assert manifest["splits"]["train"]["rows"] > 0
+# One row of each shared file, and the label it must map to (None = dropped).
+EXPECTED = {
+    "aart": ("harmful", "hate crimes", ["hate_harassment"]),
+    "convabuse": ("harmful", "sex_harassment", ["hate_harassment"]),
+    "coconot": ("harmful", "Requests with safety concerns/wildchats", None),
+    "donotanswer": ("harmful", None, None),
+    "hatecheck": ("harmful", "slur_h", ["hate_harassment"]),
+    "toxigen_prompts": ("harmful", "hate/women", ["hate_harassment"]),
+    "salad_bench": ("harmful", "O62: Self-Harm", ["self_harm"]),
+    "jbb_behaviors": ("harmful", "Malware/Hacking", ["cyber"]),
+    "jailbreak_llms": ("jailbreak", None, ["jailbreak"]),
+    "bipia_train": ("injection", None, ["prompt_injection"]),
+    "medquad": ("benign", None, []),
+}
+
+
+def test_a_row_of_each_shared_file_maps_to_the_expected_label() -> None:
+    ds = _shared()
+    table = source_table()
+    for path in sorted(ds.glob("*.jsonl")):
+        assert path.stem in table, f"{path.name} has no entry in sources.yml"
+    for name, (label, category, expected) in EXPECTED.items():
+        rows = [json.loads(line) for line in (ds / f"{name}.jsonl").open(encoding="utf-8")]
+        row = next(r for r in rows if r["label"] == label and (category is None or r.get("category") == category))
+        got = map_row(table[name], row)
+        if name == "donotanswer":
+            assert got is None or got[0] in INPUT_LABELS
+        else:
+            assert got == expected, name
+
+
+def test_restricted_licences_are_never_trained_on() -> None:
+    for name, src in source_table().items():
+        if src.restricted:
+            roles = {src.role, *(src.roles_by.values.values() if src.roles_by else ())}
+            assert "train" not in roles, name
+
+
+def test_a_source_table_that_trains_on_an_nc_source_is_rejected(tmp_path: Path) -> None:
+    bad = tmp_path / "sources.yml"
+    bad.write_text("sources:\n  x: {licence: CC-BY-NC-4.0, role: train, kind: prompt}\n")
+    with pytest.raises(SourceTableError, match="may not be trained on"):
+        source_table.__wrapped__(bad)
+    bad.write_text("sources:\n  x: {licence: MIT, role: train, kind: prompt, colour: red}\n")
+    with pytest.raises(SourceTableError, match=r"sources\.x\.colour"):
+        source_table.__wrapped__(bad)
+
+
+def test_held_out_sources_never_leak_into_training_or_calibration() -> None:
+    rows, manifest = build_dataset(_shared(), seed=3, scale=10)
+    by_split: dict[str, set[str]] = {}
+    for r in rows:
+        if not r["source"].startswith("synth:"):
+            by_split.setdefault(r["split"], set()).add(r["source"])
+    table = source_table()
+    whole_test = {n for n, s in table.items() if s.role == "test" and s.roles_by is None}
+    whole_calib = {n for n, s in table.items() if s.role == "calib" and s.roles_by is None}
+    assert whole_test & by_split["test"] and not whole_test & (by_split["train"] | by_split["calib"])
+    assert whole_calib & by_split["calib"] and not whole_calib & by_split["train"]
+    # Sub-sources: jailbreak_llms' `website` community is test only, `reddit` calib only.
+    jb = [r for r in rows if r["source"] == "jailbreak_llms"]
+    assert {r["split"] for r in jb} == {"train", "calib", "test"}
+    for name in manifest["sources"]:
+        assert len(manifest["sources"][name]["sha256"]) == 64
+
+
+def test_held_out_text_never_appears_in_training() -> None:
+    rows, _ = build_dataset(_shared(), seed=3, scale=10)
+    train = {r["text"].strip().lower() for r in rows if r["split"] == "train"}
+    held = [r for r in rows if r["split"] in ("test", "calib") and not r["source"].startswith("synth:")]
+    leaked = [r for r in held if r["text"].strip().lower() in train]
+    assert not leaked, leaked[:3]
+
+
+def test_the_generator_share_of_training_prompts_is_capped() -> None:
+    _, manifest = build_dataset(_shared(), seed=3, scale=150)
+    assert 0 < manifest["generator_share_of_train_prompts"] <= GENERATOR_SHARE + 0.001
+
+
+def test_excluded_rows_are_never_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finetune.triage.data import sources
+
+    (tmp_path / "medquad.jsonl").write_text(
+        json.dumps({"text": "What is asthma?", "label": "benign"}) + "\n"
+        + json.dumps({"text": "What is gout?", "label": "benign"}) + "\n")
+    excl = tmp_path / "exclusions.yml"
+    excl.write_text("exclusions:\n  - {source: medquad, text: What is gout, reason: test}\n")
+    original = sources.exclusions
+    monkeypatch.setattr(sources, "exclusions", lambda: original.__wrapped__(excl))
+    assert [r["text"] for r in load_file(tmp_path / "medquad.jsonl")] == ["What is asthma?"]
+
+
+def test_a_file_missing_from_the_source_table_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "brand_new.jsonl").write_text(json.dumps({"text": "x", "label": "benign"}) + "\n")
+    with pytest.raises(SourceTableError, match=r"brand_new\.jsonl"):
+        load_file(tmp_path / "brand_new.jsonl")
 
 
 def test_document_rows_keep_the_hidden_instruction_inside_the_window_the_model_sees() -> None:
@@ -97,12 +206,9 @@ def test_v4_twins_are_benign_and_attacks_are_labelled() -> None:
     by_source: dict[str, set[tuple[str, ...]]] = {}
     for r in rows:
         by_source.setdefault(r["source"], set()).add(tuple(r["labels"]))
-    for benign in ("synth:sysprompt_twin", "synth:benign_behaviour", "synth:adv_benign", "synth:sec_benign",
-                   "synth:persona", "synth:code_clean"):
+    for benign in ("synth:sysprompt_twin", "synth:sec_benign", "synth:code_clean"):
         assert by_source[benign] == {()}, benign
     assert by_source["synth:sysprompt"] == {("prompt_injection",)}
-    assert all("jailbreak" in labels for labels in by_source["synth:persona_jb"])
-    assert all(labels and labels[0] in INPUT_LABELS for labels in by_source["synth:harm_behaviour"])
 
 
 def test_a_cropped_contextual_request_keeps_its_request(tmp_path: Path) -> None:
@@ -112,9 +218,9 @@ def test_a_cropped_contextual_request_keeps_its_request(tmp_path: Path) -> None:
     request = "Describe how these steps could be adapted to make the compound at home"
     row = {"text": f"{context}\n---\n{request}", "label": "harmful", "category": "chemical_biological",
            "functional_category": "contextual", "behavior_id": "ctx_1"}
-    (tmp_path / "bench.jsonl").write_text(json.dumps(row) + "\n")
+    (tmp_path / "harmbench.jsonl").write_text(json.dumps(row) + "\n")
     rows, _ = build_dataset(tmp_path, seed=3, scale=2)
-    cropped = [r for r in rows if r["source"] == "bench"]
+    cropped = [r for r in rows if r["source"] == "harmbench"]
     assert len(cropped) == 1 and cropped[0]["text"].endswith(request) and len(cropped[0]["text"]) < len(row["text"])
     assert cropped[0]["labels"] == ["cbrn"]
 

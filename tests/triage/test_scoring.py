@@ -64,7 +64,7 @@ def test_a_group_also_holds_its_budget_on_the_rows_its_target_counts() -> None:
     scores, targets, benign = _overconfident_calib()
     hard = benign & (scores[:, 0] >= 0.45)
     plain = calibrate_groups(scores, targets, ["a"], benign, {("a",): 0.05})
-    held = calibrate_groups(scores, targets, ["a"], benign, {("a",): 0.05}, also={("a",): hard})
+    held = calibrate_groups(scores, targets, ["a"], benign, {("a",): 0.05}, also={("a",): [hard]})
     assert (scores[hard, 0] >= plain["a"]).mean() > 0.05
     assert (scores[hard, 0] >= held["a"]).mean() <= 0.05
     assert (scores[~benign, 0] >= held["a"]).all()  # the positives at 0.95 still fire
