@@ -34,8 +34,8 @@ def _settings() -> Settings:
 def train(
     out: Annotated[Path | None, typer.Option(help="Artifact directory (default: the shipped one in the repo).")] = None,
     datasets_dir: Annotated[Path | None, typer.Option(help="Public data sets (default GUARD_DATASETS_DIR).")] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 500,
-    threads: Annotated[int, typer.Option(min=1, help="torch threads (1 is fastest on a shared box).")] = 1,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps (the shipped recipe: 2400).")] = 2400,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed for data generation and training.")] = 13,
     data_out: Annotated[Path | None, typer.Option(help="Also write the generated splits + manifest here.")] = None,
     precision: Annotated[str, typer.Option(help="auto (bf16 autocast where the CPU has native bf16) | bf16 | fp32.")
@@ -131,8 +131,11 @@ def eval_(
     model_dir: Annotated[Path | None, typer.Option(help="Built model directory.")] = None,
     target_fpr: Annotated[float, typer.Option(min=0.0, max=1.0, help="FPR target for the threshold search.")] = 0.05,
     threads: Annotated[int, typer.Option(min=1)] = 1,
+    rails: Annotated[Path | None, typer.Option(help="Rails directory whose label tiers the benign sources are "
+                                               "sorted into (split files only; default GUARD_RAILS_DIR).")] = None,
 ) -> None:
-    """Precision/recall/F1, FPR on benign, confusion matrix, threshold at a target FPR, PR curves."""
+    """Precision/recall/F1, FPR on benign, confusion matrix, threshold at a target FPR, PR curves; for split
+    files also the held-out targets per source, the worst errors and the rails tiers of benign traffic."""
     from finetune.triage.evaluate import EvalInputError, evaluate, read_rows, write_report
 
     try:
@@ -143,9 +146,13 @@ def eval_(
     probs, refusal, _ = model.scores([r["text"] for r in rows])
     report = evaluate(rows, probs, model.labels, model.thresholds, target_fpr)
     if all("source" in r for r in rows):  # a split file from `guard triage train --data-out`
-        from finetune.triage.scoring import quality_targets
+        from finetune.triage.scoring import quality_targets, worst_errors
 
         report["quality_targets"] = quality_targets(rows, probs, refusal, list(model.labels), model.thresholds)
+        report["worst_errors"] = worst_errors(rows, probs, list(model.labels), model.thresholds)
+        from finetune.triage.tiers import tier_shares
+
+        report["rails_tiers"] = tier_shares(rows, probs, model.labels, model.thresholds, rails or _settings().rails_dir)
     paths = write_report(report, out or _settings().home / "triage-eval")
     shown = ("rows", "benign_fpr_any_label", "classes", "quality_targets")
     typer.echo(json.dumps({k: _brief(report[k]) for k in shown if k in report}, indent=2))

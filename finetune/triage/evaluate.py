@@ -137,8 +137,23 @@ def _markdown(report: dict) -> str:
         lines.append(f"| {truth} | " + " | ".join(str(row.get(p, 0)) for p in preds) + " |")
     targets = report.get("quality_targets") or {}
     if targets:
-        lines += ["", "## Quality targets (held-out split file)", "", "| target | figures |", "|---|---|"]
+        lines += ["", "## Quality targets (held-out split file, shipped thresholds)", "", "| target | figures |",
+                  "|---|---|"]
         lines += [f"| {name} | {json.dumps(m)} |" for name, m in targets.items() if name != "per_source_flag_rate"]
+        lines += ["", "## Flag rate per source (any harmful or attack label)", "", "| source | rows | flagged |",
+                  "|---|---|---|"]
+        lines += [f"| {k} | {v['rows']} | {v['flag_rate']} |" for k, v in targets["per_source_flag_rate"].items()]
+    tiers = report.get("rails_tiers")
+    if tiers:
+        lines += ["", f"## Benign prompts per tier of `{tiers['rails_dir']}` profile `{tiers['profile']}`", "",
+                  "| source | rows | refuse | caution | allow |", "|---|---|---|---|---|"]
+        lines += [f"| {s} | {d['rows']} | {d['refuse']} | {d['caution']} | {d['allow']} |"
+                  for s, d in tiers["per_source"].items()]
+    for kind, errors in (report.get("worst_errors") or {}).items():
+        lines += ["", f"## Worst {kind.replace('_', ' ')}", "", "| source | truth | top label | margin | text |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {e['source']} | {e['truth']} | {e['top_label']} | {e['margin']} | "
+                  f"{e['text'].replace('|', '/')} |" for e in errors]
     if report["unknown_labels"]:
         lines += ["", f"Labels not in the taxonomy (ignored): {', '.join(report['unknown_labels'])}"]
     return "\n".join(lines) + "\n"

@@ -2,6 +2,11 @@
 
 Long texts are split into overlapping windows of `max_len` tokens; label and refusal scores are the max over
 windows (an attack anywhere is seen), the embedding is the renormalised mean of the window embeddings.
+
+Dynamic int8 quantises each run's activations with one scale per tensor, so a text's scores move with its
+batch-mates (by up to ~0.013). Decisions must not: a text scored within `RESCORE_BAND` of any threshold is scored
+again on its own, and that score decides. Its own windows are then its whole batch, so the result depends on the
+text alone; one far from every threshold cannot cross one by a batch-mate's shift smaller than the band.
 `scores` always hold every input label and "refusal". `labels` holds the input labels over threshold;
 "refusal" joins them only for model answers (`predict(..., outputs=True)`), never for user inputs.
 """
@@ -21,6 +26,7 @@ from guard.triage.artifact import MODEL_INT8, RUNTIME_CONFIG, TOKENIZER
 
 log = logging.getLogger(__name__)
 MAX_WINDOWS_PER_RUN = 64
+RESCORE_BAND = 0.04  # > 3x the largest batch-composition shift measured on int8 scores
 
 
 class TriageModelError(GuardError):
@@ -80,7 +86,17 @@ class TriageModel:
     def scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per text: label probabilities [N, L], refusal probability [N], embedding [N, H]; max over windows."""
         owners, windows = self._windows(texts)
-        n = len(texts)
+        probs, refusal, emb = self._score_windows(owners, windows, len(texts))
+        if len(texts) > 1:
+            for t in self._near_thresholds(probs, refusal):
+                alone = [w for w, o in zip(windows, owners, strict=True) if o == t]
+                p, r, e = self._score_windows([0] * len(alone), alone, 1)
+                probs[t], refusal[t], emb[t] = p[0], r[0], e[0]
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+        return probs, refusal, emb / np.maximum(norms, 1e-12)
+
+    def _score_windows(self, owners: list[int], windows: list[list[int]],
+                       n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         probs = np.zeros((n, len(self.labels)), dtype=np.float32)
         refusal = np.zeros(n, dtype=np.float32)
         emb = np.zeros((n, 0), dtype=np.float32)
@@ -95,8 +111,13 @@ class TriageModel:
                 probs[t] = np.maximum(probs[t], _sigmoid(lab[row]))
                 refusal[t] = max(refusal[t], float(_sigmoid(ref[row])))
                 emb[t] += vec[row]
-        norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        return probs, refusal, emb / np.maximum(norms, 1e-12)
+        return probs, refusal, emb
+
+    def _near_thresholds(self, probs: np.ndarray, refusal: np.ndarray) -> np.ndarray:
+        thr = np.array([self.thresholds[lab] for lab in self.labels], dtype=np.float32)
+        near = (np.abs(probs - thr) < RESCORE_BAND).any(axis=1)
+        near |= np.abs(refusal - self.thresholds.get(REFUSAL, 0.5)) < RESCORE_BAND
+        return np.flatnonzero(near)
 
     def predict(self, texts: list[str], *, outputs: bool | list[bool] = False) -> list[TriageResult]:
         """One result per text. `outputs` (per text or for all) marks model answers: "refusal" joins `labels`."""
