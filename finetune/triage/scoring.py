@@ -189,7 +189,8 @@ def worst_errors(rows: list[dict], scores: np.ndarray, labels: list[str], thresh
     """The `n` most confident false positives (benign prompts) and false negatives (harmful/attack prompts)."""
     groups = HARMFUL + ATTACKS
     cols = [labels.index(g) for g in groups]
-    margin = scores[:, cols] - np.array([thresholds[g] for g in groups])
+    # In log-odds: a raw difference would rank every miss by the label with the lowest threshold.
+    margin = _logit(scores[:, cols]) - _logit(np.array([thresholds[g] for g in groups]))
     best = margin.max(axis=1)
     top_label = [groups[j] for j in margin.argmax(axis=1)]
     prompt = [r.get("kind", "prompt") == "prompt" for r in rows]
@@ -203,6 +204,11 @@ def worst_errors(rows: list[dict], scores: np.ndarray, labels: list[str], thresh
 
     return {"false_positives": [show(i) for i in sorted(fp, key=lambda i: -best[i])[:n]],
             "false_negatives": [show(i) for i in sorted(fn, key=lambda i: best[i])[:n]]}
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
 
 def _rate(pred: np.ndarray, mask: np.ndarray) -> float:

@@ -126,7 +126,7 @@ def recalibrate(art_dir: Path, datasets_dir: Path | None, fpr_budget: float) -> 
     torch.set_num_threads(int(train_cfg.get("threads", 1)))
     rows, manifest = build_dataset(datasets_dir, seed=train_cfg["seed"], scale=train_cfg["scale"])
     trained_on = json.loads((art_dir / "manifest.json").read_text())
-    if manifest["sources"] != trained_on["sources"]:
+    if _file_hashes(manifest) != _file_hashes(trained_on):
         # Another generator or other data files give other splits: calib/test would overlap training.
         raise ArtifactError(f"the training data changed since {art_dir} was trained (generator or data sets); "
                             "retrain with `guard triage train` instead")
@@ -141,6 +141,12 @@ def recalibrate(art_dir: Path, datasets_dir: Path | None, fpr_budget: float) -> 
     (art_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_model_card(art_dir, config, trained_on, metrics)
     return metrics
+
+
+def _file_hashes(manifest: dict) -> dict[str, str]:
+    # The files and the generator, not row counts: a later exclusion only removes rows, it cannot make the
+    # held-out splits overlap training.
+    return {name: s["sha256"] for name, s in manifest["sources"].items()}
 
 
 def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: Path | None = None) -> dict:

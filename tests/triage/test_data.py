@@ -285,3 +285,12 @@ def test_a_hidden_instruction_and_its_twin_note_sit_in_the_same_document() -> No
         assert note in twin["text"] and note in more_docs.READER_NOTES
     to_the_ai = re.compile(r"\b(ai|assistant|bot|chatbot|model|llm)\b|your (response|summary|answer)", re.I)
     assert not [n for n in more_docs.READER_NOTES if to_the_ai.search(n)]
+
+
+def test_every_exclusion_names_a_row_of_its_file() -> None:
+    from finetune.triage.data.sources import exclusions
+
+    ds = _shared()
+    for e in exclusions():
+        texts = [json.loads(line)["text"] for line in (ds / f"{e.source}.jsonl").open(encoding="utf-8")]
+        assert any(t.startswith(e.text) for t in texts), e
