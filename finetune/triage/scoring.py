@@ -135,16 +135,19 @@ def quality_targets(rows: list[dict], scores: np.ndarray, refusal: np.ndarray, l
         return scores[:, [col[n] for n in names]].max(axis=1)
 
     out: dict = {}
-    harm_req = prompt & ~content & any_of(HARMFUL)
+    # The targets count public sources only; the generator's held-out slot entries are in the per-source tables.
+    real = np.array([not r["source"].startswith("synth:") for r in rows])
+    harm_req = prompt & ~content & any_of(HARMFUL) & real
     out["harmful_requests"] = _detection(top(HARMFUL), fired(HARMFUL), harm_req, pop["real_user"], rows)
-    look = pop["look_alike"]
+    look = pop["look_alike"] & real
     flagged = fired(HARMFUL + ATTACKS)
     out["look_alikes_flagged"] = {"rows": int(look.sum()), "flag_rate": _rate(flagged, look),
                                   "per_source": _by_source(rows, flagged, look)}
     hate_rows = prompt & content
     out["hateful_vs_contrasts"] = {**prf(fired(HARMFUL)[hate_rows], any_of(HARMFUL)[hate_rows]),
                                    "per_source": _prf_by_source(rows, fired(HARMFUL), any_of(HARMFUL), hate_rows)}
-    out["attacks"] = _detection(top(ATTACKS), fired(ATTACKS), prompt & any_of(ATTACKS), pop["roleplay_doc"], rows)
+    out["attacks"] = _detection(top(ATTACKS), fired(ATTACKS), prompt & any_of(ATTACKS) & real,
+                                pop["roleplay_doc"] & real, rows)
     twins = prompt & np.array([r["source"] in ("synth:advice", "synth:info") for r in rows])
     out["advice_vs_info_twins"] = prf(fired(ADVICE)[twins], any_of(ADVICE)[twins])
     resp = np.array([r.get("kind") == "response" for r in rows])
