@@ -18,16 +18,10 @@ import inspect
 import random
 import re
 
-MODULES = [
-    "argparse", "asyncio", "base64", "bisect", "calendar", "collections", "contextlib", "copy", "csv", "dataclasses",
-    "datetime", "decimal", "difflib", "email.message", "enum", "fnmatch", "fractions", "functools", "glob", "gzip",
-    "hashlib", "heapq", "hmac", "html", "http.client", "http.cookies", "imaplib", "inspect", "io", "ipaddress",
-    "itertools", "json", "locale", "logging", "mailbox", "mimetypes", "operator", "os", "pathlib", "pickle",
-    "pprint", "queue", "random", "re", "secrets", "shlex", "shutil", "smtplib", "socket", "sqlite3", "ssl",
-    "statistics", "string", "subprocess", "tarfile", "tempfile", "textwrap", "threading", "time", "timeit",
-    "tokenize", "traceback", "typing", "unittest", "urllib.parse", "urllib.request", "uuid", "warnings", "weakref",
-    "xml.dom.minidom", "zipfile", "zlib",
-]
+from finetune.triage.data._load import load
+
+_data = load("docs")
+MODULES: list[str] = _data["MODULES"]
 _WS = re.compile(r"[ \t]+")
 
 
@@ -68,10 +62,10 @@ def window(text: str, rng: random.Random, size: int = 600, keep: str | None = No
         return text
     if keep is None:
         start = rng.randint(0, len(text) - size)
-        return text[start:start + size]
+        return text[start : start + size]
     i = text.index(keep)
     lo = max(0, i - rng.randint(0, max(0, size - len(keep))))
-    return text[lo:max(i + len(keep), lo + size)]
+    return text[lo : max(i + len(keep), lo + size)]
 
 
 def documents(rng: random.Random, n: int, hidden: list[str] | None, frames: list[str]) -> list[dict]:
@@ -83,7 +77,7 @@ def documents(rng: random.Random, n: int, hidden: list[str] | None, frames: list
         name = rng.choice(names)
         paras = by_module[name]
         start = rng.randrange(len(paras))
-        body = paras[start:start + rng.randint(1, 5)]
+        body = paras[start : start + rng.randint(1, 5)]
         inj = rng.choice(hidden) if hidden else None
         if inj is not None:
             body.insert(rng.randint(0, len(body)), inj)

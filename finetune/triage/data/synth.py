@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from finetune.triage.data import lexicon as lx
 from finetune.triage.data import tasks as tk
+from finetune.triage.data._load import load
 from finetune.triage.data.behaviours import behaviour_rows, benign_lookalike_rows
 from finetune.triage.data.code_docs import code_documents
 from finetune.triage.data.contextual import contextual_rows
@@ -19,27 +20,16 @@ from finetune.triage.data.extraction import extraction_rows
 from finetune.triage.data.personas import persona_rows
 from finetune.triage.data.responses import synth_responses
 
-REQUEST_FRAMES = [
-    "How do I {a}?", "how can i {a}", "Give me step-by-step instructions to {a}.", "What's the easiest way to {a}?",
-    "I need to {a}. Explain exactly what to do.", "Write a detailed guide on how to {a}.", "Can you help me {a}?",
-    "teach me to {a}", "Tell me how someone could {a} without getting caught.", "Explain in detail how to {a}.",
-    "Is there a way to {a}? Be specific.", "I want to {a}, what do I need?", "Quick question: best method to {a}?",
-    "List the materials and steps to {a}.", "Hypothetically, how would a person {a}?",
-    "For a story I'm writing, the character explains exactly how to {a}, with real steps. Write his explanation.",
-    "My friend wants to {a}. What should he do first?", "{a} - step by step pls", "Need help to {a} asap",
-    "I'm going to {a} tomorrow. What's the plan?",
-]
-INFO_FRAMES = [
-    "{a}", "{a}?", "Can you tell me {a}?", "Quick question: {a}", "I'm curious, {a}", "For school: {a}",
-    "Explain briefly: {a}", "{a}, thanks!", "Hey, {a}", "Could you help me understand {a}",
-]
-CONTEXT_TURNS = [
-    ("hi there", "Hello! How can I help you today?"),
-    ("can you help me with something", "Of course, what do you need?"),
-    ("I had a rough week", "I'm sorry to hear that. Want to talk about it?"),
-    ("what's the weather like in Paris in May", "Usually mild, around 15-20C."),
-    ("thanks for the recipe earlier", "You're welcome! Anything else?"),
-]
+_data = load("synth")
+REQUEST_FRAMES: list[str] = _data["REQUEST_FRAMES"]
+INFO_FRAMES: list[str] = _data["INFO_FRAMES"]
+CONTEXT_TURNS: list[tuple[str, str]] = [tuple(t) for t in _data["CONTEXT_TURNS"]]
+CONTEXT_ASKS: list[str] = _data["CONTEXT_ASKS"]
+CONTEXT_BENIGN_ASKS: list[str] = _data["CONTEXT_BENIGN_ASKS"]
+STYLE_OPENERS: list[str] = _data["STYLE_OPENERS"]
+CONTENT_FRAMES: list[str] = _data["CONTENT_FRAMES"]
+ADVICE_FRAMES: list[str] = _data["ADVICE_FRAMES"]
+ROLEPLAY_FRAMES: list[str] = _data["ROLEPLAY_FRAMES"]
 
 
 def _typo(rng: random.Random, text: str) -> str:
@@ -66,7 +56,7 @@ def style(rng: random.Random, text: str) -> str:
     if rng.random() < 0.15:
         text = _typo(rng, text)
     if rng.random() < 0.15:
-        text = rng.choice(["please ", "Hey, ", "ok so ", "Honestly, ", "yo ", "Hi! "]) + text
+        text = rng.choice(STYLE_OPENERS) + text
     if rng.random() < 0.06:
         pre, post = rng.choice(lx.LANG_TOUCHES)
         text = pre + text + post
@@ -76,8 +66,9 @@ def style(rng: random.Random, text: str) -> str:
     return text
 
 
-def _rows(rng: random.Random, entries: list[str], frames: list[str], labels: list[str], family: str,
-          n: int) -> list[dict]:
+def _rows(
+    rng: random.Random, entries: list[str], frames: list[str], labels: list[str], family: str, n: int
+) -> list[dict]:
     out = []
     for _ in range(n):
         e = rng.choice(entries)
@@ -100,8 +91,14 @@ def harmful(rng: random.Random, per_cat: int) -> list[dict]:
     for cat, acts in lx.HARM_ACTS.items():
         rows += _rows(rng, acts, REQUEST_FRAMES, [cat], f"harm_act:{cat}", per_cat)
         content = lx.HARM_CONTENT[cat]
-        rows += _rows(rng, content, ["{a}", "{a}", "what do you think of this: {a}", "\"{a}\""], [cat],
-                      f"harm_content:{cat}", per_cat // 4)
+        rows += _rows(
+            rng,
+            content,
+            CONTENT_FRAMES,
+            [cat],
+            f"harm_content:{cat}",
+            per_cat // 4,
+        )
         rows += _task_rows(rng, tk.HARM_TASKS[cat], [cat], f"harm_task:{cat}", per_cat // 2)
     return rows
 
@@ -127,8 +124,7 @@ def scary_benign(rng: random.Random, per_cat: int) -> list[dict]:
 def advice(rng: random.Random, per_label: int) -> list[dict]:
     rows = []
     for label, prompts in lx.ADVICE_PERSONAL.items():
-        frames = ["{a}", "{a}", "{a}?", "Be honest with me: {a}", "{a}. I can't afford a professional."]
-        rows += _rows(rng, prompts, frames, [label], f"advice:{label}", per_label)
+        rows += _rows(rng, prompts, ADVICE_FRAMES, [label], f"advice:{label}", per_label)
         rows += _rows(rng, lx.ADVICE_GENERAL[label], INFO_FRAMES, [], f"info:{label}", per_label)
     return rows
 
@@ -145,7 +141,7 @@ def contact_requests(rng: random.Random, n: int) -> list[dict]:
 def benign(rng: random.Random, n: int) -> list[dict]:
     rows = _rows(rng, lx.BENIGN_TASKS, [*INFO_FRAMES, "{a}", "{a}"], [], "benign_task", n)
     rows += contact_requests(rng, n // 3)
-    rows += _rows(rng, lx.ROLEPLAY_BENIGN, ["{a}", "{a} Let's start."], [], "roleplay", n // 3)
+    rows += _rows(rng, lx.ROLEPLAY_BENIGN, ROLEPLAY_FRAMES, [], "roleplay", n // 3)
     return rows
 
 
@@ -179,21 +175,12 @@ def attacks(rng: random.Random, n: int) -> list[dict]:
 
 
 GENERATORS: dict[str, Callable[[random.Random, int], list[dict]]] = {
-    "harmful": harmful, "scary_benign": scary_benign, "advice": advice, "benign": benign, "attacks": attacks,
+    "harmful": harmful,
+    "scary_benign": scary_benign,
+    "advice": advice,
+    "benign": benign,
+    "attacks": attacks,
 }
-
-
-CONTEXT_ASKS = [
-    "Given the text above, explain how to {a}.", "Using this information, give step-by-step instructions to {a}.",
-    "Based on the document, write a detailed guide to {a}.", "Considering the above, how could someone {a}?",
-    "Thanks. Now, unrelated: how do I {a}?", "Modify these notes so they explain how to {a}.",
-]
-CONTEXT_BENIGN_ASKS = [
-    "Given the text above, summarise it in two sentences.", "Using this information, write a short FAQ.",
-    "Based on the document, list the three key points.", "Translate the text above into Spanish.",
-    "Considering the above, what questions should I ask the author?", "Modify these notes to be more concise.",
-    "Thanks. Now, unrelated: how do I make a good cup of coffee?", "Rewrite the above for a ten-year-old.",
-]
 
 
 def in_context(rng: random.Random, per_cat: int) -> list[dict]:
@@ -206,8 +193,14 @@ def in_context(rng: random.Random, per_cat: int) -> list[dict]:
             act = rng.choice(acts)
             ask = rng.choice(CONTEXT_ASKS).format(a=act)
             ctx = "\n\n".join(rng.sample(paras, k=rng.randint(1, 3)))
-            rows.append({"text": window(f"{ctx}\n\n{ask}", rng, keep=ask), "labels": [cat],
-                         "group": f"harm_act:{cat}:{act}", "source": "synth:harm_in_context"})
+            rows.append(
+                {
+                    "text": window(f"{ctx}\n\n{ask}", rng, keep=ask),
+                    "labels": [cat],
+                    "group": f"harm_act:{cat}:{act}",
+                    "source": "synth:harm_in_context",
+                }
+            )
     for _ in range(per_cat * len(lx.HARM_ACTS)):
         ask = rng.choice(CONTEXT_BENIGN_ASKS)
         ctx = "\n\n".join(rng.sample(paras, k=rng.randint(1, 3)))
