@@ -36,6 +36,7 @@ system-deps:
 
 test: install system-deps
 	$(BIN)/guard triage build
+	$(BIN)/python scripts/install_helm.py
 	$(BIN)/ruff check guard rails finetune tests bench scripts
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 

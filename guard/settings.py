@@ -70,6 +70,18 @@ class Settings(BaseSettings):
     record_batch_size: int = Field(256, ge=1)
     spool_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     pii_masking: bool = True
+    # Clean exchanges not sampled stay claimable by feedback this long (in Redis when set, else in-process).
+    recent_ttl_s: int = Field(900, ge=1, le=7 * 86400)
+
+    # Shared state of a fleet: rate-limit counters and recently served exchanges. Unset = this process only.
+    redis_url: str | None = None
+    # Rate limits and quotas in `limits` notation ("20/second;100000/day"); tokens come from upstream usage.
+    limit_key_requests: str | None = None
+    limit_key_tokens: str | None = None
+    limit_tenant_requests: str | None = None
+    limit_tenant_tokens: str | None = None
+    # Per-tenant metrics label: the first N tenants seen get their own series, the rest count as "other".
+    metrics_tenants: int = Field(20, ge=0, le=1000)
 
     # Development data (public data sets beside the repo); optional.
     datasets_dir: Path = PACKAGE_ROOT.parent / "shared" / "datasets"
