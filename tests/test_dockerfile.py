@@ -59,10 +59,34 @@ def test_targets_exist_run_as_non_root_and_have_a_healthcheck() -> None:
 def test_proxy_image_has_no_torch_and_full_image_pins_it() -> None:
     text = DOCKERFILE.read_text()
     found = stages(text)
-    proxy_chain = found["proxy"] + found["proxy-build"]
-    assert "torch" not in proxy_chain and "local" not in re.findall(r"\.\[([^\]]*)\]", proxy_chain)[0]
+    for target, build in (("proxy", "proxy-build"), ("proxy-gpu", "proxy-gpu-build")):
+        chain = found[target] + found[build]
+        assert "torch" not in chain and "local" not in re.findall(r"\.\[([^\]]*)\]", chain)[0]
+        # Only the venv of its own build stage and the triage model; never the ML stage's files.
+        assert set(re.findall(r"--from=(\S+)", found[target])) == {build, "triage"}
     assert re.search(r"^ARG TORCH_VERSION=2\.13\.0$", text, flags=re.M)
     assert "guard models prepare" in found["full"] and "guard triage build" in text
+
+
+def test_triage_stage_can_be_replaced_by_a_prebuilt_model_directory() -> None:
+    # `--build-context triage=DIR` swaps a stage for a directory only when the stage is a plain copy from scratch.
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^FROM scratch AS triage$", text, flags=re.M)
+    body = [line for line in stages(text)["triage"].splitlines() if line and not line.startswith("#")]
+    assert body == ["COPY --from=triage-export /opt/triage /"]
+    export = stages(text)["triage-export"]
+    assert "guard triage build" in export and not re.search(r"\.\[[^\]]*(finetune|nemo|local)", export)
+
+
+def test_every_pip_install_is_pinned_by_the_lock_file() -> None:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    installs = re.findall(r"pip install ([^&\n]*)", text)
+    assert installs
+    for args in installs:
+        pinned_alone = re.search(r'"[\w-]+==[^"]+"', args) and "-c requirements.lock" not in args
+        assert "-c requirements.lock" in args or pinned_alone, f"unpinned install: pip install {args}"
+    assert "COPY pyproject.toml README.md requirements.lock" in text
+    assert "!requirements.lock" in (ROOT / ".dockerignore").read_text()
 
 
 def test_public_bind_is_documented_with_api_keys() -> None:
