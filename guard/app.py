@@ -18,6 +18,7 @@ from guard.errors import GuardError
 from guard.resources import open_resources
 from guard.routes import router
 from guard.settings import Settings
+from guard.usage import RequestGauge
 
 log = logging.getLogger("guard")
 
@@ -36,6 +37,9 @@ async def _guard_error(request: Request, exc: Exception) -> Response:
     exchange_id = getattr(exc, "exchange_id", None)
     if exchange_id is not None:
         response.headers["x-guard-exchange-id"] = exchange_id
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        response.headers["retry-after"] = str(retry_after)
     return response
 
 
@@ -76,4 +80,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(RequestGauge)  # in-flight gauge and the duration of every chat request, errors included
     return app

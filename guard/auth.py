@@ -59,6 +59,11 @@ class Authenticator:
         return cls(keys, settings.admin_key)
 
     @property
+    def tenants(self) -> list[str]:
+        """Tenant names in configuration order (anonymous when open)."""
+        return list(dict.fromkeys(self._keys.values())) if self._keys else [ANONYMOUS_TENANT]
+
+    @property
     def open(self) -> bool:
         return not self._keys
 

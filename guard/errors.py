@@ -54,6 +54,18 @@ class UnknownProfile(InvalidRequest):
     code = "unknown_profile"
 
 
+class RateLimited(GuardError):
+    """A rate limit or quota is used up. `type` is what OpenAI sends: "requests" or "tokens"."""
+
+    status = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, kind: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.type = kind
+        self.retry_after = retry_after
+
+
 class UpstreamUnavailable(GuardError):
     status = 502
     type = "upstream_error"

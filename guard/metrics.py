@@ -7,6 +7,7 @@ when PROMETHEUS_MULTIPROC_DIR is set (several uvicorn workers).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,8 +25,23 @@ _FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 # Requests ------------------------------------------------------------------------------------------
 REQUESTS = Counter("guard_requests_total", "HTTP requests by route and outcome", ["route", "outcome"])
 REQUEST_LATENCY = Histogram(
-    "guard_request_duration_seconds", "Whole-request latency", ["route"], buckets=_LATENCY_BUCKETS
+    "guard_request_duration_seconds", "Whole-request latency, every outcome (errors and refusals too)", ["route"],
+    buckets=_LATENCY_BUCKETS,
 )
+IN_FLIGHT = Gauge("guard_requests_in_flight", "Chat requests being served now (streams until their last byte)",
+                  multiprocess_mode="livesum")
+# `tenant` is bounded: the first GUARD_METRICS_TENANTS tenants of the keys configuration, the rest "other".
+TENANT_REQUESTS = Counter("guard_tenant_requests_total", "Chat requests per tenant and outcome", ["tenant", "outcome"])
+TOKENS = Counter("guard_tokens_total", "Tokens by direction (prompt, completion), from the model's usage",
+                 ["direction"])
+
+# Limits ----------------------------------------------------------------------------------------------
+RATE_LIMITED = Counter("guard_rate_limited_total", "Requests refused with 429, by limit scope and kind",
+                       ["scope", "kind"])
+RATE_LIMIT_BACKEND_ERRORS = Counter("guard_rate_limit_backend_errors_total",
+                                    "Limit checks that failed (Redis unreachable); the request was let through")
+RECENT_STORE_ERRORS = Counter("guard_recent_store_errors_total",
+                              "Failures to keep or look up a recently served exchange (Redis unreachable)")
 
 # Upstream / model --------------------------------------------------------------------------------
 UPSTREAM_LATENCY = Histogram(
@@ -67,10 +83,24 @@ RECORD_WRITE_FAILURES = Counter("guard_record_write_failures_total", "Failed dat
 RECORDS_DROPPED = Counter("guard_records_dropped_total", "Records lost because queue and spool were full")
 
 # Build ---------------------------------------------------------------------------------------------
+# "mostrecent": after a reload every worker sets its old series to 0, which must win over the 1 it wrote before
+# (a worker's multiprocess file keeps every series it ever set; `clear()` does not reach the file).
 BUILD_INFO = Gauge(
     "guard_build_info", "Version, served model version and rails config hash",
-    ["version", "model_version", "rails_hash"], multiprocess_mode="max",
+    ["version", "model_version", "rails_hash"], multiprocess_mode="mostrecent",
 )
+_LIVE_BUILD: list[tuple[str, str, str]] = []  # the labels this process last set to 1
+
+
+class TenantLabels:
+    """The bounded `tenant` label: the first `top` tenants of the keys configuration (list the biggest first),
+    everyone else "other". The same on every replica, since it comes from configuration, not from traffic."""
+
+    def __init__(self, tenants: Iterable[str], top: int) -> None:
+        self._named: frozenset[str] = frozenset(list(dict.fromkeys(tenants))[:top])
+
+    def __call__(self, tenant: str) -> str:
+        return tenant if tenant in self._named else "other"
 
 
 def render() -> tuple[bytes, str]:
@@ -83,5 +113,13 @@ def render() -> tuple[bytes, str]:
 
 
 def set_build_info(version: str, model_version: str | None, rails_hash: str | None) -> None:
-    BUILD_INFO.clear()
-    BUILD_INFO.labels(version, model_version or "none", rails_hash or "none").set(1)
+    labels = (version, model_version or "none", rails_hash or "none")
+    for old in _LIVE_BUILD:
+        if old == labels:
+            continue
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            BUILD_INFO.labels(*old).set(0)
+        else:
+            BUILD_INFO.remove(*old)
+    _LIVE_BUILD[:] = [labels]
+    BUILD_INFO.labels(*labels).set(1)

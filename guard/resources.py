@@ -11,8 +11,9 @@ from guard import __version__, metrics
 from guard.auth import Authenticator
 from guard.errors import ModelNotFound
 from guard.modelstore import ModelStore
-from guard.pipeline import ChatModel, NoRails, NoRecorder, NoTriage, Pipeline
+from guard.pipeline import ChatModel, NoRails, NoTriage, Pipeline
 from guard.settings import Settings
+from guard.usage import Recorders, UsageMeter
 
 
 class ModelRouter:
@@ -50,6 +51,7 @@ class Resources:
     triage: Any = None
     rails: Any = None
     store_engine: Any = None
+    limiter: Any = None  # guard.limits.Limiter when any limit is set
 
     @property
     def rails_hash(self) -> str | None:
@@ -110,26 +112,54 @@ async def _rails(settings: Settings, triage: Any, model_version: str | None, sta
     return holder
 
 
-async def _store(settings: Settings, stack: AsyncExitStack) -> Any:
+async def _store(settings: Settings, recent: Any, stack: AsyncExitStack) -> Any:
     if not settings.record_enabled:
         return None
     from guard.store.service import open_store
     from rails.pii import mask
 
-    return await stack.enter_async_context(open_store(settings, mask=mask if settings.pii_masking else None))
+    return await stack.enter_async_context(open_store(settings, mask=mask if settings.pii_masking else None,
+                                                      recent=recent))
+
+
+async def _recent(settings: Settings, stack: AsyncExitStack) -> Any:
+    """Recently served exchanges: in Redis when the fleet shares one, else in this process."""
+    from guard.recent import LocalRecent, RedisRecent
+
+    if not settings.redis_url:
+        return LocalRecent(settings.recent_ttl_s)
+    from guard.redisconn import open_redis
+
+    recent = RedisRecent(await stack.enter_async_context(open_redis(settings.redis_url)), settings.recent_ttl_s)
+    await recent.start()
+    stack.push_async_callback(recent.aclose)
+    return recent
+
+
+async def _limits(settings: Settings, labels: metrics.TenantLabels, stack: AsyncExitStack) -> Any:
+    from guard.limits import Limiter
+
+    limiter = Limiter.from_settings(settings, labels)
+    if limiter is not None:
+        stack.push_async_callback(limiter.aclose)
+    return limiter
 
 
 @asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     async with AsyncExitStack() as stack:
         auth = Authenticator.from_settings(settings)
-        store = await _store(settings, stack)  # first in, last out: drains records after everything else
+        recent = await _recent(settings, stack)
+        store = await _store(settings, recent, stack)  # first in, last out: drains records after everything else
+        labels = metrics.TenantLabels(auth.tenants, settings.metrics_tenants)
+        limiter = await _limits(settings, labels, stack)
         models = await _model_backend(settings, stack)
         triage = await _triage(settings, stack)
         rails = await _rails(settings, triage, models.backend.version, stack)
-        recorder = store.writer if store is not None else NoRecorder()
+        meter = UsageMeter(labels, limiter)
+        recorder = Recorders(store.writer, meter) if store is not None else meter
         pipeline = Pipeline(triage, rails, rails, recorder)
         res = Resources(settings, auth, models, pipeline, triage=triage, rails=rails,
-                        store_engine=store.engine if store is not None else None)
+                        store_engine=store.engine if store is not None else None, limiter=limiter)
         metrics.set_build_info(__version__, models.backend.version, res.rails_hash)
         yield res

@@ -58,11 +58,6 @@ def _requests(outcome: str) -> Any:
 
 
 @functools.cache
-def _request_latency() -> Any:
-    return metrics.REQUEST_LATENCY.labels(ROUTE)
-
-
-@functools.cache
 def _upstream_latency(backend: str) -> Any:
     return metrics.UPSTREAM_LATENCY.labels(backend)
 
@@ -88,6 +83,8 @@ async def chat_completions(request: Request) -> Response:
     res = resources(request)
     t0 = time.perf_counter()
     principal = res.auth.tenant(request.headers.get("authorization"))
+    if res.limiter is not None:
+        await res.limiter.admit(principal.tenant, principal.key_hash)
     req = parse_request(await read_body(request, res.settings.max_body_bytes))
     model = res.models.get(req.model)
     ex = Exchange(id=new_exchange_id(), tenant=principal.tenant, request=req,
@@ -115,7 +112,6 @@ async def chat_completions(request: Request) -> Response:
         raise
     res.pipeline.finish(ex)
     _requests("blocked" if ex.finish_reason == "content_filter" else "ok").inc()
-    _request_latency().observe(time.perf_counter() - t0)
     return Response(out, media_type=JSON, headers=headers)
 
 
@@ -173,7 +169,6 @@ async def _sse(res: Resources, ex: Exchange, events: AsyncIterator[StreamEvent] 
             await events.aclose()  # type: ignore[attr-defined]
         res.pipeline.finish(ex)
         _requests(outcome).inc()
-        _request_latency().observe(time.perf_counter() - t0)
 
 
 async def _nothing() -> AsyncIterator[StreamEvent]:

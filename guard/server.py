@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import socket
 
 import uvicorn
 from fastapi import FastAPI
@@ -16,9 +18,31 @@ from guard.settings import Settings, SettingsError
 _SETTINGS_ENV = "GUARDTUNE_SETTINGS_JSON"  # hands resolved settings to worker processes
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail in one line when the address is taken, before seconds of model loading (uvicorn binds it later)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise SettingsError(f"invalid setting GUARD_HOST: cannot resolve {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is not "in use"
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise SettingsError(f"port {port} on {host} is already in use (GUARD_PORT / --port)") from None
+            raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def preflight(settings: Settings) -> None:
     """Fail before binding the port, with one line naming what is wrong."""
     Authenticator.from_settings(settings)
+    check_port(settings.host, settings.port)  # before the seconds of loading models below
+    if settings.redis_url:
+        from guard.redisconn import ping
+
+        ping(settings.redis_url)
     if not settings.upstream_url:
         try:
             if ModelStore(settings.model_dir).current(settings.model) is None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_RAILS = PACKAGE_ROOT / "rails" / "configs" / "default"
@@ -93,6 +95,26 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/") if v else v
 
+    @field_validator("limit_key_requests", "limit_key_tokens", "limit_tenant_requests", "limit_tenant_tokens")
+    @classmethod
+    def _limits(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        from limits import parse_many
+
+        try:
+            parse_many(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not a rate limit: use e.g. '20/second' or '100/minute;10000/day'") from None
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v or None
+
     # Derived locations -------------------------------------------------------------------------
     @property
     def model_dir(self) -> Path:
@@ -125,7 +147,13 @@ def load_settings(**overrides: object) -> Settings:
     clean = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**clean)  # type: ignore[arg-type]
+    except SourceError as exc:  # a dict/list setting whose environment value is not JSON
+        m = re.search(r'field "(\w+)"', str(exc))
+        name = m.group(1).upper() if m else "?"
+        example = '{"sk-key": "tenant"}'
+        raise SettingsError(f"invalid setting GUARD_{name}: not valid JSON (e.g. '{example}')") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         name = ".".join(str(p) for p in err["loc"]) or "settings"
-        raise SettingsError(f"invalid setting GUARD_{name.upper()}: {err['msg']}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"invalid setting GUARD_{name.upper()}: {msg}") from None

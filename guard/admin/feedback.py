@@ -39,10 +39,14 @@ def feedback_router() -> APIRouter:
         who = tenant(request)
         fb = parse_feedback(await request.body())
         owner = await asyncio.to_thread(exchange_tenant, engine, fb.exchange_id)
-        # Not stored (yet): this process may still vouch for it (queued, or a clean exchange not sampled).
-        known = owner == who if owner is not None else bool((w := recorder(request)) and w.claim(fb.exchange_id, who))
+        writer = recorder(request)
+        # Not stored (yet): this process, or any replica through Redis, may still vouch for it (queued, or a clean
+        # exchange not sampled and kept for a while in case feedback comes).
+        known = owner == who if owner is not None else bool(writer and await writer.claim(fb.exchange_id, who))
         if not known:  # other tenants' exchanges look exactly like missing ones
-            raise NotFound(f"no exchange '{fb.exchange_id}' for this API key", param="exchange_id")
+            kept = f" (clean exchanges are kept {writer.recent.ttl_s:g} s for feedback)" if writer else ""
+            raise NotFound(f"no exchange '{fb.exchange_id}' for this API key: it was not stored, and no replica "
+                           f"still keeps it{kept}", param="exchange_id")
         await asyncio.to_thread(insert_feedback, engine, fb.exchange_id, who, fb.rating, fb.comment)
         body = {"object": "feedback", "exchange_id": fb.exchange_id, "rating": fb.rating, "status": "recorded"}
         return Response(FeedbackAck.model_validate(body).model_dump_json(), media_type="application/json")

@@ -50,6 +50,19 @@ def _engine(url: str | None) -> Engine:
         raise fail(f"cannot open database: {exc}") from None
 
 
+def db_error(action: str, engine: Engine, exc: Exception) -> str:
+    """One line: an unreachable server named by host and port (password masked), else the driver's first line."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    reason = detail[0] if detail else type(exc).__name__
+    if isinstance(exc, OperationalError | InterfaceError) and engine.url.host:
+        where = f"{engine.url.host}:{engine.url.port or 5432}"
+        shown = engine.url.render_as_string(hide_password=True)
+        return f"{action}: cannot reach the database at {where} ({shown}): {reason.split(': ')[-1]}"
+    return f"{action}: {reason}"
+
+
 @app.command()
 def upgrade(url: UrlOption = None) -> None:
     """Create or migrate the schema to the newest version."""
@@ -64,7 +77,7 @@ def upgrade(url: UrlOption = None) -> None:
         do_upgrade(engine)
         typer.echo(f"database at revision {current_revision(engine)}")
     except SQLAlchemyError as exc:
-        raise fail(f"migration failed: {str(exc).splitlines()[0]}") from None
+        raise fail(db_error("migration failed", engine, exc)) from None
     finally:
         engine.dispose()
 
@@ -88,7 +101,7 @@ def prune(
     try:
         n = do_prune(engine, age)
     except SQLAlchemyError as exc:
-        raise fail(f"prune failed: {str(exc).splitlines()[0]}") from None
+        raise fail(db_error("prune failed", engine, exc)) from None
     finally:
         engine.dispose()
     typer.echo(f"deleted {n} exchanges older than {older_than}")

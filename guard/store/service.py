@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from guard.recent import Recent
 from guard.settings import Settings
 from guard.store.db import make_engine, upgrade
 from guard.store.writer import RecordWriter
@@ -22,13 +23,14 @@ class Store:
 
 @asynccontextmanager
 async def open_store(settings: Settings, mask: Callable[[str], str] | None = None,
-                     migrate: bool = True) -> AsyncIterator[Store]:
-    """`mask` is applied to stored texts when `settings.pii_masking` is on."""
+                     migrate: bool = True, recent: Recent | None = None) -> AsyncIterator[Store]:
+    """`mask` is applied to stored texts when `settings.pii_masking` is on; `recent` keeps served exchanges
+    for feedback (default: in this process)."""
     engine = make_engine(settings.database_url)
     try:
         if migrate:
             await asyncio.to_thread(upgrade, engine)
-        writer = RecordWriter.from_settings(settings, engine, mask=mask)
+        writer = RecordWriter.from_settings(settings, engine, mask=mask, recent=recent)
         await writer.start()
         try:
             yield Store(engine, writer)

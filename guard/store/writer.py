@@ -13,7 +13,6 @@ import queue
 import random
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,9 +23,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from guard import metrics
 from guard.pipeline import Exchange
+from guard.recent import LocalRecent, Recent
 from guard.records import ExchangeRecord
 from guard.store.db import insert_new_records
-from guard.store.snapshot import Snapshot, record_from_snapshot, snapshot
+from guard.store.snapshot import record_from_snapshot, snapshot
 from guard.store.spool import Spool, SpoolFull
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class RecordWriter:
     def __init__(self, engine: Engine, *, spool_dir: Path, sample_rate: float = 0.05, queue_size: int = 10_000,
                  batch_size: int = 256, spool_max_bytes: int = 256 * 1024 * 1024, mask: Mask | None = None,
                  retry_interval_s: float = 1.0, idle_wake_s: float = 0.25, linger_s: float = 0.1,
-                 recent_size: int = 4096,
+                 recent: Recent | None = None,
                  rand: Callable[[], float] = random.random) -> None:
         self.engine = engine
         self.sample_rate = sample_rate
@@ -59,28 +59,29 @@ class RecordWriter:
         self.spool = Spool(spool_dir, spool_max_bytes)
         self._queue: queue.Queue[Item] = queue.Queue(maxsize=queue_size)
         self._rand = rand
-        self._recent: OrderedDict[str, tuple[str, Snapshot | None]] = OrderedDict()
-        self._recent_size = recent_size
-        self._recent_lock = threading.Lock()
+        # Where recently served exchanges wait for feedback: this process, or Redis shared by every replica.
+        self.recent: Recent = recent if recent is not None else LocalRecent()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._healthy = True
         self._next_retry = 0.0
 
     @classmethod
-    def from_settings(cls, settings: Settings, engine: Engine, mask: Mask | None = None) -> RecordWriter:
+    def from_settings(cls, settings: Settings, engine: Engine, mask: Mask | None = None,
+                      recent: Recent | None = None) -> RecordWriter:
         return cls(engine, spool_dir=settings.spool_dir, sample_rate=settings.record_sample_rate,
                    queue_size=settings.record_queue_size, batch_size=settings.record_batch_size,
-                   spool_max_bytes=settings.spool_max_bytes, mask=mask if settings.pii_masking else None)
+                   spool_max_bytes=settings.spool_max_bytes, mask=mask if settings.pii_masking else None,
+                   recent=recent or LocalRecent(settings.recent_ttl_s))
 
     # Request side (event loop): constant time, never raises -------------------------------------------
     def record(self, exchange: Exchange) -> None:
         try:
             if exchange.flags or self._rand() < self.sample_rate:
-                self._remember(exchange.id, exchange.tenant, None)
+                self.recent.remember(exchange.id, exchange.tenant, None)
                 self._enqueue(exchange)
             else:
-                self._remember(exchange.id, exchange.tenant, snapshot(exchange))
+                self.recent.remember(exchange.id, exchange.tenant, snapshot(exchange))
         except Exception:  # a recorder bug must not fail the request
             metrics.RECORDS_DROPPED.inc()
             log.exception("record: exchange %s dropped", getattr(exchange, "id", "?"))
@@ -89,25 +90,16 @@ class RecordWriter:
         """Queue an already built record (no sampling)."""
         self._enqueue(record)
 
-    def claim(self, exchange_id: str, tenant: str) -> bool:
-        """Whether this process recently served `exchange_id` to `tenant` (its record may not be stored yet).
-
-        An unsampled exchange is queued for storage now: feedback on it makes it worth keeping.
+    async def claim(self, exchange_id: str, tenant: str) -> bool:
+        """Whether `exchange_id` was recently served to `tenant` here or, with Redis, by any replica (its record
+        may not be stored yet). An unsampled exchange is queued for storage now: feedback makes it worth keeping.
         """
-        with self._recent_lock:
-            entry = self._recent.get(exchange_id)
-            if entry is None or entry[0] != tenant:
-                return False
-            self._recent[exchange_id] = (tenant, None)
-        if entry[1] is not None:
-            self._enqueue(record_from_snapshot(entry[1], self.mask))
+        found = await self.recent.claim(exchange_id, tenant)
+        if found is None:
+            return False
+        if found.snapshot is not None:
+            self._enqueue(record_from_snapshot(found.snapshot, self.mask))
         return True
-
-    def _remember(self, exchange_id: str, tenant: str, snap: Snapshot | None) -> None:
-        with self._recent_lock:
-            self._recent[exchange_id] = (tenant, snap)
-            if len(self._recent) > self._recent_size:
-                self._recent.popitem(last=False)
 
     def _enqueue(self, item: Item) -> None:
         try:

@@ -16,7 +16,9 @@ from guard.pipeline import Exchange
 from guard.wire import ChatCompletionRequest
 from rails.reload import RailsHolder
 
-CONFIG = 'refusal_message: "refused by {word}"\ninput:\n  patterns: [{{name: animal, action: refuse, keywords: [{word}]}}]\n'
+CONFIG = (
+    'refusal_message: "refused by {word}"\ninput:\n  patterns: [{{name: animal, action: refuse, keywords: [{word}]}}]\n'
+)
 
 
 def kubelet_write(volume: Path, files: dict[str, str], generation: int) -> None:

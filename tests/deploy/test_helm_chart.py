@@ -17,8 +17,17 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "guardtune"
 K8S_VERSION = "1.35.0"  # the Kubernetes version helm v4.1 targets
 REQUIRED = ["--set", "secrets.dbUrl=postgresql+psycopg://guard:pw@postgres:5432/guard"]
-EVERYTHING_ON = [*REQUIRED, "--set", "serviceMonitor.enabled=true", "--set", "retrain.enabled=true",
-                 "--set", "networkPolicy.enabled=true", "--set", "limits.keyRequests=10/second"]
+EVERYTHING_ON = [
+    *REQUIRED,
+    "--set",
+    "serviceMonitor.enabled=true",
+    "--set",
+    "retrain.enabled=true",
+    "--set",
+    "networkPolicy.enabled=true",
+    "--set",
+    "limits.keyRequests=10/second",
+]
 
 
 def helm() -> str:
@@ -54,14 +63,26 @@ def test_chart_passes_helm_lint() -> None:
     assert "[ERROR]" not in out.stdout and "[WARNING]" not in out.stdout, out.stdout
 
 
-@pytest.mark.parametrize("extra", [[], ["-f", str(CHART / "values-gpu.yaml")], ["--set", "autoscaling.inFlightPerPod=8"]],
-                         ids=["default", "gpu", "hpa-in-flight"])
+VARIANTS = [[], ["-f", str(CHART / "values-gpu.yaml")], ["--set", "autoscaling.inFlightPerPod=8"]]
+
+
+@pytest.mark.parametrize("extra", VARIANTS, ids=["default", "gpu", "hpa-in-flight"])
 def test_rendered_manifests_validate_against_the_kubernetes_schemas(extra: list[str]) -> None:
     kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed (dev extra)")
     docs = render(*EVERYTHING_ON, *extra)
     kinds = {d["kind"] for d in docs}
-    assert {"Deployment", "Service", "ConfigMap", "Secret", "PodDisruptionBudget", "HorizontalPodAutoscaler",
-            "Job", "CronJob", "ServiceMonitor", "NetworkPolicy"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "Secret",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "Job",
+        "CronJob",
+        "ServiceMonitor",
+        "NetworkPolicy",
+    } <= kinds
     for doc in docs:
         if doc["apiVersion"] == "monitoring.coreos.com/v1":
             continue  # a CRD: no schema in the Kubernetes set; its shape is checked below
@@ -127,20 +148,43 @@ def test_gpu_values_select_the_gpu_image_and_device() -> None:
 def test_every_guard_setting_the_chart_sets_exists() -> None:
     docs = render(*EVERYTHING_ON)
     fields = set(Settings.model_fields)
-    names = {e["name"] for d in docs if d["kind"] in ("Deployment", "Job", "CronJob")
-             for c in _containers(d) for e in c["env"] if e["name"].startswith("GUARD_")}
+    names = {
+        e["name"]
+        for d in docs
+        if d["kind"] in ("Deployment", "Job", "CronJob")
+        for c in _containers(d)
+        for e in c["env"]
+        if e["name"].startswith("GUARD_")
+    }
     unknown = sorted(n for n in names if n.removeprefix("GUARD_").lower() not in fields)
     assert unknown == []
 
 
 def test_the_pods_read_the_secret_keys_the_chart_writes() -> None:
-    docs = render(*EVERYTHING_ON, "--set", "secrets.redisUrl=redis://redis:6379/0", "--set", "secrets.adminKey=a",
-                  "--set", "secrets.upstreamApiKey=u")
+    docs = render(
+        *EVERYTHING_ON,
+        "--set",
+        "secrets.redisUrl=redis://redis:6379/0",
+        "--set",
+        "secrets.adminKey=a",
+        "--set",
+        "secrets.upstreamApiKey=u",
+    )
     written = set(by_kind(docs, "Secret")["stringData"])
-    read = {e["valueFrom"]["secretKeyRef"]["key"] for d in docs if d["kind"] in ("Deployment", "Job", "CronJob")
-            for c in _containers(d) for e in c["env"] if "valueFrom" in e}
-    read |= {i["key"] for v in by_kind(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
-             if "secret" in v for i in v["secret"]["items"]}
+    read = {
+        e["valueFrom"]["secretKeyRef"]["key"]
+        for d in docs
+        if d["kind"] in ("Deployment", "Job", "CronJob")
+        for c in _containers(d)
+        for e in c["env"]
+        if "valueFrom" in e
+    }
+    read |= {
+        i["key"]
+        for v in by_kind(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        if "secret" in v
+        for i in v["secret"]["items"]
+    }
     assert read == written
 
 

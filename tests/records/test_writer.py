@@ -77,9 +77,9 @@ async def test_feedback_claim_stores_an_unsampled_exchange_for_its_own_tenant_on
     ex = make_exchange(1, tenant="acme")
     writer.record(ex)
     assert not writer.flush(0.3) or count_records(engine) == 0
-    assert not writer.claim(ex.id, "globex")
-    assert not writer.claim("chatcmpl-unknown", "acme")
-    assert writer.claim(ex.id, "acme")
+    assert not await writer.claim(ex.id, "globex")
+    assert not await writer.claim("chatcmpl-unknown", "acme")
+    assert await writer.claim(ex.id, "acme")
     await writer.aclose()
     assert fetch_record(engine, ex.id) is not None
 

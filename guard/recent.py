@@ -1,0 +1,136 @@
+"""Recently served exchanges, kept so that feedback can reach one whose record was not stored (or not yet).
+
+Flagged and sampled exchanges are on their way to the database; a clean exchange that was not sampled exists
+nowhere else, so a compact snapshot of it is kept for `ttl_s`. Feedback on it then stores it after all.
+
+`LocalRecent` is this process's memory (one process, or tests); `RedisRecent` is shared by every replica and
+worker, so feedback works whichever of them receives it. Redis was chosen over a light Postgres row by
+`bench/recent_store.py` (README, Deploy). Snapshots hold the exchange's texts before PII masking (the record is
+masked when it is built): Redis keeps them for `ttl_s` only, in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Protocol
+
+from guard import metrics
+from guard.store.snapshot import Snapshot
+
+log = logging.getLogger("guard.recent")
+
+
+class Claim:
+    """What `claim` found: nothing (None is returned instead), a record on its way (`snapshot` None), or a
+    snapshot that the caller must now store."""
+
+    __slots__ = ("snapshot",)
+
+    def __init__(self, snapshot: Snapshot | None) -> None:
+        self.snapshot = snapshot
+
+
+class Recent(Protocol):
+    ttl_s: float
+
+    def remember(self, exchange_id: str, tenant: str, snap: Snapshot | None) -> None: ...
+
+    async def claim(self, exchange_id: str, tenant: str) -> Claim | None: ...
+
+
+class LocalRecent:
+    """In-process, bounded by count and age. Thread-safe: `remember` may run off the event loop."""
+
+    def __init__(self, ttl_s: float = 900.0, size: int = 4096) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._items: OrderedDict[str, tuple[float, str, Snapshot | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, exchange_id: str, tenant: str, snap: Snapshot | None) -> None:
+        with self._lock:
+            self._items[exchange_id] = (time.monotonic(), tenant, snap)
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def take(self, exchange_id: str, tenant: str) -> Claim | None:
+        with self._lock:
+            entry = self._items.get(exchange_id)
+            if entry is None or entry[1] != tenant or time.monotonic() - entry[0] > self.ttl_s:
+                return None
+            self._items[exchange_id] = (entry[0], tenant, None)  # one claim stores it; later ones find it kept
+        return Claim(entry[2])
+
+    async def claim(self, exchange_id: str, tenant: str) -> Claim | None:
+        return self.take(exchange_id, tenant)
+
+
+class RedisRecent:
+    """One key per exchange (`guard:recent:<id>`, JSON [tenant, snapshot or null]) expiring after `ttl_s`.
+
+    `remember` runs on the event loop and does not wait: the write is sent as a task while the response goes
+    out, so it has landed long before a user can send feedback. A claim swaps the entry for its "kept" form
+    with one `SET ... XX KEEPTTL GET`, so two replicas claiming at once store the exchange once.
+    """
+
+    PREFIX = "guard:recent:"
+
+    def __init__(self, client: Any, ttl_s: float = 900.0) -> None:
+        self.client = client  # redis.asyncio.Redis
+        self.ttl_s = ttl_s
+        self._pending: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    async def aclose(self) -> None:
+        if self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    def remember(self, exchange_id: str, tenant: str, snap: Snapshot | None) -> None:
+        value = json.dumps([tenant, snap], separators=(",", ":"))
+        coro = self._set(exchange_id, value)
+        try:
+            task = asyncio.get_running_loop().create_task(coro)
+        except RuntimeError:  # called off the loop (a worker thread): hand it over
+            if self._loop is None:
+                coro.close()
+                return
+            asyncio.run_coroutine_threadsafe(coro, self._loop)
+            return
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _set(self, exchange_id: str, value: str) -> None:
+        try:
+            await self.client.set(self.PREFIX + exchange_id, value, ex=max(1, int(self.ttl_s)))
+        except Exception as exc:
+            metrics.RECENT_STORE_ERRORS.inc()
+            log.warning("recent exchange %s not kept in Redis: %s", exchange_id, exc)
+
+    async def claim(self, exchange_id: str, tenant: str) -> Claim | None:
+        key = self.PREFIX + exchange_id
+        try:
+            raw = await self.client.get(key)
+            if raw is None:
+                return None
+            owner, snap = json.loads(raw)
+            if owner != tenant:
+                return None
+            if snap is None:
+                return Claim(None)
+            old = await self.client.set(key, json.dumps([tenant, None]), xx=True, keepttl=True, get=True)
+        except Exception as exc:
+            metrics.RECENT_STORE_ERRORS.inc()
+            log.warning("recent exchange %s: Redis lookup failed: %s", exchange_id, exc)
+            return None
+        if old is None:
+            return None  # expired between the two calls
+        _, snap = json.loads(old)
+        return Claim(tuple(snap) if snap is not None else None)  # JSON lists unpack as the tuples did
