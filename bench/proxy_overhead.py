@@ -7,11 +7,14 @@ One run starts, each in its own process (uvicorn, 1 worker, same loop/HTTP imple
   guard       `create_app` with triage, rails and recording switched off (c)
   guard-full  `create_app` as shipped: triage (int8 ONNX from GUARD_TRIAGE_MODEL or var/triage, run
               `guard triage build` first), the default rails, recording to SQLite (d)
+  guard-rec   pass-through guard recording to SQLite, clean exchanges unsampled, kept in-process (e)
+  guard-fleet guard-rec as a replica of a fleet: kept in Redis for feedback, and request + token rate limits
+              per key in Redis (redis://127.0.0.1:6379/5, or BENCH_REDIS_URL); e vs f is their cost (f)
 and measures direct calls (a) plus each proxy at 1 and 16 concurrent connections, non-streaming and
 streaming. The load comes from `wrk` when installed (a separate process), else from an aiohttp load
 generator in its own process. Rounds are interleaved and the medians reported.
 
-    python bench/proxy_overhead.py [--duration 4] [--rounds 3] [--no-stream]
+    python bench/proxy_overhead.py [--duration 4] [--rounds 3] [--no-stream] [--targets bare,guard-rec,guard-fleet]
 
 Prints a Markdown table and writes JSON to bench/results/.
 """
@@ -43,7 +46,8 @@ from fastapi.responses import StreamingResponse
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-TARGETS = ("direct", "bare", "bare-httpx", "guard", "guard-full")
+TARGETS = ("direct", "bare", "bare-httpx", "guard", "guard-full", "guard-rec", "guard-fleet")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 TRIAGE_MODEL = Path(os.environ.get("GUARD_TRIAGE_MODEL", HERE.parent / "var" / "triage")).resolve()
 PROMPT = {"model": "bench-model", "messages": [{"role": "user", "content": "Hello, how are you today?"}]}
 ANSWER = "I am fine, thank you. How can I help you today?"
@@ -146,14 +150,22 @@ def bare_app(upstream: str, client: str) -> Any:
     return app
 
 
-def guard_settings(upstream: str, home: str, full: bool) -> Any:
+def guard_settings(upstream: str, home: str, kind: str) -> Any:
     from guard.settings import Settings
 
-    if full:
+    if kind == "guard-full":
         return Settings(home=Path(home), upstream_url=upstream, triage_model=TRIAGE_MODEL, rails_reload=False,
                         log_level="warning")
-    return Settings(home=Path(home), upstream_url=upstream, triage_enabled=False, rails_enabled=False,
-                    record_enabled=False, log_level="warning")
+    plain = {"home": Path(home), "upstream_url": upstream, "triage_enabled": False, "rails_enabled": False,
+             "log_level": "warning"}
+    if kind == "guard":
+        return Settings(**plain, record_enabled=False)
+    recording = {**plain, "record_sample_rate": 0.0}
+    if kind == "guard-rec":
+        return Settings(**recording)
+    # Limits far above the load: every request pays for the checks, none is refused.
+    return Settings(**recording, redis_url=REDIS_URL, limit_key_requests="100000000/minute",
+                    limit_key_tokens="1000000000/minute")
 
 
 def describe_guard(settings: Any) -> dict[str, str]:
@@ -163,8 +175,10 @@ def describe_guard(settings: Any) -> dict[str, str]:
     async def stages() -> dict[str, str]:
         async with open_resources(settings) as res:
             p = res.pipeline
-            return {name: type(getattr(p, name)).__name__
-                    for name in ("triage", "input_rails", "output_rails", "recorder")}
+            found = {name: type(getattr(p, name)).__name__
+                     for name in ("triage", "input_rails", "output_rails", "recorder")}
+            recent = getattr(p.recorder, "recent", None)
+            return found | {"recent": type(recent).__name__, "limiter": type(res.limiter).__name__}
 
     return asyncio.run(stages())
 
@@ -179,7 +193,7 @@ def serve(kind: str, port: int, upstream: str | None) -> None:
     if kind.startswith("guard"):
         from guard.app import create_app
 
-        settings = guard_settings(upstream, tempfile.mkdtemp(prefix="guard-bench-"), full=kind == "guard-full")
+        settings = guard_settings(upstream, tempfile.mkdtemp(prefix="guard-bench-"), kind)
         print(json.dumps({"stages": describe_guard(settings)}), flush=True)
         app = create_app(settings)
     else:
@@ -283,7 +297,7 @@ def wait_ready(url: str, timeout_s: float = 60) -> None:
 
 
 @contextlib.contextmanager
-def servers() -> Iterator[tuple[dict[str, str], dict[str, int], dict[str, Any]]]:
+def servers(targets: tuple[str, ...]) -> Iterator[tuple[dict[str, str], dict[str, int], dict[str, Any]]]:
     """Start upstream and proxies; yield target -> chat URL, target -> pid, what the guard process reported."""
     procs: list[subprocess.Popen[str]] = []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -301,7 +315,9 @@ def servers() -> Iterator[tuple[dict[str, str], dict[str, int], dict[str, Any]]]
         pids = {"direct": up_proc.pid}
         wait_ready(urls["direct"])
         info: dict[str, Any] = {}
-        for kind in TARGETS[1:]:
+        for kind in targets:
+            if kind == "direct":
+                continue
             base, proc = start(kind, f"{up}/v1")
             if kind.startswith("guard"):
                 assert proc.stdout is not None
@@ -317,15 +333,15 @@ def servers() -> Iterator[tuple[dict[str, str], dict[str, int], dict[str, Any]]]
             proc.wait(10)
 
 
-def run(duration: float, rounds: int, stream: bool) -> dict[str, Any]:
+def run(duration: float, rounds: int, stream: bool, targets: tuple[str, ...] = TARGETS) -> dict[str, Any]:
     modes = ["json", "sse"] if stream else ["json"]
     bodies = {"json": json.dumps(PROMPT).encode(), "sse": json.dumps({**PROMPT, "stream": True}).encode()}
     samples: dict[str, list[dict[str, float]]] = {}
-    with servers() as (urls, pids, info):
-        for target in TARGETS:  # warm-up: connection pools, first-request imports
+    with servers(targets) as (urls, pids, info):
+        for target in targets:  # warm-up: connection pools, first-request imports
             load(urls[target], bodies["json"], 4, 1)
         for r in range(rounds):
-            order = TARGETS[r % len(TARGETS):] + TARGETS[:r % len(TARGETS)]  # rotate to spread drift
+            order = targets[r % len(targets):] + targets[:r % len(targets)]  # rotate to spread drift
             for mode in modes:
                 for conc in (1, 16):
                     for target in order:
@@ -358,6 +374,12 @@ def table(result: dict[str, Any]) -> str:
                      f"{m['cpu_us_per_req']:.0f} | {ratio:.0%} | {added:+.2f} |"
                      + (f" errors: {m['errors']}" if m["errors"] else ""))
     for mode_conc in sorted({k.rsplit("|", 1)[0] for k in med}):
+        fleet, rec = med.get(f"{mode_conc}|guard-fleet"), med.get(f"{mode_conc}|guard-rec")
+        if fleet and rec:
+            lines.append(f"\n{mode_conc.replace('|', ', conc ')}: Redis limits + feedback cache vs the same guard "
+                         f"without them: req/s {fleet['rps'] / rec['rps']:.0%}, "
+                         f"p50 {fleet['p50_ms'] - rec['p50_ms']:+.2f} ms, "
+                         f"CPU/req {fleet['cpu_us_per_req'] / rec['cpu_us_per_req']:.2f}x")
         full, plain = med.get(f"{mode_conc}|guard-full"), med.get(f"{mode_conc}|guard")
         if full and plain:
             lines.append(f"\n{mode_conc.replace('|', ', conc ')}: full pipeline vs pass-through guard: "
@@ -378,8 +400,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-stream", action="store_true", help="skip the SSE measurements")
+    parser.add_argument("--targets", default=",".join(TARGETS),
+                        help="comma-separated subset (bare, the baseline, is always measured)")
     args = parser.parse_args()
-    result = run(args.duration, args.rounds, not args.no_stream)
+    chosen = [t for t in args.targets.split(",") if t]
+    unknown = set(chosen) - set(TARGETS)
+    if unknown:
+        parser.error(f"unknown targets: {', '.join(sorted(unknown))} (known: {', '.join(TARGETS)})")
+    targets = tuple(t for t in TARGETS if t in chosen or t == "bare")
+    result = run(args.duration, args.rounds, not args.no_stream, targets)
     print(f"guard stages: {result['guard']}; load generator: {result['load_generator']}; "
           f"{args.rounds} interleaved rounds of {args.duration:g} s, medians\n")
     print(table(result))

@@ -1,9 +1,9 @@
 """Rate limits and quotas per API key and per tenant, on requests and on tokens.
 
 Counters live in Redis when GUARD_REDIS_URL is set (one budget shared by every replica and worker), else in this
-process. Requests use a sliding-window counter (exact within a window, no burst at window edges); tokens are
-known only after the model answered, so they are charged then, into a fixed window that keeps the overflow: a
-request that crosses the budget is served, the next ones wait until the window resets.
+process. Requests use a sliding-window counter (one round trip per request and rule; no burst at window edges).
+Tokens are known only after the model answered, so they are charged then, into a fixed window that keeps the
+overflow: a request that crosses the budget is served, the next ones wait until the window resets.
 
 A backend outage fails open (requests are served, the error is counted and logged): the limits protect the
 upstream's budget; they are not worth refusing all traffic for.
@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NoReturn
 
 from limits import RateLimitItem, parse_many
 from limits.aio.strategies import FixedWindowRateLimiter, SlidingWindowCounterRateLimiter
@@ -71,7 +71,9 @@ class Limiter:
         self.tokens = FixedWindowRateLimiter(self.storage)  # type: ignore[arg-type]
         self._request_rules = [r for r in rules if r.kind == "requests"]
         self._token_rules = [r for r in rules if r.kind == "tokens"]
-        self._pending: set[asyncio.Task[None]] = set()
+        self._owed: dict[str, tuple[Rule, tuple[str, ...], int]] = {}  # tokens not yet charged, per window key
+        self._spent: dict[str, float] = {}  # window key -> when it resets, for token windows used up
+        self._flusher: asyncio.Task[None] | None = None
         self._last_error_log = 0.0
 
     @classmethod
@@ -80,54 +82,66 @@ class Limiter:
         return cls(rules, storage_uri(settings.redis_url), labels) if rules else None
 
     async def admit(self, tenant: str, key_hash: str | None) -> None:
-        checks = [self._hit(r, tenant, key_hash) for r in self._request_rules]
-        checks += [self._has_tokens(r, tenant, key_hash) for r in self._token_rules]
-        results = await asyncio.gather(*checks, return_exceptions=True)
-        refused = None
-        for rule, ok in zip(self._request_rules + self._token_rules, results, strict=True):
-            if isinstance(ok, BaseException):
-                self._backend_failed(ok)
-            elif not ok and refused is None:
-                refused = rule
-        if refused is not None:
-            await self._refuse(refused, tenant, key_hash)
+        now = time.time()
+        for rule in self._token_rules:  # known from the last charge: no round trip on the request path
+            until = self._spent.get(self._key(rule, tenant, key_hash), 0.0)
+            if until > now:
+                self._refuse(rule, tenant, math.ceil(until - now))
+        for rule in self._request_rules:
+            try:
+                ok = await self.requests.hit(rule.item, *self._ident(rule, tenant, key_hash))
+            except Exception as exc:
+                self._backend_failed(exc)
+                continue
+            if not ok:
+                self._refuse(rule, tenant, await self._retry_after(rule, tenant, key_hash))
 
     def charge(self, tenant: str, key_hash: str | None, usage: Usage | None) -> None:
-        """Add the exchange's tokens to the token windows (in the background: the response is already out)."""
+        """Add the exchange's tokens to the token windows, in the background (the response is already out).
+
+        Charges that arrive while one is being sent go out together, one call per window. A replica learns that
+        a window is spent from the answer to its own charge, so each may serve the requests it already has in
+        flight, and one more, past a budget another replica used up.
+        """
         if not self._token_rules or usage is None or not usage.total_tokens:
             return
-        task = asyncio.get_running_loop().create_task(self._charge(tenant, key_hash, usage.total_tokens))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        for rule in self._token_rules:
+            key = self._key(rule, tenant, key_hash)
+            owed = self._owed.get(key)
+            self._owed[key] = (rule, self._ident(rule, tenant, key_hash), (owed[2] if owed else 0) + usage.total_tokens)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
     async def aclose(self) -> None:
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
 
     # ---------------------------------------------------------------------------------------------------
     def _ident(self, rule: Rule, tenant: str, key_hash: str | None) -> tuple[str, ...]:
         return (rule.kind, rule.scope, tenant if rule.scope == "tenant" else key_hash or tenant)
 
-    async def _hit(self, rule: Rule, tenant: str, key_hash: str | None) -> bool:
-        return await self.requests.hit(rule.item, *self._ident(rule, tenant, key_hash))
+    def _key(self, rule: Rule, tenant: str, key_hash: str | None) -> str:
+        return rule.item.key_for(*self._ident(rule, tenant, key_hash))
 
-    async def _has_tokens(self, rule: Rule, tenant: str, key_hash: str | None) -> bool:
-        return await self.tokens.test(rule.item, *self._ident(rule, tenant, key_hash))
+    async def _flush(self) -> None:
+        while self._owed:
+            batch, self._owed = self._owed, {}
+            for key, (rule, ident, tokens) in batch.items():
+                try:
+                    if not await self.tokens.hit(rule.item, *ident, cost=tokens):
+                        stats = await self.tokens.get_window_stats(rule.item, *ident)
+                        self._spent[key] = stats.reset_time
+                except Exception as exc:
+                    self._backend_failed(exc)
 
-    async def _charge(self, tenant: str, key_hash: str | None, tokens: int) -> None:
-        for rule in self._token_rules:
-            try:
-                await self.tokens.hit(rule.item, *self._ident(rule, tenant, key_hash), cost=tokens)
-            except Exception as exc:
-                self._backend_failed(exc)
-
-    async def _refuse(self, rule: Rule, tenant: str, key_hash: str | None) -> None:
-        strategy = self.requests if rule.kind == "requests" else self.tokens
+    async def _retry_after(self, rule: Rule, tenant: str, key_hash: str | None) -> int:
         try:
-            stats = await strategy.get_window_stats(rule.item, *self._ident(rule, tenant, key_hash))
-            retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+            stats = await self.requests.get_window_stats(rule.item, *self._ident(rule, tenant, key_hash))
+            return max(1, math.ceil(stats.reset_time - time.time()))
         except Exception:
-            retry_after = rule.item.get_expiry()
+            return rule.item.get_expiry()
+
+    def _refuse(self, rule: Rule, tenant: str, retry_after: int) -> NoReturn:
         metrics.RATE_LIMITED.labels(rule.scope, rule.kind).inc()
         metrics.TENANT_REQUESTS.labels(self.labels(tenant), "rate_limited").inc()
         whose = "API key" if rule.scope == "key" else f"tenant '{tenant}'"

@@ -73,9 +73,9 @@ class LocalRecent:
 class RedisRecent:
     """One key per exchange (`guard:recent:<id>`, JSON [tenant, snapshot or null]) expiring after `ttl_s`.
 
-    `remember` runs on the event loop and does not wait: the write is sent as a task while the response goes
-    out, so it has landed long before a user can send feedback. A claim swaps the entry for its "kept" form
-    with one `SET ... XX KEEPTTL GET`, so two replicas claiming at once store the exchange once.
+    `remember` runs on the event loop and does not wait: a background task sends the write while the response
+    goes out, so it has landed long before a user can send feedback. A claim swaps the entry for its "kept"
+    form with one `SET ... XX KEEPTTL GET`, so two replicas claiming at once store the exchange once.
     """
 
     PREFIX = "guard:recent:"
@@ -83,36 +83,45 @@ class RedisRecent:
     def __init__(self, client: Any, ttl_s: float = 900.0) -> None:
         self.client = client  # redis.asyncio.Redis
         self.ttl_s = ttl_s
-        self._pending: set[asyncio.Task[None]] = set()
+        self._queue: list[tuple[str, str]] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
 
     async def aclose(self) -> None:
-        if self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
 
     def remember(self, exchange_id: str, tenant: str, snap: Snapshot | None) -> None:
-        value = json.dumps([tenant, snap], separators=(",", ":"))
-        coro = self._set(exchange_id, value)
+        item = (self.PREFIX + exchange_id, json.dumps([tenant, snap], separators=(",", ":")))
         try:
-            task = asyncio.get_running_loop().create_task(coro)
+            asyncio.get_running_loop()
         except RuntimeError:  # called off the loop (a worker thread): hand it over
-            if self._loop is None:
-                coro.close()
-                return
-            asyncio.run_coroutine_threadsafe(coro, self._loop)
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._push, item)
             return
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._push(item)
 
-    async def _set(self, exchange_id: str, value: str) -> None:
-        try:
-            await self.client.set(self.PREFIX + exchange_id, value, ex=max(1, int(self.ttl_s)))
-        except Exception as exc:
-            metrics.RECENT_STORE_ERRORS.inc()
-            log.warning("recent exchange %s not kept in Redis: %s", exchange_id, exc)
+    def _push(self, item: tuple[str, str]) -> None:
+        self._queue.append(item)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        # Sent at once when alone; under load, what queued while a batch was in flight goes as one pipeline.
+        ttl = max(1, int(self.ttl_s))
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for key, value in batch:
+                        pipe.set(key, value, ex=ttl)
+                    await pipe.execute()
+            except Exception as exc:
+                metrics.RECENT_STORE_ERRORS.inc(len(batch))
+                log.warning("%d recent exchanges not kept in Redis: %s", len(batch), exc)
 
     async def claim(self, exchange_id: str, tenant: str) -> Claim | None:
         key = self.PREFIX + exchange_id
