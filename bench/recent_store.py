@@ -31,10 +31,28 @@ def proc_cpu(pid: int) -> float:
 
 def snapshot(i: int) -> tuple[Any, ...]:
     text = "How do I reset my password on the account settings page? " * 3
-    return (f"chatcmpl-{uuid.uuid4().hex}", "team-a", None, "ab12cd34ef56ab78", time.time(), "gpt-4o-mini", None,
-            "1f2e3d4c", (("system", "You are a helpful assistant."), ("user", text)),
-            "Open Settings, then Security, then choose Reset password. " * 4, "", (("crime", 0.01),), (), (), (),
-            (), (("total", 0.012), ("model", 0.010)), False, "stop", None)
+    return (
+        f"chatcmpl-{uuid.uuid4().hex}",
+        "team-a",
+        None,
+        "ab12cd34ef56ab78",
+        time.time(),
+        "gpt-4o-mini",
+        None,
+        "1f2e3d4c",
+        (("system", "You are a helpful assistant."), ("user", text)),
+        "Open Settings, then Security, then choose Reset password. " * 4,
+        "",
+        (("crime", 0.01),),
+        (),
+        (),
+        (),
+        (),
+        (("total", 0.012), ("model", 0.010)),
+        False,
+        "stop",
+        None,
+    )
 
 
 async def redis_case(url: str, n: int) -> dict[str, float]:
@@ -61,8 +79,12 @@ async def redis_case(url: str, n: int) -> dict[str, float]:
         lookups.append(time.perf_counter() - t)
     await client.delete(*[RedisRecent.PREFIX + s[0] for s in snaps])
     await client.aclose()
-    return {"cpu_us_per_exchange": cpu / n * 1e6, "server_cpu_us_per_exchange": server_cpu / n * 1e6,
-            "wall_ms": wall * 1e3, "lookup_p50_ms": statistics.median(lookups) * 1e3}
+    return {
+        "cpu_us_per_exchange": cpu / n * 1e6,
+        "server_cpu_us_per_exchange": server_cpu / n * 1e6,
+        "wall_ms": wall * 1e3,
+        "lookup_p50_ms": statistics.median(lookups) * 1e3,
+    }
 
 
 def postgres_case(url: str, n: int) -> dict[str, float]:
@@ -71,8 +93,12 @@ def postgres_case(url: str, n: int) -> dict[str, float]:
     engine = create_engine(url, pool_size=1, max_overflow=0)
     table = f"bench_recent_{uuid.uuid4().hex[:8]}"
     with engine.begin() as conn:
-        conn.execute(text(f"CREATE UNLOGGED TABLE {table} (exchange_id text PRIMARY KEY, tenant text, "
-                          "snapshot text, expires_at timestamptz)"))
+        conn.execute(
+            text(
+                f"CREATE UNLOGGED TABLE {table} (exchange_id text PRIMARY KEY, tenant text, "
+                "snapshot text, expires_at timestamptz)"
+            )
+        )
     insert = text(f"INSERT INTO {table} VALUES (:id, :tenant, :snap, now() + interval '60 seconds')")
     snaps = [snapshot(i) for i in range(n)]
     try:
@@ -96,8 +122,12 @@ def postgres_case(url: str, n: int) -> dict[str, float]:
         with engine.begin() as conn:
             conn.execute(text(f"DROP TABLE {table}"))
         engine.dispose()
-    return {"cpu_us_per_exchange": cpu / n * 1e6, "server_cpu_us_per_exchange": server_cpu / n * 1e6,
-            "wall_ms": wall * 1e3, "lookup_p50_ms": statistics.median(lookups) * 1e3}
+    return {
+        "cpu_us_per_exchange": cpu / n * 1e6,
+        "server_cpu_us_per_exchange": server_cpu / n * 1e6,
+        "wall_ms": wall * 1e3,
+        "lookup_p50_ms": statistics.median(lookups) * 1e3,
+    }
 
 
 def main() -> None:
@@ -111,8 +141,10 @@ def main() -> None:
     print("| store | proxy CPU µs/exchange | server CPU µs/exchange | wall ms for all | feedback lookup p50 ms |")
     print("|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['cpu_us_per_exchange']:.0f} | {r['server_cpu_us_per_exchange']:.0f} | "
-              f"{r['wall_ms']:.0f} | {r['lookup_p50_ms']:.2f} |")
+        print(
+            f"| {name} | {r['cpu_us_per_exchange']:.0f} | {r['server_cpu_us_per_exchange']:.0f} | "
+            f"{r['wall_ms']:.0f} | {r['lookup_p50_ms']:.2f} |"
+        )
 
 
 if __name__ == "__main__":
