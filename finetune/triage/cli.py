@@ -64,8 +64,10 @@ def train(
 @app.command()
 def calibrate(
     artifact: Annotated[Path | None, typer.Option(help="Artifact directory (default: the shipped one).")] = None,
-    fpr_budget: Annotated[float, typer.Option(min=0.001, max=0.5, help="Union FPR on benign calib prompts per "
-                                              "label group (harmful, attacks).")] = 0.05,
+    fpr_budget: Annotated[float, typer.Option(min=0.001, max=0.5, help="Union FPR of the harmful labels on each "
+                                              "benign calib population.")] = 0.05,
+    attack_fpr_budget: Annotated[float, typer.Option(min=0.001, max=0.5, help="The same for the attack labels.")
+                                 ] = 0.03,
     datasets_dir: Annotated[Path | None, typer.Option(help="Public data sets (default GUARD_DATASETS_DIR).")] = None,
 ) -> None:
     """Re-derive the artifact's thresholds for another false-positive budget (no retraining), then re-measure."""
@@ -77,7 +79,7 @@ def calibrate(
         raise _fail(f"not a trained triage artifact ({ARTIFACT_CONFIG} + manifest.json): {target}")
     ds = datasets_dir if datasets_dir is not None else _settings().datasets_dir
     try:
-        metrics = recalibrate(target, ds if ds.is_dir() else None, fpr_budget)
+        metrics = recalibrate(target, ds if ds.is_dir() else None, fpr_budget, attack_fpr_budget)
     except ArtifactError as exc:
         raise _fail(str(exc)) from None
     typer.echo(json.dumps(_brief(metrics), indent=2))

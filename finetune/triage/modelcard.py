@@ -27,9 +27,11 @@ def write_model_card(out_dir: Path, config: dict, manifest: dict, metrics: dict)
         "`guard triage eval D/test.jsonl` for the served (int8) figures.", "",
         *_sources(manifest), "",
         "## Labels and thresholds", "",
-        "Calibrated on `calib` sources only (none of them trained on): per label group (harmful, attacks) the "
-        f"union fires on at most {config['train'].get('fpr_budget', 0.05):.0%} of the benign `calib` prompts, "
-        "and separately of the real-user ones, the look-alikes (harmful) and role-play/documents (attacks).", "",
+        "Calibrated on the served (int8, windowed) model's scores of `calib` sources only (none of them trained "
+        f"on): the harmful labels' union fires on at most {config['train'].get('fpr_budget', 0.05):.0%} of the "
+        "benign `calib` prompts, and separately of the real-user ones and the look-alikes; the attack labels' "
+        f"union on at most {config['train'].get('attack_fpr_budget', 0.05):.0%} of them, of the real-user ones "
+        "and of the role-play/document ones.", "",
         "| label | threshold |", "|---|---|",
     ]
     lines += [f"| {lab} | {t} |" for lab, t in config["thresholds"].items()]
@@ -56,7 +58,8 @@ def _tuning(config: dict) -> str:
 def _sources(manifest: dict) -> list[str]:
     lines = ["## Training data", "",
              f"Generator share of training prompts: {manifest.get('generator_share_of_train_prompts')}. "
-             "Public sources, roles and row counts (after caps, crops and de-duplication against held-out text). "
+             "Public sources, roles and row counts after caps and crops; then rows that copy a held-out text were "
+             f"dropped from the earlier splits ({manifest.get('dropped_as_duplicates', {})}). "
              "No NC, GPL or SA source is trained on; such sources are used for testing only.", "",
              "| source | licence | rows used | train | calib | test |", "|---|---|---|---|---|---|"]
     for name, s in manifest["sources"].items():

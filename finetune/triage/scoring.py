@@ -67,18 +67,17 @@ def prf(pred: np.ndarray, positive: np.ndarray) -> dict[str, float]:
 
 def calibrate(scores: np.ndarray, targets: np.ndarray, labels: list[str], benign: np.ndarray | None = None,
               max_fpr: float = 0.01, floor: float = 0.1) -> dict[str, float]:
-    """Best-F1 threshold per label, lowered to where `max_fpr` of the `benign` rows would fire (never below `floor`).
-
-    `calib` shares sources with training, so the model is over-confident there and best-F1 thresholds sit high;
-    on unseen sources they gave FPR 0.015 at recall 0.59. Capping each label at a 1 % calib FPR spends more of
-    the held-out FPR budget on recall.
-    """
+    """Per label, the threshold where `max_fpr` of the `benign` rows fire (never below `floor`); the best-F1
+    threshold where no benign rows are given."""
     out = {}
     for i, lab in enumerate(labels):
         t = best_f1_threshold(scores[:, i], targets[:, i] > 0.5)
         if benign is not None and benign.any():
-            # Round up: rounding the FPR threshold down would let the benign row just below it fire.
-            t = max(floor, min(t, float(np.ceil(threshold_for_fpr(scores[:, i], benign, max_fpr) * 1000) / 1000)))
+            # Exactly where the FPR cap sits, above or below the best-F1 point: taking the lower of the two (as
+            # before v16) let a label whose best-F1 point fires too often keep it, and the group's budget could
+            # not be met (attack FPR 0.13 on held-out documents at a 0.03 budget). Round up: rounding the FPR
+            # threshold down would let the benign row just below it fire.
+            t = max(floor, float(np.ceil(threshold_for_fpr(scores[:, i], benign, max_fpr) * 1000) / 1000))
         out[lab] = t
     return out
 
@@ -104,7 +103,7 @@ def calibrate_groups(scores: np.ndarray, targets: np.ndarray, labels: list[str],
         for cap in CAPS:
             thr = calibrate(scores[:, [col[m] for m in members]], targets[:, [col[m] for m in members]], members,
                             benign=benign, max_fpr=cap, floor=floor)
-            fired = np.stack([scores[:, col[m]] >= thr[m] for m in members], axis=1).any(axis=1)
+            fired = np.asarray(np.stack([scores[:, col[m]] >= thr[m] for m in members], axis=1).any(axis=1))
             if all(float(fired[m].mean()) <= budget for m in masks):
                 break
         out.update(thr)
@@ -126,10 +125,10 @@ def quality_targets(rows: list[dict], scores: np.ndarray, refusal: np.ndarray, l
     has = {lab: np.array([lab in r["labels"] for r in rows]) for lab in labels}
 
     def any_of(names: tuple[str, ...]) -> np.ndarray:
-        return np.any(np.stack([has[n] for n in names]), axis=0)
+        return np.asarray(np.any(np.stack([has[n] for n in names]), axis=0))
 
     def fired(names: tuple[str, ...]) -> np.ndarray:
-        return over[:, [col[n] for n in names]].any(axis=1)
+        return np.asarray(over[:, [col[n] for n in names]].any(axis=1))
 
     def top(names: tuple[str, ...]) -> np.ndarray:
         return scores[:, [col[n] for n in names]].max(axis=1)

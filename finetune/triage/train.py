@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from finetune.triage.data.build import build_dataset, write_dataset
-from finetune.triage.model import TriageNet, load_base, new_model, save_artifact
+from finetune.triage.model import load_base, new_model, save_artifact
 from finetune.triage.modelcard import write_model_card
 from finetune.triage.scoring import best_f1_threshold, calibrate_groups, population_masks, quality_targets
 from guard import __version__
@@ -39,9 +39,11 @@ class TrainConfig:
     scale: int = 150
     threads: int = 2
     precision: str = "auto"  # auto = bf16 autocast where the CPU has native bf16, else fp32
-    # Union FPR per label group (harmful, attacks) on each calib benign population (real users, look-alikes,
-    # role-play/documents). Below the 0.05 target: held-out sources fire more often than calib ones.
-    fpr_budget: float = 0.03
+    # Union FPR of each label group on each of its calib benign populations (harmful: real users and
+    # look-alikes; attacks: real users and role-play/documents). Attacks get a tighter one: held-out documents
+    # fire more often than the calib ones (v16: 0.13 at a 0.03 budget before the thresholds enforced it).
+    fpr_budget: float = 0.05
+    attack_fpr_budget: float = 0.03
 
 
 def bf16_autocast(precision: str) -> bool:
@@ -83,30 +85,36 @@ def _collate(enc: list[list[int]], idx: list[int]) -> tuple[torch.Tensor, torch.
     return ids, mask
 
 
-@torch.no_grad()
-def predict(model: TriageNet, enc: list[list[int]], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    model.eval()
-    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
-    labels = np.zeros((len(enc), len(INPUT_LABELS)), dtype=np.float32)
-    refusal = np.zeros(len(enc), dtype=np.float32)
-    for k in range(0, len(order), batch_size):
-        idx = order[k:k + batch_size]
-        lab, ref, _ = model(*_collate(enc, idx))
-        labels[idx] = torch.sigmoid(lab).numpy()
-        refusal[idx] = torch.sigmoid(ref).numpy()
-    return labels, refusal
+def served_scores(art_dir: Path, rows: list[dict], threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of the model as served: the artifact exported to int8 ONNX, long texts in sliding windows.
+
+    Thresholds are fitted to these, not to the PyTorch model's: int8 moves scores, and a long document scored
+    per window (max taken) fires more often than its first 128 tokens do (v16: attack FPR on held-out documents
+    0.12 in PyTorch, 0.42 served, with thresholds fitted in PyTorch).
+    """
+    import tempfile
+
+    from finetune.triage.export import build
+    from guard.triage.runtime import TriageModel
+
+    with tempfile.TemporaryDirectory(prefix="triage-calib-") as tmp:
+        build(art_dir, Path(tmp), force=True)
+        model = TriageModel.load(Path(tmp), threads=threads)
+        probs, refusal, _ = model.scores([r["text"] for r in rows])
+    return probs, refusal
 
 
-def calibrate_and_measure(model: TriageNet, split: dict[str, list[dict]], enc: dict[str, list[list[int]]],
-                          fpr_budget: float) -> tuple[dict[str, float], dict]:
-    """Thresholds from `calib` (each label group's union within `fpr_budget`), then the targets on `test`."""
-    scores = {s: predict(model, enc[s]) for s in ("calib", "test")}
+def calibrate_and_measure(art_dir: Path, split: dict[str, list[dict]], budgets: tuple[float, float],
+                          threads: int) -> tuple[dict[str, float], dict]:
+    """Thresholds from the served model's `calib` scores (each label group's union within its budget, harmful
+    then attacks, on each benign population), then the targets on `test`."""
+    scores = {s: served_scores(art_dir, split[s], threads) for s in ("calib", "test")}
     cal_y, cal_ref, cal_resp, _ = _targets(split["calib"])
     masks = population_masks(split["calib"])
     # Each benign population holds the budget on its own, so real users' traffic (the most of it in production)
     # is not traded against look-alikes: harmful on real users and look-alikes, attacks on all three.
     thresholds = calibrate_groups(scores["calib"][0], cal_y, list(INPUT_LABELS), masks["benign"],
-                                  {HARMFUL: fpr_budget, ATTACKS: fpr_budget},
+                                  {HARMFUL: budgets[0], ATTACKS: budgets[1]},
                                   also={HARMFUL: [masks["real_user"], masks["look_alike"]],
                                         ATTACKS: [masks["real_user"], masks["roleplay_doc"]]})
     resp_mask = cal_resp > 0
@@ -115,15 +123,12 @@ def calibrate_and_measure(model: TriageNet, split: dict[str, list[dict]], enc: d
     return thresholds, metrics
 
 
-def recalibrate(art_dir: Path, datasets_dir: Path | None, fpr_budget: float) -> dict:
+def recalibrate(art_dir: Path, datasets_dir: Path | None, fpr_budget: float, attack_fpr_budget: float) -> dict:
     """Re-derive an artifact's thresholds for another FPR budget, without retraining (same data, same seed)."""
-    from finetune.triage.model import load_artifact
-
-    # The model first: torch patches `inspect.getfile`, whose docstring the stdlib-document generator reads, so
-    # the data is rebuilt in the same import state as in `train` (docs.py explains).
-    model, config = load_artifact(art_dir)
+    # torch first: it patches `inspect.getfile`, whose docstring the stdlib-document generator reads, so the data
+    # is rebuilt in the same import state as in `train` (docs.py explains).
+    config = json.loads((art_dir / ARTIFACT_CONFIG).read_text())
     train_cfg = config["train"]
-    torch.set_num_threads(int(train_cfg.get("threads", 1)))
     rows, manifest = build_dataset(datasets_dir, seed=train_cfg["seed"], scale=train_cfg["scale"])
     trained_on = json.loads((art_dir / "manifest.json").read_text())
     if _file_hashes(manifest) != _file_hashes(trained_on):
@@ -131,12 +136,10 @@ def recalibrate(art_dir: Path, datasets_dir: Path | None, fpr_budget: float) -> 
         raise ArtifactError(f"the training data changed since {art_dir} was trained (generator or data sets); "
                             "retrain with `guard triage train` instead")
     split = {s: [r for r in rows if r["split"] == s] for s in ("calib", "test")}
-    _, tok = load_base()
-    enc = {s: tok([r["text"] for r in rs], truncation=True, max_length=config["max_len"])["input_ids"]
-           for s, rs in split.items()}
-    thresholds, metrics = calibrate_and_measure(model, split, enc, fpr_budget)
+    budgets = (fpr_budget, attack_fpr_budget)
+    thresholds, metrics = calibrate_and_measure(art_dir, split, budgets, int(train_cfg.get("threads", 1)))
     config["thresholds"] = thresholds
-    config["train"]["fpr_budget"] = fpr_budget
+    config["train"].update(fpr_budget=fpr_budget, attack_fpr_budget=attack_fpr_budget)
     (art_dir / ARTIFACT_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     (art_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_model_card(art_dir, config, trained_on, metrics)
@@ -205,16 +208,16 @@ def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: 
         if step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     train_s = time.time() - t0
-    # Weights first: a failure while measuring must not cost the training run.
-    save_artifact(model, {"labels": list(INPUT_LABELS), "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha}},
-                  out_dir)
-    thresholds, metrics = calibrate_and_measure(model, split, enc, cfg.fpr_budget)
     config = {
         "version": f"{__version__}+triage.{time.strftime('%Y%m%d')}", "labels": list(INPUT_LABELS),
-        "thresholds": thresholds, "max_len": cfg.max_len, "stride": cfg.stride,
+        "thresholds": dict.fromkeys([*INPUT_LABELS, REFUSAL], 0.5), "max_len": cfg.max_len, "stride": cfg.stride,
         "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha}, "base_model": "sentence-transformers/all-MiniLM-L6-v2",
         "train": {**asdict(cfg), "train_seconds": round(train_s, 1)},
     }
+    # Weights first (with provisional thresholds): a failure while calibrating must not cost the training run.
+    save_artifact(model, config, out_dir)
+    budgets = (cfg.fpr_budget, cfg.attack_fpr_budget)
+    config["thresholds"], metrics = calibrate_and_measure(out_dir, split, budgets, cfg.threads)
     save_artifact(model, config, out_dir)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -99,7 +99,7 @@ def source_table(path: Path = SOURCES_FILE) -> dict[str, Source]:
     table = _parse(path, _Table)
     assert isinstance(table, _Table)
     for name, src in table.sources.items():
-        labels = {src.harmful.default, *src.harmful.categories.values()} - {None, "?"}
+        labels = {lab for lab in (src.harmful.default, *src.harmful.categories.values()) if lab not in (None, "?")}
         if unknown := labels - set(INPUT_LABELS):
             raise SourceTableError(f"{path}: sources.{name}.harmful: labels not in the taxonomy: {sorted(unknown)}")
         roles = {src.role, *(src.roles_by.values.values() if src.roles_by else ())}
