@@ -4,7 +4,7 @@ Long texts are split into overlapping windows of `max_len` tokens; label and ref
 windows (an attack anywhere is seen), the embedding is the renormalised mean of the window embeddings.
 
 Dynamic int8 quantises each run's activations with one scale per tensor, so a text's scores move with its
-batch-mates (by up to ~0.013). Decisions must not: a text scored within `RESCORE_BAND` of any threshold is scored
+batch-mates (v16: by up to 0.06). Decisions must not: a text scored within `RESCORE_BAND` of any threshold is scored
 again on its own, and that score decides. Its own windows are then its whole batch, so the result depends on the
 text alone; one far from every threshold cannot cross one by a batch-mate's shift smaller than the band.
 `scores` always hold every input label and "refusal". `labels` holds the input labels over threshold;
@@ -26,7 +26,10 @@ from guard.triage.artifact import MODEL_INT8, RUNTIME_CONFIG, TOKENIZER
 
 log = logging.getLogger(__name__)
 MAX_WINDOWS_PER_RUN = 64
-RESCORE_BAND = 0.04  # > 3x the largest batch-composition shift measured on int8 scores
+# In log-odds: int8 noise is about even there, while in probability a fixed band is wide at 0.5 and empty near
+# 0 or 1. 1.0 is about 2x the largest batch-composition shift measured (v16: 0.54 in log-odds, 0.06 in
+# probability, a prompt next to a 600-token document); 19 % of held-out texts fall in the band and are re-scored.
+RESCORE_BAND = 1.0
 
 
 class TriageModelError(GuardError):
@@ -39,6 +42,11 @@ class TriageModelError(GuardError):
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
 
 def _providers(device: str) -> list[str]:
@@ -115,8 +123,8 @@ class TriageModel:
 
     def _near_thresholds(self, probs: np.ndarray, refusal: np.ndarray) -> np.ndarray:
         thr = np.array([self.thresholds[lab] for lab in self.labels], dtype=np.float32)
-        near = (np.abs(probs - thr) < RESCORE_BAND).any(axis=1)
-        near |= np.abs(refusal - self.thresholds.get(REFUSAL, 0.5)) < RESCORE_BAND
+        near = (np.abs(_logit(probs) - _logit(thr)) < RESCORE_BAND).any(axis=1)
+        near |= np.abs(_logit(refusal) - _logit(np.float32(self.thresholds.get(REFUSAL, 0.5)))) < RESCORE_BAND
         return np.flatnonzero(near)
 
     def predict(self, texts: list[str], *, outputs: bool | list[bool] = False) -> list[TriageResult]:

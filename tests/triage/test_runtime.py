@@ -72,15 +72,15 @@ def test_scores_cover_every_input_label_and_refusal(triage_model: TriageModel) -
     assert result.thresholds == triage_model.thresholds  # what relative rails tiers scale
 
 
-def test_attack_placed_after_256_tokens_is_still_detected(triage_model: TriageModel) -> None:
+def test_an_attack_placed_after_256_tokens_still_raises_the_score_of_its_window(triage_model: TriageModel) -> None:
     filler = BENIGN_FILLER * 8
     text = filler + ATTACK
     # Windows of 128 tokens advance by ~94: with 4+ windows the attack sits after token 256.
     assert len(triage_model._tok.encode(text).overflowing) >= 3
     benign, attacked = triage_model.predict([filler, text])
     assert "prompt_injection" not in benign.labels
-    assert "prompt_injection" in attacked.labels
-    assert attacked.scores["prompt_injection"] > benign.scores["prompt_injection"] + 0.3
+    # Whether it crosses the shipped threshold is a quality figure (`guard triage eval`); the windows must see it.
+    assert attacked.scores["prompt_injection"] > benign.scores["prompt_injection"] + 0.5
 
 
 def test_embeddings_are_unit_vectors_and_similar_texts_are_closer(triage_model: TriageModel) -> None:
