@@ -80,6 +80,8 @@ RECORD_QUEUE_DEPTH = Gauge("guard_record_queue_depth", "Records waiting for the 
 SPOOL_BYTES = Gauge("guard_record_spool_bytes", "Size of the local spool of unwritten records",
                     multiprocess_mode="livemax")
 RECORD_WRITE_FAILURES = Counter("guard_record_write_failures_total", "Failed database writes (batches)")
+RECORD_STORE_UP = Gauge("guard_record_store_up", "1 while records reach the database, 0 while they go to the spool",
+                        multiprocess_mode="livemin")
 RECORDS_DROPPED = Counter("guard_records_dropped_total", "Records lost because queue and spool were full")
 
 # Build ---------------------------------------------------------------------------------------------

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     record_queue_size: int = Field(10_000, ge=1)
     record_batch_size: int = Field(256, ge=1)
     spool_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    # A database that hangs counts as down past these (records go to the spool and are replayed later).
+    db_connect_timeout_s: float = Field(5.0, gt=0, le=300)
+    db_statement_timeout_s: float = Field(5.0, gt=0, le=3600)  # also the writer's deadline per database call
+    db_lock_timeout_s: float = Field(2.0, gt=0, le=3600)  # Postgres lock_timeout; SQLite busy timeout
+    shutdown_drain_timeout_s: float = Field(10.0, ge=0, le=600)  # then what is left goes to the spool
     pii_masking: bool = True
     # Clean exchanges not sampled stay claimable by feedback this long (in Redis when set, else in-process).
     recent_ttl_s: int = Field(900, ge=1, le=7 * 86400)
