@@ -204,6 +204,7 @@ class GuardPolicy(Strict):
     input: InputPolicy = Field(default_factory=InputPolicy)
     output: OutputPolicy = Field(default_factory=OutputPolicy)
     profiles: dict[str, ProfilePatch] = Field(default_factory=dict)
+    allow_empty: bool = False  # a profile may run with no input rails (rails/floor.py refuses it otherwise)
 
     @model_validator(mode="after")
     def _profiles_exist(self) -> Self:
