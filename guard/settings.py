@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -19,6 +19,15 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 
 class SettingsError(ValueError):
     """A setting is invalid; the message names it in one line."""
+
+
+class KeyGrant(BaseModel):
+    """What one API key may do: its tenant, and the rails profiles it may pick with the profile header beside
+    the one its tenant is mapped to."""
+
+    model_config = ConfigDict(extra="forbid")
+    tenant: str = Field(min_length=1)
+    profiles_allowed: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -45,8 +54,8 @@ class Settings(BaseSettings):
     local_max_new_tokens: int = Field(256, ge=1, le=8192)
     local_threads: int = Field(1, ge=1, le=256)
 
-    # Auth: Bearer key -> tenant. Keys from here and/or a YAML/JSON file of {key: tenant}.
-    api_keys: dict[str, str] = Field(default_factory=dict)
+    # Auth: Bearer key -> tenant (or {tenant, profiles_allowed}). Keys from here and/or a YAML/JSON file.
+    api_keys: dict[str, str | KeyGrant] = Field(default_factory=dict)
     api_keys_file: Path | None = None
     admin_key: str | None = None
 

@@ -91,6 +91,9 @@ class RailsHolder:
             return prev
         return self.engine
 
+    def tenant_profile(self, tenant: str) -> str | None:
+        return self.engine.tenant_profile(tenant)
+
     def resolve_profile(self, exchange: Exchange) -> str | None:
         return self._for(exchange).resolve_profile(exchange)
 
