@@ -53,6 +53,8 @@ TIME_TO_FIRST_TOKEN = Histogram(
 )
 UPSTREAM_ERRORS = Counter("guard_upstream_errors_total", "Model call failures by kind", ["backend", "kind"])
 
+AUTH_THROTTLED = Counter("guard_auth_throttled_total", "Requests refused (429) after too many failed authentications")
+
 # Triage ------------------------------------------------------------------------------------------
 TRIAGE_LATENCY = Histogram(
     "guard_triage_duration_seconds", "Classifier latency per batch", ["device"], buckets=_FAST_BUCKETS

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    feedback_max_body_bytes: int = Field(16_384, ge=256)
+    admin_max_body_bytes: int = Field(65_536, ge=1024)
+    # Failed authentications (401) allowed per client address in the window; then 429 until it passes.
+    auth_failure_limit: int = Field(20, ge=1)
+    auth_failure_window_s: float = Field(60.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # Working directory for models, triage artifacts, the SQLite file and the spool.
