@@ -24,13 +24,23 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def _error(status: int, message: str, type_: str, code: str, headers: list[tuple[bytes, bytes]] | None = None):
+def _error(
+    status: int, message: str, type_: str, code: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> Callable[[Send], Awaitable[None]]:
     body = json.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}}).encode()
 
     async def respond(send: Send) -> None:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()), *(headers or [])]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    *(headers or []),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     return respond
@@ -40,8 +50,9 @@ class AuthThrottle:
     """At most `limit` failed authentications per client address in `window_s`; then refused until the oldest
     failure leaves the window. Bounded: the `max_clients` most recent addresses are tracked."""
 
-    def __init__(self, limit: int, window_s: float, max_clients: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, limit: int, window_s: float, max_clients: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit, self.window_s, self.max_clients, self._clock = limit, window_s, max_clients, clock
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
 
@@ -79,16 +90,24 @@ class EdgeLimits:
         wait = self.throttle.retry_after(client)
         if wait > 0:
             metrics.AUTH_THROTTLED.inc()
-            await _error(429, "too many failed authentication attempts from this address; retry later",
-                         "rate_limit_error", "auth_throttled",
-                         [(b"retry-after", str(int(wait) + 1).encode())])(send)
+            await _error(
+                429,
+                "too many failed authentication attempts from this address; retry later",
+                "rate_limit_error",
+                "auth_throttled",
+                [(b"retry-after", str(int(wait) + 1).encode())],
+            )(send)
             return
         limit = self._limit(scope["path"])
         if limit is not None and scope["method"] in ("POST", "PUT", "PATCH"):
             body = await _read_bounded(scope, receive, limit)
             if body is None:
-                await _error(413, f"request body is over the {limit}-byte limit of this endpoint",
-                             "invalid_request_error", "request_too_large")(send)
+                await _error(
+                    413,
+                    f"request body is over the {limit}-byte limit of this endpoint",
+                    "invalid_request_error",
+                    "request_too_large",
+                )(send)
                 return
             receive = _replay(body, receive)
 
@@ -111,7 +130,8 @@ async def _read_bounded(scope: Scope, receive: Receive, limit: int) -> bytes | N
     for name, value in scope.get("headers", ()):
         if name == b"content-length" and value.isdigit() and int(value) > limit:
             return None
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":

@@ -31,22 +31,40 @@ def _chunks(total: int, size: int = 1 << 20):
 def test_fifty_megabyte_feedback_and_admin_bodies_are_refused_with_413(proxy, declared: bool) -> None:
     p = proxy(api_keys=KEYS, admin_key=ADMIN, record_enabled=True)
     body = b"x" * (50 << 20) if declared else _chunks(50 << 20)  # with content-length, or chunked
-    resp = httpx.post(f"{p.url}/v1/feedback", content=body, timeout=30,
-                      headers={"authorization": "Bearer sk-alpha", "content-type": "application/json"})
+    resp = httpx.post(
+        f"{p.url}/v1/feedback",
+        content=body,
+        timeout=30,
+        headers={"authorization": "Bearer sk-alpha", "content-type": "application/json"},
+    )
     _error(resp, 413, "request_too_large")
-    resp = httpx.post(f"{p.url}/admin/exchanges/x/review", content=b"{" + b" " * 70_000 + b"}", timeout=30,
-                      headers={"authorization": f"Bearer {ADMIN}", "content-type": "application/json"})
+    resp = httpx.post(
+        f"{p.url}/admin/exchanges/x/review",
+        content=b"{" + b" " * 70_000 + b"}",
+        timeout=30,
+        headers={"authorization": f"Bearer {ADMIN}", "content-type": "application/json"},
+    )
     _error(resp, 413, "request_too_large")
-    ok = httpx.post(f"{p.url}/v1/feedback", json={"exchange_id": "nope", "rating": 1},
-                    headers={"authorization": "Bearer sk-alpha"})
+    ok = httpx.post(
+        f"{p.url}/v1/feedback", json={"exchange_id": "nope", "rating": 1}, headers={"authorization": "Bearer sk-alpha"}
+    )
     assert ok.status_code == 404  # a small body still reaches the route
 
 
-@pytest.mark.parametrize("query", [
-    {"limit": "²"}, {"limit": "٣"}, {"limit": "-1"}, {"limit": "99999999999999999999999"},
-    {"since": "0001-01-01T00:00:00+01:00"}, {"until": "9999-12-31T23:59:59-05:00"}, {"since": "2026-13-45"},
-    {"reviewed": "maybe"}, {"flag": "nonsense"},
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"limit": "²"},
+        {"limit": "٣"},
+        {"limit": "-1"},
+        {"limit": "99999999999999999999999"},
+        {"since": "0001-01-01T00:00:00+01:00"},
+        {"until": "9999-12-31T23:59:59-05:00"},
+        {"since": "2026-13-45"},
+        {"reviewed": "maybe"},
+        {"flag": "nonsense"},
+    ],
+)
 def test_bad_admin_query_parameters_are_400_never_500(proxy, query: dict[str, str]) -> None:
     p = proxy(admin_key=ADMIN, record_enabled=True)
     for path in ("/admin/exchanges", "/admin/queue", "/admin/exchanges.jsonl"):
@@ -74,14 +92,18 @@ def test_non_ascii_key_guesses_are_401_not_500(proxy) -> None:
     p = proxy(api_keys=KEYS, admin_key=ADMIN, record_enabled=True)
     guess = "Bearer clé-ключ".encode()
     assert httpx.get(f"{p.url}/admin/exchanges", headers={"authorization": guess}).status_code == 401
-    resp = httpx.post(f"{p.url}/v1/chat/completions", headers={"authorization": guess},
-                      json={"model": ECHO, "messages": [{"role": "user", "content": "hi"}]})
+    resp = httpx.post(
+        f"{p.url}/v1/chat/completions",
+        headers={"authorization": guess},
+        json={"model": ECHO, "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert resp.status_code == 401
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_upstream_errors_never_show_the_upstream_address_or_its_error_text(proxy, upstream, stream: bool,
-                                                                           caplog) -> None:
+def test_upstream_errors_never_show_the_upstream_address_or_its_error_text(
+    proxy, upstream, stream: bool, caplog
+) -> None:
     from support.upstream import SERVER_ERROR
 
     p = proxy()
