@@ -84,7 +84,7 @@ class Authenticator:
     @property
     def tenants(self) -> list[str]:
         """Tenant names in configuration order (anonymous when open)."""
-        return list(dict.fromkeys(self._keys.values())) if self._keys else [ANONYMOUS_TENANT]
+        return list(dict.fromkeys(p.tenant for _, p in self._keys.values())) if self._keys else [ANONYMOUS_TENANT]
 
     @property
     def open(self) -> bool:
