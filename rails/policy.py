@@ -204,7 +204,7 @@ class GuardPolicy(Strict):
     input: InputPolicy = Field(default_factory=InputPolicy)
     output: OutputPolicy = Field(default_factory=OutputPolicy)
     profiles: dict[str, ProfilePatch] = Field(default_factory=dict)
-    allow_empty: bool = False  # a profile may run with no input rails (rails/floor.py refuses it otherwise)
+    allow_empty: bool = False  # the config may have no rails, or a profile no input rails (see rails/floor.py)
 
     @model_validator(mode="after")
     def _profiles_exist(self) -> Self:
