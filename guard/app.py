@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,9 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from guard import __version__, wire
+from guard import __version__, openapi, wire
 from guard.admin.feedback import feedback_router
 from guard.admin.routes import admin_router
+from guard.edge import AuthThrottle, EdgeLimits
 from guard.errors import GuardError
 from guard.resources import open_resources
 from guard.routes import router
@@ -31,10 +33,27 @@ def error_response(status: int, message: str, type_: str, code: str | None, para
     return Response(body.model_dump_json(), status_code=status, media_type="application/json")
 
 
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"]+", re.I)
+
+
+def public_message(exc: GuardError, exchange_id: str | None) -> str:
+    """What the client may read of an error. Upstream errors lose the upstream's address and, for an answer
+    the upstream got wrong, its own text (which may quote internals); both go to the log instead."""
+    if exc.type != "upstream_error":
+        return exc.message
+    log.warning("upstream error (exchange %s): %s", exchange_id or "-", exc.message[:300])
+    # The first clause is the proxy's own words; what follows quotes the upstream or the network library
+    # (addresses, the upstream's error body).
+    message = " ".join(_URL.sub("", exc.message).split()).split(": ", 1)[0]
+    if exc.code == "upstream_unreachable" and "timed out" in exc.message.lower():
+        message += ": connection timed out"
+    return message
+
+
 async def _guard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GuardError)
-    response = error_response(exc.status, exc.message, exc.type, exc.code, exc.param)
     exchange_id = getattr(exc, "exchange_id", None)
+    response = error_response(exc.status, public_message(exc, exchange_id), exc.type, exc.code, exc.param)
     if exchange_id is not None:
         response.headers["x-guard-exchange-id"] = exchange_id
     retry_after = getattr(exc, "retry_after", None)
@@ -81,4 +100,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(RequestGauge)  # in-flight gauge and the duration of every chat request, errors included
+    openapi.install(app)
+    app.add_middleware(
+        EdgeLimits,  # type: ignore[arg-type]
+        body_limits={"/v1/feedback": settings.feedback_max_body_bytes, "/admin": settings.admin_max_body_bytes},
+        throttle=AuthThrottle(settings.auth_failure_limit, settings.auth_failure_window_s),
+    )
     return app

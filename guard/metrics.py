@@ -53,6 +53,8 @@ TIME_TO_FIRST_TOKEN = Histogram(
 )
 UPSTREAM_ERRORS = Counter("guard_upstream_errors_total", "Model call failures by kind", ["backend", "kind"])
 
+AUTH_THROTTLED = Counter("guard_auth_throttled_total", "Requests refused (429) after too many failed authentications")
+
 # Triage ------------------------------------------------------------------------------------------
 TRIAGE_LATENCY = Histogram(
     "guard_triage_duration_seconds", "Classifier latency per batch", ["device"], buckets=_FAST_BUCKETS
@@ -80,6 +82,8 @@ RECORD_QUEUE_DEPTH = Gauge("guard_record_queue_depth", "Records waiting for the 
 SPOOL_BYTES = Gauge("guard_record_spool_bytes", "Size of the local spool of unwritten records",
                     multiprocess_mode="livemax")
 RECORD_WRITE_FAILURES = Counter("guard_record_write_failures_total", "Failed database writes (batches)")
+RECORD_STORE_UP = Gauge("guard_record_store_up", "1 while records reach the database, 0 while they go to the spool",
+                        multiprocess_mode="livemin")
 RECORDS_DROPPED = Counter("guard_records_dropped_total", "Records lost because queue and spool were full")
 
 # Build ---------------------------------------------------------------------------------------------

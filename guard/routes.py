@@ -18,6 +18,7 @@ from guard import metrics, wire
 from guard.errors import BodyTooLarge, GuardError, InvalidRequest, NotReady
 from guard.pipeline import Exchange, InputVerdict, StreamEvent
 from guard.resources import Resources
+from guard.tenancy import requested_profile
 
 JSON = "application/json"
 ROUTE = "chat_completions"
@@ -87,8 +88,10 @@ async def chat_completions(request: Request) -> Response:
         await res.limiter.admit(principal.tenant, principal.key_hash)
     req = parse_request(await read_body(request, res.settings.max_body_bytes))
     model = res.models.get(req.model)
+    profile = requested_profile(res.rails, principal, request.headers.get(res.settings.profile_header),
+                                res.settings.profile_header)
     ex = Exchange(id=new_exchange_id(), tenant=principal.tenant, request=req,
-                  api_key_hash=principal.key_hash, profile=request.headers.get(res.settings.profile_header),
+                  api_key_hash=principal.key_hash, profile=profile,
                   model_version=model.version, rails_hash=res.rails_hash)
     headers = {"x-guard-exchange-id": ex.id}
     try:

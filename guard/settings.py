@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -21,6 +21,15 @@ class SettingsError(ValueError):
     """A setting is invalid; the message names it in one line."""
 
 
+class KeyGrant(BaseModel):
+    """What one API key may do: its tenant, and the rails profiles it may pick with the profile header beside
+    the one its tenant is mapped to."""
+
+    model_config = ConfigDict(extra="forbid")
+    tenant: str = Field(min_length=1)
+    profiles_allowed: list[str] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GUARD_", extra="forbid", validate_default=True)
 
@@ -29,6 +38,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    feedback_max_body_bytes: int = Field(16_384, ge=256)
+    admin_max_body_bytes: int = Field(65_536, ge=1024)
+    # Failed authentications (401) allowed per client address in the window; then 429 until it passes.
+    auth_failure_limit: int = Field(20, ge=1)
+    auth_failure_window_s: float = Field(60.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # Working directory for models, triage artifacts, the SQLite file and the spool.
@@ -45,8 +59,8 @@ class Settings(BaseSettings):
     local_max_new_tokens: int = Field(256, ge=1, le=8192)
     local_threads: int = Field(1, ge=1, le=256)
 
-    # Auth: Bearer key -> tenant. Keys from here and/or a YAML/JSON file of {key: tenant}.
-    api_keys: dict[str, str] = Field(default_factory=dict)
+    # Auth: Bearer key -> tenant (or {tenant, profiles_allowed}). Keys from here and/or a YAML/JSON file.
+    api_keys: dict[str, str | KeyGrant] = Field(default_factory=dict)
     api_keys_file: Path | None = None
     admin_key: str | None = None
 
@@ -71,6 +85,11 @@ class Settings(BaseSettings):
     record_queue_size: int = Field(10_000, ge=1)
     record_batch_size: int = Field(256, ge=1)
     spool_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    # A database that hangs counts as down past these (records go to the spool and are replayed later).
+    db_connect_timeout_s: float = Field(5.0, gt=0, le=300)
+    db_statement_timeout_s: float = Field(5.0, gt=0, le=3600)  # also the writer's deadline per database call
+    db_lock_timeout_s: float = Field(2.0, gt=0, le=3600)  # Postgres lock_timeout; SQLite busy timeout
+    shutdown_drain_timeout_s: float = Field(10.0, ge=0, le=600)  # then what is left goes to the spool
     pii_masking: bool = True
     # Clean exchanges not sampled stay claimable by feedback this long (in Redis when set, else in-process).
     recent_ttl_s: int = Field(900, ge=1, le=7 * 86400)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rails.floor import load_errors
 from rails.policy import GuardPolicy
 from rails.yamlsrc import SourceDoc, YamlSourceError, load_yaml
 
@@ -86,13 +87,18 @@ def read_rails_dir(path: Path) -> RailsDir:
     policy_path = path / POLICY_FILE
     if not policy_path.is_file():
         raise RailsConfigError(f"{policy_path}: missing (every rails directory needs a {POLICY_FILE})")
-    policy = validate_doc(GuardPolicy, load_doc(policy_path))
+    policy_doc = load_doc(policy_path, empty_ok=False)
+    policy = validate_doc(GuardPolicy, policy_doc)
     nemo = NemoConfig()
     if (path / NEMO_FILE).is_file():
         nemo = validate_doc(NemoConfig, load_doc(path / NEMO_FILE))
     for extra in sorted(path.glob("prompts.y*ml")):
         validate_doc(_PromptsFile, load_doc(extra))
-    return RailsDir(path, policy, nemo, rails_hash(path), sorted(path.rglob("*.co")))
+    spec = RailsDir(path, policy, nemo, rails_hash(path), sorted(path.rglob("*.co")))
+    errors = load_errors(policy_path, policy_doc.data, policy, flows=spec.needs_nemo)
+    if errors:
+        raise RailsConfigError("\n".join(errors))
+    return spec
 
 
 class _PromptsFile(_Loose):
@@ -110,12 +116,14 @@ def rails_hash(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def load_doc(path: Path) -> SourceDoc:
+def load_doc(path: Path, empty_ok: bool = True) -> SourceDoc:
     try:
         doc = load_yaml(path)
     except YamlSourceError as exc:
         raise RailsConfigError(str(exc)) from None
     if doc.data is None:
+        if not empty_ok:
+            raise RailsConfigError(f"{path}:1: the file is empty (refusing to run the guard with no rails)")
         doc.data = {}
     if not isinstance(doc.data, dict):
         raise RailsConfigError(f"{path}:1: the top level must be a mapping")

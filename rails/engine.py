@@ -65,6 +65,10 @@ class RailsEngine:
             return exchange.profile
         return self.tenants.get(exchange.tenant, self.default_profile)
 
+    def tenant_profile(self, tenant: str) -> str | None:
+        """The profile `guard.yml` maps this tenant to (None when it is not mapped)."""
+        return self.tenants.get(tenant)
+
     def _profile(self, exchange: Exchange) -> CompiledProfile:
         name = self.resolve_profile(exchange) or self.default_profile
         exchange.profile = name

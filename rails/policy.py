@@ -204,6 +204,7 @@ class GuardPolicy(Strict):
     input: InputPolicy = Field(default_factory=InputPolicy)
     output: OutputPolicy = Field(default_factory=OutputPolicy)
     profiles: dict[str, ProfilePatch] = Field(default_factory=dict)
+    allow_empty: bool = False  # the config may have no rails, or a profile no input rails (see rails/floor.py)
 
     @model_validator(mode="after")
     def _profiles_exist(self) -> Self:

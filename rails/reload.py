@@ -14,8 +14,9 @@ from pathlib import Path
 from guard import metrics
 from guard.pipeline import Exchange, InputVerdict, OutputVerdict, StreamGuard
 from rails.compiled import Encoder, TextScorer
-from rails.config import RailsConfigError
+from rails.config import POLICY_FILE, RailsConfigError
 from rails.engine import RailsEngine
+from rails.floor import change_errors
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,9 @@ class RailsHolder:
         try:
             engine = await asyncio.to_thread(RailsEngine.load, self.rails_dir, scorer=self.scorer,
                                              encoder=self.encoder)
+            lost = change_errors(self.rails_dir / POLICY_FILE, self.engine.dir.policy, engine.dir.policy)
+            if lost:
+                raise RailsConfigError("\n".join(lost))
         except (RailsConfigError, OSError, ValueError) as exc:
             self.last_error = str(exc)
             metrics.CONFIG_RELOADS.labels("rejected").inc()
@@ -86,6 +90,9 @@ class RailsHolder:
         if prev is not None and ex.rails_hash == prev.rails_hash and ex.rails_hash != self.engine.rails_hash:
             return prev
         return self.engine
+
+    def tenant_profile(self, tenant: str) -> str | None:
+        return self.engine.tenant_profile(tenant)
 
     def resolve_profile(self, exchange: Exchange) -> str | None:
         return self._for(exchange).resolve_profile(exchange)

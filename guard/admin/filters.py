@@ -36,9 +36,11 @@ def _time(name: str, value: str | None) -> datetime | None:
         return None
     try:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidRequest(f"'{name}' must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z", param=name) from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+        # In UTC here, not in the query: a time at the edge of the calendar overflows when shifted.
+        return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidRequest(f"'{name}' must be an ISO 8601 time from year 1 to 9999, e.g. 2026-01-31T12:00:00Z",
+                             param=name) from None
 
 
 def _bool(name: str, value: str | None) -> bool | None:
@@ -67,6 +69,7 @@ def parse_limit(request: Request, default: int | None) -> int | None:
     raw = request.query_params.get("limit")
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # isdigit() alone accepts '²' and other Unicode digits that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_LIMIT}", param="limit")
     return int(raw)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+import socket
+import weakref
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,8 +23,11 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 NEGATIVE_FEEDBACK = "negative_feedback"
 
 
-def make_engine(url: str, *, busy_timeout_s: float = 5.0, connect_timeout_s: int = 5) -> Engine:
-    """SQLite: WAL, busy timeout, parent directory created. Postgres (psycopg 3): bounded connect time."""
+def make_engine(url: str, *, busy_timeout_s: float = 5.0, connect_timeout_s: float = 5,
+                statement_timeout_s: float | None = None, lock_timeout_s: float | None = None) -> Engine:
+    """SQLite: WAL, busy timeout, parent directory created. Postgres (psycopg 3): bounded connect time and,
+    when given, server-side statement and lock timeouts (a live server stops a stuck statement itself; a hung
+    one is the caller's deadline to enforce, see `interrupt`)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -34,9 +42,52 @@ def make_engine(url: str, *, busy_timeout_s: float = 5.0, connect_timeout_s: int
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             cur.close()
 
-        return engine
-    connect_args = {"connect_timeout": connect_timeout_s} if parsed.get_backend_name() == "postgresql" else {}
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        return _tracked(engine)
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql":
+        # libpq takes whole seconds, at least 2.
+        connect_args["connect_timeout"] = max(2, math.ceil(connect_timeout_s))
+        given = parsed.query.get("options")
+        options: list[str] = [given] if isinstance(given, str) else list(given or ())
+        if statement_timeout_s is not None:
+            options.append(f"-c statement_timeout={int(statement_timeout_s * 1000)}")
+        if lock_timeout_s is not None:
+            options.append(f"-c lock_timeout={int(lock_timeout_s * 1000)}")
+        if options:
+            connect_args["options"] = " ".join(options)
+    return _tracked(create_engine(url, pool_pre_ping=True, connect_args=connect_args))
+
+
+# Every DBAPI connection an engine opened, so that `interrupt` can reach the one a stuck thread is blocked on.
+_LIVE: weakref.WeakKeyDictionary[Engine, weakref.WeakSet[Any]] = weakref.WeakKeyDictionary()
+
+
+def _tracked(engine: Engine) -> Engine:
+    live: weakref.WeakSet[Any] = weakref.WeakSet()
+    _LIVE[engine] = live
+    # The pool's records, not the DBAPI connections: sqlite3's cannot be weakly referenced.
+    event.listen(engine, "connect", lambda _dbapi_conn, record: live.add(record))
+    return engine
+
+
+def interrupt(engine: Engine) -> int:
+    """Break every open connection of `engine` from another thread: a thread blocked on a hung database (no
+    answer, not even an error) gets an error instead. Postgres: the socket is shut down (the server may not
+    answer a cancel request either); SQLite: the running statement is interrupted. Returns how many."""
+    done = 0
+    for record in list(_LIVE.get(engine, ())):
+        conn = record.dbapi_connection
+        if conn is None:
+            continue
+        with contextlib.suppress(Exception):  # already closed: nothing to break
+            pgconn = getattr(conn, "pgconn", None)
+            if pgconn is not None:
+                with socket.socket(fileno=os.dup(pgconn.socket)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            elif hasattr(conn, "interrupt"):
+                conn.interrupt()
+            done += 1
+    return done
 
 
 def _alembic_config(connection: Connection) -> Any:

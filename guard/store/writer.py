@@ -7,6 +7,7 @@ record() (event loop) -> bounded queue -> writer thread -> batch insert
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import queue
@@ -15,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
@@ -26,6 +27,7 @@ from guard.pipeline import Exchange
 from guard.recent import LocalRecent, Recent
 from guard.records import ExchangeRecord
 from guard.store.db import insert_new_records
+from guard.store.deadline import DatabaseTimeout, DeadlineCaller
 from guard.store.snapshot import record_from_snapshot, snapshot
 from guard.store.spool import Spool, SpoolFull
 
@@ -37,8 +39,9 @@ log = logging.getLogger("guard.store")
 Mask = Callable[[str], str]
 # Errors that mean "database not available now" (down, unreachable, locked): retry later from the spool.
 # Anything else the database raises is about the records themselves.
-_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, OSError)
+_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, OSError, DatabaseTimeout)
 Item = Exchange | ExchangeRecord
+T = TypeVar("T")
 
 
 class RecordWriter:
@@ -47,9 +50,18 @@ class RecordWriter:
     def __init__(self, engine: Engine, *, spool_dir: Path, sample_rate: float = 0.05, queue_size: int = 10_000,
                  batch_size: int = 256, spool_max_bytes: int = 256 * 1024 * 1024, mask: Mask | None = None,
                  retry_interval_s: float = 1.0, idle_wake_s: float = 0.25, linger_s: float = 0.1,
-                 recent: Recent | None = None,
+                 recent: Recent | None = None, db_timeout_s: float = 5.0, drain_timeout_s: float = 10.0,
+                 prepare: Callable[[], object] | None = None,
                  rand: Callable[[], float] = random.random) -> None:
+        """`db_timeout_s` bounds every database call (a hung database counts as down); `drain_timeout_s` bounds
+        shutdown (whatever is not in the database by then goes to the spool); `prepare` (migrations) runs
+        before the first write, and again after a failed attempt, until it succeeds."""
         self.engine = engine
+        self._db = DeadlineCaller(engine, db_timeout_s)
+        self.drain_timeout_s = drain_timeout_s
+        self._prepare = prepare
+        self._prepared = prepare is None
+        self._drain_deadline = float("inf")
         self.sample_rate = sample_rate
         self.batch_size = batch_size
         self.mask = _memoized(mask) if mask is not None else None
@@ -68,11 +80,12 @@ class RecordWriter:
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine, mask: Mask | None = None,
-                      recent: Recent | None = None) -> RecordWriter:
+                      recent: Recent | None = None, prepare: Callable[[], object] | None = None) -> RecordWriter:
         return cls(engine, spool_dir=settings.spool_dir, sample_rate=settings.record_sample_rate,
                    queue_size=settings.record_queue_size, batch_size=settings.record_batch_size,
                    spool_max_bytes=settings.spool_max_bytes, mask=mask if settings.pii_masking else None,
-                   recent=recent or LocalRecent(settings.recent_ttl_s))
+                   recent=recent or LocalRecent(settings.recent_ttl_s), db_timeout_s=settings.db_statement_timeout_s,
+                   drain_timeout_s=settings.shutdown_drain_timeout_s, prepare=prepare)
 
     # Request side (event loop): constant time, never raises -------------------------------------------
     def record(self, exchange: Exchange) -> None:
@@ -104,6 +117,8 @@ class RecordWriter:
     def _enqueue(self, item: Item) -> None:
         try:
             self._queue.put_nowait(item)
+            # Here as well as in the writer thread: the gauge must rise while that thread waits on the database.
+            metrics.RECORD_QUEUE_DEPTH.set(self._queue.qsize())
             return
         except queue.Full:
             pass
@@ -122,19 +137,47 @@ class RecordWriter:
         await asyncio.to_thread(self.close)
 
     def start_thread(self) -> None:
+        metrics.RECORD_STORE_UP.set(1 if self._healthy else 0)
         if self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="guard-record-writer", daemon=True)
             self._thread.start()
 
+    def prepare_now(self) -> str | None:
+        """Run `prepare` (migrations) now, bounded. None when done; otherwise why the database is unavailable,
+        and the writer starts in spool mode (records are kept and replayed once the database answers)."""
+        try:
+            self._ensure_prepared()
+            return None
+        except _UNAVAILABLE as exc:
+            self._failed(exc, quiet=True)
+            return _first_line(exc)
+
     def close(self, timeout: float | None = None) -> None:
-        """Stop after draining the queue (to the database, or to the spool if it is down)."""
+        """Stop after draining the queue: to the database while `timeout` (default `drain_timeout_s`) lasts,
+        then to the spool. Returns within about that time whatever the database does."""
+        timeout = self.drain_timeout_s if timeout is None else timeout
+        self._drain_deadline = time.monotonic() + timeout
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(timeout + 1.0)
+            if self._thread.is_alive():
+                log.error("record writer: did not stop within %g s; spooling what is left", timeout)
             self._thread = None
+        self._spool_queued()
         self.spool.close()
         metrics.SPOOL_BYTES.set(self.spool.size())
+        metrics.RECORD_QUEUE_DEPTH.set(self._queue.qsize())
+
+    def _spool_queued(self) -> None:
+        items: list[Item] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                items.append(self._queue.get_nowait())
+        if items:
+            self._to_spool(self._build_all(items))
+            for _ in items:
+                self._queue.task_done()
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything queued so far is in the database (tests, benchmarks). False on timeout."""
@@ -207,6 +250,9 @@ class RecordWriter:
         return records
 
     def _store(self, records: list[ExchangeRecord]) -> None:
+        if self._stop.is_set() and time.monotonic() >= self._drain_deadline:
+            self._to_spool(records)  # shutting down and out of time: the disk, not the database
+            return
         # Older spooled records go first, so the database sees them in order.
         if self._healthy:
             self._maybe_replay()
@@ -227,8 +273,8 @@ class RecordWriter:
         metrics.SPOOL_BYTES.set(self.spool.size())
 
     def _maybe_replay(self) -> None:
-        if not self.spool.has_data():
-            return
+        if self._stop.is_set() or not self.spool.has_data():
+            return  # a shutdown leaves the spool for the next start rather than spend its drain time on it
         if not self._healthy and time.monotonic() < self._next_retry:
             self.spool.sync()
             return
@@ -242,10 +288,24 @@ class RecordWriter:
         if not self._healthy or replayed:
             log.info("record writer: database reachable, %d spooled records replayed", replayed)
         self._healthy = True
+        metrics.RECORD_STORE_UP.set(1)
+
+    def _call(self, fn: Callable[..., T], *args: object) -> T:
+        """A database call within the deadline (shorter while a shutdown's drain time runs out)."""
+        timeout = self._db.timeout_s
+        if self._stop.is_set():
+            timeout = min(timeout, self._drain_deadline - time.monotonic())
+        return self._db.call(fn, *args, timeout_s=timeout)
+
+    def _ensure_prepared(self) -> None:
+        if not self._prepared and self._prepare is not None:
+            self._call(self._prepare)
+            self._prepared = True
 
     def _write(self, records: list[ExchangeRecord]) -> None:
+        self._ensure_prepared()
         try:
-            new = insert_new_records(self.engine, records)
+            new = self._call(insert_new_records, self.engine, records)
         except _UNAVAILABLE:
             raise  # the caller spools and retries
         except Exception:
@@ -259,7 +319,7 @@ class RecordWriter:
         new: set[str] = set()
         for r in records:
             try:
-                new |= insert_new_records(self.engine, [r])
+                new |= self._call(insert_new_records, self.engine, [r])
             except _UNAVAILABLE:
                 raise
             except Exception:
@@ -267,12 +327,18 @@ class RecordWriter:
                 log.exception("record: the database rejected exchange %s; dropped", r.exchange_id)
         return new
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: Exception, quiet: bool = False) -> None:
         metrics.RECORD_WRITE_FAILURES.inc()
-        if self._healthy:
-            log.warning("record writer: database write failed, spooling: %s", str(exc).splitlines()[0][:300])
+        if self._healthy and not quiet:
+            log.warning("record writer: database write failed, spooling: %s", _first_line(exc))
         self._healthy = False
+        metrics.RECORD_STORE_UP.set(0)
         self._next_retry = time.monotonic() + self.retry_interval_s
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
 
 
 def _memoized(mask: Mask, max_len: int = 16_384, size: int = 512) -> Mask:

@@ -76,9 +76,9 @@ def test_action_specific_fields_are_checked(tmp_path: Path) -> None:
 
 
 def test_rails_hash_is_stable_and_ignores_cases_file(tmp_path: Path) -> None:
-    write_rails(tmp_path, "input: {}\n")
+    write_rails(tmp_path, "allow_empty: true\ninput: {}\n")
     first = read_rails_dir(tmp_path).rails_hash
     (tmp_path / "cases.yml").write_text("cases: []\n")
     assert read_rails_dir(tmp_path).rails_hash == first
-    (tmp_path / "guard.yml").write_text("shadow: true\n")
+    (tmp_path / "guard.yml").write_text("allow_empty: true\nshadow: true\n")
     assert read_rails_dir(tmp_path).rails_hash != first

@@ -176,7 +176,7 @@ async def test_intent_rail_error_fails_closed(tmp_path: Path) -> None:
     ("I can't help but notice the weather is lovely.", False),
 ])
 async def test_refusal_phrases_do_not_fire_on_polite_answers(tmp_path: Path, answer: str, refused: bool) -> None:
-    engine = await _engine(tmp_path, "output: {}\n")  # no scorer: phrases only
+    engine = await _engine(tmp_path, "allow_empty: true\noutput: {}\n")  # no scorer: phrases only
     engine.scorer = None
     assert (await engine.check_output(exchange("q"), answer)).refused is refused
 
