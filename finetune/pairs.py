@@ -110,7 +110,9 @@ def _prompt(rec: ExchangeRecord) -> list[dict[str, str]]:
 
 
 def _answer(rec: ExchangeRecord) -> str:
-    return rec.model_response or rec.response
+    """The model's answer; a tool-call answer as its calls, `name(arguments)` one a line."""
+    text = rec.model_response or rec.response
+    return text or "\n".join(f"{c.name}({c.arguments})" for c in rec.tool_calls)
 
 
 def _samples(messages: list[dict[str, str]], instruction: str, src: PairSources, opts: PairOptions) -> list[str]:

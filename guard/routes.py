@@ -15,8 +15,9 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from guard import metrics, wire
+from guard.domain import Delta
 from guard.errors import BodyTooLarge, GuardError, InvalidRequest, NotReady
-from guard.pipeline import Exchange, InputVerdict, StreamEvent
+from guard.pipeline import Exchange, Streamed
 from guard.resources import Resources
 from guard.tenancy import requested_profile
 
@@ -95,88 +96,52 @@ async def chat_completions(request: Request) -> Response:
                   model_version=model.version, rails_hash=res.rails_hash)
     headers = {"x-guard-exchange-id": ex.id}
     try:
-        verdict = await res.pipeline.screen(ex)
-        if req.stream:
-            events = None
-            if verdict.block is None:
-                events = await _open_stream(model.stream(req, verdict.messages or req.messages))
-            body = _sse(res, ex, events, verdict, t0, model.name)
-            return StreamingResponse(body, media_type="text/event-stream", headers=headers)
-        text = await res.pipeline.complete(ex, model, verdict)
-        if "model" in ex.timings:  # the model call alone: not output rails, and nothing for a blocked request
-            _upstream_latency(model.name).observe(ex.timings["model"])
-        out = wire.completion_json(ex.id, req.model, int(ex.started_at), text, ex.finish_reason or "stop",  # type: ignore[arg-type]
-                                   ex.usage)
-    except GuardError as exc:
-        ex.error = exc.code
-        exc.exchange_id = ex.id  # the error response names the recorded exchange too
-        res.pipeline.finish(ex)
+        reply = await res.pipeline.handle(ex, model)
+    except GuardError:
         _requests("error").inc()
         raise
-    res.pipeline.finish(ex)
+    if isinstance(reply, Streamed):
+        return StreamingResponse(_sse(ex, reply, t0, model.name), media_type="text/event-stream", headers=headers)
+    out = wire.completion_body(reply.answers, reply.reply, exchange_id=ex.id, model=req.model,
+                               created=int(ex.started_at), usage=ex.usage)
     _requests("blocked" if ex.finish_reason == "content_filter" else "ok").inc()
     return Response(out, media_type=JSON, headers=headers)
 
 
-async def _open_stream(events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
-    """Wait for the first event before answering, so an unreachable upstream is a 502, not a broken 200."""
-    first = await anext(events, None)
-
-    async def chained() -> AsyncIterator[StreamEvent]:
-        try:
-            if first is not None:
-                yield first
-            async for event in events:
-                yield event
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
-
-    return chained()
-
-
-async def _sse(res: Resources, ex: Exchange, events: AsyncIterator[StreamEvent] | None, verdict: InputVerdict,
-               t0: float, backend: str) -> AsyncIterator[bytes]:
-    model = ex.request.model
+async def _sse(ex: Exchange, stream: Streamed, t0: float, backend: str) -> AsyncIterator[bytes]:
+    envelope = stream.envelope or wire.own_envelope(ex.id, ex.request.model, int(ex.started_at))
     outcome = "error"
-    first = True
-    created = int(ex.started_at)
-    # Frames that need not go out alone ride with the next write: each write is a send() and a loop turn.
-    pending = wire.sse_chunk(ex.id, model, created, "", role=True)
+    started: set[int] = set()
+    # Frames that need not go out alone (a choice's finish) ride with the next write: each write is a send().
+    pending = b""
     try:
-        source = events if events is not None else _nothing()
-        async for text, finish in res.pipeline.stream(ex, source, verdict):
-            if text:
-                if first:
+        async for delta in stream:
+            if delta.index not in started:
+                started.add(delta.index)
+                pending += wire.chunk_frame(envelope, Delta(delta.index), role=True)
+                if not started - {0}:
                     metrics.TIME_TO_FIRST_TOKEN.labels(backend).observe(time.perf_counter() - t0)
-                    first = False
-                yield pending + wire.sse_chunk(ex.id, model, created, text)
-                pending = b""
-            if finish is not None:
-                pending += wire.sse_chunk(ex.id, model, created, finish_reason=finish)
+            frame = wire.chunk_frame(envelope, delta)
+            if delta.finish_reason is not None and not delta.text:
+                pending += frame
+                continue
+            yield pending + frame
+            pending = b""
         opts = ex.request.stream_options
         if opts is not None and opts.include_usage and ex.usage is not None:
-            pending += wire.sse(wire.ChatCompletionChunk(id=ex.id, model=model, choices=[], usage=ex.usage))
+            pending += wire.usage_frame(envelope, ex.usage)
         yield pending + wire.SSE_DONE
         outcome = "blocked" if ex.finish_reason == "content_filter" else "ok"
     except GuardError as exc:
         # Headers are gone; OpenAI's convention for a mid-stream failure is an error frame.
-        ex.error = exc.code
         error = wire.ErrorResponse(error=wire.ErrorBody(message=exc.message, type=exc.type, code=exc.code))
         yield pending + wire.sse(error)
     except BaseException:
-        ex.error = ex.error or "client_disconnected"
         outcome = "disconnected"
         raise
     finally:
-        if events is not None:
-            await events.aclose()  # type: ignore[attr-defined]
-        res.pipeline.finish(ex)
+        await stream.aclose()
         _requests(outcome).inc()
-
-
-async def _nothing() -> AsyncIterator[StreamEvent]:
-    return
-    yield  # pragma: no cover
 
 
 @router.get("/v1/models")

@@ -100,6 +100,8 @@ async def _check_output(engine: RailsEngine, ex: Exchange, case: Case, decisions
     if not case.stream:
         out = await engine.check_output(ex, text)
         decisions.extend(out.decisions)
+        if out.refused:
+            ex.flags.add("model_refused")
         return out.block is not None
     guard = engine.stream_guard(ex)
     for i in range(0, len(text), 8):
@@ -109,6 +111,8 @@ async def _check_output(engine: RailsEngine, ex: Exchange, case: Case, decisions
             return True
     step = await guard.finish()
     decisions.extend(step.decisions)
+    if step.refused:
+        ex.flags.add("model_refused")
     return step.block is not None
 
 

@@ -104,7 +104,7 @@ class RailsEngine:
         return verdict
 
     # Output ---------------------------------------------------------------------------------------------
-    async def check_output(self, exchange: Exchange, text: str) -> OutputVerdict:
+    async def check_output(self, exchange: Exchange, text: str, *, tool_calls: bool = False) -> OutputVerdict:
         t0 = time.perf_counter()
         prof = self._profile(exchange)
         verdict = OutputVerdict()
@@ -117,7 +117,7 @@ class RailsEngine:
                 _stamp(verdict, "output", t0)
                 return verdict
             exchange.output_triage = scores
-        refusal = detect_refusal(prof, text, scores)
+        refusal = None if tool_calls else detect_refusal(prof, text, scores)
         fired = output_fires(prof, text, scores, refused=refusal is not None)
         new_text = text
         for fire, score in fired:
@@ -142,7 +142,6 @@ class RailsEngine:
                     new_text = pii.apply(new_text, spans)
         if refusal is not None and verdict.block is None:
             verdict.refused = True
-            exchange.flags.add("model_refused")
             verdict.decisions.append(RailDecision("refusal", "output", "pass", "enforce", "model_refused",
                                                   score=refusal))
         if verdict.block is None and self.nemo is not None:

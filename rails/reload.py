@@ -100,8 +100,8 @@ class RailsHolder:
     async def check_input(self, exchange: Exchange) -> InputVerdict:
         return await self.engine.check_input(exchange)
 
-    async def check_output(self, exchange: Exchange, text: str) -> OutputVerdict:
-        return await self._for(exchange).check_output(exchange, text)
+    async def check_output(self, exchange: Exchange, text: str, *, tool_calls: bool = False) -> OutputVerdict:
+        return await self._for(exchange).check_output(exchange, text, tool_calls=tool_calls)
 
     def stream_guard(self, exchange: Exchange) -> StreamGuard:
         return self._for(exchange).stream_guard(exchange)

@@ -68,7 +68,9 @@ class WindowStreamGuard:
             return StreamStep()
         step = await self._check(final=True)
         if step.block is None:
-            step.decisions += self._refusal()
+            refusal = self._refusal()
+            step.decisions += refusal
+            step.refused = bool(refusal)
             step.release += "".join(f"\n\n{t}" for t in self.disclaimers.values())
         self.stopped = True
         return step
@@ -153,7 +155,6 @@ class WindowStreamGuard:
         score = detect_refusal(self.prof, self.buf[:REFUSAL_SCAN_CHARS], self.first_scores)
         if score is None:
             return []
-        self.ex.flags.add("model_refused")
         return [RailDecision("refusal", "output", "pass", "enforce", "model_refused", score=score)]
 
     def _error(self, t0: float) -> StreamStep:

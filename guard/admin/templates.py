@@ -101,6 +101,9 @@ def exchange_page(rec: ExchangeRecord, reviews: list[Any], feedback: list[Any]) 
     if rec.model_response and rec.model_response != rec.response:
         model_said = f'<h3>Model said (before output rails)</h3><div class="msg" id="model-response">' \
                      f"{escape(rec.model_response)}</div>"
+    calls = "".join(f'<li><code>{escape(c.name)}({escape(c.arguments)})</code></li>' for c in rec.tool_calls)
+    if calls:
+        model_said += f'<h3>Tool calls the model asked for</h3><ul id="tool-calls">{calls}</ul>'
     past = "".join(f"<li>{r.created_at:%Y-%m-%d %H:%M} <b>{escape(r.label)}</b> by {escape(r.reviewer or '—')}"
                    f"{': ' + escape(r.correction) if r.correction else ''}</li>" for r in reviews)
     fb = "".join(f"<li>{f.created_at:%Y-%m-%d %H:%M} rating {f.rating}{': ' + escape(f.comment) if f.comment else ''}"

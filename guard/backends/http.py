@@ -15,7 +15,8 @@ from typing import Any
 import aiohttp
 import pydantic_core
 
-from guard import metrics
+from guard import metrics, wire
+from guard.domain import Delta, ModelReply, StreamEvent
 from guard.errors import (
     GuardError,
     InvalidRequest,
@@ -24,7 +25,6 @@ from guard.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from guard.pipeline import ModelReply, StreamEvent
 from guard.wire import ChatCompletionRequest, ChatMessage, Usage
 
 _BACKEND = "upstream"
@@ -123,7 +123,8 @@ class HttpUpstream:
     async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
         resp = await self._post(self._body(request, messages, stream=False))
         try:
-            data = pydantic_core.from_json(await resp.read())
+            raw = await resp.read()
+            data = pydantic_core.from_json(raw)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()
             raise UpstreamTimeout(f"upstream {self.base_url} stopped answering") from None
@@ -132,7 +133,7 @@ class HttpUpstream:
             raise UpstreamBadResponse(f"upstream sent an unreadable body: {exc}") from None
         finally:
             resp.release()
-        return _reply(data)
+        return _reply(data, raw)
 
     async def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]:
         """One event per network read: chunks that arrived together are merged, so a proxy that falls
@@ -173,25 +174,20 @@ class HttpUpstream:
             return []
 
 
-def _reply(data: Any) -> ModelReply:
+def _reply(data: Any, raw: bytes) -> ModelReply:
     try:
-        choice = data["choices"][0]
-        message = choice.get("message") or {}
-        usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
-        return ModelReply(text=message.get("content") or "", finish_reason=choice.get("finish_reason") or "stop",
-                          usage=usage)
+        return wire.reply_from_body(data, raw)
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         metrics.UPSTREAM_ERRORS.labels(_BACKEND, "malformed").inc()
         raise UpstreamBadResponse(f"upstream body is not a chat completion: missing {exc}") from None
 
 
 def _merge(lines: list[bytes]) -> tuple[StreamEvent | None, bool, GuardError | None]:
-    """The SSE `data:` lines of one read as one event; also whether `[DONE]` came, and a bad chunk's error
-    (the text before it is still delivered)."""
-    texts: list[str] = []
-    finish: str | None = None
-    usage: Usage | None = None
-    seen, done, error = False, False, None
+    """The SSE `data:` lines of one read as one event (pieces of the same choice joined); also whether
+    `[DONE]` came, and a bad chunk's error (what came before it is still delivered)."""
+    event: StreamEvent | None = None
+    by_index: dict[int, Delta] = {}
+    done, error = False, None
     for raw in lines:
         line = raw.strip()
         if not line.startswith(b"data:"):
@@ -201,30 +197,39 @@ def _merge(lines: list[bytes]) -> tuple[StreamEvent | None, bool, GuardError | N
             done = True
             break
         try:
-            event = _event(payload)
+            deltas, usage, envelope = _chunk(payload)
         except GuardError as exc:
             error = exc
             break
-        seen = True
-        texts.append(event.text)
-        finish = event.finish_reason or finish
-        usage = event.usage or usage
-    merged = StreamEvent(text="".join(texts), finish_reason=finish, usage=usage) if seen else None  # type: ignore[arg-type]
-    return merged, done, error
+        if event is None:
+            event = StreamEvent(envelope=envelope)
+        event.usage = usage or event.usage
+        for d in deltas:
+            into = by_index.get(d.index)
+            if into is None:
+                by_index[d.index] = d
+                event.deltas.append(d)
+            else:
+                _join(into, d)
+    return event, done, error
 
 
-def _event(payload: bytes) -> StreamEvent:
+def _join(into: Delta, d: Delta) -> None:
+    into.text += d.text
+    into.refusal += d.refusal
+    into.tool_calls += d.tool_calls
+    into.function_call += d.function_call
+    if d.logprobs:
+        into.logprobs = (into.logprobs or []) + d.logprobs
+    into.finish_reason = d.finish_reason or into.finish_reason
+
+
+def _chunk(payload: bytes) -> tuple[list[Delta], Usage | None, dict[str, Any]]:
     try:
         data = pydantic_core.from_json(payload)
         if "error" in data:
             raise UpstreamBadResponse(f"upstream stream error: {data['error']}")
-        usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
-        choices = data.get("choices") or []
-        if not choices:
-            return StreamEvent(usage=usage)
-        choice = choices[0]
-        delta = choice.get("delta") or {}
-        return StreamEvent(text=delta.get("content") or "", finish_reason=choice.get("finish_reason"), usage=usage)
-    except (ValueError, TypeError, AttributeError) as exc:
+        return wire.chunk_parts(data)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
         metrics.UPSTREAM_ERRORS.labels(_BACKEND, "malformed").inc()
         raise UpstreamBadResponse(f"upstream sent an unreadable stream chunk: {exc}") from None

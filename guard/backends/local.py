@@ -163,7 +163,7 @@ class LocalModel:
         hit_eos = len(new) > 0 and int(new[-1]) in _eos_ids(lm)
         finish = "stop" if hit_eos or len(new) < kwargs["max_new_tokens"] else "length"
         usage = Usage(prompt_tokens=prompt_len, completion_tokens=len(new), total_tokens=prompt_len + len(new))
-        return ModelReply(text=text.strip(), finish_reason=finish, usage=usage)
+        return ModelReply.of_text(text.strip(), finish, usage)
 
     def pin(self) -> PinnedModel:
         """The model for one request: the weights current now, kept even if a new version is promoted."""
@@ -198,9 +198,9 @@ class LocalModel:
                 if piece is None:
                     break
                 if piece:
-                    yield StreamEvent(text=piece)
+                    yield StreamEvent.of_text(piece)
             reply = await job
-            yield StreamEvent(finish_reason=reply.finish_reason, usage=reply.usage)
+            yield StreamEvent.of_text(finish_reason=reply.finish_reason, usage=reply.usage)
         finally:
             stop.event.set()  # client gone or done: let the worker thread stop generating
 

@@ -64,7 +64,7 @@ def test_harmful_request_is_refused_before_the_model_and_recorded(
     assert body["choices"][0]["finish_reason"] == "content_filter"
     assert body["choices"][0]["message"]["content"].startswith("I'm sorry, but I can't help with that")
     assert len(upstream.state.requests) == before  # the model never saw it
-    record = _records(p, body["id"])
+    record = _records(p, r.headers["x-guard-exchange-id"])
     assert "blocked_input" in record.flags
     blocking = [d for d in record.decisions if d.stage == "input" and d.result == "block"]
     assert blocking and all(d.rail.startswith("label:") for d in blocking)
@@ -82,7 +82,7 @@ def test_benign_question_answered_with_a_refusal_is_flagged_over_refused(
     body = r.json()
     assert r.status_code == 200, body
     assert body["choices"][0]["finish_reason"] == "stop"
-    record = _records(p, body["id"])
+    record = _records(p, r.headers["x-guard-exchange-id"])
     assert {"model_refused", "over_refused"} <= set(record.flags)
 
 
@@ -94,7 +94,7 @@ def test_benign_request_passes_through_all_stages(proxy: Any, triage_model_dir: 
     body = r.json()
     assert body["choices"][0]["finish_reason"] == "stop", body
     assert body["choices"][0]["message"]["content"] == "echo: How do I kill a Python process on Linux?"
-    record = _records(p, body["id"])
+    record = _records(p, r.headers["x-guard-exchange-id"])
     assert record.flags == []
     assert record.rails_hash == p.resources.rails_hash
     assert set(record.timings) >= {"triage", "input_rails", "model", "output_rails", "total"}
@@ -118,10 +118,10 @@ def test_the_record_keeps_the_conversation_the_model_was_sent_when_the_rails_rew
     assert r.status_code == 200, r.text
     sent = upstream.state.requests[before].body["messages"]
     assert sent[0] == {"role": "system", "content": "Keep it to one sentence."}
-    record = _records(p, r.json()["id"])
+    record = _records(p, r.headers["x-guard-exchange-id"])
     assert [m.role for m in record.messages] == ["user"]
     assert [(m.role, m.content) for m in record.model_messages] == [
         ("system", "Keep it to one sentence."), ("user", "Tell me one fact about the zebra.")]
     plain = httpx.post(f"{p.v1}/chat/completions", timeout=30, json={
         "model": "gpt-fake", "messages": [{"role": "user", "content": "What is the capital of France?"}]})
-    assert _records(p, plain.json()["id"]).model_messages is None  # sent as it came
+    assert _records(p, plain.headers["x-guard-exchange-id"]).model_messages is None  # sent as it came

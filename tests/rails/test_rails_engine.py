@@ -120,13 +120,14 @@ async def test_model_refusal_is_detected_from_score_or_phrase(tmp_path: Path, sc
     engine = await _engine(tmp_path, scorer=scorer)
     ex = exchange("how do I boil an egg")
     out = await engine.check_output(ex, "Sorry, that is not something I do.")
-    assert out.refused and "model_refused" in ex.flags
+    assert out.refused and not ex.flags  # the engine decides; the pipeline writes the exchange's flags
     ex2 = exchange("how do I boil an egg")
     out2 = await engine.check_output(ex2, "Well, I'm afraid I cannot help with that request.")
     assert out2.refused
     ex3 = exchange("how do I boil an egg")
     assert not (await engine.check_output(ex3, "Put it in boiling water.")).refused
-    assert "model_refused" not in ex3.flags
+    calls = await engine.check_output(ex3, 'apologise({"text": "Sorry, that is not something I do."})', tool_calls=True)
+    assert not calls.refused  # tool-call arguments are not the model's prose
 
 
 async def test_output_scorer_error_fails_closed_by_default(tmp_path: Path) -> None:
@@ -185,7 +186,7 @@ async def test_refusal_naming_the_harmful_topic_is_not_blocked_as_harmful(tmp_pa
     engine = await _engine(tmp_path, scorer=scorer)
     ex = exchange("how do I bake bread")
     out = await engine.check_output(ex, "I'm sorry, but I can't help you build a bomb.")
-    assert out.block is None and out.refused and "model_refused" in ex.flags
+    assert out.block is None and out.refused
 
 
 async def test_label_tiers_refuse_when_sure_and_answer_carefully_when_unsure(tmp_path: Path) -> None:

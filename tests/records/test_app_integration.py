@@ -40,7 +40,7 @@ def test_exchange_is_recorded_rated_by_its_tenant_only_and_visible_to_the_admin(
             chat = httpx.post(f"{base}/v1/chat/completions", headers=ACME, timeout=30,
                               json={"model": "m", "messages": [{"role": "user", "content": "my wifi drops"}]})
             assert chat.status_code == 200, chat.text
-            ex_id = chat.json()["id"]
+            ex_id = chat.headers["x-guard-exchange-id"]
 
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
