@@ -16,7 +16,7 @@ from guard import __version__, openapi, wire
 from guard.admin.feedback import feedback_router
 from guard.admin.routes import admin_router
 from guard.edge import AuthThrottle, EdgeLimits
-from guard.errors import GuardError
+from guard.errors import GuardError, UpstreamHTTPError
 from guard.resources import open_resources
 from guard.routes import router
 from guard.settings import Settings
@@ -53,7 +53,10 @@ def public_message(exc: GuardError, exchange_id: str | None) -> str:
 async def _guard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GuardError)
     exchange_id = getattr(exc, "exchange_id", None)
-    response = error_response(exc.status, public_message(exc, exchange_id), exc.type, exc.code, exc.param)
+    if isinstance(exc, UpstreamHTTPError):  # the upstream's own error, as it sent it
+        response = Response(exc.body, status_code=exc.status, media_type="application/json", headers=exc.headers)
+    else:
+        response = error_response(exc.status, public_message(exc, exchange_id), exc.type, exc.code, exc.param)
     if exchange_id is not None:
         response.headers["x-guard-exchange-id"] = exchange_id
     retry_after = getattr(exc, "retry_after", None)

@@ -75,7 +75,9 @@ async def _model_backend(settings: Settings, stack: AsyncExitStack) -> ModelRout
         upstream = HttpUpstream(settings.upstream_url, settings.upstream_api_key,
                                 connect_timeout_s=settings.upstream_connect_timeout_s,
                                 read_timeout_s=settings.upstream_read_timeout_s, retries=settings.upstream_retries,
-                                max_connections=settings.upstream_max_connections)
+                                max_connections=settings.upstream_max_connections,
+                                status_retries=settings.upstream_status_retries,
+                                status_retry_max_wait_s=settings.upstream_status_retry_max_wait_s)
         await upstream.start()
         stack.push_async_callback(upstream.aclose)
         return ModelRouter(settings.model, upstream=upstream)

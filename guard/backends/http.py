@@ -7,10 +7,10 @@ throughput with aiohttp as its upstream client (figures in the README).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import pydantic_core
@@ -19,9 +19,8 @@ from guard import metrics, wire
 from guard.domain import Delta, ModelReply, StreamEvent
 from guard.errors import (
     GuardError,
-    InvalidRequest,
-    ModelNotFound,
     UpstreamBadResponse,
+    UpstreamHTTPError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -30,20 +29,24 @@ from guard.wire import ChatCompletionRequest, ChatMessage, Usage
 _BACKEND = "upstream"
 
 
-class RateLimited(GuardError):
-    status = 429
-    type = "rate_limit_error"
-    code = "rate_limited"
+log = logging.getLogger("guard.upstream")
+
+# What clients need from an upstream error besides its body: when to retry and which request it was.
+_PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-request-id")
+_PASSED_PREFIXES = ("x-ratelimit-",)
+_RETRIED_STATUSES = (429, 503)
 
 
 class HttpUpstream:
     name = _BACKEND
 
     def __init__(self, base_url: str, api_key: str | None = None, *, connect_timeout_s: float = 5.0,
-                 read_timeout_s: float = 60.0, retries: int = 2, max_connections: int = 256) -> None:
+                 read_timeout_s: float = 60.0, retries: int = 2, max_connections: int = 256,
+                 status_retries: int = 0, status_retry_max_wait_s: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self.url = f"{self.base_url}/chat/completions"
         self.retries = retries
+        self.status_retries = status_retries  # retries on 429/503 that honour retry-after; 0 = off
+        self.status_retry_max_wait_s = status_retry_max_wait_s
         self._headers = {"content-type": "application/json"}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
@@ -77,48 +80,60 @@ class HttpUpstream:
         body["stream"] = stream
         return json.dumps(body).encode()
 
-    async def _post(self, body: bytes) -> aiohttp.ClientResponse:
-        """POST with retries on connection failures only: the request never reached the upstream."""
-        for attempt in range(self.retries + 1):
+    async def _post(self, body: bytes, path: str = "/chat/completions") -> aiohttp.ClientResponse:
+        """POST with retries on connection failures only (the request never reached the upstream) and, when
+        configured, on 429/503 after the upstream's own `retry-after`."""
+        url = self.base_url + path
+        attempt = waited = 0
+        while True:
             try:
-                resp = await self.session.post(self.url, data=body)
+                resp = await self.session.post(url, data=body)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 # Connection refused or not accepted in time: the request never left, so retrying is safe.
-                if attempt == self.retries:
-                    metrics.UPSTREAM_ERRORS.labels(_BACKEND, "connect").inc()
-                    reason = "connection timed out" if isinstance(exc, TimeoutError) else exc.strerror or exc
-                    raise UpstreamUnavailable(f"upstream {self.base_url} unreachable: {reason}") from None
-                await asyncio.sleep(0.05 * 2**attempt)
+                if attempt < self.retries:
+                    await asyncio.sleep(0.05 * 2**attempt)
+                    attempt += 1
+                    continue
+                metrics.UPSTREAM_ERRORS.labels(_BACKEND, "connect").inc()
+                reason = "connection timed out" if isinstance(exc, TimeoutError) else "connection refused" \
+                    if isinstance(getattr(exc, "os_error", None), ConnectionRefusedError) else "connection failed"
+                log.warning("upstream %s unreachable: %s", self.base_url, exc)
+                raise UpstreamUnavailable(f"upstream unreachable: {reason}") from None
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()
-                raise UpstreamTimeout(f"upstream {self.base_url} did not answer in time") from None
+                log.warning("upstream %s did not answer in time", self.base_url)
+                raise UpstreamTimeout("upstream did not answer in time") from None
             except aiohttp.ClientError as exc:
                 metrics.UPSTREAM_ERRORS.labels(_BACKEND, "connect").inc()
-                raise UpstreamUnavailable(f"upstream {self.base_url} failed: {exc}") from None
-            else:
-                if resp.status >= 400:
-                    await self._raise_for_status(resp)
+                log.warning("upstream %s failed: %s", self.base_url, exc)
+                raise UpstreamUnavailable("upstream connection failed") from None
+            if resp.status < 400:
                 return resp
-        raise AssertionError("unreachable")
+            wait = _retry_after(resp) if resp.status in _RETRIED_STATUSES and waited < self.status_retries else None
+            if wait is None or wait > self.status_retry_max_wait_s:
+                await self._raise_for_status(resp)
+            resp.release()
+            waited += 1
+            metrics.UPSTREAM_ERRORS.labels(_BACKEND, f"retried_{resp.status}").inc()
+            await asyncio.sleep(wait)  # type: ignore[arg-type]
 
-    async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
+    async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> NoReturn:
         try:
-            text = await resp.text()
+            raw = await resp.read()
         finally:
             resp.release()
-        message = text[:500]
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            message = json.loads(text)["error"]["message"]
         metrics.UPSTREAM_ERRORS.labels(_BACKEND, f"http_{resp.status // 100}xx").inc()
-        if resp.status == 404:
-            raise ModelNotFound(f"upstream: {message}", param="model")
-        if resp.status in (400, 422):
-            raise InvalidRequest(f"upstream rejected the request: {message}")
-        if resp.status == 429:
-            raise RateLimited(f"upstream rate limit: {message}")
-        if resp.status in (401, 403):
-            raise UpstreamBadResponse(f"upstream refused the proxy's credentials ({resp.status}): {message}")
-        raise UpstreamBadResponse(f"upstream returned HTTP {resp.status}: {message}")
+        if resp.status in (401, 403):  # the proxy's own upstream credentials: not the client's key at fault
+            log.error("upstream %s refused the proxy's credentials (%s): %s", self.base_url, resp.status, raw[:300])
+            raise UpstreamBadResponse(f"upstream refused the proxy's credentials (HTTP {resp.status})")
+        headers = {k: v for k, v in resp.headers.items()
+                   if k.lower() in _PASSED_HEADERS or k.lower().startswith(_PASSED_PREFIXES)}
+        message = _error_message(raw)
+        if message is None:  # not an OpenAI error body (a proxy's HTML page...): give it the OpenAI shape
+            message = f"upstream returned HTTP {resp.status}: {raw[:300].decode(errors='replace')}"
+            raw = pydantic_core.to_json({"error": {"message": message, "type": "upstream_error", "param": None,
+                                                   "code": f"upstream_http_{resp.status}"}})
+        raise UpstreamHTTPError(resp.status, raw, headers, message)
 
     async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
         resp = await self._post(self._body(request, messages, stream=False))
@@ -127,7 +142,7 @@ class HttpUpstream:
             data = pydantic_core.from_json(raw)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()
-            raise UpstreamTimeout(f"upstream {self.base_url} stopped answering") from None
+            raise UpstreamTimeout("upstream stopped answering") from None
         except (ValueError, aiohttp.ClientError) as exc:
             metrics.UPSTREAM_ERRORS.labels(_BACKEND, "malformed").inc()
             raise UpstreamBadResponse(f"upstream sent an unreadable body: {exc}") from None
@@ -172,6 +187,27 @@ class HttpUpstream:
                 return list((await resp.json(content_type=None)).get("data", []))
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return []
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    """Seconds the upstream asks to wait (`retry-after-ms` or `retry-after` in seconds), None when it did not say."""
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = resp.headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                return None  # an HTTP date: not worth parsing for a bounded retry
+    return None
+
+
+def _error_message(raw: bytes) -> str | None:
+    """The message of an OpenAI error body, None when the body is not one."""
+    try:
+        error = pydantic_core.from_json(raw)["error"]
+        return str(error["message"]) if isinstance(error, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _reply(data: Any, raw: bytes) -> ModelReply:
