@@ -18,13 +18,13 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from guard.domain import Message
 from guard.pipeline import (
     Exchange,
     ModelReply,
@@ -37,7 +37,7 @@ from guard.pipeline import (
 )
 from guard.settings import SHIPPED_RAILS, load_settings
 from guard.taxonomy import INPUT_LABELS
-from guard.wire import ChatCompletionRequest, ChatMessage
+from guard.wire import ChatCompletionRequest
 from rails.cases import load_cases
 from rails.engine import RailsEngine
 
@@ -76,7 +76,7 @@ class Replay:
         return self.cache[text]
 
 
-def workload(config: Path) -> list[tuple[list[ChatMessage], str, str | None]]:
+def workload(config: Path) -> list[tuple[list[Message], str, str | None]]:
     items = []
     for case in load_cases(config / "cases.yml"):
         items.append((case.chat(), case.output or ANSWER, case.profile))
@@ -90,8 +90,7 @@ async def bench_config(config: Path, replay: Replay, n: int) -> dict[str, float]
     samples = []
     for i in range(n):
         messages, answer, profile = items[i % len(items)]
-        ex = Exchange(id=uuid.uuid4().hex, tenant="bench", profile=profile,
-                      request=ChatCompletionRequest(model="m", messages=messages))
+        ex = Exchange.of(messages, tenant="bench", profile=profile)
         ex.triage = replay.cache[messages[-1].text]
         t0 = time.process_time_ns()
         await engine.check_input(ex)
@@ -184,8 +183,7 @@ async def bench_ttft(replay: Replay, gap_s: float, chunk: str = "word ") -> dict
     replay.prepare([text[:k] for k in range(len(text) + 1)] if replay.model is None else [])
 
     async def first_release(guarded: bool) -> float:
-        ex = Exchange(id="t", tenant="bench", request=ChatCompletionRequest(
-            model="m", messages=[ChatMessage(role="user", content="hi")], stream=True))
+        ex = Exchange.of([Message.user("hi")], tenant="bench", stream=True)
         guard = engine.stream_guard(ex)
         t0 = time.perf_counter()
         for i in range(0, len(text), len(chunk)):
@@ -208,11 +206,11 @@ class InstantModel:
     name = "instant"
     version = None
 
-    async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
-        return ModelReply(ANSWER)
+    async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply:
+        return ModelReply.of_text(ANSWER)
 
-    async def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]):  # pragma: no cover
-        yield StreamEvent(text=ANSWER, finish_reason="stop")
+    async def stream(self, request: ChatCompletionRequest | None, messages: list[Message] | None):  # pragma: no cover
+        yield StreamEvent.of_text(ANSWER, finish_reason="stop")
 
 
 class ReplayTriage:
@@ -220,7 +218,7 @@ class ReplayTriage:
         self.replay = replay
 
     async def classify(self, exchange: Exchange) -> TriageResult:
-        return self.replay.cache[exchange.request.messages[-1].text]
+        return self.replay.cache[exchange.messages[-1].text]
 
 
 async def bench_pipeline(replay: Replay, n: int) -> dict[str, dict[str, float]]:
@@ -234,12 +232,9 @@ async def bench_pipeline(replay: Replay, n: int) -> dict[str, dict[str, float]]:
         model, samples = InstantModel(), []
         for i in range(n):
             messages = items[i % len(items)][0]
-            ex = Exchange(id=uuid.uuid4().hex, tenant="bench", request=ChatCompletionRequest(model="m",
-                                                                                             messages=messages))
+            ex = Exchange.of(messages, tenant="bench")
             t0 = time.process_time_ns()
-            verdict = await pipeline.screen(ex)
-            await pipeline.complete(ex, model, verdict)
-            pipeline.finish(ex)
+            await pipeline.handle(ex, model)  # screen + model + output rails + flags + record
             samples.append(time.process_time_ns() - t0)
         out[name] = _summary(samples[n // 10:])
     return out

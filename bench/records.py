@@ -40,19 +40,20 @@ PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def make_exchanges(n: int) -> list[Any]:
+    from guard.domain import Message
     from guard.pipeline import Exchange, RailDecision, TriageResult
-    from guard.wire import ChatCompletionRequest
 
     labels = ["benign", "violence", "self_harm", "sexual", "hate", "weapons", "drugs", "cyber", "fraud",
               "jailbreak", "prompt_injection", "medical_advice"]
     out = []
     for i in range(n):
-        req = ChatCompletionRequest(model="smollm2-135m-instruct", messages=[
-            {"role": "system", "content": "You are a helpful support assistant for ACME routers. " * 3},
-            {"role": "user", "content": f"Hi, I'm Jane (jane.doe{i}@example.com, +1 415 555 0{i % 1000:03d}). "
-                                        "My router keeps dropping the connection every evening, what can I do?"},
-        ])
-        ex = Exchange(id=f"chatcmpl-{uuid.uuid4().hex}", tenant=f"tenant-{i % 8}", request=req, profile="support",
+        messages = [
+            Message("system", "You are a helpful support assistant for ACME routers. " * 3),
+            Message.user(f"Hi, I'm Jane (jane.doe{i}@example.com, +1 415 555 0{i % 1000:03d}). "
+                         "My router keeps dropping the connection every evening, what can I do?"),
+        ]
+        ex = Exchange(id=f"chatcmpl-{uuid.uuid4().hex}", tenant=f"tenant-{i % 8}", messages=messages,
+                      model="smollm2-135m-instruct", profile="support",
                       api_key_hash="3f2a9c0d1e5b7a64", model_version="v3", rails_hash="9a8b7c6d")
         ex.triage = TriageResult(scores={lab: (i * 7 + k) % 100 / 100 for k, lab in enumerate(labels)},
                                  labels=("violence",))

@@ -17,6 +17,7 @@ from guard.admin.feedback import feedback_router
 from guard.admin.routes import admin_router
 from guard.edge import AuthThrottle, EdgeLimits
 from guard.errors import GuardError, UpstreamHTTPError
+from guard.more_routes import more_router
 from guard.resources import open_resources
 from guard.routes import router
 from guard.settings import Settings
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="guardtune", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.include_router(router)
+    app.include_router(more_router)
     app.include_router(feedback_router())
     app.include_router(admin_router())
     app.add_exception_handler(GuardError, _guard_error)

@@ -32,6 +32,24 @@ class ToolCall:
         return f"{self.name}({self.arguments})"
 
 
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn of the conversation. `source` is the client's own message, kept so that an unchanged turn is
+    forwarded exactly as it came (images, names, fields the guard does not know); `plain` says whether its
+    content was a plain string (only those are rewritten in place by redaction and instructions)."""
+
+    role: str
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    plain: bool = True
+    source: Any = None
+
+    @classmethod
+    def user(cls, text: str) -> Message:
+        return cls("user", text)
+
+
 @dataclass(slots=True)
 class Answer:
     """One choice of a reply. `changed` is set when a rail rewrote or blocked it (its text then replaces the

@@ -99,6 +99,14 @@ class UpstreamHTTPError(GuardError):
         self.headers = headers
 
 
+class NotImplementedYet(GuardError):
+    """An endpoint or feature this proxy does not offer (in this configuration); the message names what."""
+
+    status = 501
+    type = "invalid_request_error"
+    code = "not_implemented"
+
+
 class RailError(GuardError):
     """A rail failed while fail-closed: the request is refused rather than let through unchecked."""
 

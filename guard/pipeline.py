@@ -7,15 +7,16 @@ Each stage is a small protocol; `create_app` plugs real implementations in. The 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from guard import metrics
-from guard.domain import BLOCKED, Answer, Delta, ModelReply, StreamEvent, ToolCall, assemble_tool_calls
+from guard.domain import BLOCKED, Answer, Delta, Message, ModelReply, StreamEvent, ToolCall, assemble_tool_calls
 from guard.errors import GuardError
 from guard.taxonomy import HARMFUL
-from guard.wire import ChatCompletionRequest, ChatMessage, Usage
+from guard.wire import ChatCompletionRequest, Usage
 
 __all__ = ["ModelReply", "StreamEvent"]  # re-exported: backends and tests import them from here
 
@@ -62,7 +63,7 @@ class RailDecision:
 class InputVerdict:
     decisions: list[RailDecision] = field(default_factory=list)
     block: RailDecision | None = None  # set when an enforcing rail refuses the request
-    messages: list[ChatMessage] | None = None  # rewritten conversation for the model (redaction, instructions)
+    messages: list[Message] | None = None  # rewritten conversation for the model (redaction, instructions)
     disclaimer: str | None = None  # appended to the model's answer
 
 
@@ -86,11 +87,17 @@ class StreamStep:
 
 @dataclass(slots=True)
 class Exchange:
-    """Everything the proxy saw and decided about one request; recorded at the end."""
+    """Everything the proxy saw and decided about one request; recorded at the end. The conversation is in the
+    project's own terms; `call` is the client's request in its wire form, for the model backend only."""
 
     id: str
     tenant: str
-    request: ChatCompletionRequest
+    messages: list[Message]
+    model: str = ""
+    stream: bool = False
+    choices: int = 1  # how many answers the client asked for (`n`)
+    include_usage: bool = False  # a streamed answer ends with a usage chunk
+    call: ChatCompletionRequest | None = None
     api_key_hash: str | None = None
     profile: str | None = None
     started_at: float = field(default_factory=time.time)
@@ -99,7 +106,7 @@ class Exchange:
     triage: TriageResult | None = None
     output_triage: TriageResult | None = None
     decisions: list[RailDecision] = field(default_factory=list)
-    model_messages: list[ChatMessage] | None = None
+    model_messages: list[Message] | None = None
     response_text: str = ""
     model_text: str = ""  # what the model said before output rails changed it
     tool_calls: tuple[ToolCall, ...] = ()  # the calls the model asked for (first choice), blocked or not
@@ -109,17 +116,11 @@ class Exchange:
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
-    @property
-    def stream(self) -> bool:
-        return self.request.stream
-
-    @property
-    def model(self) -> str:
-        return self.request.model
-
-    @property
-    def choices(self) -> int:
-        return self.request.n or 1
+    @classmethod
+    def of(cls, messages: list[Message], *, tenant: str, profile: str | None = None, stream: bool = False,
+           id: str | None = None) -> Exchange:
+        """An exchange for a conversation screened outside the proxy (rails cases, LangChain, NeMo, gates)."""
+        return cls(id=id or uuid.uuid4().hex, tenant=tenant, messages=messages, profile=profile, stream=stream)
 
 
 class Triage(Protocol):
@@ -150,9 +151,11 @@ class ChatModel(Protocol):
     @property
     def version(self) -> str | None: ...
 
-    async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply: ...
+    # `messages`: the conversation as the input rails rewrote it; None sends the client's request as it came.
+    async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply: ...
 
-    def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]: ...
+    def stream(self, request: ChatCompletionRequest | None,
+               messages: list[Message] | None) -> AsyncIterator[StreamEvent]: ...
 
 
 class Recorder(Protocol):
@@ -316,7 +319,7 @@ class Pipeline:
             self._settle(ex, answers[0], None)
             return Completed(answers)
         t0 = time.perf_counter()
-        reply = await model.complete(ex.request, verdict.messages or ex.request.messages)
+        reply = await model.complete(ex.call, verdict.messages)
         t1 = time.perf_counter()
         ex.timings["model"] = t1 - t0
         metrics.UPSTREAM_LATENCY.labels(model.name).observe(t1 - t0)
@@ -359,7 +362,7 @@ class Pipeline:
     async def _open_stream(self, ex: Exchange, model: ChatModel, verdict: InputVerdict) -> Streamed:
         if verdict.block is not None:
             return Streamed(self._stream(ex, None, verdict), None)
-        events = model.stream(ex.request, verdict.messages or ex.request.messages)
+        events = model.stream(ex.call, verdict.messages)
         # Wait for the first event before answering, so an unreachable upstream is a 502, not a broken 200.
         try:
             first = await anext(events, None)
@@ -506,6 +509,27 @@ class Pipeline:
         if "over_refused" in ex.flags:
             metrics.REFUSALS.labels("over_refusal").inc()
         self.recorder.record(ex)
+
+
+class Rails(InputRails, OutputRails, Protocol):
+    """A rails engine: input and output rails in one object."""
+
+
+def screener(triage: Any, rails: Rails) -> Pipeline:
+    """The pipeline's own screening (`Pipeline.screen`) for callers outside the proxy; `triage` is a triage stage
+    (`classify`), a text scorer (`score_text`, given the last user turn) or None."""
+    stage: Triage = NoTriage() if triage is None else triage if hasattr(triage, "classify") else _ScoredTriage(triage)
+    return Pipeline(stage, rails, rails, NoRecorder())
+
+
+class _ScoredTriage:
+    def __init__(self, scorer: Any) -> None:
+        self.scorer = scorer
+
+    async def classify(self, exchange: Exchange) -> TriageResult | None:
+        last = next((m.text for m in reversed(exchange.messages) if m.role == "user"), "")
+        result: TriageResult = await self.scorer.score_text(last)
+        return result
 
 
 def _calls_text(calls: tuple[ToolCall, ...]) -> str:

@@ -91,7 +91,7 @@ class ExchangeRecord(BaseModel):
             model=ex.model,
             model_version=ex.model_version,
             rails_hash=ex.rails_hash,
-            messages=[Message(role=msg.role, content=m(msg.text)) for msg in ex.request.messages],
+            messages=[Message(role=msg.role, content=m(msg.text)) for msg in ex.messages],
             model_messages=[Message(role=msg.role, content=m(msg.text)) for msg in ex.model_messages]
             if ex.model_messages else None,
             response=m(ex.response_text),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -23,6 +23,7 @@ from guard.tenancy import requested_profile
 
 JSON = "application/json"
 ROUTE = "chat_completions"
+Frame = Callable[..., bytes]  # (envelope, delta, *, role) -> one SSE frame
 
 
 def resources(request: Request) -> Resources:
@@ -49,14 +50,18 @@ async def read_body(request: Request, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def new_exchange_id() -> str:
-    return f"chatcmpl-{os.urandom(16).hex()}"  # 128 random bits, as uuid4 has, without building a UUID
+def new_exchange_id(prefix: str = "chatcmpl-") -> str:
+    return f"{prefix}{os.urandom(16).hex()}"  # 128 random bits, as uuid4 has, without building a UUID
 
 
 # Label children looked up once: `labels()` takes a lock and builds a key on every call.
 @functools.cache
-def _requests(outcome: str) -> Any:
-    return metrics.REQUESTS.labels(ROUTE, outcome)
+def _requests(outcome: str, route: str = ROUTE) -> Any:
+    return metrics.REQUESTS.labels(route, outcome)
+
+
+def count(route: str, outcome: str) -> None:
+    _requests(outcome, route).inc()
 
 
 @functools.cache
@@ -91,9 +96,12 @@ async def chat_completions(request: Request) -> Response:
     model = res.models.get(req.model)
     profile = requested_profile(res.rails, principal, request.headers.get(res.settings.profile_header),
                                 res.settings.profile_header)
-    ex = Exchange(id=new_exchange_id(), tenant=principal.tenant, request=req,
-                  api_key_hash=principal.key_hash, profile=profile,
-                  model_version=model.version, rails_hash=res.rails_hash)
+    opts = req.stream_options
+    ex = Exchange(id=new_exchange_id(), tenant=principal.tenant, messages=wire.messages_from_wire(req.messages),
+                  model=req.model, stream=req.stream, choices=req.n or 1,
+                  include_usage=opts is not None and opts.include_usage, call=req, api_key_hash=principal.key_hash,
+                  profile=profile, model_version=model.version,
+                  rails_hash=res.rails_hash)
     headers = {"x-guard-exchange-id": ex.id}
     try:
         reply = await res.pipeline.handle(ex, model)
@@ -101,15 +109,19 @@ async def chat_completions(request: Request) -> Response:
         _requests("error").inc()
         raise
     if isinstance(reply, Streamed):
-        return StreamingResponse(_sse(ex, reply, t0, model.name), media_type="text/event-stream", headers=headers)
+        return StreamingResponse(sse_body(ex, reply, t0, model.name), media_type="text/event-stream",
+                                 headers=headers)
     out = wire.completion_body(reply.answers, reply.reply, exchange_id=ex.id, model=req.model,
                                created=int(ex.started_at), usage=ex.usage)
     _requests("blocked" if ex.finish_reason == "content_filter" else "ok").inc()
     return Response(out, media_type=JSON, headers=headers)
 
 
-async def _sse(ex: Exchange, stream: Streamed, t0: float, backend: str) -> AsyncIterator[bytes]:
-    envelope = stream.envelope or wire.own_envelope(ex.id, ex.request.model, int(ex.started_at))
+async def sse_body(ex: Exchange, stream: Streamed, t0: float, backend: str, *, route: str = ROUTE,
+                   frame: Frame = wire.chunk_frame, own: dict[str, Any] | None = None) -> AsyncIterator[bytes]:
+    """The client's event stream: the pipeline's deltas as chunk frames in the upstream's envelope."""
+    envelope = stream.envelope or own or wire.own_envelope(ex.id, ex.model, int(ex.started_at))
+    roles = frame is wire.chunk_frame
     outcome = "error"
     started: set[int] = set()
     # Frames that need not go out alone (a choice's finish) ride with the next write: each write is a send().
@@ -118,17 +130,17 @@ async def _sse(ex: Exchange, stream: Streamed, t0: float, backend: str) -> Async
         async for delta in stream:
             if delta.index not in started:
                 started.add(delta.index)
-                pending += wire.chunk_frame(envelope, Delta(delta.index), role=True)
+                if roles:
+                    pending += frame(envelope, Delta(delta.index), role=True)
                 if not started - {0}:
                     metrics.TIME_TO_FIRST_TOKEN.labels(backend).observe(time.perf_counter() - t0)
-            frame = wire.chunk_frame(envelope, delta)
+            data = frame(envelope, delta)
             if delta.finish_reason is not None and not delta.text:
-                pending += frame
+                pending += data
                 continue
-            yield pending + frame
+            yield pending + data
             pending = b""
-        opts = ex.request.stream_options
-        if opts is not None and opts.include_usage and ex.usage is not None:
+        if ex.include_usage and ex.usage is not None:
             pending += wire.usage_frame(envelope, ex.usage)
         yield pending + wire.SSE_DONE
         outcome = "blocked" if ex.finish_reason == "content_filter" else "ok"
@@ -141,7 +153,7 @@ async def _sse(ex: Exchange, stream: Streamed, t0: float, backend: str) -> Async
         raise
     finally:
         await stream.aclose()
-        _requests(outcome).inc()
+        _requests(outcome, route).inc()
 
 
 @router.get("/v1/models")

@@ -9,7 +9,7 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from guard import domain
-from guard.domain import Answer, ModelReply, ToolCall
+from guard.domain import Answer, Message, ModelReply, ToolCall
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "function_call"]
@@ -75,6 +75,7 @@ class ChatCompletionRequest(BaseModel):
         return self.max_completion_tokens or self.max_tokens
 
     def upstream_body(self, **changes: Any) -> dict[str, Any]:
+        """The request as an upstream gets it, with `changes` (the rewritten messages, stream) applied."""
         body = self.model_dump(exclude_none=True)
         body.update(changes)
         return body
@@ -163,6 +164,38 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+# Client requests <-> domain ----------------------------------------------------------------------------
+
+
+def messages_from_wire(messages: list[ChatMessage]) -> list[Message]:
+    return [_message(m) for m in messages]
+
+
+def _message(m: ChatMessage) -> Message:
+    extra = m.model_extra or {}
+    calls = tuple(ToolCall(fn.get("name") or "", fn.get("arguments") or "", tc.get("id"))
+                  for tc in extra.get("tool_calls") or () if isinstance(tc, dict)
+                  and isinstance(fn := tc.get("function"), dict))
+    call_id = extra.get("tool_call_id")
+    return Message(m.role, m.text, calls, call_id if isinstance(call_id, str) else None,
+                   plain=m.content is None or isinstance(m.content, str), source=m)
+
+
+def messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
+    """The conversation for an upstream: each client message as it came unless a rail changed its text."""
+    out = []
+    for m in messages:
+        src = m.source
+        if isinstance(src, ChatMessage):
+            body = src.model_dump(exclude_none=True)
+            if m.text != src.text:
+                body["content"] = m.text
+        else:
+            body = {"role": m.role, "content": m.text}
+        out.append(body)
+    return out
 
 
 # Upstream answers -> domain ---------------------------------------------------------------------------
@@ -284,6 +317,72 @@ def _merged_function_call(fragments: list[Any]) -> dict[str, str]:
             if isinstance(frag, dict) and frag.get(key):
                 out[key] = out.get(key, "") + frag[key]
     return out
+
+
+# Legacy text completions (/v1/completions) ---------------------------------------------------------------
+
+
+class TextCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    prompt: str | list[str]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(None, ge=1, le=128)
+    _raw: bytes | None = PrivateAttr(default=None)
+
+    @classmethod
+    def parse(cls, body: bytes) -> TextCompletionRequest:
+        req = cls.model_validate_json(body)
+        req._raw = body
+        return req
+
+    @property
+    def raw(self) -> bytes | None:
+        return self._raw
+
+    @property
+    def prompt_text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else "\n".join(self.prompt)
+
+    def with_prompt(self, prompt: str) -> bytes:
+        return pydantic_core.to_json({**self.model_dump(exclude_none=True), "prompt": prompt})
+
+
+def text_reply_from_body(data: Any, raw: bytes | None = None) -> ModelReply:
+    choices = data["choices"]
+    if not isinstance(choices, list) or not choices:
+        raise ValueError("choices")
+    usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
+    answers = [Answer(index=c.get("index", i), text=c.get("text") or "", finish_reason=c.get("finish_reason") or "stop")
+               for i, c in enumerate(choices)]
+    return ModelReply(answers, usage, body=data, raw=raw)
+
+
+def text_chunk_parts(data: Any) -> tuple[list[domain.Delta], Usage | None, dict[str, Any]]:
+    usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
+    deltas = [domain.Delta(index=c.get("index", 0), text=c.get("text") or "", finish_reason=c.get("finish_reason"))
+              for c in data.get("choices") or ()]
+    return deltas, usage, {k: v for k, v in data.items() if k not in _NOT_ENVELOPE}
+
+
+def text_completion_body(answers: list[Answer], reply: ModelReply | None, *, exchange_id: str, model: str,
+                         created: int) -> bytes:
+    if reply is not None and reply.body is not None:
+        if reply.raw is not None and not any(a.changed for a in answers):
+            return reply.raw
+        body = dict(reply.body)
+        body["choices"] = [{**c, "text": a.text, "finish_reason": a.finish_reason} if a.changed else c
+                           for c, a in zip(body["choices"], answers, strict=True)]
+        return pydantic_core.to_json(body)
+    return pydantic_core.to_json({"id": exchange_id, "object": "text_completion", "created": created, "model": model,
+                                  "choices": [{"index": a.index, "text": a.text, "logprobs": None,
+                                               "finish_reason": a.finish_reason} for a in answers]})
+
+
+def text_chunk_frame(envelope: dict[str, Any], delta: domain.Delta, *, role: bool = False) -> bytes:
+    choice = {"index": delta.index, "text": delta.text, "logprobs": None, "finish_reason": delta.finish_reason}
+    return b"data: " + pydantic_core.to_json({**envelope, "choices": [choice]}) + b"\n\n"
 
 
 def sse(payload: BaseModel | str) -> bytes:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from guard.domain import Message
 from guard.errors import UnknownProfile
 from guard.pipeline import Exchange, InputVerdict, OutputVerdict, RailDecision, Stage, StreamGuard, TriageResult
-from guard.wire import ChatMessage
 from rails import pii
 from rails.compiled import (
     REFUSAL_SCAN_CHARS,
@@ -89,7 +90,7 @@ class RailsEngine:
                     fired += prof.intents.match(triage.embedding)
                 except ValueError:  # embedding from a different encoder than the intents were built with
                     fired.append((self._error_fire(prof, "intents", "input"), None))
-        messages = exchange.request.messages
+        messages = exchange.messages
         last_user = next((m.text for m in reversed(messages) if m.role == "user"), "")
         fired += [(r.fire, None) for r in prof.input_patterns if r.rx.search(last_user)]
         if prof.input_length is not None and sum(len(m.text) for m in messages) > prof.input_length.max_chars:
@@ -227,21 +228,21 @@ def _is_json(text: str) -> bool:
     return True
 
 
-def _mask_messages(messages: list[ChatMessage], kinds: frozenset[str]) -> list[ChatMessage] | None:
+def _mask_messages(messages: list[Message], kinds: frozenset[str]) -> list[Message] | None:
     """User messages with PII masked, or None when there was nothing to mask."""
     out, changed = [], False
     for m in messages:
-        if m.role == "user" and isinstance(m.content, str):
-            masked = pii.mask(m.content, kinds)
-            if masked != m.content:
+        if m.role == "user" and m.plain:
+            masked = pii.mask(m.text, kinds)
+            if masked != m.text:
                 changed = True
-                m = m.model_copy(update={"content": masked})
+                m = replace(m, text=masked)
         out.append(m)
     return out if changed else None
 
 
-def _apply_input(verdict: InputVerdict, fired: list[tuple[Fire, float | None]], messages: list[ChatMessage],
-                 masked: list[ChatMessage] | None) -> None:
+def _apply_input(verdict: InputVerdict, fired: list[tuple[Fire, float | None]], messages: list[Message],
+                 masked: list[Message] | None) -> None:
     instructions: list[str] = []
     disclaimers: list[str] = []
     redact = False
@@ -270,12 +271,12 @@ def _apply_input(verdict: InputVerdict, fired: list[tuple[Fire, float | None]], 
         verdict.disclaimer = "".join(f"\n\n{t}" for t in dict.fromkeys(disclaimers))
 
 
-def _with_instructions(messages: list[ChatMessage], instructions: list[str]) -> list[ChatMessage]:
+def _with_instructions(messages: list[Message], instructions: list[str]) -> list[Message]:
     extra = " ".join(dict.fromkeys(instructions))
     first = messages[0]
-    if first.role == "system" and isinstance(first.content, str):
-        return [first.model_copy(update={"content": f"{first.content}\n\n{extra}"}), *messages[1:]]
-    return [ChatMessage(role="system", content=extra), *messages]
+    if first.role == "system" and first.plain:
+        return [replace(first, text=f"{first.text}\n\n{extra}"), *messages[1:]]
+    return [Message("system", extra), *messages]
 
 
 def _stamp(verdict: InputVerdict | OutputVerdict, stage: str, t0: float) -> None:

@@ -13,14 +13,13 @@ our triage encoder (or the local MiniLM package) instead of its default FastEmbe
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from guard.pipeline import Exchange, InputVerdict, OutputVerdict, RailDecision
-from guard.wire import ChatCompletionRequest, ChatMessage
+from guard.domain import Message
+from guard.pipeline import Exchange, InputVerdict, OutputVerdict, RailDecision, screener
 from rails.compiled import Encoder, TextScorer
 from rails.config import OWN_FLOWS
 
@@ -89,14 +88,14 @@ class NemoStage:
 
     async def check_input(self, ex: Exchange, verdict: InputVerdict) -> None:
         if self.input_flows or self.dialog:
-            messages = [{"role": m.role, "content": m.text} for m in ex.request.messages if m.role != "tool"]
+            messages = [{"role": m.role, "content": m.text} for m in ex.messages if m.role != "tool"]
             verdict.decisions.append(d := await self._run(messages, "input", self.input_flows))
             if d.blocks:
                 verdict.block = d
 
     async def check_output(self, ex: Exchange, text: str, verdict: OutputVerdict) -> None:
         if self.output_flows:
-            messages = [{"role": m.role, "content": m.text} for m in ex.request.messages if m.role != "tool"]
+            messages = [{"role": m.role, "content": m.text} for m in ex.messages if m.role != "tool"]
             messages.append({"role": "assistant", "content": text})
             verdict.decisions.append(d := await self._run(messages, "output", self.output_flows))
             if d.blocks:
@@ -175,9 +174,7 @@ def register_guard_actions(app: Any, engine: RailsEngine | None, scorer: TextSco
         if plain is None:
             raise RuntimeError("guard_check_input needs a rails engine")
         ex = _exchange(text if text is not None else _context_text(context), context)
-        if scorer is not None:
-            ex.triage = await scorer.score_text(ex.request.messages[-1].text)
-        return (await plain.check_input(ex)).block is None
+        return (await screener(scorer, plain).screen(ex)).block is None
 
     async def guard_check_output(text: str | None = None, context: dict[str, Any] | None = None,
                                  **_: Any) -> bool:
@@ -197,5 +194,4 @@ def _context_text(context: dict[str, Any] | None) -> str:
 
 
 def _exchange(text: str, context: dict[str, Any] | None) -> Exchange:
-    request = ChatCompletionRequest(model="nemo", messages=[ChatMessage(role="user", content=text or " ")])
-    return Exchange(id=uuid.uuid4().hex, tenant=str((context or {}).get("guard_tenant") or "nemo"), request=request)
+    return Exchange.of([Message.user(text or " ")], tenant=str((context or {}).get("guard_tenant") or "nemo"))

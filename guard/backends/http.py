@@ -9,22 +9,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn
 
 import aiohttp
 import pydantic_core
 
 from guard import metrics, wire
-from guard.domain import Delta, ModelReply, StreamEvent
+from guard.domain import Delta, Message, ModelReply, StreamEvent
 from guard.errors import (
     GuardError,
+    InvalidRequest,
     UpstreamBadResponse,
     UpstreamHTTPError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from guard.wire import ChatCompletionRequest, ChatMessage, Usage
+from guard.wire import ChatCompletionRequest, Usage
 
 _BACKEND = "upstream"
 
@@ -35,6 +36,8 @@ log = logging.getLogger("guard.upstream")
 _PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-request-id")
 _PASSED_PREFIXES = ("x-ratelimit-",)
 _RETRIED_STATUSES = (429, 503)
+CHAT_PATH = "/chat/completions"
+ChunkParser = Callable[[Any], tuple[list[Delta], Usage | None, dict[str, Any]]]
 
 
 class HttpUpstream:
@@ -73,10 +76,13 @@ class HttpUpstream:
             raise RuntimeError("HttpUpstream.start() was not awaited")
         return self._session
 
-    def _body(self, request: ChatCompletionRequest, messages: list[ChatMessage], stream: bool) -> bytes:
-        if messages is request.messages and request.raw is not None:
+    def _body(self, request: ChatCompletionRequest | None, messages: list[Message] | None, stream: bool) -> bytes:
+        if request is None:
+            raise InvalidRequest("an upstream model needs the client's request")
+        if messages is None and request.raw is not None:
             return request.raw  # unchanged request: forward the client's bytes as they came
-        body = request.upstream_body(messages=[m.model_dump(exclude_none=True) for m in messages])
+        body = request.upstream_body() if messages is None else \
+            request.upstream_body(messages=wire.messages_to_wire(messages))
         body["stream"] = stream
         return json.dumps(body).encode()
 
@@ -135,8 +141,16 @@ class HttpUpstream:
                                                    "code": f"upstream_http_{resp.status}"}})
         raise UpstreamHTTPError(resp.status, raw, headers, message)
 
-    async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
-        resp = await self._post(self._body(request, messages, stream=False))
+    async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply:
+        return parse_reply(*await self.read(CHAT_PATH, self._body(request, messages, stream=False)))
+
+    def stream(self, request: ChatCompletionRequest | None,
+               messages: list[Message] | None) -> AsyncIterator[StreamEvent]:
+        return self.stream_from(CHAT_PATH, self._body(request, messages, stream=True))
+
+    async def read(self, path: str, body: bytes) -> tuple[Any, bytes]:
+        """POST `body` to `path`; the answer parsed and as its bytes."""
+        resp = await self._post(body, path)
         try:
             raw = await resp.read()
             data = pydantic_core.from_json(raw)
@@ -148,12 +162,13 @@ class HttpUpstream:
             raise UpstreamBadResponse(f"upstream sent an unreadable body: {exc}") from None
         finally:
             resp.release()
-        return _reply(data, raw)
+        return data, raw
 
-    async def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]:
+    async def stream_from(self, path: str, body: bytes, parse: ChunkParser = wire.chunk_parts
+                          ) -> AsyncIterator[StreamEvent]:
         """One event per network read: chunks that arrived together are merged, so a proxy that falls
         behind does less work per token instead of more (a token-paced upstream still gives one each)."""
-        resp = await self._post(self._body(request, messages, stream=True))
+        resp = await self._post(body, path)
         tail = b""
         done = False
         try:
@@ -162,7 +177,7 @@ class HttpUpstream:
                     continue  # after [DONE], read to the end: a fully read response returns to the pool
                 lines = (tail + data).split(b"\n")
                 tail = lines.pop()
-                event, done, error = _merge(lines)
+                event, done, error = _merge(lines, parse)
                 if event is not None:
                     yield event
                 if error is not None:
@@ -210,15 +225,15 @@ def _error_message(raw: bytes) -> str | None:
         return None
 
 
-def _reply(data: Any, raw: bytes) -> ModelReply:
+def parse_reply(data: Any, raw: bytes, parse: Callable[[Any, bytes], ModelReply] = wire.reply_from_body) -> ModelReply:
     try:
-        return wire.reply_from_body(data, raw)
+        return parse(data, raw)
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         metrics.UPSTREAM_ERRORS.labels(_BACKEND, "malformed").inc()
         raise UpstreamBadResponse(f"upstream body is not a chat completion: missing {exc}") from None
 
 
-def _merge(lines: list[bytes]) -> tuple[StreamEvent | None, bool, GuardError | None]:
+def _merge(lines: list[bytes], parse: ChunkParser) -> tuple[StreamEvent | None, bool, GuardError | None]:
     """The SSE `data:` lines of one read as one event (pieces of the same choice joined); also whether
     `[DONE]` came, and a bad chunk's error (what came before it is still delivered)."""
     event: StreamEvent | None = None
@@ -233,7 +248,7 @@ def _merge(lines: list[bytes]) -> tuple[StreamEvent | None, bool, GuardError | N
             done = True
             break
         try:
-            deltas, usage, envelope = _chunk(payload)
+            deltas, usage, envelope = _chunk(payload, parse)
         except GuardError as exc:
             error = exc
             break
@@ -260,12 +275,12 @@ def _join(into: Delta, d: Delta) -> None:
     into.finish_reason = d.finish_reason or into.finish_reason
 
 
-def _chunk(payload: bytes) -> tuple[list[Delta], Usage | None, dict[str, Any]]:
+def _chunk(payload: bytes, parse: ChunkParser) -> tuple[list[Delta], Usage | None, dict[str, Any]]:
     try:
         data = pydantic_core.from_json(payload)
         if "error" in data:
             raise UpstreamBadResponse(f"upstream stream error: {data['error']}")
-        return wire.chunk_parts(data)
+        return parse(data)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         metrics.UPSTREAM_ERRORS.labels(_BACKEND, "malformed").inc()
         raise UpstreamBadResponse(f"upstream sent an unreadable stream chunk: {exc}") from None

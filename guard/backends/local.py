@@ -18,10 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from guard.errors import NotReady
+from guard.domain import Message
+from guard.errors import InvalidRequest, NotReady
 from guard.modelstore import ModelStore, ModelVersion
 from guard.pipeline import ModelReply, StreamEvent
-from guard.wire import ChatCompletionRequest, ChatMessage, Usage
+from guard.wire import ChatCompletionRequest, Usage, messages_from_wire
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class LocalModel:
 
     # Generation ----------------------------------------------------------------------------------
 
-    def _inputs(self, lm: Loaded, messages: list[ChatMessage]) -> Any:
+    def _inputs(self, lm: Loaded, messages: list[Message]) -> Any:
         chat = [{"role": "system" if m.role == "developer" else m.role, "content": m.text} for m in messages
                 if m.role in ("system", "developer", "user", "assistant")]
         return lm.tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt",
@@ -142,10 +143,14 @@ class LocalModel:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
 
-    def _generate(self, lm: Loaded, request: ChatCompletionRequest, messages: list[ChatMessage],
+    def _generate(self, lm: Loaded, request: ChatCompletionRequest | None, messages: list[Message] | None,
                   stop: _Cancelled, streamer: Any = None) -> ModelReply:
         import torch
 
+        if request is None:
+            raise InvalidRequest("the local model needs the client's request (its sampling parameters)")
+        if messages is None:
+            messages = messages_from_wire(request.messages)
         try:
             if request.seed is not None:
                 torch.manual_seed(request.seed)
@@ -169,13 +174,15 @@ class LocalModel:
         """The model for one request: the weights current now, kept even if a new version is promoted."""
         return PinnedModel(self, self._current())
 
-    async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
+    async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply:
         return await self._complete(self._current(), request, messages)
 
-    def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: ChatCompletionRequest | None,
+               messages: list[Message] | None) -> AsyncIterator[StreamEvent]:
         return self._stream(self._current(), request, messages)
 
-    async def _complete(self, lm: Loaded, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
+    async def _complete(self, lm: Loaded, request: ChatCompletionRequest | None,
+                        messages: list[Message] | None) -> ModelReply:
         stop = _Cancelled()
         loop = asyncio.get_running_loop()
         try:
@@ -184,7 +191,7 @@ class LocalModel:
             stop.event.set()
 
     async def _stream(self, lm: Loaded, request: ChatCompletionRequest,
-                      messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]:
+                      messages: list[Message] | None) -> AsyncIterator[StreamEvent]:
         from transformers import TextIteratorStreamer
 
         stop = _Cancelled()
@@ -217,10 +224,11 @@ class PinnedModel:
     def version(self) -> str | None:
         return self._loaded.version.version
 
-    async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
+    async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply:
         return await self._owner._complete(self._loaded, request, messages)
 
-    def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: ChatCompletionRequest | None,
+               messages: list[Message] | None) -> AsyncIterator[StreamEvent]:
         return self._owner._stream(self._loaded, request, messages)
 
 

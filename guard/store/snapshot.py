@@ -18,7 +18,7 @@ Snapshot = tuple[Any, ...]
 def snapshot(ex: Exchange) -> Snapshot:
     return (
         ex.id, ex.tenant, ex.profile, ex.api_key_hash, ex.started_at, ex.model, ex.model_version, ex.rails_hash,
-        tuple((m.role, m.text) for m in ex.request.messages), ex.response_text, ex.model_text,
+        tuple((m.role, m.text) for m in ex.messages), ex.response_text, ex.model_text,
         tuple(ex.triage.scores.items()) if ex.triage else (), tuple(ex.triage.labels) if ex.triage else (),
         tuple(ex.output_triage.scores.items()) if ex.output_triage else (),
         tuple((d.rail, d.stage, d.result, d.mode, d.action, d.score, d.latency_s) for d in ex.decisions),

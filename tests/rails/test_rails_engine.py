@@ -64,8 +64,8 @@ async def test_safe_complete_adds_a_system_instruction(tmp_path: Path, scorer: W
     engine = await _engine(tmp_path, scorer=scorer)
     verdict = await _screen(engine, exchange("what dosage of ibuprofen", system="You are kind."), scorer)
     assert verdict.block is None and verdict.messages is not None
-    assert verdict.messages[0].content == "You are kind.\n\nNo doses for this person."
-    assert verdict.messages[1].content == "what dosage of ibuprofen"
+    assert verdict.messages[0].text == "You are kind.\n\nNo doses for this person."
+    assert verdict.messages[1].text == "what dosage of ibuprofen"
 
 
 async def test_disclaimer_and_review_flag(tmp_path: Path, scorer: WordScorer) -> None:
@@ -80,7 +80,7 @@ async def test_pii_is_redacted_in_the_model_messages(tmp_path: Path, scorer: Wor
     engine = await _engine(tmp_path, scorer=scorer)
     verdict = await _screen(engine, exchange("email bob@example.com my card 4111111111111111"), scorer)
     assert verdict.messages is not None
-    assert verdict.messages[-1].content == "email [EMAIL] my card [CARD]"
+    assert verdict.messages[-1].text == "email [EMAIL] my card [CARD]"
 
 
 async def test_custom_intent_matches_by_nearest_example(tmp_path: Path, scorer: WordScorer) -> None:
@@ -208,7 +208,7 @@ async def test_label_tiers_refuse_when_sure_and_answer_carefully_when_unsure(tmp
     sure, unsure, low = await verdict_for(0.95), await verdict_for(0.7), await verdict_for(0.35)
     assert sure.block is not None and sure.block.rail == "label:cbrn"
     assert unsure.block is None and unsure.messages is not None
-    assert unsure.messages[0].content == "Answer only if clearly harmless."
+    assert unsure.messages[0].text == "Answer only if clearly harmless."
     assert low.block is None and low.messages is None
     assert [d.action for d in unsure.decisions] == ["safe_complete"]
 
@@ -235,7 +235,7 @@ async def test_a_scaled_tier_fires_below_the_classifiers_own_threshold_and_follo
 
     flagged, caution, low = await verdict_for(0.7, 0.6), await verdict_for(0.35, 0.6), await verdict_for(0.25, 0.6)
     assert flagged.block is not None  # over the classifier's threshold: the unscaled tier refuses
-    assert caution.block is None and caution.messages[0].content == "Answer only if clearly harmless."
+    assert caution.block is None and caution.messages[0].text == "Answer only if clearly harmless."
     assert low.block is None and low.messages is None  # under half the threshold
     assert (await verdict_for(0.35, 0.8)).messages is None  # a stricter classifier: 0.35 < 0.4
     assert (await verdict_for(0.35, None)).messages is None  # threshold unknown: the scaled tier never fires

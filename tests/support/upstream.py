@@ -225,7 +225,39 @@ def create_upstream(state: UpstreamState | None = None) -> Starlette:
         return JSONResponse({"object": "list", "data": [
             {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in MODELS]})
 
+    async def text_completions(request: Request) -> Response:
+        body = json.loads(await request.body())
+        state.requests.append(Received(body, b"", request.headers.get("authorization")))
+        prompt = body.get("prompt") or ""
+        text = prompt[4:].strip() if prompt.startswith("say:") else f"echo: {prompt}"
+        cid, created, model = f"cmpl-up{uuid.uuid4().hex[:16]}", int(time.time()), body.get("model")
+        if not body.get("stream"):
+            return JSONResponse({"id": cid, "object": "text_completion", "created": created, "model": model,
+                                 "system_fingerprint": FINGERPRINT, "choices": [
+                                     {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}],
+                                 "usage": _usage({"messages": [{"content": prompt}]}, text)})
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for piece in [*re.findall(r"\S+\s*", text), None]:
+                choice = {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": None if piece else "stop"}
+                frame = {"id": cid, "object": "text_completion", "created": created, "model": model,
+                         "choices": [choice]}
+                yield f"data: {json.dumps(frame)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    async def embeddings(request: Request) -> Response:
+        body = json.loads(await request.body())
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), 0.5, -0.25]}
+                for i, t in enumerate(inputs)]
+        return JSONResponse({"object": "list", "model": body.get("model"), "data": data,
+                             "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}})
+
     app = Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"]),
+                            Route("/v1/completions", text_completions, methods=["POST"]),
+                            Route("/v1/embeddings", embeddings, methods=["POST"]),
                             Route("/v1/models", models, methods=["GET"])])
     app.state.fake = state
     return app
