@@ -51,6 +51,10 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 TRIAGE_MODEL = Path(os.environ.get("GUARD_TRIAGE_MODEL", HERE.parent / "var" / "triage")).resolve()
 PROMPT = {"model": "bench-model", "messages": [{"role": "user", "content": "Hello, how are you today?"}]}
 ANSWER = "I am fine, thank you. How can I help you today?"
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}
+TOOL_CALL = {"id": "call_bench", "type": "function", "function": {"name": "get_weather",
+                                                                  "arguments": '{"city": "Paris"}'}}
 
 
 # Servers (each runs in its own process: `proxy_overhead.py serve-<kind> PORT [UPSTREAM]`) -----------------
@@ -63,6 +67,13 @@ def serve_upstream(port: int) -> None:
     completion = json.dumps({
         "id": "chatcmpl-bench", "object": "chat.completion", "created": created, "model": "bench-model",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 12, "total_tokens": 19},
+    }).encode()
+
+    tool_completion = json.dumps({
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": created, "model": "bench-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},
+                     "finish_reason": "tool_calls"}],
         "usage": {"prompt_tokens": 7, "completion_tokens": 12, "total_tokens": 19},
     }).encode()
 
@@ -85,7 +96,8 @@ def serve_upstream(port: int) -> None:
                     await resp.write(f)
                 await resp.write_eof()
             return resp
-        return web.Response(body=completion, content_type="application/json")
+        tools = b'"tools"' in body  # the tool-call case: an answer that is only a tool call
+        return web.Response(body=tool_completion if tools else completion, content_type="application/json")
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
@@ -334,8 +346,9 @@ def servers(targets: tuple[str, ...]) -> Iterator[tuple[dict[str, str], dict[str
 
 
 def run(duration: float, rounds: int, stream: bool, targets: tuple[str, ...] = TARGETS) -> dict[str, Any]:
-    modes = ["json", "sse"] if stream else ["json"]
-    bodies = {"json": json.dumps(PROMPT).encode(), "sse": json.dumps({**PROMPT, "stream": True}).encode()}
+    modes = ["json", "tools", "sse"] if stream else ["json", "tools"]
+    bodies = {"json": json.dumps(PROMPT).encode(), "tools": json.dumps({**PROMPT, "tools": [TOOL]}).encode(),
+              "sse": json.dumps({**PROMPT, "stream": True}).encode()}
     samples: dict[str, list[dict[str, float]]] = {}
     with servers(targets) as (urls, pids, info):
         for target in targets:  # warm-up: connection pools, first-request imports

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
 
 import typer
 
@@ -176,7 +176,7 @@ def finetune_eval(
             raise _fail("no current model version: pass --current")
         current = cur.path
     s = _settings()
-    opts = EvalOptions(context=context, profile=profile, triage=s.triage_enabled)
+    opts = EvalOptions(context=cast(Literal["deployed", "bare"], context), profile=profile, triage=s.triage_enabled)
     try:
         view = deployed_view(opts, s.rails_dir if s.rails_enabled else None, s.triage_dir)
     except (RailsConfigError, TriageModelError) as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,7 +57,7 @@ class CycleResult:
 def pair_sources(opts: CycleOptions, current_path: Path | None) -> tuple[pairs_mod.PairSources, RefusalDetector]:
     """Wire the real parts: rails policy, refusal detector, the current model as sampler, encoder, PII mask."""
     detector = RefusalDetector(triage_refusal_scorer(str(opts.triage_dir)) if opts.triage_dir else None)
-    embed = None
+    embed: pairs_mod.Embed | None = None
     if opts.triage_dir and Path(opts.triage_dir).is_dir():
         try:
             from guard.triage.runtime import TriageModel
@@ -64,10 +65,13 @@ def pair_sources(opts: CycleOptions, current_path: Path | None) -> tuple[pairs_m
             embed = TriageModel.load(opts.triage_dir).embed
         except ImportError:
             embed = None
+    mask: Callable[..., str] | None = None
     try:
-        from rails.pii import mask
+        from rails.pii import mask as pii_mask
+
+        mask = pii_mask
     except ImportError:
-        mask = None
+        pass
     sample = None
     if opts.sample_candidates and current_path is not None:
         from finetune.generate import LocalLM

@@ -97,9 +97,9 @@ def model_metrics(lm: LocalLM, suites: Suites, refusals: IsRefusal, opts: EvalOp
                     for t, f, d, b in zip(prompts, frames, deployed, alone, strict=True)],
     }
     if suites.held_out:
-        convs = [r["prompt"] for r in suites.held_out]
-        ch = lm.answer_logps(convs, [r["chosen"][-1]["content"] for r in suites.held_out], batch_size=opts.batch_size)
-        rj = lm.answer_logps(convs, [r["rejected"][-1]["content"] for r in suites.held_out], batch_size=opts.batch_size)
+        held = [r["prompt"] for r in suites.held_out]
+        ch = lm.answer_logps(held, [r["chosen"][-1]["content"] for r in suites.held_out], batch_size=opts.batch_size)
+        rj = lm.answer_logps(held, [r["rejected"][-1]["content"] for r in suites.held_out], batch_size=opts.batch_size)
         margins = [c[0] - r[0] for c, r in zip(ch, rj, strict=True)]
         m["pref_accuracy"] = sum(x > 0 for x in margins) / len(margins)
         m["pref_margin"] = sum(margins) / len(margins)

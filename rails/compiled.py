@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from guard.pipeline import RailDecision, Stage, TriageResult
+from guard.pipeline import RailDecision, RailResult, Stage, TriageResult
 from rails.policy import EffectiveProfile, Intent, LengthLimit, Pattern, PiiRule, RefusalDetection, Rule
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Fire:
     message: str | None = None
     instruction: str | None = None
     text: str | None = None
-    result: str | None = None  # fixed result (rail errors); else derived from the action
+    result: RailResult | None = None  # fixed result (rail errors); else derived from the action
 
     def decision(self, score: float | None = None, latency_s: float = 0.0) -> RailDecision:
         result = self.result or _RESULTS[self.action]
@@ -63,7 +63,7 @@ class Fire:
         return RailDecision(self.rail, self.stage, result, "enforce", self.action, self.message, score, latency_s)
 
 
-_RESULTS = {"refuse": "block", "safe_complete": "pass", "disclaim": "pass", "redact": "mask",
+_RESULTS: dict[str, RailResult] = {"refuse": "block", "safe_complete": "pass", "disclaim": "pass", "redact": "mask",
             "flag_for_review": "flag", "truncate": "mask", "allow": "pass"}
 
 

@@ -66,13 +66,13 @@ def evaluate(rows: list[dict], probs: np.ndarray, model_labels: tuple[str, ...],
         members = [col[m] for m in classes[name]]
         truth = np.array([any(lab == name or lab in classes[name] for lab in r["labels"]) for r in rows])
         score = probs[:, members].max(axis=1)
-        pred = over[:, members].any(axis=1)
+        pred = np.asarray(over[:, members].any(axis=1))
         t = threshold_for_fpr(score, benign, target_fpr)
         report["classes"][name] = {
             **prf(pred, truth), "fpr_on_benign": _rate(pred, benign),
-            "threshold_at_target_fpr": round(t, 4), "recall_at_target_fpr": _rate(score >= t, truth),
+            "threshold_at_target_fpr": round(t, 4), "recall_at_target_fpr": _rate(np.asarray(score >= t), truth),
         }
-    flagged = over.any(axis=1)
+    flagged = np.asarray(over.any(axis=1))
     report["benign_fpr_any_label"] = _rate(flagged, benign)
     report["confusion"] = _confusion(rows, probs, over, model_labels)
     report["_curves"] = {name: _pr_curve(probs, rows, classes[name], name, col) for name in report["classes"]}

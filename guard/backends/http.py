@@ -121,7 +121,7 @@ class HttpUpstream:
             resp.release()
             waited += 1
             metrics.UPSTREAM_ERRORS.labels(_BACKEND, f"retried_{resp.status}").inc()
-            await asyncio.sleep(wait)  # type: ignore[arg-type]
+            await asyncio.sleep(wait)
 
     async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> NoReturn:
         try:

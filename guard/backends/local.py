@@ -190,7 +190,7 @@ class LocalModel:
         finally:
             stop.event.set()
 
-    async def _stream(self, lm: Loaded, request: ChatCompletionRequest,
+    async def _stream(self, lm: Loaded, request: ChatCompletionRequest | None,
                       messages: list[Message] | None) -> AsyncIterator[StreamEvent]:
         from transformers import TextIteratorStreamer
 

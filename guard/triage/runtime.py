@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +63,7 @@ def _providers(device: str) -> list[str]:
 
 
 class TriageModel:
-    def __init__(self, session: object, tokenizer: object, config: dict, device: str) -> None:
+    def __init__(self, session: Any, tokenizer: Any, config: dict, device: str) -> None:
         self._session = session
         self._tok = tokenizer
         self.config = config
@@ -145,8 +147,8 @@ class TriageModel:
             labels.append(REFUSAL)
         return tuple(labels)
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        return self.scores(texts)[2]
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.scores(list(texts))[2]
 
     def _windows(self, texts: list[str]) -> tuple[list[int], list[list[int]]]:
         owners: list[int] = []
@@ -191,7 +193,7 @@ def _read_tokenizer(path: Path, config: dict) -> object:
     return tok
 
 
-def _open_session(path: Path, threads: int, providers: list[str]) -> object:
+def _open_session(path: Path, threads: int, providers: list[str]) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
