@@ -101,7 +101,8 @@ def source_table(path: Path = SOURCES_FILE) -> dict[str, Source]:
     for name, src in table.sources.items():
         labels = {lab for lab in (src.harmful.default, *src.harmful.categories.values()) if lab not in (None, "?")}
         if unknown := labels - set(INPUT_LABELS):
-            raise SourceTableError(f"{path}: sources.{name}.harmful: labels not in the taxonomy: {sorted(unknown)}")
+            names = sorted(map(str, unknown))
+            raise SourceTableError(f"{path}: sources.{name}.harmful: labels not in the taxonomy: {names}")
         roles = {src.role, *(src.roles_by.values.values() if src.roles_by else ())}
         if src.restricted and "train" in roles:
             raise SourceTableError(f"{path}: sources.{name}: a {src.licence} source may not be trained on")
