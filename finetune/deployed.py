@@ -58,16 +58,21 @@ class DeployedView:
         return cls(RailsEngine.load(Path(rails_dir), scorer=None, encoder=triage), triage, profile)
 
     def describe(self) -> dict[str, str | None]:
-        return {"rails_hash": self.engine.rails_hash, "profile": self.profile or self.engine.default_profile,
-                "triage": self.triage.version if self.triage is not None else None}
+        return {
+            "rails_hash": self.engine.rails_hash,
+            "profile": self.profile or self.engine.default_profile,
+            "triage": self.triage.version if self.triage is not None else None,
+        }
 
     def frame(self, prompts: Sequence[str]) -> list[Framed]:
         """Each user prompt as the proxy would hand it to the model: the pipeline's own screening, with one
         triage batch for all of them."""
         from guard.triage.stage import conversation_text
 
-        exchanges = [Exchange.of([Message.user(p)], tenant="eval", profile=self.profile, id=f"eval-{i}")
-                     for i, p in enumerate(prompts)]
+        exchanges = [
+            Exchange.of([Message.user(p)], tenant="eval", profile=self.profile, id=f"eval-{i}")
+            for i, p in enumerate(prompts)
+        ]
         triage = None
         if self.triage is not None:
             results = self.triage.predict([conversation_text(ex.messages) for ex in exchanges])

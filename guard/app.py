@@ -25,8 +25,13 @@ from guard.usage import RequestGauge
 
 log = logging.getLogger("guard")
 
-_HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error",
-               405: "invalid_request_error", 413: "invalid_request_error"}
+_HTTP_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+}
 
 
 def error_response(status: int, message: str, type_: str, code: str | None, param: str | None = None) -> Response:
@@ -68,16 +73,16 @@ async def _guard_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, str(exc.detail), _HTTP_TYPES.get(exc.status_code, "server_error"),
-                          code=None)
+    return error_response(exc.status_code, str(exc.detail), _HTTP_TYPES.get(exc.status_code, "server_error"), code=None)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"] if p != "body")
-    return error_response(400, f"invalid value for '{loc}': {err['msg']}", "invalid_request_error",
-                          "invalid_request", loc or None)
+    return error_response(
+        400, f"invalid value for '{loc}': {err['msg']}", "invalid_request_error", "invalid_request", loc or None
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

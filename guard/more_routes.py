@@ -63,10 +63,18 @@ async def completions(request: Request) -> Response:
     req = _parse_text(await read_body(request, res.settings.max_body_bytes))
     model = TextCompletions(_upstream(res, "completions"), req)
     opts = req.stream_options
-    ex = Exchange(id=new_exchange_id("cmpl-"), tenant=principal.tenant, messages=[Message.user(req.prompt_text)],
-                  model=req.model, stream=req.stream, choices=req.n or 1,
-                  include_usage=opts is not None and opts.include_usage, api_key_hash=principal.key_hash,
-                  profile=request.headers.get(res.settings.profile_header), rails_hash=res.rails_hash)
+    ex = Exchange(
+        id=new_exchange_id("cmpl-"),
+        tenant=principal.tenant,
+        messages=[Message.user(req.prompt_text)],
+        model=req.model,
+        stream=req.stream,
+        choices=req.n or 1,
+        include_usage=opts is not None and opts.include_usage,
+        api_key_hash=principal.key_hash,
+        profile=request.headers.get(res.settings.profile_header),
+        rails_hash=res.rails_hash,
+    )
     headers = {"x-guard-exchange-id": ex.id}
     try:
         reply = await res.pipeline.handle(ex, model)
@@ -88,7 +96,8 @@ async def responses(request: Request) -> Response:
     resources(request).auth.tenant(request.headers.get("authorization"))
     raise NotImplementedYet(
         "the Responses API is not supported yet: its input items and its output message, reasoning and tool-call "
-        "items have no input/output rails in this proxy; use /v1/chat/completions")
+        "items have no input/output rails in this proxy; use /v1/chat/completions"
+    )
 
 
 class TextCompletions:

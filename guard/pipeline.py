@@ -117,8 +117,15 @@ class Exchange:
     error: str | None = None
 
     @classmethod
-    def of(cls, messages: list[Message], *, tenant: str, profile: str | None = None, stream: bool = False,
-           id: str | None = None) -> Exchange:
+    def of(
+        cls,
+        messages: list[Message],
+        *,
+        tenant: str,
+        profile: str | None = None,
+        stream: bool = False,
+        id: str | None = None,
+    ) -> Exchange:
         """An exchange for a conversation screened outside the proxy (rails cases, LangChain, NeMo, gates)."""
         return cls(id=id or uuid.uuid4().hex, tenant=tenant, messages=messages, profile=profile, stream=stream)
 
@@ -154,8 +161,9 @@ class ChatModel(Protocol):
     # `messages`: the conversation as the input rails rewrote it; None sends the client's request as it came.
     async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply: ...
 
-    def stream(self, request: ChatCompletionRequest | None,
-               messages: list[Message] | None) -> AsyncIterator[StreamEvent]: ...
+    def stream(
+        self, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> AsyncIterator[StreamEvent]: ...
 
 
 class Recorder(Protocol):
@@ -273,8 +281,7 @@ class _Choice:
 
 
 class Pipeline:
-    def __init__(self, triage: Triage, input_rails: InputRails, output_rails: OutputRails,
-                 recorder: Recorder) -> None:
+    def __init__(self, triage: Triage, input_rails: InputRails, output_rails: OutputRails, recorder: Recorder) -> None:
         self.triage = triage
         self.input_rails = input_rails
         self.output_rails = output_rails
@@ -371,8 +378,9 @@ class Pipeline:
             raise
         return Streamed(self._stream(ex, _chain(first, events), verdict), first.envelope if first else None)
 
-    async def _stream(self, ex: Exchange, events: AsyncIterator[StreamEvent] | None,
-                      verdict: InputVerdict) -> AsyncIterator[Delta]:
+    async def _stream(
+        self, ex: Exchange, events: AsyncIterator[StreamEvent] | None, verdict: InputVerdict
+    ) -> AsyncIterator[Delta]:
         try:
             if events is None or verdict.block is not None:
                 for i in range(ex.choices):
@@ -396,8 +404,9 @@ class Pipeline:
                 await events.aclose()  # type: ignore[attr-defined]
             self.finish(ex)
 
-    async def _checked(self, ex: Exchange, events: AsyncIterator[StreamEvent], choices: dict[int, _Choice],
-                       verdict: InputVerdict) -> AsyncIterator[Delta]:
+    async def _checked(
+        self, ex: Exchange, events: AsyncIterator[StreamEvent], choices: dict[int, _Choice], verdict: InputVerdict
+    ) -> AsyncIterator[Delta]:
         t0 = time.perf_counter()
         async for event in events:
             if event.usage is not None:
@@ -452,8 +461,9 @@ class Pipeline:
         if (c.parts or not c.held) and self._step(ex, c, index, await c.guard.finish(), out):
             return out
         if c.held:
-            c.tool_calls = assemble_tool_calls([f for d in c.held for f in d.tool_calls],
-                                               [f for d in c.held for f in d.function_call])
+            c.tool_calls = assemble_tool_calls(
+                [f for d in c.held for f in d.tool_calls], [f for d in c.held for f in d.function_call]
+            )
             verdict = await self.output_rails.check_output(ex, _calls_text(c.tool_calls), tool_calls=True)
             self._apply_output(ex, verdict, refusals=False)
             if verdict.block is not None:

@@ -93,7 +93,8 @@ class ExchangeRecord(BaseModel):
             rails_hash=ex.rails_hash,
             messages=[Message(role=msg.role, content=m(msg.text)) for msg in ex.messages],
             model_messages=[Message(role=msg.role, content=m(msg.text)) for msg in ex.model_messages]
-            if ex.model_messages else None,
+            if ex.model_messages
+            else None,
             response=m(ex.response_text),
             model_response=m(ex.model_text),
             tool_calls=[RecordedToolCall(name=c.name, arguments=m(c.arguments), id=c.id) for c in ex.tool_calls],
@@ -101,8 +102,15 @@ class ExchangeRecord(BaseModel):
             triage_labels=list(ex.triage.labels) if ex.triage else [],
             output_scores=dict(ex.output_triage.scores) if ex.output_triage else {},
             decisions=[
-                Decision(rail=d.rail, stage=d.stage, result=d.result, mode=d.mode, action=d.action,
-                         score=d.score, latency_s=d.latency_s)
+                Decision(
+                    rail=d.rail,
+                    stage=d.stage,
+                    result=d.result,
+                    mode=d.mode,
+                    action=d.action,
+                    score=d.score,
+                    latency_s=d.latency_s,
+                )
                 for d in ex.decisions
             ],
             flags=sorted(ex.flags),

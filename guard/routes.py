@@ -94,14 +94,24 @@ async def chat_completions(request: Request) -> Response:
         await res.limiter.admit(principal.tenant, principal.key_hash)
     req = parse_request(await read_body(request, res.settings.max_body_bytes))
     model = res.models.get(req.model)
-    profile = requested_profile(res.rails, principal, request.headers.get(res.settings.profile_header),
-                                res.settings.profile_header)
+    profile = requested_profile(
+        res.rails, principal, request.headers.get(res.settings.profile_header), res.settings.profile_header
+    )
     opts = req.stream_options
-    ex = Exchange(id=new_exchange_id(), tenant=principal.tenant, messages=wire.messages_from_wire(req.messages),
-                  model=req.model, stream=req.stream, choices=req.n or 1,
-                  include_usage=opts is not None and opts.include_usage, call=req, api_key_hash=principal.key_hash,
-                  profile=profile, model_version=model.version,
-                  rails_hash=res.rails_hash)
+    ex = Exchange(
+        id=new_exchange_id(),
+        tenant=principal.tenant,
+        messages=wire.messages_from_wire(req.messages),
+        model=req.model,
+        stream=req.stream,
+        choices=req.n or 1,
+        include_usage=opts is not None and opts.include_usage,
+        call=req,
+        api_key_hash=principal.key_hash,
+        profile=profile,
+        model_version=model.version,
+        rails_hash=res.rails_hash,
+    )
     headers = {"x-guard-exchange-id": ex.id}
     try:
         reply = await res.pipeline.handle(ex, model)
@@ -109,16 +119,24 @@ async def chat_completions(request: Request) -> Response:
         _requests("error").inc()
         raise
     if isinstance(reply, Streamed):
-        return StreamingResponse(sse_body(ex, reply, t0, model.name), media_type="text/event-stream",
-                                 headers=headers)
-    out = wire.completion_body(reply.answers, reply.reply, exchange_id=ex.id, model=req.model,
-                               created=int(ex.started_at), usage=ex.usage)
+        return StreamingResponse(sse_body(ex, reply, t0, model.name), media_type="text/event-stream", headers=headers)
+    out = wire.completion_body(
+        reply.answers, reply.reply, exchange_id=ex.id, model=req.model, created=int(ex.started_at), usage=ex.usage
+    )
     _requests("blocked" if ex.finish_reason == "content_filter" else "ok").inc()
     return Response(out, media_type=JSON, headers=headers)
 
 
-async def sse_body(ex: Exchange, stream: Streamed, t0: float, backend: str, *, route: str = ROUTE,
-                   frame: Frame = wire.chunk_frame, own: dict[str, Any] | None = None) -> AsyncIterator[bytes]:
+async def sse_body(
+    ex: Exchange,
+    stream: Streamed,
+    t0: float,
+    backend: str,
+    *,
+    route: str = ROUTE,
+    frame: Frame = wire.chunk_frame,
+    own: dict[str, Any] | None = None,
+) -> AsyncIterator[bytes]:
     """The client's event stream: the pipeline's deltas as chunk frames in the upstream's envelope."""
     envelope = stream.envelope or own or wire.own_envelope(ex.id, ex.model, int(ex.started_at))
     roles = frame is wire.chunk_frame

@@ -113,10 +113,11 @@ class CannedModel:
     async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply:
         return ModelReply.of_text(self.text)
 
-    async def stream(self, request: ChatCompletionRequest | None,
-                     messages: list[Message] | None) -> AsyncIterator[StreamEvent]:
+    async def stream(
+        self, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> AsyncIterator[StreamEvent]:
         for i in range(0, len(self.text), self.piece):
-            yield StreamEvent.of_text(self.text[i:i + self.piece])
+            yield StreamEvent.of_text(self.text[i : i + self.piece])
         yield StreamEvent.of_text(finish_reason="stop")
 
 

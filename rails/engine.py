@@ -34,8 +34,13 @@ if TYPE_CHECKING:
 
 
 class RailsEngine:
-    def __init__(self, rails_dir: RailsDir, profiles: dict[str, CompiledProfile], scorer: TextScorer | None,
-                 nemo: NemoStage | None = None) -> None:
+    def __init__(
+        self,
+        rails_dir: RailsDir,
+        profiles: dict[str, CompiledProfile],
+        scorer: TextScorer | None,
+        nemo: NemoStage | None = None,
+    ) -> None:
         self.dir = rails_dir
         self.rails_hash = rails_dir.rails_hash
         self.profiles = profiles
@@ -49,8 +54,7 @@ class RailsEngine:
     def load(cls, rails_dir: Path, *, scorer: TextScorer | None = None, encoder: Encoder | None = None) -> RailsEngine:
         """Read, validate and compile a rails directory. Raises `RailsConfigError` naming file, line and key."""
         spec = read_rails_dir(Path(rails_dir))
-        profiles = {name: compile_profile(effective(spec.policy, name), encoder)
-                    for name in spec.policy.profile_names}
+        profiles = {name: compile_profile(effective(spec.policy, name), encoder) for name in spec.policy.profile_names}
         engine = cls(spec, profiles, scorer)
         if spec.needs_nemo:
             engine.nemo = _nemo_stage(spec, scorer, encoder, engine)
@@ -61,8 +65,10 @@ class RailsEngine:
         """Request header > tenant mapping > default profile. An unknown header value is a 400."""
         if exchange.profile is not None:
             if exchange.profile not in self.profiles:
-                raise UnknownProfile(f"unknown rails profile {exchange.profile!r}; known: "
-                                     f"{', '.join(sorted(self.profiles))}", param="x-guard-profile")
+                raise UnknownProfile(
+                    f"unknown rails profile {exchange.profile!r}; known: {', '.join(sorted(self.profiles))}",
+                    param="x-guard-profile",
+                )
             return exchange.profile
         return self.tenants.get(exchange.tenant, self.default_profile)
 
@@ -143,8 +149,9 @@ class RailsEngine:
                     new_text = pii.apply(new_text, spans)
         if refusal is not None and verdict.block is None:
             verdict.refused = True
-            verdict.decisions.append(RailDecision("refusal", "output", "pass", "enforce", "model_refused",
-                                                  score=refusal))
+            verdict.decisions.append(
+                RailDecision("refusal", "output", "pass", "enforce", "model_refused", score=refusal)
+            )
         if verdict.block is None and self.nemo is not None:
             await self.nemo.check_output(exchange, new_text, verdict)
         if new_text != text:
@@ -155,13 +162,25 @@ class RailsEngine:
     def _error_fire(self, prof: CompiledProfile, rail: str, stage: Stage) -> Fire:
         """A failed rail: refuses when fail-closed (the default), else is only recorded."""
         closed = self.stream_settings.on_error == "closed"
-        return Fire(rail, stage, "refuse" if closed else "allow", False, prof.refusal_message if closed else None,
-                    result="error")
+        return Fire(
+            rail,
+            stage,
+            "refuse" if closed else "allow",
+            False,
+            prof.refusal_message if closed else None,
+            result="error",
+        )
 
     def _rail_error(self, verdict: OutputVerdict, prof: CompiledProfile, exc: Exception) -> None:
         closed = self.stream_settings.on_error == "closed"
-        d = RailDecision("output_scorer", "output", "error", "enforce", "fail_closed" if closed else "fail_open",
-                         prof.refusal_message if closed else None)
+        d = RailDecision(
+            "output_scorer",
+            "output",
+            "error",
+            "enforce",
+            "fail_closed" if closed else "fail_open",
+            prof.refusal_message if closed else None,
+        )
         verdict.decisions.append(d)
         if closed:
             verdict.block = d
@@ -176,8 +195,10 @@ def _nemo_stage(spec: RailsDir, scorer: TextScorer | None, encoder: Encoder | No
     try:
         from rails.nemo import NemoStage  # only configs with Colang flows of their own pay for nemoguardrails
     except ModuleNotFoundError as exc:
-        raise RailsConfigError(f"{spec.path / 'config.yml'}: its Colang flows need NeMo Guardrails; install the "
-                               f"`nemo` extra ({exc.name} is missing)") from None
+        raise RailsConfigError(
+            f"{spec.path / 'config.yml'}: its Colang flows need NeMo Guardrails; install the "
+            f"`nemo` extra ({exc.name} is missing)"
+        ) from None
     try:
         return NemoStage.load(spec.path, scorer=scorer, encoder=encoder, engine=engine)
     except Exception as exc:  # NeMo's own parse errors (Colang syntax, config schema)
@@ -187,8 +208,15 @@ def _nemo_stage(spec: RailsDir, scorer: TextScorer | None, encoder: Encoder | No
 # Helpers shared with the streaming guard -----------------------------------------------------------------
 
 
-def output_fires(prof: CompiledProfile, text: str, scores: TriageResult | None, *, total_chars: int | None = None,
-                 whole: str | None = None, refused: bool = False) -> list[tuple[Fire, float | None]]:
+def output_fires(
+    prof: CompiledProfile,
+    text: str,
+    scores: TriageResult | None,
+    *,
+    total_chars: int | None = None,
+    whole: str | None = None,
+    refused: bool = False,
+) -> list[tuple[Fire, float | None]]:
     """Rules that fire on a piece of model output (PII and refusal are handled by the callers).
 
     Streaming passes the window as `text`, the answer's length so far as `total_chars`, and `whole` (the
@@ -241,8 +269,9 @@ def _mask_messages(messages: list[Message], kinds: frozenset[str]) -> list[Messa
     return out if changed else None
 
 
-def _apply_input(verdict: InputVerdict, fired: list[tuple[Fire, float | None]], messages: list[Message],
-                 masked: list[Message] | None) -> None:
+def _apply_input(
+    verdict: InputVerdict, fired: list[tuple[Fire, float | None]], messages: list[Message], masked: list[Message] | None
+) -> None:
     instructions: list[str] = []
     disclaimers: list[str] = []
     redact = False

@@ -27,8 +27,15 @@ _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"
 
 
 class GuardedChat(Runnable[Any, BaseMessage]):
-    def __init__(self, engine: Any, model: Runnable[Any, BaseMessage], *, triage: Any | None = None,
-                 tenant: str = "langchain", profile: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        model: Runnable[Any, BaseMessage],
+        *,
+        triage: Any | None = None,
+        tenant: str = "langchain",
+        profile: str | None = None,
+    ) -> None:
         self.engine = engine  # a RailsEngine or a RailsHolder
         self.model, self.triage, self.tenant, self.profile = model, triage, tenant, profile
 
@@ -55,8 +62,9 @@ class GuardedChat(Runnable[Any, BaseMessage]):
 
         yield from asyncio.run(collect())
 
-    async def astream(self, input: Any, config: RunnableConfig | None = None,
-                      **kwargs: Any) -> AsyncIterator[BaseMessage]:
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[BaseMessage]:
         ex = Exchange.of(_to_domain(input), tenant=self.tenant, profile=self.profile, stream=True)
         streamed = await self._pipeline().handle(ex, _LangChainModel(self.model, ex.messages, config, kwargs))
         assert isinstance(streamed, Streamed)
@@ -78,8 +86,13 @@ class _LangChainModel:
     name = "langchain"
     version = None
 
-    def __init__(self, model: Runnable[Any, BaseMessage], messages: list[Message], config: RunnableConfig | None,
-                 kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        model: Runnable[Any, BaseMessage],
+        messages: list[Message],
+        config: RunnableConfig | None,
+        kwargs: dict[str, Any],
+    ) -> None:
         self.model, self.messages, self.config, self.kwargs = model, messages, config, kwargs
         self.reply: AIMessage | None = None
 
@@ -90,8 +103,9 @@ class _LangChainModel:
         finish = "tool_calls" if calls else "stop"
         return ModelReply([Answer(text=_text(reply.content), tool_calls=calls, finish_reason=finish)])
 
-    async def stream(self, request: ChatCompletionRequest | None,
-                     messages: list[Message] | None) -> AsyncIterator[StreamEvent]:
+    async def stream(
+        self, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> AsyncIterator[StreamEvent]:
         async for piece in self.model.astream(_to_langchain(messages or self.messages), self.config, **self.kwargs):
             yield StreamEvent.of_text(_text(piece.content))
         yield StreamEvent.of_text(finish_reason="stop")

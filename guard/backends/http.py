@@ -43,9 +43,18 @@ ChunkParser = Callable[[Any], tuple[list[Delta], Usage | None, dict[str, Any]]]
 class HttpUpstream:
     name = _BACKEND
 
-    def __init__(self, base_url: str, api_key: str | None = None, *, connect_timeout_s: float = 5.0,
-                 read_timeout_s: float = 60.0, retries: int = 2, max_connections: int = 256,
-                 status_retries: int = 0, status_retry_max_wait_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 60.0,
+        retries: int = 2,
+        max_connections: int = 256,
+        status_retries: int = 0,
+        status_retry_max_wait_s: float = 5.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.status_retries = status_retries  # retries on 429/503 that honour retry-after; 0 = off
@@ -63,8 +72,9 @@ class HttpUpstream:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
-                                              headers=self._headers, auto_decompress=True)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self._timeout, headers=self._headers, auto_decompress=True
+        )
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -81,8 +91,11 @@ class HttpUpstream:
             raise InvalidRequest("an upstream model needs the client's request")
         if messages is None and request.raw is not None:
             return request.raw  # unchanged request: forward the client's bytes as they came
-        body = request.upstream_body() if messages is None else \
-            request.upstream_body(messages=wire.messages_to_wire(messages))
+        body = (
+            request.upstream_body()
+            if messages is None
+            else request.upstream_body(messages=wire.messages_to_wire(messages))
+        )
         body["stream"] = stream
         return json.dumps(body).encode()
 
@@ -101,8 +114,13 @@ class HttpUpstream:
                     attempt += 1
                     continue
                 metrics.UPSTREAM_ERRORS.labels(_BACKEND, "connect").inc()
-                reason = "connection timed out" if isinstance(exc, TimeoutError) else "connection refused" \
-                    if isinstance(getattr(exc, "os_error", None), ConnectionRefusedError) else "connection failed"
+                reason = (
+                    "connection timed out"
+                    if isinstance(exc, TimeoutError)
+                    else "connection refused"
+                    if isinstance(getattr(exc, "os_error", None), ConnectionRefusedError)
+                    else "connection failed"
+                )
                 log.warning("upstream %s unreachable: %s", self.base_url, exc)
                 raise UpstreamUnavailable(f"upstream unreachable: {reason}") from None
             except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -132,20 +150,32 @@ class HttpUpstream:
         if resp.status in (401, 403):  # the proxy's own upstream credentials: not the client's key at fault
             log.error("upstream %s refused the proxy's credentials (%s): %s", self.base_url, resp.status, raw[:300])
             raise UpstreamBadResponse(f"upstream refused the proxy's credentials (HTTP {resp.status})")
-        headers = {k: v for k, v in resp.headers.items()
-                   if k.lower() in _PASSED_HEADERS or k.lower().startswith(_PASSED_PREFIXES)}
+        headers = {
+            k: v
+            for k, v in resp.headers.items()
+            if k.lower() in _PASSED_HEADERS or k.lower().startswith(_PASSED_PREFIXES)
+        }
         message = _error_message(raw)
         if message is None:  # not an OpenAI error body (a proxy's HTML page...): give it the OpenAI shape
             message = f"upstream returned HTTP {resp.status}: {raw[:300].decode(errors='replace')}"
-            raw = pydantic_core.to_json({"error": {"message": message, "type": "upstream_error", "param": None,
-                                                   "code": f"upstream_http_{resp.status}"}})
+            raw = pydantic_core.to_json(
+                {
+                    "error": {
+                        "message": message,
+                        "type": "upstream_error",
+                        "param": None,
+                        "code": f"upstream_http_{resp.status}",
+                    }
+                }
+            )
         raise UpstreamHTTPError(resp.status, raw, headers, message)
 
     async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply:
         return parse_reply(*await self.read(CHAT_PATH, self._body(request, messages, stream=False)))
 
-    def stream(self, request: ChatCompletionRequest | None,
-               messages: list[Message] | None) -> AsyncIterator[StreamEvent]:
+    def stream(
+        self, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> AsyncIterator[StreamEvent]:
         return self.stream_from(CHAT_PATH, self._body(request, messages, stream=True))
 
     async def read(self, path: str, body: bytes) -> tuple[Any, bytes]:
@@ -164,8 +194,9 @@ class HttpUpstream:
             resp.release()
         return data, raw
 
-    async def stream_from(self, path: str, body: bytes, parse: ChunkParser = wire.chunk_parts
-                          ) -> AsyncIterator[StreamEvent]:
+    async def stream_from(
+        self, path: str, body: bytes, parse: ChunkParser = wire.chunk_parts
+    ) -> AsyncIterator[StreamEvent]:
         """One event per network read: chunks that arrived together are merged, so a proxy that falls
         behind does less work per token instead of more (a token-paced upstream still gives one each)."""
         resp = await self._post(body, path)

@@ -56,8 +56,9 @@ class _Cancelled:
 
 
 class LocalModel:
-    def __init__(self, store: ModelStore, name: str, *, max_new_tokens: int = 256, threads: int = 1,
-                 poll_interval_s: float = 1.0) -> None:
+    def __init__(
+        self, store: ModelStore, name: str, *, max_new_tokens: int = 256, threads: int = 1, poll_interval_s: float = 1.0
+    ) -> None:
         self.store = store
         self.name = name
         self.max_new_tokens = max_new_tokens
@@ -125,10 +126,12 @@ class LocalModel:
     # Generation ----------------------------------------------------------------------------------
 
     def _inputs(self, lm: Loaded, messages: list[Message]) -> Any:
-        chat = [{"role": "system" if m.role == "developer" else m.role, "content": m.text} for m in messages
-                if m.role in ("system", "developer", "user", "assistant")]
-        return lm.tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt",
-                                                return_dict=True)
+        chat = [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text}
+            for m in messages
+            if m.role in ("system", "developer", "user", "assistant")
+        ]
+        return lm.tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
 
     def _gen_kwargs(self, lm: Loaded, request: ChatCompletionRequest, stop: _Cancelled) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -143,8 +146,14 @@ class LocalModel:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
 
-    def _generate(self, lm: Loaded, request: ChatCompletionRequest | None, messages: list[Message] | None,
-                  stop: _Cancelled, streamer: Any = None) -> ModelReply:
+    def _generate(
+        self,
+        lm: Loaded,
+        request: ChatCompletionRequest | None,
+        messages: list[Message] | None,
+        stop: _Cancelled,
+        streamer: Any = None,
+    ) -> ModelReply:
         import torch
 
         if request is None:
@@ -177,12 +186,14 @@ class LocalModel:
     async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply:
         return await self._complete(self._current(), request, messages)
 
-    def stream(self, request: ChatCompletionRequest | None,
-               messages: list[Message] | None) -> AsyncIterator[StreamEvent]:
+    def stream(
+        self, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> AsyncIterator[StreamEvent]:
         return self._stream(self._current(), request, messages)
 
-    async def _complete(self, lm: Loaded, request: ChatCompletionRequest | None,
-                        messages: list[Message] | None) -> ModelReply:
+    async def _complete(
+        self, lm: Loaded, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> ModelReply:
         stop = _Cancelled()
         loop = asyncio.get_running_loop()
         try:
@@ -190,8 +201,9 @@ class LocalModel:
         finally:
             stop.event.set()
 
-    async def _stream(self, lm: Loaded, request: ChatCompletionRequest | None,
-                      messages: list[Message] | None) -> AsyncIterator[StreamEvent]:
+    async def _stream(
+        self, lm: Loaded, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> AsyncIterator[StreamEvent]:
         from transformers import TextIteratorStreamer
 
         stop = _Cancelled()
@@ -227,8 +239,9 @@ class PinnedModel:
     async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply:
         return await self._owner._complete(self._loaded, request, messages)
 
-    def stream(self, request: ChatCompletionRequest | None,
-               messages: list[Message] | None) -> AsyncIterator[StreamEvent]:
+    def stream(
+        self, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> AsyncIterator[StreamEvent]:
         return self._owner._stream(self._loaded, request, messages)
 
 
@@ -237,4 +250,3 @@ def _eos_ids(lm: Loaded) -> set[int]:
     if ids is None:
         ids = lm.tokenizer.eos_token_id
     return set(ids) if isinstance(ids, list) else {ids}
-

@@ -74,8 +74,9 @@ class TriageModel:
         self.max_len = int(config.get("max_len", 128))
 
     @classmethod
-    def load(cls, directory: Path, *, device: str = "auto", threads: int = 1,
-             model_file: str = MODEL_INT8) -> TriageModel:
+    def load(
+        cls, directory: Path, *, device: str = "auto", threads: int = 1, model_file: str = MODEL_INT8
+    ) -> TriageModel:
         directory = Path(directory)
         paths = {name: directory / name for name in (RUNTIME_CONFIG, TOKENIZER, model_file)}
         for path in paths.values():
@@ -88,8 +89,10 @@ class TriageModel:
         model = cls(session, tokenizer, config, "cuda" if used == "CUDAExecutionProvider" else "cpu")
         width = session.get_outputs()[0].shape[-1]
         if width != len(model.labels):
-            raise TriageModelError(f"corrupt triage model: {paths[model_file]} has {width} outputs, "
-                                   f"{paths[RUNTIME_CONFIG]} lists {len(model.labels)} labels")
+            raise TriageModelError(
+                f"corrupt triage model: {paths[model_file]} has {width} outputs, "
+                f"{paths[RUNTIME_CONFIG]} lists {len(model.labels)} labels"
+            )
         return model
 
     # Inference -------------------------------------------------------------------------------------
@@ -105,14 +108,15 @@ class TriageModel:
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         return probs, refusal, emb / np.maximum(norms, 1e-12)
 
-    def _score_windows(self, owners: list[int], windows: list[list[int]],
-                       n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _score_windows(
+        self, owners: list[int], windows: list[list[int]], n: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         probs = np.zeros((n, len(self.labels)), dtype=np.float32)
         refusal = np.zeros(n, dtype=np.float32)
         emb = np.zeros((n, 0), dtype=np.float32)
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))  # similar lengths pad less
         for k in range(0, len(order), MAX_WINDOWS_PER_RUN):
-            chunk = order[k:k + MAX_WINDOWS_PER_RUN]
+            chunk = order[k : k + MAX_WINDOWS_PER_RUN]
             lab, ref, vec = self._run([windows[i] for i in chunk])
             if emb.shape[1] == 0:
                 emb = np.zeros((n, vec.shape[1]), dtype=np.float32)
@@ -137,8 +141,15 @@ class TriageModel:
         for i in range(len(texts)):
             scores = {lab: float(probs[i, j]) for j, lab in enumerate(self.labels)}
             scores[REFUSAL] = float(refusal[i])
-            results.append(TriageResult(scores=scores, labels=self.over_threshold(scores, output=flags[i]),
-                                        embedding=emb[i], device=self.device, thresholds=self.thresholds))
+            results.append(
+                TriageResult(
+                    scores=scores,
+                    labels=self.over_threshold(scores, output=flags[i]),
+                    embedding=emb[i],
+                    device=self.device,
+                    thresholds=self.thresholds,
+                )
+            )
         return results
 
     def over_threshold(self, scores: dict[str, float], *, output: bool = False) -> tuple[str, ...]:
@@ -164,8 +175,8 @@ class TriageModel:
         ids = np.zeros((len(windows), width), dtype=np.int64)
         mask = np.zeros((len(windows), width), dtype=np.int64)
         for row, w in enumerate(windows):
-            ids[row, :len(w)] = w
-            mask[row, :len(w)] = 1
+            ids[row, : len(w)] = w
+            mask[row, : len(w)] = 1
         lab, ref, vec = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
         return lab, ref, vec
 

@@ -41,7 +41,7 @@ def conversation_text(messages: list[Message]) -> str:
     latest = turns[last_user].text
     if len(latest) >= CONTEXT_WHEN_SHORTER or last_user == 0:
         return latest
-    context = turns[max(0, last_user - 2):last_user]
+    context = turns[max(0, last_user - 2) : last_user]
     lines = [f"{m.role}: {m.text[:CONTEXT_CHARS]}" for m in context if m.text]
     return "\n".join([*lines, f"user: {latest}"])
 
@@ -54,7 +54,8 @@ class TriageStage:
     def __init__(self, model: TriageModel, *, max_batch: int = 32, max_wait_ms: float = 2.0) -> None:
         self.model = model
         self._batcher: MicroBatcher[tuple[str, bool], TriageResult] = MicroBatcher(
-            self._run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, name="triage")
+            self._run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, name="triage"
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TriageStage:
@@ -80,8 +81,10 @@ class TriageStage:
     async def classify(self, exchange: Exchange) -> TriageResult:
         messages = exchange.messages
         docs = document_texts(messages)
-        results = await asyncio.gather(self._batcher.submit((conversation_text(messages), False)),
-                                       *(self._batcher.submit((d, False)) for d in docs))
+        results = await asyncio.gather(
+            self._batcher.submit((conversation_text(messages), False)),
+            *(self._batcher.submit((d, False)) for d in docs),
+        )
         result = self._merge_documents(results[0], results[1:])
         _count(result)
         return result

@@ -15,13 +15,21 @@ SEARCH = {"type": "function", "function": {"name": "search", "parameters": {"typ
 
 
 def post(p: Any, content: str, **extra: Any) -> httpx.Response:
-    return httpx.post(f"{p.v1}/chat/completions", timeout=30, json={
-        "model": "gpt-fake", "tools": [SEARCH], "messages": [{"role": "user", "content": content}], **extra})
+    return httpx.post(
+        f"{p.v1}/chat/completions",
+        timeout=30,
+        json={"model": "gpt-fake", "tools": [SEARCH], "messages": [{"role": "user", "content": content}], **extra},
+    )
 
 
 def stream_frames(p: Any, content: str, **extra: Any) -> tuple[str, list[dict[str, Any]]]:
-    body = {"model": "gpt-fake", "stream": True, "tools": [SEARCH], "messages": [{"role": "user", "content": content}],
-            **extra}
+    body = {
+        "model": "gpt-fake",
+        "stream": True,
+        "tools": [SEARCH],
+        "messages": [{"role": "user", "content": content}],
+        **extra,
+    }
     with httpx.stream("POST", f"{p.v1}/chat/completions", json=body, timeout=30) as resp:
         frames = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: {")]
     return resp.headers["x-guard-exchange-id"], frames
@@ -50,8 +58,12 @@ def test_harmful_streamed_tool_call_is_never_sent(proxy: Any, rails_dir: Path) -
 def test_clean_streamed_tool_call_is_released_after_its_check(proxy: Any, rails_dir: Path) -> None:
     p = proxy(rails_enabled=True, rails_dir=rails_dir)
     _, frames = stream_frames(p, 'tool: search {"query": "zebra habitats"}')
-    args = "".join(tc["function"].get("arguments", "") for f in frames if f["choices"]
-                   for tc in f["choices"][0]["delta"].get("tool_calls", []))
+    args = "".join(
+        tc["function"].get("arguments", "")
+        for f in frames
+        if f["choices"]
+        for tc in f["choices"][0]["delta"].get("tool_calls", [])
+    )
     assert args == '{"query": "zebra habitats"}'
     assert frames[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
@@ -78,10 +90,16 @@ def test_each_of_n_choices_is_checked_on_its_own(proxy: Any, rails_dir: Path, st
 
 
 @pytest.mark.parametrize("streaming", [False, True])
-def test_a_tool_call_only_answer_is_not_flagged_as_a_refusal(proxy: Any, triage_model_dir: Path,
-                                                             streaming: bool) -> None:
-    p = proxy(triage_enabled=True, triage_model=triage_model_dir, rails_enabled=True, record_enabled=True,
-              record_sample_rate=1.0)
+def test_a_tool_call_only_answer_is_not_flagged_as_a_refusal(
+    proxy: Any, triage_model_dir: Path, streaming: bool
+) -> None:
+    p = proxy(
+        triage_enabled=True,
+        triage_model=triage_model_dir,
+        rails_enabled=True,
+        record_enabled=True,
+        record_sample_rate=1.0,
+    )
     content = 'tool: search {"query": "weather in Paris tomorrow"}'
     if streaming:
         exchange_id, _ = stream_frames(p, content)
@@ -102,9 +120,16 @@ def test_review_page_and_pairs_show_the_tool_calls_of_a_record() -> None:
     from guard.admin.templates import exchange_page
     from guard.records import ExchangeRecord, Message, RecordedToolCall
 
-    rec = ExchangeRecord(exchange_id="e1", tenant="t", created_at=datetime.now(UTC), model="m", response="",
-                         messages=[Message(role="user", content="weather?")], finish_reason="tool_calls",
-                         tool_calls=[RecordedToolCall(name="get_weather", arguments='{"city": "Oslo"}', id="c1")])
+    rec = ExchangeRecord(
+        exchange_id="e1",
+        tenant="t",
+        created_at=datetime.now(UTC),
+        model="m",
+        response="",
+        messages=[Message(role="user", content="weather?")],
+        finish_reason="tool_calls",
+        tool_calls=[RecordedToolCall(name="get_weather", arguments='{"city": "Oslo"}', id="c1")],
+    )
     html = exchange_page(rec, [], [])
     assert 'id="tool-calls"' in html and "get_weather({&quot;city&quot;: &quot;Oslo&quot;})" in html
     assert _answer(rec) == 'get_weather({"city": "Oslo"})'

@@ -15,7 +15,8 @@ def openai_client(base_url: str, key: str = "unused") -> OpenAI:
 def test_openai_client_gets_the_upstream_answer_and_id_with_the_exchange_id_in_a_header(proxy) -> None:
     p = proxy()
     raw = openai_client(p.v1).chat.completions.with_raw_response.create(
-        model=ECHO, messages=[{"role": "user", "content": "hello proxy"}])
+        model=ECHO, messages=[{"role": "user", "content": "hello proxy"}]
+    )
     completion = raw.parse()
     assert completion.choices[0].message.content == "echo: hello proxy"
     assert completion.choices[0].finish_reason == "stop"
@@ -32,8 +33,11 @@ def test_openai_client_streams_chunks_in_order_with_the_upstream_id(proxy) -> No
     p = proxy()
     text = "the quick brown fox jumps"
     stream = openai_client(p.v1).chat.completions.create(
-        model=ECHO, messages=[{"role": "user", "content": f"say: {text}"}], stream=True,
-        stream_options={"include_usage": True})
+        model=ECHO,
+        messages=[{"role": "user", "content": f"say: {text}"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert content == text
@@ -63,9 +67,9 @@ async def test_async_openai_client_gets_answers_concurrently(proxy) -> None:
 
     p = proxy()
     client = AsyncOpenAI(base_url=p.v1, api_key="unused", max_retries=0, timeout=10)
-    replies = await asyncio.gather(*[
-        client.chat.completions.create(model=ECHO, messages=[{"role": "user", "content": f"n{i}"}])
-        for i in range(8)])
+    replies = await asyncio.gather(
+        *[client.chat.completions.create(model=ECHO, messages=[{"role": "user", "content": f"n{i}"}]) for i in range(8)]
+    )
     await client.close()
     assert [r.choices[0].message.content for r in replies] == [f"echo: n{i}" for i in range(8)]
     assert len({r.id for r in replies}) == 8
@@ -73,8 +77,10 @@ async def test_async_openai_client_gets_answers_concurrently(proxy) -> None:
 
 def test_unchanged_request_reaches_upstream_byte_for_byte_with_upstream_key(proxy, upstream) -> None:
     p = proxy(upstream_api_key="sk-upstream")
-    body = (b'{"model": "gpt-fake", "messages": [{"role": "user", "content": "verbatim"}], '
-            b'"temperature": 0.5, "x_extra": 1}')
+    body = (
+        b'{"model": "gpt-fake", "messages": [{"role": "user", "content": "verbatim"}], '
+        b'"temperature": 0.5, "x_extra": 1}'
+    )
     resp = httpx.post(f"{p.v1}/chat/completions", content=body, headers={"content-type": "application/json"})
     assert resp.status_code == 200
     got = next(r for r in reversed(upstream.state.requests) if r.body["messages"][0]["content"] == "verbatim")

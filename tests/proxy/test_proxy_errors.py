@@ -81,15 +81,19 @@ def test_slow_upstream_is_504(proxy, stream: bool) -> None:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize(("model", "status", "type_", "code", "param"), [
-    (SERVER_ERROR, 500, "server_error", "internal_error", None),
-    (BAD_REQUEST, 400, "invalid_request_error", "context_length_exceeded", "messages"),
-    (RATE_LIMITED, 429, "requests", "rate_limit_exceeded", None),
-    (OVERLOADED, 503, "server_error", "overloaded", None),
-    ("no-such-model", 404, "invalid_request_error", "model_not_found", "model"),
-])
-def test_upstream_error_reaches_the_client_as_sent(proxy, stream: bool, model: str, status: int, type_: str,
-                                                   code: str, param: str | None) -> None:
+@pytest.mark.parametrize(
+    ("model", "status", "type_", "code", "param"),
+    [
+        (SERVER_ERROR, 500, "server_error", "internal_error", None),
+        (BAD_REQUEST, 400, "invalid_request_error", "context_length_exceeded", "messages"),
+        (RATE_LIMITED, 429, "requests", "rate_limit_exceeded", None),
+        (OVERLOADED, 503, "server_error", "overloaded", None),
+        ("no-such-model", 404, "invalid_request_error", "model_not_found", "model"),
+    ],
+)
+def test_upstream_error_reaches_the_client_as_sent(
+    proxy, stream: bool, model: str, status: int, type_: str, code: str, param: str | None
+) -> None:
     resp = chat(proxy().url, model, stream=stream)
     err = assert_error(resp, status, type_, code)
     assert err["param"] == param
@@ -176,13 +180,15 @@ def test_openai_client_raises_typed_errors_not_answers(proxy) -> None:
 
 
 def post_raw(url: str, content: bytes) -> httpx.Response:
-    return httpx.post(f"{url}/v1/chat/completions", content=content,
-                      headers={"content-type": "application/json"}, timeout=10)
+    return httpx.post(
+        f"{url}/v1/chat/completions", content=content, headers={"content-type": "application/json"}, timeout=10
+    )
 
 
 def test_malformed_json_is_400(proxy) -> None:
-    err = assert_error(post_raw(proxy().url, b'{"model": "gpt-fake", "messages": ['), 400,
-                       "invalid_request_error", "invalid_json")
+    err = assert_error(
+        post_raw(proxy().url, b'{"model": "gpt-fake", "messages": ['), 400, "invalid_request_error", "invalid_json"
+    )
     assert "malformed JSON" in err["message"]
 
 
@@ -190,16 +196,20 @@ def test_empty_body_is_400(proxy) -> None:
     assert_error(post_raw(proxy().url, b""), 400, "invalid_request_error", "invalid_request")
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"messages": [{"role": "user", "content": "x"}]}, "model"),
-    ({"model": ECHO, "messages": []}, "messages"),
-    ({"model": ECHO, "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
-    ({"model": ECHO, "messages": [{"role": "user", "content": "x"}], "temperature": 9}, "temperature"),
-    ({"model": ECHO, "messages": [{"role": "user", "content": "x"}], "seed": 2**70}, "seed"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": ECHO, "messages": []}, "messages"),
+        ({"model": ECHO, "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
+        ({"model": ECHO, "messages": [{"role": "user", "content": "x"}], "temperature": 9}, "temperature"),
+        ({"model": ECHO, "messages": [{"role": "user", "content": "x"}], "seed": 2**70}, "seed"),
+    ],
+)
 def test_schema_error_is_400_naming_the_field(proxy, body: dict[str, Any], field: str) -> None:
-    err = assert_error(post_raw(proxy().url, json.dumps(body).encode()), 400, "invalid_request_error",
-                       "invalid_request")
+    err = assert_error(
+        post_raw(proxy().url, json.dumps(body).encode()), 400, "invalid_request_error", "invalid_request"
+    )
     assert err["param"] == field
     assert f"'{field}'" in err["message"]
 

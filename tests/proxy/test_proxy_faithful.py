@@ -10,8 +10,13 @@ import pytest
 from openai import OpenAI
 from support.upstream import ARG_FRAGMENT, ECHO, FINGERPRINT
 
-WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 ARGS = '{"city": "Paris", "unit": "celsius"}'
 
 
@@ -20,8 +25,7 @@ def client(base_url: str) -> OpenAI:
 
 
 def ask(p: Any, content: str, **extra: Any) -> Any:
-    return client(p.v1).chat.completions.create(model=ECHO, messages=[{"role": "user", "content": content}],
-                                               **extra)
+    return client(p.v1).chat.completions.create(model=ECHO, messages=[{"role": "user", "content": content}], **extra)
 
 
 def stream(p: Any, content: str, **extra: Any) -> list[Any]:
@@ -38,14 +42,14 @@ def test_a_tool_call_answer_reaches_the_client_whole(proxy) -> None:
 
 
 def test_parallel_tool_calls_keep_their_order_and_ids(proxy) -> None:
-    reply = ask(proxy(), f"tool: get_weather {ARGS} || get_time {{\"tz\": \"CET\"}}", tools=[WEATHER])
+    reply = ask(proxy(), f'tool: get_weather {ARGS} || get_time {{"tz": "CET"}}', tools=[WEATHER])
     calls = reply.choices[0].message.tool_calls
     assert [c.function.name for c in calls] == ["get_weather", "get_time"]
     assert calls[1].function.arguments == '{"tz": "CET"}' and len({c.id for c in calls}) == 2
 
 
 def test_streamed_tool_calls_arrive_as_fragments_that_assemble_to_the_calls(proxy) -> None:
-    chunks = stream(proxy(), f"tool: get_weather {ARGS} || get_time {{\"tz\": \"CET\"}}", tools=[WEATHER])
+    chunks = stream(proxy(), f'tool: get_weather {ARGS} || get_time {{"tz": "CET"}}', tools=[WEATHER])
     calls: dict[int, dict[str, str]] = {}
     fragments = 0
     for chunk in chunks:
@@ -105,8 +109,11 @@ def test_refusal_field_passes_through_whole_and_streamed(proxy) -> None:
 
 
 def test_upstream_fields_the_guard_does_not_know_are_kept(proxy) -> None:
-    raw = httpx.post(f"{proxy().v1}/chat/completions", timeout=10, json={
-        "model": ECHO, "messages": [{"role": "user", "content": "hi"}]}).json()
+    raw = httpx.post(
+        f"{proxy().v1}/chat/completions",
+        timeout=10,
+        json={"model": ECHO, "messages": [{"role": "user", "content": "hi"}]},
+    ).json()
     assert raw["service_tier"] == "default" and raw["system_fingerprint"] == FINGERPRINT
     assert raw["usage"]["prompt_tokens_details"] == {"cached_tokens": 0}
     assert raw["id"].startswith("chatcmpl-up")
@@ -130,7 +137,8 @@ def test_langchain_bind_tools_gets_the_tool_calls_whole_and_streamed(proxy) -> N
     for chunk in bound.stream([HumanMessage('tool: get_weather {"city": "Paris"}')]):
         merged = chunk if merged is None else merged + chunk
     assert merged is not None and [(c["name"], c["args"]) for c in merged.tool_calls] == [
-        ("get_weather", {"city": "Paris"})]
+        ("get_weather", {"city": "Paris"})
+    ]
     assert len(merged.tool_call_chunks) == 1
 
 

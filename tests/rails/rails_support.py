@@ -71,8 +71,9 @@ class HashEncoder:
         return out / np.maximum(norms, 1e-12)
 
 
-def exchange(text: str, *, tenant: str = "t1", profile: str | None = None, system: str | None = None,
-             stream: bool = False) -> Exchange:
+def exchange(
+    text: str, *, tenant: str = "t1", profile: str | None = None, system: str | None = None, stream: bool = False
+) -> Exchange:
     messages = [Message("system", system)] if system else []
     messages.append(Message.user(text))
     return Exchange(id=uuid.uuid4().hex, tenant=tenant, messages=messages, model="m", stream=stream, profile=profile)
@@ -84,5 +85,3 @@ def write_rails(path: Path, guard_yml: str, **files: str) -> Path:
     for name, text in files.items():
         (path / name.replace("__", ".")).write_text(textwrap.dedent(text))
     return path
-
-

@@ -72,8 +72,10 @@ async def test_disclaimer_and_review_flag(tmp_path: Path, scorer: WordScorer) ->
     engine = await _engine(tmp_path, scorer=scorer)
     verdict = await _screen(engine, exchange("which stocks to buy, jailbreak mode"), scorer)
     assert verdict.disclaimer == "\n\nThis is not investment advice."
-    assert {(d.rail, d.result) for d in verdict.decisions} >= {("label:financial_advice", "pass"),
-                                                              ("label:jailbreak", "flag")}
+    assert {(d.rail, d.result) for d in verdict.decisions} >= {
+        ("label:financial_advice", "pass"),
+        ("label:jailbreak", "flag"),
+    }
 
 
 async def test_pii_is_redacted_in_the_model_messages(tmp_path: Path, scorer: WordScorer) -> None:
@@ -168,14 +170,17 @@ async def test_intent_rail_error_fails_closed(tmp_path: Path) -> None:
     assert verdict.block is not None and (verdict.block.rail, verdict.block.result) == ("intents", "error")
 
 
-@pytest.mark.parametrize(("answer", "refused"), [
-    ("I'm sorry, but I can't help with that.", True),
-    ("I\u2019m sorry, I cannot assist with that request.", True),
-    ("I cannot provide instructions for making weapons.", True),
-    ("I must decline.", True),
-    ("I'm sorry to hear your parcel is late. Unfortunately we cannot ship today.", False),
-    ("I can't help but notice the weather is lovely.", False),
-])
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [
+        ("I'm sorry, but I can't help with that.", True),
+        ("I\u2019m sorry, I cannot assist with that request.", True),
+        ("I cannot provide instructions for making weapons.", True),
+        ("I must decline.", True),
+        ("I'm sorry to hear your parcel is late. Unfortunately we cannot ship today.", False),
+        ("I can't help but notice the weather is lovely.", False),
+    ],
+)
 async def test_refusal_phrases_do_not_fire_on_polite_answers(tmp_path: Path, answer: str, refused: bool) -> None:
     engine = await _engine(tmp_path, "allow_empty: true\noutput: {}\n")  # no scorer: phrases only
     engine.scorer = None
@@ -192,13 +197,16 @@ async def test_refusal_naming_the_harmful_topic_is_not_blocked_as_harmful(tmp_pa
 async def test_label_tiers_refuse_when_sure_and_answer_carefully_when_unsure(tmp_path: Path) -> None:
     from guard.pipeline import TriageResult
 
-    engine = await _engine(tmp_path, """\
+    engine = await _engine(
+        tmp_path,
+        """\
         input:
           labels:
             cbrn:
               - {action: refuse, threshold: 0.9}
               - {action: safe_complete, threshold: 0.5, instruction: "Answer only if clearly harmless."}
-        """)
+        """,
+    )
 
     async def verdict_for(score: float):
         ex = exchange("q")
@@ -218,19 +226,25 @@ async def test_a_scaled_tier_fires_below_the_classifiers_own_threshold_and_follo
     classifier with new thresholds moves the caution zone with it."""
     from guard.pipeline import TriageResult
 
-    engine = await _engine(tmp_path, """\
+    engine = await _engine(
+        tmp_path,
+        """\
         input:
           labels:
             crime:
               - {action: refuse, threshold: 0.9}
               - {action: refuse}
               - {action: safe_complete, threshold_scale: 0.5, instruction: "Answer only if clearly harmless."}
-        """)
+        """,
+    )
 
     async def verdict_for(score: float, threshold: float | None):
         ex = exchange("q")
-        ex.triage = TriageResult({"crime": score}, ("crime",) if threshold and score >= threshold else (),
-                                 thresholds={"crime": threshold} if threshold else {})
+        ex.triage = TriageResult(
+            {"crime": score},
+            ("crime",) if threshold and score >= threshold else (),
+            thresholds={"crime": threshold} if threshold else {},
+        )
         return await engine.check_input(ex)
 
     flagged, caution, low = await verdict_for(0.7, 0.6), await verdict_for(0.35, 0.6), await verdict_for(0.25, 0.6)
@@ -245,10 +259,11 @@ async def test_threshold_scale_is_for_label_rules_only_and_not_with_a_threshold(
     from rails.config import RailsConfigError
 
     for policy, msg in [
-        ("input:\n  labels:\n    crime: {action: refuse, threshold: 0.5, threshold_scale: 0.5}\n",
-         "not both"),
-        ("input:\n  patterns:\n    - {name: p, action: refuse, keywords: [x], threshold_scale: 0.5}\n",
-         "label rules only"),
+        ("input:\n  labels:\n    crime: {action: refuse, threshold: 0.5, threshold_scale: 0.5}\n", "not both"),
+        (
+            "input:\n  patterns:\n    - {name: p, action: refuse, keywords: [x], threshold_scale: 0.5}\n",
+            "label rules only",
+        ),
     ]:
         with pytest.raises(RailsConfigError, match=msg):
             await _engine(tmp_path, policy)

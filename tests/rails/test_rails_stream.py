@@ -25,7 +25,7 @@ async def _run(engine: RailsEngine, text: str, chunk: int = 5) -> tuple[str, lis
     guard = engine.stream_guard(exchange("q", stream=True))
     released, steps = "", []
     for i in range(0, len(text), chunk):
-        step = await guard.feed(text[i:i + chunk])
+        step = await guard.feed(text[i : i + chunk])
         steps.append(step)
         released += step.release
         if step.block is not None:
@@ -104,7 +104,7 @@ def test_pii_tail_holds_back_digit_runs_only() -> None:
     from rails.stream import pii_tail_start
 
     text = "call me on 0151 496"
-    assert text[pii_tail_start(text, 0):] == "0151 496"
+    assert text[pii_tail_start(text, 0) :] == "0151 496"
     assert pii_tail_start("plain words only", 0) == len("plain words only")
     long_digits = "1" * 40 + " hello"
     assert pii_tail_start(long_digits, 0) == len(long_digits)  # linear scan, no regex backtracking
@@ -126,12 +126,13 @@ class ScriptedModel:
         from guard.pipeline import StreamEvent
 
         for i in range(0, len(self.answer), self.chunk):
-            yield StreamEvent.of_text(self.answer[i:i + self.chunk])
+            yield StreamEvent.of_text(self.answer[i : i + self.chunk])
         yield StreamEvent.of_text(finish_reason="stop")
 
 
-async def test_pipeline_stream_ends_with_content_filter_and_the_rail_message(tmp_path: Path,
-                                                                             scorer: WordScorer) -> None:
+async def test_pipeline_stream_ends_with_content_filter_and_the_rail_message(
+    tmp_path: Path, scorer: WordScorer
+) -> None:
     from guard.pipeline import NoRecorder, NoTriage, Pipeline
 
     engine = _engine(tmp_path, scorer)

@@ -101,26 +101,39 @@ def reply_text(body: dict[str, Any]) -> str:
     return f"echo: {content}"
 
 
-def _error(status: int, message: str, type_: str, code: str, param: str | None = None,
-           headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}}, status,
-                        headers={"x-request-id": f"req_{uuid.uuid4().hex[:12]}", **(headers or {})})
+def _error(
+    status: int, message: str, type_: str, code: str, param: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": message, "type": type_, "param": param, "code": code}},
+        status,
+        headers={"x-request-id": f"req_{uuid.uuid4().hex[:12]}", **(headers or {})},
+    )
 
 
-RATE_HEADERS = {"retry-after": "7", "x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "0",
-                "x-ratelimit-reset-requests": "7s"}
+RATE_HEADERS = {
+    "retry-after": "7",
+    "x-ratelimit-limit-requests": "60",
+    "x-ratelimit-remaining-requests": "0",
+    "x-ratelimit-reset-requests": "7s",
+}
 
 
 def _status_error(model: str) -> JSONResponse | None:
     if model == BAD_REQUEST:
-        return _error(400, "This model's maximum context length is 8 tokens.", "invalid_request_error",
-                      "context_length_exceeded", "messages")
+        return _error(
+            400,
+            "This model's maximum context length is 8 tokens.",
+            "invalid_request_error",
+            "context_length_exceeded",
+            "messages",
+        )
     if model == RATE_LIMITED:
-        return _error(429, "Rate limit reached for requests", "requests", "rate_limit_exceeded",
-                      headers=RATE_HEADERS)
+        return _error(429, "Rate limit reached for requests", "requests", "rate_limit_exceeded", headers=RATE_HEADERS)
     if model == OVERLOADED:
-        return _error(503, "The engine is currently overloaded", "server_error", "overloaded",
-                      headers={"retry-after": "3"})
+        return _error(
+            503, "The engine is currently overloaded", "server_error", "overloaded", headers={"retry-after": "3"}
+        )
     return None
 
 
@@ -129,8 +142,13 @@ def _calls(spec: str) -> list[dict[str, Any]]:
     out = []
     for i, part in enumerate(spec.split(" || ")):
         name, _, args = part.strip().partition(" ")
-        out.append({"id": f"call_{i}_{uuid.uuid4().hex[:8]}", "type": "function",
-                    "function": {"name": name, "arguments": args or "{}"}})
+        out.append(
+            {
+                "id": f"call_{i}_{uuid.uuid4().hex[:8]}",
+                "type": "function",
+                "function": {"name": name, "arguments": args or "{}"},
+            }
+        )
     return out
 
 
@@ -154,24 +172,46 @@ def _finish(message: dict[str, Any]) -> str:
 
 
 def _logprobs(text: str) -> dict[str, Any]:
-    return {"content": [{"token": w, "logprob": -0.25, "bytes": list(w.encode()), "top_logprobs": []}
-                        for w in re.findall(r"\S+\s*", text)], "refusal": None}
+    return {
+        "content": [
+            {"token": w, "logprob": -0.25, "bytes": list(w.encode()), "top_logprobs": []}
+            for w in re.findall(r"\S+\s*", text)
+        ],
+        "refusal": None,
+    }
 
 
 def _usage(body: dict[str, Any], text: str) -> dict[str, Any]:
     prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
     completion = len(text.split())
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
 
 
-def _chunk(cid: str, model: str, delta: dict[str, Any], finish: str | None = None, index: int = 0,
-           logprobs: dict[str, Any] | None = None) -> bytes:
+def _chunk(
+    cid: str,
+    model: str,
+    delta: dict[str, Any],
+    finish: str | None = None,
+    index: int = 0,
+    logprobs: dict[str, Any] | None = None,
+) -> bytes:
     choice: dict[str, Any] = {"index": index, "delta": delta, "finish_reason": finish}
     if logprobs is not None:
         choice["logprobs"] = logprobs
-    data = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-            "system_fingerprint": FINGERPRINT, "choices": [choice]}
+    data = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": FINGERPRINT,
+        "choices": [choice],
+    }
     return f"data: {json.dumps(data)}\n\n".encode()
 
 
@@ -187,8 +227,9 @@ def create_upstream(state: UpstreamState | None = None) -> Starlette:
         state.requests.append(Received(body, raw, request.headers.get("authorization")))
         model = body.get("model")
         if model not in MODELS:
-            return _error(404, f"The model '{model}' does not exist", "invalid_request_error",
-                          "model_not_found", "model")
+            return _error(
+                404, f"The model '{model}' does not exist", "invalid_request_error", "model_not_found", "model"
+            )
         if model == SERVER_ERROR:
             return _error(500, "the fake upstream failed on purpose", "server_error", "internal_error")
         if model == MALFORMED:
@@ -200,8 +241,9 @@ def create_upstream(state: UpstreamState | None = None) -> Starlette:
             tag = last_user(body)
             state.attempts[tag] = state.attempts.get(tag, 0) + 1
             if state.attempts[tag] <= FLAKY_FAILURES:
-                return _error(429, "Rate limit reached", "requests", "rate_limit_exceeded",
-                              headers={"retry-after": "0"})
+                return _error(
+                    429, "Rate limit reached", "requests", "rate_limit_exceeded", headers={"retry-after": "0"}
+                )
         if model == SLOW:
             await asyncio.sleep(SLOW_S)
         if body.get("stream"):
@@ -215,15 +257,23 @@ def create_upstream(state: UpstreamState | None = None) -> Starlette:
             if body.get("logprobs"):
                 choice["logprobs"] = _logprobs(msg.get("content") or "")
             choices.append(choice)
-        return JSONResponse({
-            "id": f"chatcmpl-up{uuid.uuid4().hex[:16]}", "object": "chat.completion", "created": int(time.time()),
-            "model": model, "system_fingerprint": FINGERPRINT, "service_tier": "default", "choices": choices,
-            "usage": _usage(body, " ".join(m.get("content") or "" for m in messages)),
-        })
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-up{uuid.uuid4().hex[:16]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "system_fingerprint": FINGERPRINT,
+                "service_tier": "default",
+                "choices": choices,
+                "usage": _usage(body, " ".join(m.get("content") or "" for m in messages)),
+            }
+        )
 
     async def models(request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [
-            {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in MODELS]})
+        return JSONResponse(
+            {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in MODELS]}
+        )
 
     async def text_completions(request: Request) -> Response:
         body = json.loads(await request.body())
@@ -232,16 +282,28 @@ def create_upstream(state: UpstreamState | None = None) -> Starlette:
         text = prompt[4:].strip() if prompt.startswith("say:") else f"echo: {prompt}"
         cid, created, model = f"cmpl-up{uuid.uuid4().hex[:16]}", int(time.time()), body.get("model")
         if not body.get("stream"):
-            return JSONResponse({"id": cid, "object": "text_completion", "created": created, "model": model,
-                                 "system_fingerprint": FINGERPRINT, "choices": [
-                                     {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}],
-                                 "usage": _usage({"messages": [{"content": prompt}]}, text)})
+            return JSONResponse(
+                {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "system_fingerprint": FINGERPRINT,
+                    "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}],
+                    "usage": _usage({"messages": [{"content": prompt}]}, text),
+                }
+            )
 
         async def chunks() -> AsyncIterator[bytes]:
             for piece in [*re.findall(r"\S+\s*", text), None]:
                 choice = {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": None if piece else "stop"}
-                frame = {"id": cid, "object": "text_completion", "created": created, "model": model,
-                         "choices": [choice]}
+                frame = {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [choice],
+                }
                 yield f"data: {json.dumps(frame)}\n\n".encode()
             yield b"data: [DONE]\n\n"
 
@@ -250,15 +312,26 @@ def create_upstream(state: UpstreamState | None = None) -> Starlette:
     async def embeddings(request: Request) -> Response:
         body = json.loads(await request.body())
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), 0.5, -0.25]}
-                for i, t in enumerate(inputs)]
-        return JSONResponse({"object": "list", "model": body.get("model"), "data": data,
-                             "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}})
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(t)), 0.5, -0.25]} for i, t in enumerate(inputs)
+        ]
+        return JSONResponse(
+            {
+                "object": "list",
+                "model": body.get("model"),
+                "data": data,
+                "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)},
+            }
+        )
 
-    app = Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"]),
-                            Route("/v1/completions", text_completions, methods=["POST"]),
-                            Route("/v1/embeddings", embeddings, methods=["POST"]),
-                            Route("/v1/models", models, methods=["GET"])])
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+            Route("/v1/completions", text_completions, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+        ]
+    )
     app.state.fake = state
     return app
 
@@ -276,22 +349,34 @@ async def _stream_answers(body: dict[str, Any]) -> AsyncIterator[bytes]:
             yield _chunk(cid, model, {"refusal": msg["refusal"]}, index=i)
         for k, call in enumerate(msg.get("tool_calls") or ()):
             args = call["function"]["arguments"]
-            head = {"index": k, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"],
-                                                                                    "arguments": ""}}
+            head = {
+                "index": k,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
             yield _chunk(cid, model, {"tool_calls": [head]}, index=i)
             for j in range(0, len(args), ARG_FRAGMENT):
-                piece = {"index": k, "function": {"arguments": args[j:j + ARG_FRAGMENT]}}
+                piece = {"index": k, "function": {"arguments": args[j : j + ARG_FRAGMENT]}}
                 yield _chunk(cid, model, {"tool_calls": [piece]}, index=i)
         if msg.get("function_call"):
             fn = msg["function_call"]
             yield _chunk(cid, model, {"function_call": {"name": fn["name"], "arguments": ""}}, index=i)
             for j in range(0, len(fn["arguments"]), ARG_FRAGMENT):
-                yield _chunk(cid, model, {"function_call": {"arguments": fn["arguments"][j:j + ARG_FRAGMENT]}}, index=i)
+                yield _chunk(
+                    cid, model, {"function_call": {"arguments": fn["arguments"][j : j + ARG_FRAGMENT]}}, index=i
+                )
         yield _chunk(cid, model, {}, _finish(msg), index=i)
     if (body.get("stream_options") or {}).get("include_usage"):
-        usage = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-                 "system_fingerprint": FINGERPRINT, "choices": [],
-                 "usage": _usage(body, " ".join(m.get("content") or "" for m in messages))}
+        usage = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": FINGERPRINT,
+            "choices": [],
+            "usage": _usage(body, " ".join(m.get("content") or "" for m in messages)),
+        }
         yield f"data: {json.dumps(usage)}\n\n".encode()
     yield b"data: [DONE]\n\n"
 
@@ -312,8 +397,14 @@ async def _stream(state: UpstreamState, body: dict[str, Any], text: str) -> Asyn
             await asyncio.sleep(SLOW_S)
     yield _chunk(cid, model, {}, "stop")
     if (body.get("stream_options") or {}).get("include_usage"):
-        usage = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-                 "choices": [], "usage": _usage(body, text)}
+        usage = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [],
+            "usage": _usage(body, text),
+        }
         yield f"data: {json.dumps(usage)}\n\n".encode()
     yield b"data: [DONE]\n\n"
 
