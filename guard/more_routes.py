@@ -17,6 +17,7 @@ from guard.domain import Message, ModelReply, StreamEvent
 from guard.errors import GuardError, InvalidRequest, NotImplementedYet
 from guard.pipeline import Exchange, Streamed
 from guard.routes import JSON, count, new_exchange_id, read_body, resources, sse_body
+from guard.tenancy import requested_profile
 
 if TYPE_CHECKING:
     from guard.backends.http import HttpUpstream
@@ -72,7 +73,9 @@ async def completions(request: Request) -> Response:
         choices=req.n or 1,
         include_usage=opts is not None and opts.include_usage,
         api_key_hash=principal.key_hash,
-        profile=request.headers.get(res.settings.profile_header),
+        profile=requested_profile(
+            res.rails, principal, request.headers.get(res.settings.profile_header), res.settings.profile_header
+        ),
         rails_hash=res.rails_hash,
     )
     headers = {"x-guard-exchange-id": ex.id}

@@ -46,7 +46,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def _logit(p: np.ndarray | np.floating) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
 
