@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic_core
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from guard import moderation, wire
 from guard.domain import Message, ModelReply, StreamEvent
@@ -46,6 +46,7 @@ async def embeddings(request: Request) -> Response:
     if res.limiter is not None:
         await res.limiter.admit(principal.tenant, principal.key_hash)
     body = await read_body(request, res.settings.max_body_bytes)
+    _parse_embeddings(body)  # a request the upstream cannot read is the client's 400, not its 5xx
     upstream = _upstream(res, "embeddings")
     _, raw = await upstream.read("/embeddings", body)
     count("embeddings", "ok")
@@ -132,6 +133,25 @@ def _upstream(res: Resources, what: str) -> HttpUpstream:
     if res.models.upstream is None:
         raise NotImplementedYet(f"/v1/{what} is passed through to an upstream; this proxy serves a local model")
     return res.models.upstream
+
+
+class EmbeddingsRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+
+
+def _parse_embeddings(body: bytes) -> EmbeddingsRequest:
+    if not body:
+        raise InvalidRequest("request body is empty; send a JSON embeddings request")
+    try:
+        return EmbeddingsRequest.model_validate_json(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        if err["type"] == "json_invalid":
+            raise InvalidRequest(f"malformed JSON: {err['msg']}", code="invalid_json") from None
+        loc = ".".join(str(p) for p in err["loc"])
+        raise InvalidRequest(f"invalid value for '{loc}': {err['msg']}", param=loc or None) from None
 
 
 def _parse_text(body: bytes) -> wire.TextCompletionRequest:

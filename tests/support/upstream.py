@@ -313,7 +313,8 @@ def create_upstream(state: UpstreamState | None = None) -> Starlette:
         body = json.loads(await request.body())
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [
-            {"object": "embedding", "index": i, "embedding": [float(len(t)), 0.5, -0.25]} for i, t in enumerate(inputs)
+            {"object": "embedding", "index": i, "embedding": [float(len(str(t))), 0.5, -0.25]}
+            for i, t in enumerate(inputs)
         ]
         return JSONResponse(
             {
