@@ -47,6 +47,8 @@ test: install system-deps
 	$(BIN)/guard triage build
 	$(BIN)/python scripts/install_helm.py
 	$(BIN)/ruff check guard rails finetune tests bench scripts
+	$(BIN)/ruff format --check guard rails finetune tests bench scripts
+	$(BIN)/mypy guard rails finetune
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: install

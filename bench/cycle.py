@@ -39,11 +39,15 @@ def seed(url: str, n: int, uncorrected_share: float) -> None:
         over = i % 2 == 0
         p = benign[i % len(benign)] if over else harmful[i % len(harmful)]
         rec = ExchangeRecord(
-            exchange_id=f"chatcmpl-{uuid.uuid4().hex}", tenant="bench", created_at=t0 + timedelta(seconds=i),
-            model="smollm2-135m-instruct", messages=[Message(role="user", content=f"{p.text} (ticket {i})")],
+            exchange_id=f"chatcmpl-{uuid.uuid4().hex}",
+            tenant="bench",
+            created_at=t0 + timedelta(seconds=i),
+            model="smollm2-135m-instruct",
+            messages=[Message(role="user", content=f"{p.text} (ticket {i})")],
             response=REFUSAL if over else "Sure, here are the steps you asked for: first, get the materials.",
             flags=["model_refused", "over_refused"] if over else ["unsafe_compliance"],
-            triage_labels=[] if over else ["crime"])
+            triage_labels=[] if over else ["crime"],
+        )
         recs.append(rec)
         if over and (i // 2) % round(1 / uncorrected_share) != 0:
             reviews.append((rec.exchange_id, "Sure. Here is a clear and safe answer to your question, step by step."))
@@ -72,17 +76,30 @@ def main() -> None:
     reg.promote(reg.add(base, None, {}, version="base"))
     url = f"sqlite:///{(a.work / 'guard.db').resolve()}"
     seed(url, a.pairs, a.uncorrected_share)
-    opts = CycleOptions(model=DEFAULT_MODEL, state_dir=a.work / "finetune", models_root=a.work / "models",
-                        db_url=url, rails_dir=settings.rails_dir, triage_dir=None, settle=timedelta(0),
-                        min_pairs=10)
+    opts = CycleOptions(
+        model=DEFAULT_MODEL,
+        state_dir=a.work / "finetune",
+        models_root=a.work / "models",
+        db_url=url,
+        rails_dir=settings.rails_dir,
+        triage_dir=None,
+        settle=timedelta(0),
+        min_pairs=10,
+    )
     t0 = time.perf_counter()
     res = run_cycle(opts)
     wall = time.perf_counter() - t0
     manifest = json.loads((res.run_dir / "pairs" / "manifest.json").read_text())
     train = json.loads((res.run_dir / "train" / "train_log.json").read_text()) if res.status != "skipped" else {}
-    out = {"pairs": manifest["counts"], "status": res.status, "cycle_wall_s": round(wall, 1),
-           "timings_s": {k: round(v, 1) for k, v in res.timings.items()}, "train_steps": train.get("steps"),
-           "train_loop_s": round(train.get("seconds", 0), 1), "config": opts.dpo.model_dump()}
+    out = {
+        "pairs": manifest["counts"],
+        "status": res.status,
+        "cycle_wall_s": round(wall, 1),
+        "timings_s": {k: round(v, 1) for k, v in res.timings.items()},
+        "train_steps": train.get("steps"),
+        "train_loop_s": round(train.get("seconds", 0), 1),
+        "config": opts.dpo.model_dump(),
+    }
     print(json.dumps(out))
     Path("bench/results").mkdir(parents=True, exist_ok=True)
     with open("bench/results/cycle.jsonl", "a") as fh:

@@ -33,9 +33,13 @@ def synthetic_rows(n: int) -> list[dict]:
     rows = []
     for i in range(n):
         text, chosen, rejected = pool[i % len(pool)]
-        rows.append({"prompt": [{"role": "user", "content": f"{text} (case {i})"}],
-                     "chosen": [{"role": "assistant", "content": chosen}],
-                     "rejected": [{"role": "assistant", "content": rejected}]})
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": f"{text} (case {i})"}],
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+            }
+        )
     return rows
 
 
@@ -61,10 +65,18 @@ def main() -> None:
 
     model = a.model or prepare_default_model(load_settings()).path
     targets = "all-linear" if a.targets == "all-linear" else a.targets.split(",")
-    cfg = load_config(None, batch_size=a.batch, max_length=a.max_length, threads=a.threads,
-                      max_steps=-1 if a.pairs else a.steps, epochs=1, precompute_ref_log_probs=not a.no_precompute,
-                      lora={"rank": 16, "alpha": 32, "targets": targets}, device="cpu",
-                      precision=a.precision)
+    cfg = load_config(
+        None,
+        batch_size=a.batch,
+        max_length=a.max_length,
+        threads=a.threads,
+        max_steps=-1 if a.pairs else a.steps,
+        epochs=1,
+        precompute_ref_log_probs=not a.no_precompute,
+        lora={"rank": 16, "alpha": 32, "targets": targets},
+        device="cpu",
+        precision=a.precision,
+    )
     step_times: list[float] = []
 
     class Timer(TrainerCallback):
@@ -90,11 +102,22 @@ def main() -> None:
     res = train_mod.train_dpo(model, rows, cfg, out)
     wall = time.perf_counter() - t0
     steady = step_times[1:] or step_times
-    result = {"model": str(model), "pairs": len(rows), "steps": res.steps, "batch": a.batch,
-              "max_length": a.max_length, "threads": a.threads, "torch_threads": torch.get_num_threads(),
-              "lora_targets": a.targets, "precompute_ref_log_probs": not a.no_precompute, "precision": a.precision,
-              "median_s_per_step": round(statistics.median(steady), 3), "first_step_s": round(step_times[0], 3),
-              "train_loop_s": round(res.seconds, 1), "wall_s_incl_load_and_merge": round(wall, 1)}
+    result = {
+        "model": str(model),
+        "pairs": len(rows),
+        "steps": res.steps,
+        "batch": a.batch,
+        "max_length": a.max_length,
+        "threads": a.threads,
+        "torch_threads": torch.get_num_threads(),
+        "lora_targets": a.targets,
+        "precompute_ref_log_probs": not a.no_precompute,
+        "precision": a.precision,
+        "median_s_per_step": round(statistics.median(steady), 3),
+        "first_step_s": round(step_times[0], 3),
+        "train_loop_s": round(res.seconds, 1),
+        "wall_s_incl_load_and_merge": round(wall, 1),
+    }
     print(json.dumps(result))
     Path("bench/results").mkdir(parents=True, exist_ok=True)
     with open("bench/results/dpo.jsonl", "a") as fh:

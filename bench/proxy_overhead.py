@@ -51,6 +51,15 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 TRIAGE_MODEL = Path(os.environ.get("GUARD_TRIAGE_MODEL", HERE.parent / "var" / "triage")).resolve()
 PROMPT = {"model": "bench-model", "messages": [{"role": "user", "content": "Hello, how are you today?"}]}
 ANSWER = "I am fine, thank you. How can I help you today?"
+TOOL = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
+}
+TOOL_CALL = {
+    "id": "call_bench",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+}
 
 
 # Servers (each runs in its own process: `proxy_overhead.py serve-<kind> PORT [UPSTREAM]`) -----------------
@@ -60,20 +69,51 @@ def serve_upstream(port: int) -> None:
     from aiohttp import web
 
     created = int(time.time())
-    completion = json.dumps({
-        "id": "chatcmpl-bench", "object": "chat.completion", "created": created, "model": "bench-model",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 7, "completion_tokens": 12, "total_tokens": 19},
-    }).encode()
+    completion = json.dumps(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": created,
+            "model": "bench-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 12, "total_tokens": 19},
+        }
+    ).encode()
+
+    tool_completion = json.dumps(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": created,
+            "model": "bench-model",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},
+                    "finish_reason": "tool_calls",
+                }
+            ],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 12, "total_tokens": 19},
+        }
+    ).encode()
 
     def frame(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": created,
-                 "model": "bench-model", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        chunk = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": "bench-model",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
         return f"data: {json.dumps(chunk)}\n\n".encode()
 
     words = re.findall(r"\S+\s*", ANSWER)
-    frames = [frame({"role": "assistant", "content": ""}), *(frame({"content": w}) for w in words),
-              frame({}, "stop"), b"data: [DONE]\n\n"]
+    frames = [
+        frame({"role": "assistant", "content": ""}),
+        *(frame({"content": w}) for w in words),
+        frame({}, "stop"),
+        b"data: [DONE]\n\n",
+    ]
 
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -85,7 +125,8 @@ def serve_upstream(port: int) -> None:
                     await resp.write(f)
                 await resp.write_eof()
             return resp
-        return web.Response(body=completion, content_type="application/json")
+        tools = b'"tools"' in body  # the tool-call case: an answer that is only a tool call
+        return web.Response(body=tool_completion if tools else completion, content_type="application/json")
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
@@ -121,6 +162,7 @@ def bare_app(upstream: str, client: str) -> Any:
         if client == "aiohttp":
             resp = await state["session"].post(url, data=body, headers=headers)
             if resp.content_type == "text/event-stream":
+
                 async def relay() -> AsyncIterator[bytes]:
                     try:
                         async for chunk in resp.content.iter_any():
@@ -135,6 +177,7 @@ def bare_app(upstream: str, client: str) -> Any:
         req = state["session"].build_request("POST", url, content=body, headers=headers)
         hresp = await state["session"].send(req, stream=True)
         if hresp.headers.get("content-type", "").startswith("text/event-stream"):
+
             async def relay_httpx() -> AsyncIterator[bytes]:
                 try:
                     async for chunk in hresp.aiter_raw():
@@ -154,18 +197,25 @@ def guard_settings(upstream: str, home: str, kind: str) -> Any:
     from guard.settings import Settings
 
     if kind == "guard-full":
-        return Settings(home=Path(home), upstream_url=upstream, triage_model=TRIAGE_MODEL, rails_reload=False,
-                        log_level="warning")
-    plain = {"home": Path(home), "upstream_url": upstream, "triage_enabled": False, "rails_enabled": False,
-             "log_level": "warning"}
+        return Settings(
+            home=Path(home), upstream_url=upstream, triage_model=TRIAGE_MODEL, rails_reload=False, log_level="warning"
+        )
+    plain = {
+        "home": Path(home),
+        "upstream_url": upstream,
+        "triage_enabled": False,
+        "rails_enabled": False,
+        "log_level": "warning",
+    }
     if kind == "guard":
         return Settings(**plain, record_enabled=False)
     recording = {**plain, "record_sample_rate": 0.0}
     if kind == "guard-rec":
         return Settings(**recording)
     # Limits far above the load: every request pays for the checks, none is refused.
-    return Settings(**recording, redis_url=REDIS_URL, limit_key_requests="100000000/minute",
-                    limit_key_tokens="1000000000/minute")
+    return Settings(
+        **recording, redis_url=REDIS_URL, limit_key_requests="100000000/minute", limit_key_tokens="1000000000/minute"
+    )
 
 
 def describe_guard(settings: Any) -> dict[str, str]:
@@ -175,8 +225,9 @@ def describe_guard(settings: Any) -> dict[str, str]:
     async def stages() -> dict[str, str]:
         async with open_resources(settings) as res:
             p = res.pipeline
-            found = {name: type(getattr(p, name)).__name__
-                     for name in ("triage", "input_rails", "output_rails", "recorder")}
+            found = {
+                name: type(getattr(p, name)).__name__ for name in ("triage", "input_rails", "output_rails", "recorder")
+            }
             recent = getattr(p.recorder, "recent", None)
             return found | {"recent": type(recent).__name__, "limiter": type(res.limiter).__name__}
 
@@ -206,19 +257,35 @@ def serve(kind: str, port: int, upstream: str | None) -> None:
 
 def wrk(url: str, body: bytes, conc: int, duration: float) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                     f"wrk.body = {json.dumps(body.decode())}\n")
+        script.write(
+            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = {json.dumps(body.decode())}\n"
+        )
     try:
-        cmd = ["wrk", "-t1", f"-c{conc}", f"-d{max(1, round(duration))}s", "--timeout", "10s", "--latency",
-               "-s", script.name, url]
+        cmd = [
+            "wrk",
+            "-t1",
+            f"-c{conc}",
+            f"-d{max(1, round(duration))}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+            script.name,
+            url,
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(script.name)
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-            "p50_ms": _wrk_ms(out, "50%"), "p99_ms": _wrk_ms(out, "99%"), "errors": errors,
-            "requests": int(re.search(r"(\d+) requests in", out).group(1))}  # type: ignore[union-attr]
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _wrk_ms(out, "50%"),
+        "p99_ms": _wrk_ms(out, "99%"),
+        "errors": errors,
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+    }  # type: ignore[union-attr]
 
 
 def _wrk_ms(out: str, pct: str) -> float:
@@ -248,9 +315,13 @@ def aiohttp_load(url: str, body: bytes, conc: int, duration: float) -> dict[str,
             await asyncio.gather(*(worker(session) for _ in range(conc)))
             elapsed = time.perf_counter() - start
         latencies.sort()
-        return {"rps": len(latencies) / elapsed, "p50_ms": latencies[len(latencies) // 2] * 1e3,
-                "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3, "errors": errors,
-                "requests": len(latencies)}
+        return {
+            "rps": len(latencies) / elapsed,
+            "p50_ms": latencies[len(latencies) // 2] * 1e3,
+            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3,
+            "errors": errors,
+            "requests": len(latencies),
+        }
 
     return asyncio.run(main())
 
@@ -272,7 +343,6 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
 
 
 def free_port() -> int:
@@ -334,14 +404,18 @@ def servers(targets: tuple[str, ...]) -> Iterator[tuple[dict[str, str], dict[str
 
 
 def run(duration: float, rounds: int, stream: bool, targets: tuple[str, ...] = TARGETS) -> dict[str, Any]:
-    modes = ["json", "sse"] if stream else ["json"]
-    bodies = {"json": json.dumps(PROMPT).encode(), "sse": json.dumps({**PROMPT, "stream": True}).encode()}
+    modes = ["json", "tools", "sse"] if stream else ["json", "tools"]
+    bodies = {
+        "json": json.dumps(PROMPT).encode(),
+        "tools": json.dumps({**PROMPT, "tools": [TOOL]}).encode(),
+        "sse": json.dumps({**PROMPT, "stream": True}).encode(),
+    }
     samples: dict[str, list[dict[str, float]]] = {}
     with servers(targets) as (urls, pids, info):
         for target in targets:  # warm-up: connection pools, first-request imports
             load(urls[target], bodies["json"], 4, 1)
         for r in range(rounds):
-            order = targets[r % len(targets):] + targets[:r % len(targets)]  # rotate to spread drift
+            order = targets[r % len(targets) :] + targets[: r % len(targets)]  # rotate to spread drift
             for mode in modes:
                 for conc in (1, 16):
                     for target in order:
@@ -354,37 +428,56 @@ def run(duration: float, rounds: int, stream: bool, targets: tuple[str, ...] = T
                         samples.setdefault(key, []).append(sample)
                         print(f"round {r + 1}/{rounds} {key}: {samples[key][-1]}", file=sys.stderr)
     metrics = ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")
-    medians = {k: {m: statistics.median(s.get(m, float("nan")) for s in v) for m in metrics} |
-               {"errors": sum(s["errors"] for s in v)} for k, v in samples.items()}
-    return {"medians": medians, "samples": samples, "guard": info, "duration_s": duration, "rounds": rounds,
-            "load_generator": "wrk" if shutil.which("wrk") else "aiohttp", "cpus": os.cpu_count(),
-            "python": platform.python_version(), "load_avg": os.getloadavg()}
+    medians = {
+        k: {m: statistics.median(s.get(m, float("nan")) for s in v) for m in metrics}
+        | {"errors": sum(s["errors"] for s in v)}
+        for k, v in samples.items()
+    }
+    return {
+        "medians": medians,
+        "samples": samples,
+        "guard": info,
+        "duration_s": duration,
+        "rounds": rounds,
+        "load_generator": "wrk" if shutil.which("wrk") else "aiohttp",
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_avg": os.getloadavg(),
+    }
 
 
 def table(result: dict[str, Any]) -> str:
     med = result["medians"]
-    lines = ["| mode | conc | target | req/s | p50 ms | p99 ms | server CPU µs/req | req/s vs bare | "
-             "added p50 ms vs bare |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| mode | conc | target | req/s | p50 ms | p99 ms | server CPU µs/req | req/s vs bare | added p50 ms vs bare |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for key, m in med.items():
         mode, conc, target = key.split("|")
         base = med[f"{mode}|{conc}|bare"]
         ratio = m["rps"] / base["rps"]
         added = m["p50_ms"] - base["p50_ms"]
-        lines.append(f"| {mode} | {conc} | {target} | {m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
-                     f"{m['cpu_us_per_req']:.0f} | {ratio:.0%} | {added:+.2f} |"
-                     + (f" errors: {m['errors']}" if m["errors"] else ""))
+        lines.append(
+            f"| {mode} | {conc} | {target} | {m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
+            f"{m['cpu_us_per_req']:.0f} | {ratio:.0%} | {added:+.2f} |"
+            + (f" errors: {m['errors']}" if m["errors"] else "")
+        )
     for mode_conc in sorted({k.rsplit("|", 1)[0] for k in med}):
         fleet, rec = med.get(f"{mode_conc}|guard-fleet"), med.get(f"{mode_conc}|guard-rec")
         if fleet and rec:
-            lines.append(f"\n{mode_conc.replace('|', ', conc ')}: Redis limits + feedback cache vs the same guard "
-                         f"without them: req/s {fleet['rps'] / rec['rps']:.0%}, "
-                         f"p50 {fleet['p50_ms'] - rec['p50_ms']:+.2f} ms, "
-                         f"CPU/req {fleet['cpu_us_per_req'] / rec['cpu_us_per_req']:.2f}x")
+            lines.append(
+                f"\n{mode_conc.replace('|', ', conc ')}: Redis limits + feedback cache vs the same guard "
+                f"without them: req/s {fleet['rps'] / rec['rps']:.0%}, "
+                f"p50 {fleet['p50_ms'] - rec['p50_ms']:+.2f} ms, "
+                f"CPU/req {fleet['cpu_us_per_req'] / rec['cpu_us_per_req']:.2f}x"
+            )
         full, plain = med.get(f"{mode_conc}|guard-full"), med.get(f"{mode_conc}|guard")
         if full and plain:
-            lines.append(f"\n{mode_conc.replace('|', ', conc ')}: full pipeline vs pass-through guard: "
-                         f"req/s {full['rps'] / plain['rps']:.0%}, p50 {full['p50_ms'] - plain['p50_ms']:+.2f} ms, "
-                         f"CPU/req {full['cpu_us_per_req'] / plain['cpu_us_per_req']:.2f}x")
+            lines.append(
+                f"\n{mode_conc.replace('|', ', conc ')}: full pipeline vs pass-through guard: "
+                f"req/s {full['rps'] / plain['rps']:.0%}, p50 {full['p50_ms'] - plain['p50_ms']:+.2f} ms, "
+                f"CPU/req {full['cpu_us_per_req'] / plain['cpu_us_per_req']:.2f}x"
+            )
     return "\n".join(lines)
 
 
@@ -400,8 +493,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-stream", action="store_true", help="skip the SSE measurements")
-    parser.add_argument("--targets", default=",".join(TARGETS),
-                        help="comma-separated subset (bare, the baseline, is always measured)")
+    parser.add_argument(
+        "--targets", default=",".join(TARGETS), help="comma-separated subset (bare, the baseline, is always measured)"
+    )
     args = parser.parse_args()
     chosen = [t for t in args.targets.split(",") if t]
     unknown = set(chosen) - set(TARGETS)
@@ -409,8 +503,10 @@ def main() -> None:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))} (known: {', '.join(TARGETS)})")
     targets = tuple(t for t in TARGETS if t in chosen or t == "bare")
     result = run(args.duration, args.rounds, not args.no_stream, targets)
-    print(f"guard stages: {result['guard']}; load generator: {result['load_generator']}; "
-          f"{args.rounds} interleaved rounds of {args.duration:g} s, medians\n")
+    print(
+        f"guard stages: {result['guard']}; load generator: {result['load_generator']}; "
+        f"{args.rounds} interleaved rounds of {args.duration:g} s, medians\n"
+    )
     print(table(result))
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"proxy_overhead-{time.strftime('%Y%m%dT%H%M%S')}.json"

@@ -18,13 +18,13 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from guard.domain import Message
 from guard.pipeline import (
     Exchange,
     ModelReply,
@@ -37,14 +37,16 @@ from guard.pipeline import (
 )
 from guard.settings import SHIPPED_RAILS, load_settings
 from guard.taxonomy import INPUT_LABELS
-from guard.wire import ChatCompletionRequest, ChatMessage
+from guard.wire import ChatCompletionRequest
 from rails.cases import load_cases
 from rails.engine import RailsEngine
 
-ANSWER = ("Sure. Here is a short overview of the topic you asked about, with the main points explained in plain "
-          "words. First, consider the basics and why they matter. Second, look at common mistakes people make. "
-          "Finally, if you need details for your own situation, a professional can help you. Contact us at "
-          "support@example.com if anything is unclear.")
+ANSWER = (
+    "Sure. Here is a short overview of the topic you asked about, with the main points explained in plain "
+    "words. First, consider the basics and why they matter. Second, look at common mistakes people make. "
+    "Finally, if you need details for your own situation, a professional can help you. Contact us at "
+    "support@example.com if anything is unclear."
+)
 
 
 class Replay:
@@ -76,7 +78,7 @@ class Replay:
         return self.cache[text]
 
 
-def workload(config: Path) -> list[tuple[list[ChatMessage], str, str | None]]:
+def workload(config: Path) -> list[tuple[list[Message], str, str | None]]:
     items = []
     for case in load_cases(config / "cases.yml"):
         items.append((case.chat(), case.output or ANSWER, case.profile))
@@ -90,20 +92,23 @@ async def bench_config(config: Path, replay: Replay, n: int) -> dict[str, float]
     samples = []
     for i in range(n):
         messages, answer, profile = items[i % len(items)]
-        ex = Exchange(id=uuid.uuid4().hex, tenant="bench", profile=profile,
-                      request=ChatCompletionRequest(model="m", messages=messages))
+        ex = Exchange.of(messages, tenant="bench", profile=profile)
         ex.triage = replay.cache[messages[-1].text]
         t0 = time.process_time_ns()
         await engine.check_input(ex)
         await engine.check_output(ex, answer)  # always, even after an input block: the cost of both stages
         samples.append(time.process_time_ns() - t0)
-    return _summary(samples[n // 10:])
+    return _summary(samples[n // 10 :])
 
 
 def _summary(ns: list[int]) -> dict[str, float]:
     ms = sorted(x / 1e6 for x in ns)
-    return {"n": len(ms), "p50_ms": statistics.median(ms), "p99_ms": ms[int(0.99 * (len(ms) - 1))],
-            "mean_ms": statistics.fmean(ms)}
+    return {
+        "n": len(ms),
+        "p50_ms": statistics.median(ms),
+        "p99_ms": ms[int(0.99 * (len(ms) - 1))],
+        "mean_ms": statistics.fmean(ms),
+    }
 
 
 NEMO_CO = """
@@ -136,8 +141,9 @@ async def bench_nemo(tmp: Path, n: int) -> dict[str, float]:
 
     logging.getLogger("nemoguardrails").setLevel(logging.WARNING)
     tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "config.yml").write_text("models: []\nrails:\n  input: {flows: [check input]}\n"
-                                    "  output: {flows: [check output]}\n")
+    (tmp / "config.yml").write_text(
+        "models: []\nrails:\n  input: {flows: [check input]}\n  output: {flows: [check output]}\n"
+    )
     (tmp / "rails.co").write_text(NEMO_CO)
     app = LLMRails(RailsConfig.from_path(str(tmp)), verbose=False)
     override = re.compile(r"\b(ignore|disregard) (all )?previous instructions", re.I)
@@ -150,10 +156,14 @@ async def bench_nemo(tmp: Path, n: int) -> dict[str, float]:
 
     app.register_action(bench_check_input, name="bench_check_input")
     app.register_action(bench_check_output, name="bench_check_output")
-    options = {"rails": {"input": True, "output": True, "dialog": False, "retrieval": False},
-               "log": {"activated_rails": True}}
-    messages = [{"role": "user", "content": "What is the capital of Australia?"},
-                {"role": "assistant", "content": "The capital of Australia is Canberra."}]
+    options = {
+        "rails": {"input": True, "output": True, "dialog": False, "retrieval": False},
+        "log": {"activated_rails": True},
+    }
+    messages = [
+        {"role": "user", "content": "What is the capital of Australia?"},
+        {"role": "assistant", "content": "The capital of Australia is Canberra."},
+    ]
     res = await app.generate_async(messages=messages, options=options)
     ran = [a.name for a in res.log.activated_rails]
     assert ran == ["check input", "check output"], ran  # both rails really ran on the given answer
@@ -163,7 +173,7 @@ async def bench_nemo(tmp: Path, n: int) -> dict[str, float]:
         t0 = time.process_time_ns()
         await app.generate_async(messages=messages, options=options)
         samples.append(time.process_time_ns() - t0)
-    return _summary(samples[n // 10:])
+    return _summary(samples[n // 10 :])
 
 
 class Live:
@@ -184,13 +194,12 @@ async def bench_ttft(replay: Replay, gap_s: float, chunk: str = "word ") -> dict
     replay.prepare([text[:k] for k in range(len(text) + 1)] if replay.model is None else [])
 
     async def first_release(guarded: bool) -> float:
-        ex = Exchange(id="t", tenant="bench", request=ChatCompletionRequest(
-            model="m", messages=[ChatMessage(role="user", content="hi")], stream=True))
+        ex = Exchange.of([Message.user("hi")], tenant="bench", stream=True)
         guard = engine.stream_guard(ex)
         t0 = time.perf_counter()
         for i in range(0, len(text), len(chunk)):
             await asyncio.sleep(gap_s)
-            piece = text[i:i + len(chunk)]
+            piece = text[i : i + len(chunk)]
             released = (await guard.feed(piece)).release if guarded else piece
             if released:
                 return time.perf_counter() - t0
@@ -198,8 +207,12 @@ async def bench_ttft(replay: Replay, gap_s: float, chunk: str = "word ") -> dict
 
     bare = statistics.median([await first_release(False) for _ in range(15)])
     guarded = statistics.median([await first_release(True) for _ in range(15)])
-    return {"chunk_gap_ms": gap_s * 1e3, "ttft_bare_ms": bare * 1e3, "ttft_guarded_ms": guarded * 1e3,
-            "added_ms": (guarded - bare) * 1e3}
+    return {
+        "chunk_gap_ms": gap_s * 1e3,
+        "ttft_bare_ms": bare * 1e3,
+        "ttft_guarded_ms": guarded * 1e3,
+        "added_ms": (guarded - bare) * 1e3,
+    }
 
 
 class InstantModel:
@@ -208,11 +221,11 @@ class InstantModel:
     name = "instant"
     version = None
 
-    async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
-        return ModelReply(ANSWER)
+    async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply:
+        return ModelReply.of_text(ANSWER)
 
-    async def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]):  # pragma: no cover
-        yield StreamEvent(text=ANSWER, finish_reason="stop")
+    async def stream(self, request: ChatCompletionRequest | None, messages: list[Message] | None):  # pragma: no cover
+        yield StreamEvent.of_text(ANSWER, finish_reason="stop")
 
 
 class ReplayTriage:
@@ -220,7 +233,7 @@ class ReplayTriage:
         self.replay = replay
 
     async def classify(self, exchange: Exchange) -> TriageResult:
-        return self.replay.cache[exchange.request.messages[-1].text]
+        return self.replay.cache[exchange.messages[-1].text]
 
 
 async def bench_pipeline(replay: Replay, n: int) -> dict[str, dict[str, float]]:
@@ -229,19 +242,18 @@ async def bench_pipeline(replay: Replay, n: int) -> dict[str, dict[str, float]]:
     items = workload(SHIPPED_RAILS)
     replay.prepare([m[-1].text for m, _, _ in items] + [ANSWER])
     out = {}
-    for name, pipeline in (("pass_through", Pipeline(NoTriage(), NoRails(), NoRails(), NoRecorder())),
-                           ("default_rails", Pipeline(ReplayTriage(replay), engine, engine, NoRecorder()))):
+    for name, pipeline in (
+        ("pass_through", Pipeline(NoTriage(), NoRails(), NoRails(), NoRecorder())),
+        ("default_rails", Pipeline(ReplayTriage(replay), engine, engine, NoRecorder())),
+    ):
         model, samples = InstantModel(), []
         for i in range(n):
             messages = items[i % len(items)][0]
-            ex = Exchange(id=uuid.uuid4().hex, tenant="bench", request=ChatCompletionRequest(model="m",
-                                                                                             messages=messages))
+            ex = Exchange.of(messages, tenant="bench")
             t0 = time.process_time_ns()
-            verdict = await pipeline.screen(ex)
-            await pipeline.complete(ex, model, verdict)
-            pipeline.finish(ex)
+            await pipeline.handle(ex, model)  # screen + model + output rails + flags + record
             samples.append(time.process_time_ns() - t0)
-        out[name] = _summary(samples[n // 10:])
+        out[name] = _summary(samples[n // 10 :])
     return out
 
 
@@ -272,21 +284,26 @@ async def main() -> None:
     r = await bench_pipeline(replay, args.n)
     results["pipeline"] = r
     added = r["default_rails"]["p50_ms"] - r["pass_through"]["p50_ms"]
-    print(f"in-process pipeline CPU/request p50: pass-through {r['pass_through']['p50_ms']:.3f} ms, default rails "
-          f"{r['default_rails']['p50_ms']:.3f} ms (+{added:.3f} ms; classifier replayed, no HTTP)")
+    print(
+        f"in-process pipeline CPU/request p50: pass-through {r['pass_through']['p50_ms']:.3f} ms, default rails "
+        f"{r['default_rails']['p50_ms']:.3f} ms (+{added:.3f} ms; classifier replayed, no HTTP)"
+    )
     if not args.no_nemo:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
             r = await bench_nemo(Path(tmp) / "nemo", max(200, args.n // 4))
         results["nemo_llmrails_io_custom_actions"] = r
-        print(f"NeMo LLMRails input+output custom actions  CPU/request p50 {r['p50_ms']:.3f} ms  "
-              f"p99 {r['p99_ms']:.3f} ms")
+        print(
+            f"NeMo LLMRails input+output custom actions  CPU/request p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms"
+        )
     for gap in (0.005, 0.02):
         r = await bench_ttft(replay, gap)
         results.setdefault("ttft", []).append(r)  # type: ignore[union-attr]
-        print(f"stream TTFT, one 5-char chunk every {r['chunk_gap_ms']:.0f} ms: bare {r['ttft_bare_ms']:.1f} ms, "
-              f"guarded {r['ttft_guarded_ms']:.1f} ms (+{r['added_ms']:.1f} ms)")
+        print(
+            f"stream TTFT, one 5-char chunk every {r['chunk_gap_ms']:.0f} ms: bare {r['ttft_bare_ms']:.1f} ms, "
+            f"guarded {r['ttft_guarded_ms']:.1f} ms (+{r['added_ms']:.1f} ms)"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))

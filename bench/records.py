@@ -40,24 +40,51 @@ PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def make_exchanges(n: int) -> list[Any]:
+    from guard.domain import Message
     from guard.pipeline import Exchange, RailDecision, TriageResult
-    from guard.wire import ChatCompletionRequest
 
-    labels = ["benign", "violence", "self_harm", "sexual", "hate", "weapons", "drugs", "cyber", "fraud",
-              "jailbreak", "prompt_injection", "medical_advice"]
+    labels = [
+        "benign",
+        "violence",
+        "self_harm",
+        "sexual",
+        "hate",
+        "weapons",
+        "drugs",
+        "cyber",
+        "fraud",
+        "jailbreak",
+        "prompt_injection",
+        "medical_advice",
+    ]
     out = []
     for i in range(n):
-        req = ChatCompletionRequest(model="smollm2-135m-instruct", messages=[
-            {"role": "system", "content": "You are a helpful support assistant for ACME routers. " * 3},
-            {"role": "user", "content": f"Hi, I'm Jane (jane.doe{i}@example.com, +1 415 555 0{i % 1000:03d}). "
-                                        "My router keeps dropping the connection every evening, what can I do?"},
-        ])
-        ex = Exchange(id=f"chatcmpl-{uuid.uuid4().hex}", tenant=f"tenant-{i % 8}", request=req, profile="support",
-                      api_key_hash="3f2a9c0d1e5b7a64", model_version="v3", rails_hash="9a8b7c6d")
-        ex.triage = TriageResult(scores={lab: (i * 7 + k) % 100 / 100 for k, lab in enumerate(labels)},
-                                 labels=("violence",))
-        ex.decisions = [RailDecision(rail=f"rail_{k}", stage="input" if k < 2 else "output", result="pass",
-                                     score=0.1 * k, latency_s=0.0004) for k in range(4)]
+        messages = [
+            Message("system", "You are a helpful support assistant for ACME routers. " * 3),
+            Message.user(
+                f"Hi, I'm Jane (jane.doe{i}@example.com, +1 415 555 0{i % 1000:03d}). "
+                "My router keeps dropping the connection every evening, what can I do?"
+            ),
+        ]
+        ex = Exchange(
+            id=f"chatcmpl-{uuid.uuid4().hex}",
+            tenant=f"tenant-{i % 8}",
+            messages=messages,
+            model="smollm2-135m-instruct",
+            profile="support",
+            api_key_hash="3f2a9c0d1e5b7a64",
+            model_version="v3",
+            rails_hash="9a8b7c6d",
+        )
+        ex.triage = TriageResult(
+            scores={lab: (i * 7 + k) % 100 / 100 for k, lab in enumerate(labels)}, labels=("violence",)
+        )
+        ex.decisions = [
+            RailDecision(
+                rail=f"rail_{k}", stage="input" if k < 2 else "output", result="pass", score=0.1 * k, latency_s=0.0004
+            )
+            for k in range(4)
+        ]
         answer = "Try updating the firmware and moving the router away from the microwave. " * 2
         ex.response_text = ex.model_text = answer
         ex.finish_reason = "stop"
@@ -102,8 +129,7 @@ def write_once(kind: str, exchanges: list[Any], mask: Any) -> dict[str, float]:
     with database(kind) as url, tempfile.TemporaryDirectory(prefix="guard-bench-spool-") as spool:
         engine = make_engine(url)
         upgrade(engine)
-        writer = RecordWriter(engine, spool_dir=Path(spool), queue_size=len(exchanges) + 1, batch_size=512,
-                              mask=mask)
+        writer = RecordWriter(engine, spool_dir=Path(spool), queue_size=len(exchanges) + 1, batch_size=512, mask=mask)
         writer.start_thread()
         t0 = time.perf_counter()
         for ex in exchanges:
@@ -115,8 +141,12 @@ def write_once(kind: str, exchanges: list[Any], mask: Any) -> dict[str, float]:
         stored = count_records(engine)
         engine.dispose()
     assert stored == len(exchanges), f"{stored} of {len(exchanges)} stored"
-    return {"rate_per_s": len(exchanges) / elapsed, "elapsed_s": elapsed,
-            "record_call_us": enqueue_s / len(exchanges) * 1e6, "stored": stored}
+    return {
+        "rate_per_s": len(exchanges) / elapsed,
+        "elapsed_s": elapsed,
+        "record_call_us": enqueue_s / len(exchanges) * 1e6,
+        "stored": stored,
+    }
 
 
 def run_write(n: int, rounds: int) -> dict[str, Any]:
@@ -150,16 +180,25 @@ def serve_guard(port: int, upstream: str, home: str, target: str) -> None:
     from guard.settings import Settings
 
     rate = TARGETS[target]
-    settings = Settings(home=Path(home), upstream_url=upstream, triage_enabled=False, rails_enabled=False,
-                        record_enabled=rate is not None, record_sample_rate=rate or 0.0, log_level="warning")
+    settings = Settings(
+        home=Path(home),
+        upstream_url=upstream,
+        triage_enabled=False,
+        rails_enabled=False,
+        record_enabled=rate is not None,
+        record_sample_rate=rate or 0.0,
+        log_level="warning",
+    )
     app = create_app(settings)
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         async with inner(app):
-            print(json.dumps({"recorder": type(app.state.resources.pipeline.recorder).__name__,
-                              "sample_rate": rate}), flush=True)
+            print(
+                json.dumps({"recorder": type(app.state.resources.pipeline.recorder).__name__, "sample_rate": rate}),
+                flush=True,
+            )
             yield
 
     app.router.lifespan_context = lifespan
@@ -183,8 +222,12 @@ def run_proxy(duration: float, rounds: int) -> dict[str, Any]:
         urls, pids = {}, {}
         for target in TARGETS:
             port = po.free_port()
-            proc = subprocess.Popen([sys.executable, __file__, "serve-guard", str(port), upstream, homes[target],
-                                     target], env=env, stdout=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, __file__, "serve-guard", str(port), upstream, homes[target], target],
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             procs.append(proc)
             pids[target] = proc.pid
             assert proc.stdout is not None
@@ -195,7 +238,7 @@ def run_proxy(duration: float, rounds: int) -> dict[str, Any]:
             po.load(urls[target], body, 4, 1)
         names = list(TARGETS)
         for r in range(rounds):
-            order = names[r % len(names):] + names[:r % len(names)]  # rotate to spread drift
+            order = names[r % len(names) :] + names[: r % len(names)]  # rotate to spread drift
             for conc in (1, 16):
                 for target in order:
                     key = f"{conc}|{target}"
@@ -212,14 +255,29 @@ def run_proxy(duration: float, rounds: int) -> dict[str, Any]:
         for proc in procs:
             proc.wait(30)
     stored = {t: _count(f"sqlite:///{homes[t]}/guard.db") for t in ("default", "all")}
-    med = {k: {m: statistics.median(s[m] for s in v) for m in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
-           for k, v in samples.items()}
-    ratios = {f"{conc}|{t}": {"p50_on_off": med[f"{conc}|{t}"]["p50_ms"] / med[f"{conc}|off"]["p50_ms"],
-                              "rps_on_off": med[f"{conc}|{t}"]["rps"] / med[f"{conc}|off"]["rps"],
-                              "cpu_on_off": med[f"{conc}|{t}"]["cpu_us_per_req"] / med[f"{conc}|off"]["cpu_us_per_req"]}
-              for conc in (1, 16) for t in ("default", "all", "off_again")}
-    return {"medians": med, "ratios": ratios, "samples": samples, "servers": info, "records_stored": stored,
-            "duration_s": duration, "rounds": rounds, "load_avg": os.getloadavg()}
+    med = {
+        k: {m: statistics.median(s[m] for s in v) for m in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
+        for k, v in samples.items()
+    }
+    ratios = {
+        f"{conc}|{t}": {
+            "p50_on_off": med[f"{conc}|{t}"]["p50_ms"] / med[f"{conc}|off"]["p50_ms"],
+            "rps_on_off": med[f"{conc}|{t}"]["rps"] / med[f"{conc}|off"]["rps"],
+            "cpu_on_off": med[f"{conc}|{t}"]["cpu_us_per_req"] / med[f"{conc}|off"]["cpu_us_per_req"],
+        }
+        for conc in (1, 16)
+        for t in ("default", "all", "off_again")
+    }
+    return {
+        "medians": med,
+        "ratios": ratios,
+        "samples": samples,
+        "servers": info,
+        "records_stored": stored,
+        "duration_s": duration,
+        "rounds": rounds,
+        "load_avg": os.getloadavg(),
+    }
 
 
 def _cpu_s(pid: int) -> float:
@@ -246,24 +304,35 @@ def report(result: dict[str, Any]) -> str:
     lines = []
     if "write" in result:
         w = result["write"]
-        lines += [f"Write path, {w['n']} exchanges per round, {w['rounds']} rounds, medians "
-                  f"(PII masking {'on' if w['pii_mask'] else 'off'}):", "",
-                  "| database | exchanges/s | record() cost µs |", "|---|---|---|"]
+        lines += [
+            f"Write path, {w['n']} exchanges per round, {w['rounds']} rounds, medians "
+            f"(PII masking {'on' if w['pii_mask'] else 'off'}):",
+            "",
+            "| database | exchanges/s | record() cost µs |",
+            "|---|---|---|",
+        ]
         lines += [f"| {k} | {w[k]['rate_per_s']:.0f} | {w[k]['record_call_us']:.1f} |" for k in ("sqlite", "postgres")]
     if "proxy" in result:
         p = result["proxy"]
-        lines += ["", f"Proxy (no triage/rails), recording off vs on, {p['rounds']} interleaved rounds of "
-                  f"{p['duration_s']:g} s, medians; records stored: {p['records_stored']}",
-                  "", "| conc | recording | p50 ms | p99 ms | req/s | proxy CPU µs/req | p50 vs off | req/s vs off | "
-                  "CPU/req vs off |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Proxy (no triage/rails), recording off vs on, {p['rounds']} interleaved rounds of "
+            f"{p['duration_s']:g} s, medians; records stored: {p['records_stored']}",
+            "",
+            "| conc | recording | p50 ms | p99 ms | req/s | proxy CPU µs/req | p50 vs off | req/s vs off | "
+            "CPU/req vs off |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for conc in (1, 16):
             for t in TARGETS:
                 m = p["medians"][f"{conc}|{t}"]
                 r = p["ratios"].get(f"{conc}|{t}", {"p50_on_off": 1.0, "rps_on_off": 1.0, "cpu_on_off": 1.0})
                 label = t.replace("_", " ") if TARGETS[t] is None else f"on, sample rate {TARGETS[t]}"
-                lines.append(f"| {conc} | {label} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['rps']:.0f} | "
-                             f"{m['cpu_us_per_req']:.0f} | {r['p50_on_off']:.3f} | {r['rps_on_off']:.3f} | "
-                             f"{r['cpu_on_off']:.3f} |")
+                lines.append(
+                    f"| {conc} | {label} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['rps']:.0f} | "
+                    f"{m['cpu_us_per_req']:.0f} | {r['p50_on_off']:.3f} | {r['rps_on_off']:.3f} | "
+                    f"{r['cpu_on_off']:.3f} |"
+                )
     return "\n".join(lines)
 
 

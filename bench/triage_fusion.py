@@ -41,8 +41,13 @@ def fuse_and_quantise(fp32: Path, out: Path) -> tuple[Path, Path, dict]:
     fused32, fused8 = out / "fused.fp32.onnx", out / "fused.int8.onnx"
     model.save_model_to_file(str(fused32))
     # The fused contrib ops defeat shape inference; tell the quantiser the activations are float.
-    quantize_dynamic(str(fused32), str(fused8), weight_type=QuantType.QInt8, per_channel=True,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    quantize_dynamic(
+        str(fused32),
+        str(fused8),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
     return fused32, fused8, {k: v for k, v in model.get_fused_operator_statistics().items() if v}
 
 
@@ -78,8 +83,10 @@ def main() -> None:
                 s.run(None, batch)
                 n += 32
             ms = np.array(times[k]) * 1000
-            print(f"{k}: p50 {np.percentile(ms, 50):.2f} ms, p99 {np.percentile(ms, 99):.2f} ms (1 thread); "
-                  f"{n / (time.perf_counter() - t0):.0f} prompts/s (batch 32, 2 threads)")
+            print(
+                f"{k}: p50 {np.percentile(ms, 50):.2f} ms, p99 {np.percentile(ms, 99):.2f} ms (1 thread); "
+                f"{n / (time.perf_counter() - t0):.0f} prompts/s (batch 32, 2 threads)"
+            )
 
 
 if __name__ == "__main__":

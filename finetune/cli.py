@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
 
 import typer
 
@@ -49,8 +49,16 @@ def _since(text: str | None) -> datetime | None:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def _options(model: str | None, config: Path | None, gates: Path | None, min_pairs: int, promote: bool,
-             settle_s: float, caution_anchors: int | None = None, **dpo: Any) -> Any:
+def _options(
+    model: str | None,
+    config: Path | None,
+    gates: Path | None,
+    min_pairs: int,
+    promote: bool,
+    settle_s: float,
+    caution_anchors: int | None = None,
+    **dpo: Any,
+) -> Any:
     from finetune.config import ConfigError, load_config
     from finetune.cycle import CycleOptions
     from finetune.evaluate import EvalOptions
@@ -61,12 +69,21 @@ def _options(model: str | None, config: Path | None, gates: Path | None, min_pai
         cfg, gate_cfg = load_config(config, **dpo), load_gates(gates)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    opts = CycleOptions(model=model or s.model, state_dir=s.home / "finetune", models_root=s.model_dir,
-                        db_url=s.database_url, rails_dir=s.rails_dir, triage_dir=s.triage_dir, dpo=cfg,
-                        gates=gate_cfg, min_pairs=min_pairs, promote=promote, settle=timedelta(seconds=settle_s),
-                        # the gate measures the candidate as this proxy serves it
-                        eval=EvalOptions(context="deployed" if s.rails_enabled else "bare",
-                                         triage=s.triage_enabled))
+    opts = CycleOptions(
+        model=model or s.model,
+        state_dir=s.home / "finetune",
+        models_root=s.model_dir,
+        db_url=s.database_url,
+        rails_dir=s.rails_dir,
+        triage_dir=s.triage_dir,
+        dpo=cfg,
+        gates=gate_cfg,
+        min_pairs=min_pairs,
+        promote=promote,
+        settle=timedelta(seconds=settle_s),
+        # the gate measures the candidate as this proxy serves it
+        eval=EvalOptions(context="deployed" if s.rails_enabled else "bare", triage=s.triage_enabled),
+    )
     if caution_anchors is not None:
         opts.pairs.caution_anchors = caution_anchors
     return opts
@@ -82,16 +99,22 @@ def _registry(model: str | None) -> Any:
 ModelOpt = Annotated[str | None, typer.Option(help="Model name in the model store (default GUARD_MODEL).")]
 ConfigOpt = Annotated[Path | None, typer.Option(help="DPO YAML (default finetune/configs/dpo.yaml).")]
 GatesOpt = Annotated[Path | None, typer.Option(help="Gates YAML (default: built-in gates).")]
-CautionOpt = Annotated[int | None, typer.Option(
-    min=0, help="At most N caution anchors: requests the input rails refused (reviewed correct), asked again under "
-                "their label's caution instruction, chosen = the refusal (0 = off; default PairOptions' 20).")]
+CautionOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="At most N caution anchors: requests the input rails refused (reviewed correct), asked again under "
+        "their label's caution instruction, chosen = the refusal (0 = off; default PairOptions' 20).",
+    ),
+]
 
 
 @prefs_app.command("build")
 def prefs_build(
     out: Annotated[Path, typer.Option(help="Output folder for train/eval/review JSONL and manifest.json.")],
-    since: Annotated[str | None, typer.Option(help="ISO time or duration (24h); default: the model's watermark.")]
-    = None,
+    since: Annotated[
+        str | None, typer.Option(help="ISO time or duration (24h); default: the model's watermark.")
+    ] = None,
     model: ModelOpt = None,
     sample: Annotated[bool, typer.Option(help="Sample helpful candidates from the current model.")] = True,
     caution_anchors: CautionOpt = None,
@@ -109,8 +132,9 @@ def prefs_build(
     start = _since(since) or Watermark(opts.state_dir, opts.model).get()
     col = collect(make_engine(opts.db_url), since=start, model=opts.model)
     src, _ = pair_sources(opts, cur.path if cur else None)
-    manifest = pairs.write(pairs.build(col, src, opts.pairs), out, opts.pairs, model=opts.model, since=start,
-                           until=col.until)
+    manifest = pairs.write(
+        pairs.build(col, src, opts.pairs), out, opts.pairs, model=opts.model, since=start, until=col.until
+    )
     typer.echo(json.dumps(manifest["counts"]))
 
 
@@ -151,8 +175,13 @@ def finetune_eval(
     held_out: Annotated[Path | None, typer.Option(help="eval.jsonl of held-out pairs.")] = None,
     gates: GatesOpt = None,
     model: ModelOpt = None,
-    context: Annotated[str, typer.Option(help="deployed: suite prompts go through triage and the input rails "
-                                              "first, as served; bare: the models alone.")] = "deployed",
+    context: Annotated[
+        str,
+        typer.Option(
+            help="deployed: suite prompts go through triage and the input rails "
+            "first, as served; bare: the models alone."
+        ),
+    ] = "deployed",
     profile: Annotated[str | None, typer.Option(help="Rails profile of the deployed view.")] = None,
 ) -> None:
     """Compare candidate vs current on the fixed suites and held-out pairs; exit 1 when a gate fails."""
@@ -176,7 +205,7 @@ def finetune_eval(
             raise _fail("no current model version: pass --current")
         current = cur.path
     s = _settings()
-    opts = EvalOptions(context=context, profile=profile, triage=s.triage_enabled)
+    opts = EvalOptions(context=cast(Literal["deployed", "bare"], context), profile=profile, triage=s.triage_enabled)
     try:
         view = deployed_view(opts, s.rails_dir if s.rails_enabled else None, s.triage_dir)
     except (RailsConfigError, TriageModelError) as exc:
@@ -201,8 +230,10 @@ def finetune_register(
     meta: dict[str, Any] = {}
     if report is not None:
         meta = json.loads(report.read_text())
-        meta = {"metrics": {k: meta[k] for k in ("current", "candidate", "drift") if k in meta},
-                "verdict": meta.get("verdict")}
+        meta = {
+            "metrics": {k: meta[k] for k in ("current", "candidate", "drift") if k in meta},
+            "verdict": meta.get("verdict"),
+        }
     version = reg.add(candidate / "merged", candidate / "adapter", meta)
     typer.echo(f"registered {reg.name} {version}")
     if promote:
@@ -244,9 +275,12 @@ def finetune_history(model: ModelOpt = None) -> None:
 
 
 @finetune_app.command("export")
-def finetune_export(version: str, dest: Path,
-                    what: Annotated[str, typer.Option(help="adapter (LoRA, for vLLM) or merged weights.")] = "adapter",
-                    model: ModelOpt = None) -> None:
+def finetune_export(
+    version: str,
+    dest: Path,
+    what: Annotated[str, typer.Option(help="adapter (LoRA, for vLLM) or merged weights.")] = "adapter",
+    model: ModelOpt = None,
+) -> None:
     """Write a version's LoRA adapter or merged weights for another serving stack."""
     from guard.modelstore import ModelStoreError
 
@@ -285,7 +319,9 @@ def retrain(
         try:
             once()
         except LockBusy as exc:
-            raise _fail(f"skipped: {exc}", ) from None
+            raise _fail(
+                f"skipped: {exc}",
+            ) from None
         return
     try:
         interval = parse_interval(every)

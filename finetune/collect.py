@@ -16,8 +16,9 @@ from typing import Any
 from guard.records import ExchangeRecord
 
 # The flags that carry a training signal; the others (would_block, blocked_input) say nothing about the model.
-SIGNAL_FLAGS = frozenset({"over_refused", "unsafe_compliance", "blocked_output", "flagged_for_review",
-                          "negative_feedback", "model_refused"})
+SIGNAL_FLAGS = frozenset(
+    {"over_refused", "unsafe_compliance", "blocked_output", "flagged_for_review", "negative_feedback", "model_refused"}
+)
 
 
 @dataclass
@@ -53,8 +54,14 @@ def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def collect(engine: Any, *, since: datetime | None, until: datetime | None = None, model: str | None = None,
-            review_lookback: timedelta = timedelta(days=30)) -> Collected:
+def collect(
+    engine: Any,
+    *,
+    since: datetime | None,
+    until: datetime | None = None,
+    model: str | None = None,
+    review_lookback: timedelta = timedelta(days=30),
+) -> Collected:
     """Read one window [since, until) of signal records, reviews and feedback through the storage API."""
     from guard.store.query import fetch_feedback, fetch_records, fetch_reviews
 

@@ -26,8 +26,9 @@ class LoraSettings(BaseModel):
 class DPOSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     beta: float = Field(0.1, gt=0)
-    loss_type: Literal["sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero",
-                       "apo_down"] = "sigmoid"
+    loss_type: Literal[
+        "sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down"
+    ] = "sigmoid"
     # Weight of an NLL (SFT) term on the chosen answers, added to the DPO loss (TRL loss_type [loss_type, "sft"],
     # RPO-style). DPO alone can lower the chosen answer's likelihood too ("likelihood displacement"): in the demo
     # the "refuse more" pairs then failed to keep refusals on harmful prompts. 0 = plain DPO.

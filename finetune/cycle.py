@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,7 +57,7 @@ class CycleResult:
 def pair_sources(opts: CycleOptions, current_path: Path | None) -> tuple[pairs_mod.PairSources, RefusalDetector]:
     """Wire the real parts: rails policy, refusal detector, the current model as sampler, encoder, PII mask."""
     detector = RefusalDetector(triage_refusal_scorer(str(opts.triage_dir)) if opts.triage_dir else None)
-    embed = None
+    embed: pairs_mod.Embed | None = None
     if opts.triage_dir and Path(opts.triage_dir).is_dir():
         try:
             from guard.triage.runtime import TriageModel
@@ -64,19 +65,28 @@ def pair_sources(opts: CycleOptions, current_path: Path | None) -> tuple[pairs_m
             embed = TriageModel.load(opts.triage_dir).embed
         except ImportError:
             embed = None
+    mask: Callable[..., str] | None = None
     try:
-        from rails.pii import mask
+        from rails.pii import mask as pii_mask
+
+        mask = pii_mask
     except ImportError:
-        mask = None
+        pass
     sample = None
     if opts.sample_candidates and current_path is not None:
         from finetune.generate import LocalLM
 
         sample = LocalLM(current_path, threads=opts.dpo.threads).sampler()
     rails = load_engine(opts.rails_dir)
-    src = pairs_mod.PairSources(refusal_for=profile_refusals(rails), is_refusal=detector,
-                                output_ok=rails_output_check(rails), sample=sample, embed=embed, mask=mask,
-                                caution_for=profile_cautions(rails))
+    src = pairs_mod.PairSources(
+        refusal_for=profile_refusals(rails),
+        is_refusal=detector,
+        output_ok=rails_output_check(rails),
+        sample=sample,
+        embed=embed,
+        mask=mask,
+        caution_for=profile_cautions(rails),
+    )
     return src, detector
 
 
@@ -87,8 +97,9 @@ def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
     registry = Registry(opts.models_root, opts.model)
     current = registry.current()
     if current is None:
-        return CycleResult("skipped", f"no current version of {opts.model} under {opts.models_root}: "
-                                      "run `guard models prepare` first")
+        return CycleResult(
+            "skipped", f"no current version of {opts.model} under {opts.models_root}: run `guard models prepare` first"
+        )
     watermark = Watermark(opts.state_dir, opts.model)
     run_dir = Path(opts.state_dir) / opts.model / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
@@ -103,21 +114,30 @@ def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
     t0 = time.perf_counter()
     src, detector = pair_sources(opts, current.path)
     ps = pairs_mod.build(col, src, opts.pairs)
-    manifest = pairs_mod.write(ps, run_dir / "pairs", opts.pairs, model=opts.model, base_version=current.version,
-                               since=col.since, until=col.until)
+    manifest = pairs_mod.write(
+        ps,
+        run_dir / "pairs",
+        opts.pairs,
+        model=opts.model,
+        base_version=current.version,
+        since=col.since,
+        until=col.until,
+    )
     del src
     t["pairs_s"] = time.perf_counter() - t0
     n_pairs = manifest["counts"]["train"] + manifest["counts"]["eval"]
     log(f"pairs: {manifest['counts']}")
     if n_pairs < opts.min_pairs:
         # The watermark stays put: these pairs are built again, with the newer ones, next time.
-        return CycleResult("skipped", f"only {n_pairs} new pairs (< {opts.min_pairs}); nothing trained", run_dir,
-                           timings=t)
+        return CycleResult(
+            "skipped", f"only {n_pairs} new pairs (< {opts.min_pairs}); nothing trained", run_dir, timings=t
+        )
 
     # 3. Train a LoRA adapter with DPO on top of the current version.
     t0 = time.perf_counter()
-    trained = train_dpo(current.path, pairs_mod.load_rows(run_dir / "pairs" / "train.jsonl"), opts.dpo,
-                        run_dir / "train")
+    trained = train_dpo(
+        current.path, pairs_mod.load_rows(run_dir / "pairs" / "train.jsonl"), opts.dpo, run_dir / "train"
+    )
     t["train_s"] = time.perf_counter() - t0
     log(f"trained {trained.steps} steps in {trained.seconds:.0f}s ({trained.seconds_per_step:.2f} s/step)")
 
@@ -131,13 +151,22 @@ def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
     t["eval_s"] = time.perf_counter() - t0
 
     # 5. Register the candidate either way (the record of a rejection matters too); promote if it passed.
-    version = registry.add(trained.merged_dir, trained.adapter_dir, {
-        "base": {"name": opts.model, "version": current.version}, "data_manifest_hash": manifest["hash"],
-        "data_counts": manifest["counts"], "config": opts.dpo.model_dump(), "gates": opts.gates.model_dump(),
-        "metrics": {k: {m: v for m, v in report[k].items() if m != "samples"} for k in ("current", "candidate")}
-        | {"drift": report["drift"]},
-        "verdict": {"passed": verdict.passed, "checks": verdict.checks}, "train": {
-            "steps": trained.steps, "seconds": trained.seconds}, "run_dir": str(run_dir)})
+    version = registry.add(
+        trained.merged_dir,
+        trained.adapter_dir,
+        {
+            "base": {"name": opts.model, "version": current.version},
+            "data_manifest_hash": manifest["hash"],
+            "data_counts": manifest["counts"],
+            "config": opts.dpo.model_dump(),
+            "gates": opts.gates.model_dump(),
+            "metrics": {k: {m: v for m, v in report[k].items() if m != "samples"} for k in ("current", "candidate")}
+            | {"drift": report["drift"]},
+            "verdict": {"passed": verdict.passed, "checks": verdict.checks},
+            "train": {"steps": trained.steps, "seconds": trained.seconds},
+            "run_dir": str(run_dir),
+        },
+    )
     status = "registered"
     if verdict.passed and opts.promote:
         registry.promote(version)

@@ -2,8 +2,8 @@
 
 The gate measures a candidate where it will serve. A prompt the input rails refuse never reaches the model, so
 it counts as refused for the current model and the candidate alike; one they let through reaches the model as
-they rewrote it (a grey-zone label's safe-completion instruction, redaction). Same code as the proxy's
-`screen` step (`TriageModel` + `RailsEngine.check_input`), run offline on whole suites at once.
+they rewrote it (a grey-zone label's safe-completion instruction, redaction). Same code as the proxy: its
+`Pipeline.screen` (triage results from one `TriageModel` batch, then the input rails), run on whole suites.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from guard.pipeline import Exchange
-from guard.wire import ChatCompletionRequest, ChatMessage
+from guard.domain import Message
+from guard.pipeline import Exchange, TriageResult, screener
 
 if TYPE_CHECKING:
     from guard.triage.runtime import TriageModel
@@ -58,29 +58,48 @@ class DeployedView:
         return cls(RailsEngine.load(Path(rails_dir), scorer=None, encoder=triage), triage, profile)
 
     def describe(self) -> dict[str, str | None]:
-        return {"rails_hash": self.engine.rails_hash, "profile": self.profile or self.engine.default_profile,
-                "triage": self.triage.version if self.triage is not None else None}
+        return {
+            "rails_hash": self.engine.rails_hash,
+            "profile": self.profile or self.engine.default_profile,
+            "triage": self.triage.version if self.triage is not None else None,
+        }
 
     def frame(self, prompts: Sequence[str]) -> list[Framed]:
-        """Each user prompt as the proxy would hand it to the model (one triage batch for all of them)."""
+        """Each user prompt as the proxy would hand it to the model: the pipeline's own screening, with one
+        triage batch for all of them."""
         from guard.triage.stage import conversation_text
 
-        requests = [ChatCompletionRequest(model="eval", messages=[{"role": "user", "content": p}]) for p in prompts]
-        results = self.triage.predict([conversation_text(r.messages) for r in requests]) if self.triage else None
+        exchanges = [
+            Exchange.of([Message.user(p)], tenant="eval", profile=self.profile, id=f"eval-{i}")
+            for i, p in enumerate(prompts)
+        ]
+        triage = None
+        if self.triage is not None:
+            results = self.triage.predict([conversation_text(ex.messages) for ex in exchanges])
+            triage = _Scored({ex.id: r for ex, r in zip(exchanges, results, strict=True)})
+        pipeline = screener(triage, self.engine)
 
         async def screen_all() -> list[Framed]:
             out = []
-            for i, req in enumerate(requests):
-                ex = Exchange(id=f"eval-{i}", tenant="eval", request=req, profile=self.profile)
-                ex.triage = results[i] if results is not None else None
-                verdict = await self.engine.check_input(ex)
+            for ex in exchanges:
+                verdict = await pipeline.screen(ex)
                 if verdict.block is not None:
-                    out.append(Framed(_plain(req.messages), verdict.block.rail, verdict.block.message))
+                    out.append(Framed(_plain(ex.messages), verdict.block.rail, verdict.block.message))
                 else:
-                    out.append(Framed(_plain(verdict.messages or req.messages)))
+                    out.append(Framed(_plain(verdict.messages or ex.messages)))
             return out
 
         return asyncio.run(screen_all())
+
+
+class _Scored:
+    """Triage results computed up front in one batch, handed out per exchange."""
+
+    def __init__(self, results: dict[str, TriageResult]) -> None:
+        self.results = results
+
+    async def classify(self, exchange: Exchange) -> TriageResult:
+        return self.results[exchange.id]
 
 
 def bare(prompts: Sequence[str]) -> list[Framed]:
@@ -88,5 +107,5 @@ def bare(prompts: Sequence[str]) -> list[Framed]:
     return [Framed([{"role": "user", "content": p}]) for p in prompts]
 
 
-def _plain(messages: Sequence[ChatMessage]) -> Messages:
+def _plain(messages: Sequence[Message]) -> Messages:
     return [{"role": m.role, "content": m.text} for m in messages]

@@ -42,8 +42,12 @@ class Suites:
         if held_out is not None and Path(held_out).is_file():
             with open(held_out, encoding="utf-8") as fh:
                 ho = [json.loads(line) for line in fh if line.strip()]
-        return cls([r["prompt"] for r in rows("benign.jsonl")], [r["prompt"] for r in rows("harmful.jsonl")],
-                   [(r["prompt"], r["reference"]) for r in rows("general.jsonl")], ho)
+        return cls(
+            [r["prompt"] for r in rows("benign.jsonl")],
+            [r["prompt"] for r in rows("harmful.jsonl")],
+            [(r["prompt"], r["reference"]) for r in rows("general.jsonl")],
+            ho,
+        )
 
 
 @dataclass
@@ -68,8 +72,9 @@ def _key(messages: list[dict[str, str]]) -> str:
     return json.dumps(messages, sort_keys=True)
 
 
-def model_metrics(lm: LocalLM, suites: Suites, refusals: IsRefusal, opts: EvalOptions,
-                  frames: list[Framed] | None = None) -> dict[str, Any]:
+def model_metrics(
+    lm: LocalLM, suites: Suites, refusals: IsRefusal, opts: EvalOptions, frames: list[Framed] | None = None
+) -> dict[str, Any]:
     prompts = suites.benign + suites.harmful
     frames = frames or bare(prompts)
     # Each distinct conversation is answered once: the bare prompt always, the rewritten one where the rails
@@ -80,8 +85,13 @@ def model_metrics(lm: LocalLM, suites: Suites, refusals: IsRefusal, opts: EvalOp
         if f.blocked_by is None:
             convs.setdefault(_key(f.messages), f.messages)
     keys = list(convs)
-    answers = dict(zip(keys, lm.generate([convs[k] for k in keys], max_new_tokens=opts.max_new_tokens,
-                                         batch_size=opts.batch_size), strict=True))
+    answers = dict(
+        zip(
+            keys,
+            lm.generate([convs[k] for k in keys], max_new_tokens=opts.max_new_tokens, batch_size=opts.batch_size),
+            strict=True,
+        )
+    )
     refused = dict(zip(keys, refusals([answers[k] for k in keys]), strict=True))
     deployed = [f.blocked_by is not None or refused[_key(f.messages)] for f in frames]
     alone = [refused[_key(_user(t))] for t in prompts]
@@ -91,15 +101,23 @@ def model_metrics(lm: LocalLM, suites: Suites, refusals: IsRefusal, opts: EvalOp
         "harmful_refusal_rate": sum(deployed[nb:]) / nh,
         "bare_benign_refusal_rate": sum(alone[:nb]) / max(nb, 1),
         "bare_harmful_refusal_rate": sum(alone[nb:]) / nh,
-        "samples": [{"prompt": t, "context": f.context, "blocked_by": f.blocked_by,
-                     "answer": f.refusal if f.blocked_by else answers[_key(f.messages)], "refused": d,
-                     "bare_answer": answers[_key(_user(t))], "bare_refused": b}
-                    for t, f, d, b in zip(prompts, frames, deployed, alone, strict=True)],
+        "samples": [
+            {
+                "prompt": t,
+                "context": f.context,
+                "blocked_by": f.blocked_by,
+                "answer": f.refusal if f.blocked_by else answers[_key(f.messages)],
+                "refused": d,
+                "bare_answer": answers[_key(_user(t))],
+                "bare_refused": b,
+            }
+            for t, f, d, b in zip(prompts, frames, deployed, alone, strict=True)
+        ],
     }
     if suites.held_out:
-        convs = [r["prompt"] for r in suites.held_out]
-        ch = lm.answer_logps(convs, [r["chosen"][-1]["content"] for r in suites.held_out], batch_size=opts.batch_size)
-        rj = lm.answer_logps(convs, [r["rejected"][-1]["content"] for r in suites.held_out], batch_size=opts.batch_size)
+        held = [r["prompt"] for r in suites.held_out]
+        ch = lm.answer_logps(held, [r["chosen"][-1]["content"] for r in suites.held_out], batch_size=opts.batch_size)
+        rj = lm.answer_logps(held, [r["rejected"][-1]["content"] for r in suites.held_out], batch_size=opts.batch_size)
         margins = [c[0] - r[0] for c, r in zip(ch, rj, strict=True)]
         m["pref_accuracy"] = sum(x > 0 for x in margins) / len(margins)
         m["pref_margin"] = sum(margins) / len(margins)
@@ -107,8 +125,12 @@ def model_metrics(lm: LocalLM, suites: Suites, refusals: IsRefusal, opts: EvalOp
 
 
 def general_logps(lm: LocalLM, suites: Suites, opts: EvalOptions) -> list[Any]:
-    return lm.answer_logps([_user(p) for p, _ in suites.general], [a for _, a in suites.general],
-                           batch_size=opts.batch_size, with_logits=True)
+    return lm.answer_logps(
+        [_user(p) for p, _ in suites.general],
+        [a for _, a in suites.general],
+        batch_size=opts.batch_size,
+        with_logits=True,
+    )
 
 
 def perplexity(lps: list[Any]) -> float:
@@ -131,19 +153,29 @@ def deployed_view(opts: EvalOptions, rails_dir: Path | None, triage_dir: Path | 
     return DeployedView.load(rails_dir, triage_dir if opts.triage else None, opts.profile)
 
 
-def compare(current: Path, candidate: Path, suites: Suites, refusals: IsRefusal,
-            opts: EvalOptions | None = None, view: DeployedView | None = None) -> dict[str, Any]:
+def compare(
+    current: Path,
+    candidate: Path,
+    suites: Suites,
+    refusals: IsRefusal,
+    opts: EvalOptions | None = None,
+    view: DeployedView | None = None,
+) -> dict[str, Any]:
     """Evaluate both models (one in memory at a time) and the drift between them; refusal rates as deployed
     behind `view` when given, else of the bare models."""
     opts = opts or EvalOptions()
     frames = view.frame(suites.benign + suites.harmful) if view is not None else None
-    out: dict[str, Any] = {"current": {"path": str(current)}, "candidate": {"path": str(candidate)},
-                           "context": {"kind": "deployed", **view.describe()} if view else {"kind": "bare"}}
+    out: dict[str, Any] = {
+        "current": {"path": str(current)},
+        "candidate": {"path": str(candidate)},
+        "context": {"kind": "deployed", **view.describe()} if view else {"kind": "bare"},
+    }
     if frames is not None:
         nb = len(suites.benign)
         out["context"]["frames"] = {
             part: {c: sum(f.context == c for f in fs) for c in ("blocked", "instructed", "plain")}
-            for part, fs in (("benign", frames[:nb]), ("harmful", frames[nb:]))}
+            for part, fs in (("benign", frames[:nb]), ("harmful", frames[nb:]))
+        }
     general: dict[str, list[Any]] = {}
     for name, path in (("current", current), ("candidate", candidate)):
         lm = LocalLM(path, threads=opts.threads)
@@ -155,6 +187,10 @@ def compare(current: Path, candidate: Path, suites: Suites, refusals: IsRefusal,
         "kl_current_candidate": mean_kl(general["current"], general["candidate"]),
         "perplexity_ratio": out["candidate"]["general_perplexity"] / out["current"]["general_perplexity"],
     }
-    out["suite_sizes"] = {"benign": len(suites.benign), "harmful": len(suites.harmful),
-                          "general": len(suites.general), "held_out_pairs": len(suites.held_out)}
+    out["suite_sizes"] = {
+        "benign": len(suites.benign),
+        "harmful": len(suites.harmful),
+        "general": len(suites.general),
+        "held_out_pairs": len(suites.held_out),
+    }
     return out

@@ -29,19 +29,34 @@ class LocalLM:
         texts = [self.tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in convs]
         return self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
 
-    def generate(self, convs: Sequence[Messages], *, max_new_tokens: int = 64, sample: bool = False,
-                 temperature: float = 0.8, top_p: float = 0.95, batch_size: int = 8, seed: int = 0) -> list[str]:
+    def generate(
+        self,
+        convs: Sequence[Messages],
+        *,
+        max_new_tokens: int = 64,
+        sample: bool = False,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        batch_size: int = 8,
+        seed: int = 0,
+    ) -> list[str]:
         import torch
 
         torch.manual_seed(seed)
         out: list[str] = []
         for i in range(0, len(convs), batch_size):
-            enc = self._encode(convs[i:i + batch_size])
+            enc = self._encode(convs[i : i + batch_size])
             with torch.inference_mode():
-                ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sample,
-                                          temperature=temperature if sample else None, top_p=top_p if sample else None,
-                                          top_k=None, pad_token_id=self.tok.pad_token_id)
-            new = ids[:, enc["input_ids"].shape[1]:]
+                ids = self.model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=sample,
+                    temperature=temperature if sample else None,
+                    top_p=top_p if sample else None,
+                    top_k=None,
+                    pad_token_id=self.tok.pad_token_id,
+                )
+            new = ids[:, enc["input_ids"].shape[1] :]
             out += [t.strip() for t in self.tok.batch_decode(new, skip_special_tokens=True)]
         return out
 
@@ -53,14 +68,15 @@ class LocalLM:
 
         return sample
 
-    def answer_logps(self, convs: Sequence[Messages], answers: Sequence[str], *, batch_size: int = 8,
-                     with_logits: bool = False) -> list[Any]:
+    def answer_logps(
+        self, convs: Sequence[Messages], answers: Sequence[str], *, batch_size: int = 8, with_logits: bool = False
+    ) -> list[Any]:
         """Sum of log p(answer tokens | conversation) per pair (and the per-token log-softmax when asked)."""
         import torch
 
         res: list[Any] = []
         for i in range(0, len(convs), batch_size):
-            cb, ab = convs[i:i + batch_size], answers[i:i + batch_size]
+            cb, ab = convs[i : i + batch_size], answers[i : i + batch_size]
             prompts = [self.tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in cb]
             p_ids = [self.tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
             a_ids = [self.tok(a + (self.tok.eos_token or ""), add_special_tokens=False)["input_ids"] for a in ab]
@@ -69,14 +85,14 @@ class LocalLM:
             ids = torch.full((len(seqs), width), self.tok.pad_token_id, dtype=torch.long)
             mask = torch.zeros_like(ids)
             for j, s in enumerate(seqs):
-                ids[j, :len(s)] = torch.tensor(s)
-                mask[j, :len(s)] = 1
+                ids[j, : len(s)] = torch.tensor(s)
+                mask[j, : len(s)] = 1
             with torch.inference_mode():
                 logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1).cpu()
             for j, (p, a) in enumerate(zip(p_ids, a_ids, strict=True)):
                 span = slice(len(p) - 1, len(p) + len(a) - 1)
                 tok_lp = logp[j, span]
-                total = float(tok_lp.gather(1, ids[j, len(p):len(p) + len(a)].unsqueeze(1)).sum())
+                total = float(tok_lp.gather(1, ids[j, len(p) : len(p) + len(a)].unsqueeze(1)).sum())
                 res.append((total, len(a), tok_lp) if with_logits else (total, len(a)))
         return res

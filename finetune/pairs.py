@@ -62,9 +62,16 @@ class Pair:
         return hashlib.sha256(" ".join(self.prompt_text.lower().split()).encode()).hexdigest()
 
     def row(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, "chosen": [{"role": "assistant", "content": self.chosen}],
-                "rejected": [{"role": "assistant", "content": self.rejected}], "direction": self.direction,
-                "source": self.source, "flag": self.flag, "exchange_id": self.exchange_id, "profile": self.profile}
+        return {
+            "prompt": self.prompt,
+            "chosen": [{"role": "assistant", "content": self.chosen}],
+            "rejected": [{"role": "assistant", "content": self.rejected}],
+            "direction": self.direction,
+            "source": self.source,
+            "flag": self.flag,
+            "exchange_id": self.exchange_id,
+            "profile": self.profile,
+        }
 
 
 @dataclass
@@ -110,7 +117,9 @@ def _prompt(rec: ExchangeRecord) -> list[dict[str, str]]:
 
 
 def _answer(rec: ExchangeRecord) -> str:
-    return rec.model_response or rec.response
+    """The model's answer; a tool-call answer as its calls, `name(arguments)` one a line."""
+    text = rec.model_response or rec.response
+    return text or "\n".join(f"{c.name}({c.arguments})" for c in rec.tool_calls)
 
 
 def _samples(messages: list[dict[str, str]], instruction: str, src: PairSources, opts: PairOptions) -> list[str]:
@@ -118,20 +127,25 @@ def _samples(messages: list[dict[str, str]], instruction: str, src: PairSources,
     if src.sample is None:
         return []
     prompt = [{"role": "system", "content": instruction}, *[m for m in messages if m["role"] != "system"]]
-    return [c.strip() for c in src.sample(prompt, opts.candidates)
-            if len(c.strip()) >= opts.min_answer_chars and not src.is_refusal(c)]
+    return [
+        c.strip()
+        for c in src.sample(prompt, opts.candidates)
+        if len(c.strip()) >= opts.min_answer_chars and not src.is_refusal(c)
+    ]
 
 
-def best_candidate(messages: list[dict[str, str]], profile: str | None, src: PairSources,
-                   opts: PairOptions) -> str | None:
+def best_candidate(
+    messages: list[dict[str, str]], profile: str | None, src: PairSources, opts: PairOptions
+) -> str | None:
     """Best of N helpful samples that pass the output rails and are not refusals; None when none passes."""
     ok = [c for c in _samples(messages, HELPFUL_INSTRUCTION, src, opts) if src.output_ok(c, profile)]
     # Longest passing answer: for a wrongly refused request the fuller answer is the more helpful one.
     return max(ok, key=len) if ok else None
 
 
-def keep_refusing_pair(rec: ExchangeRecord, src: PairSources, opts: PairOptions,
-                       correction: str | None = None) -> Pair | None:
+def keep_refusing_pair(
+    rec: ExchangeRecord, src: PairSources, opts: PairOptions, correction: str | None = None
+) -> Pair | None:
     """A refusal reviewed as correct -> chosen = that refusal (or the reviewer's text), rejected = the longest
     compliant sample from the current model; None when the model would not comply even when pushed (nothing to
     contrast) or the answer was not a refusal."""
@@ -141,17 +155,32 @@ def keep_refusing_pair(rec: ExchangeRecord, src: PairSources, opts: PairOptions,
     complied = _samples(prompt, COMPLY_INSTRUCTION, src, opts)
     if not complied:
         return None
-    return Pair(prompt, correction or answer, max(complied, key=len), KEEP_REFUSING, "review", "correct",
-                rec.exchange_id, rec.profile)
+    return Pair(
+        prompt,
+        correction or answer,
+        max(complied, key=len),
+        KEEP_REFUSING,
+        "review",
+        "correct",
+        rec.exchange_id,
+        rec.profile,
+    )
 
 
 def _blocking_label(rec: ExchangeRecord) -> str | None:
-    return next((d.rail.removeprefix("label:") for d in rec.decisions
-                 if d.stage == "input" and d.result == "block" and d.rail.startswith("label:")), None)
+    return next(
+        (
+            d.rail.removeprefix("label:")
+            for d in rec.decisions
+            if d.stage == "input" and d.result == "block" and d.rail.startswith("label:")
+        ),
+        None,
+    )
 
 
-def caution_anchor(rec: ExchangeRecord, src: PairSources, opts: PairOptions,
-                   correction: str | None = None) -> Pair | None:
+def caution_anchor(
+    rec: ExchangeRecord, src: PairSources, opts: PairOptions, correction: str | None = None
+) -> Pair | None:
     """A request the input rails refused, reviewed as correct -> the same request under the instruction its
     label's caution tier gives; chosen = the rails' refusal, rejected = the current model's answer there when it
     complies. Teaches the instruction's "decline if ..." clause, so a similar request scored just under the
@@ -165,21 +194,37 @@ def caution_anchor(rec: ExchangeRecord, src: PairSources, opts: PairOptions,
         prompt = [{"role": "system", "content": f"{prompt[0]['content']}\n\n{instruction}"}, *prompt[1:]]
     else:
         prompt = [{"role": "system", "content": instruction}, *prompt]
-    complied = [a.strip() for a in src.sample(prompt, 1)
-                if len(a.strip()) >= opts.min_answer_chars and not src.is_refusal(a)]
+    complied = [
+        a.strip() for a in src.sample(prompt, 1) if len(a.strip()) >= opts.min_answer_chars and not src.is_refusal(a)
+    ]
     if not complied:
         return None
-    return Pair(prompt, correction or rec.response, complied[0], CAUTION_ANCHOR, "review", "correct",
-                rec.exchange_id, rec.profile)
+    return Pair(
+        prompt,
+        correction or rec.response,
+        complied[0],
+        CAUTION_ANCHOR,
+        "review",
+        "correct",
+        rec.exchange_id,
+        rec.profile,
+    )
 
 
 def _pending(rec: ExchangeRecord, reason: str) -> dict[str, Any]:
-    return {"exchange_id": rec.exchange_id, "reason": reason, "prompt": _prompt(rec), "answer": _answer(rec),
-            "flags": rec.flags, "profile": rec.profile}
+    return {
+        "exchange_id": rec.exchange_id,
+        "reason": reason,
+        "prompt": _prompt(rec),
+        "answer": _answer(rec),
+        "flags": rec.flags,
+        "profile": rec.profile,
+    }
 
 
-def pair_for(rec: ExchangeRecord, kind: str, source: str, src: PairSources, opts: PairOptions,
-             correction: str | None = None) -> Pair | dict[str, Any] | None:
+def pair_for(
+    rec: ExchangeRecord, kind: str, source: str, src: PairSources, opts: PairOptions, correction: str | None = None
+) -> Pair | dict[str, Any] | None:
     """One exchange -> a Pair, a pending-review entry, or None when it carries no usable signal."""
     prompt, answer = _prompt(rec), _answer(rec)
     if not prompt or not answer.strip():
@@ -188,8 +233,16 @@ def pair_for(rec: ExchangeRecord, kind: str, source: str, src: PairSources, opts
         chosen = correction or best_candidate(prompt, rec.profile, src, opts)
         if chosen is None:
             return _pending(rec, "no candidate answer passed the rails and refusal checks")
-        return Pair(prompt, chosen, rec.response if kind == "false_positive" else answer, HELP_MORE, source, kind,
-                    rec.exchange_id, rec.profile)
+        return Pair(
+            prompt,
+            chosen,
+            rec.response if kind == "false_positive" else answer,
+            HELP_MORE,
+            source,
+            kind,
+            rec.exchange_id,
+            rec.profile,
+        )
     if kind in {"unsafe_compliance", "blocked_output", "unsafe"}:
         chosen = correction or src.refusal_for(rec.profile, rec.triage_labels)
         return Pair(prompt, chosen, answer, REFUSE_MORE, source, kind, rec.exchange_id, rec.profile)
@@ -208,8 +261,9 @@ def raw_pairs(col: Collected, src: PairSources, opts: PairOptions) -> PairSet:
                     # The input rails refused it; the model never saw the request, so the bare prompt teaches it
                     # nothing (training it to refuse that fights the help_more pairs). The request as the caution
                     # zone would have framed it does (a caution anchor), within the per-build budget.
-                    anchor = caution_anchor(rec, src, opts, review.correction) \
-                        if cautions < opts.caution_anchors else None
+                    anchor = (
+                        caution_anchor(rec, src, opts, review.correction) if cautions < opts.caution_anchors else None
+                    )
                     if anchor is None:
                         out.dropped["blocked_by_rails"] += 1
                     else:
@@ -223,12 +277,17 @@ def raw_pairs(col: Collected, src: PairSources, opts: PairOptions) -> PairSet:
                     out.pairs.append(anchor)
                 continue
             res = pair_for(rec, review.label, "review", src, opts, correction=review.correction)
-        elif any(fb.rating <= NEGATIVE_RATING_MAX for fb in col.feedback.get(ex_id, [])) \
-                or "negative_feedback" in rec.flags:
+        elif (
+            any(fb.rating <= NEGATIVE_RATING_MAX for fb in col.feedback.get(ex_id, []))
+            or "negative_feedback" in rec.flags
+        ):
             # A thumbs-down on a refusal means "you should have helped"; on an answer it needs a human.
             refused = "model_refused" in rec.flags or src.is_refusal(_answer(rec))
-            res = pair_for(rec, "over_refused", "feedback", src, opts) if refused \
+            res = (
+                pair_for(rec, "over_refused", "feedback", src, opts)
+                if refused
                 else _pending(rec, "negative feedback on an answer")
+            )
         else:
             kind = next((f for f in ("unsafe_compliance", "blocked_output", "over_refused") if f in rec.flags), None)
             res = pair_for(rec, kind, "auto", src, opts) if kind else None
@@ -246,8 +305,19 @@ def raw_pairs(col: Collected, src: PairSources, opts: PairOptions) -> PairSet:
 def mask_pairs(pairs: list[Pair], mask: Mask | None) -> list[Pair]:
     if mask is None:
         return pairs
-    return [Pair([{**m, "content": mask(m["content"])} for m in p.prompt], mask(p.chosen), mask(p.rejected),
-                 p.direction, p.source, p.flag, p.exchange_id, p.profile) for p in pairs]
+    return [
+        Pair(
+            [{**m, "content": mask(m["content"])} for m in p.prompt],
+            mask(p.chosen),
+            mask(p.rejected),
+            p.direction,
+            p.source,
+            p.flag,
+            p.exchange_id,
+            p.profile,
+        )
+        for p in pairs
+    ]
 
 
 _PRIORITY = {"review": 0, "feedback": 1, "auto": 2}
@@ -280,8 +350,10 @@ def balance(pairs: list[Pair], max_refuse_share: float, dropped: Counter[str]) -
     """Keep refusal-side pairs to at most `max_refuse_share` of the set (deterministic: refuse_more, which fix
     real failures, before keep_refusing anchors; then by source and prompt hash)."""
     help_more = [p for p in pairs if p.direction not in REFUSAL_SIDE]
-    refuse = sorted((p for p in pairs if p.direction in REFUSAL_SIDE),
-                    key=lambda p: (REFUSAL_SIDE.index(p.direction), _PRIORITY[p.source], p.prompt_hash))
+    refuse = sorted(
+        (p for p in pairs if p.direction in REFUSAL_SIDE),
+        key=lambda p: (REFUSAL_SIDE.index(p.direction), _PRIORITY[p.source], p.prompt_hash),
+    )
     share = min(max(max_refuse_share, 0.0), 1.0)
     cap = len(refuse) if share >= 1.0 else int(share / (1.0 - share) * len(help_more))
     dropped["balance_cap"] += max(0, len(refuse) - cap)
@@ -299,8 +371,14 @@ def build(col: Collected, src: PairSources, opts: PairOptions | None = None) -> 
     pairs = dedup(pairs, src.embed, opts.near_dup_threshold, ps.dropped)
     pairs = balance(pairs, opts.max_refuse_share, ps.dropped)
     if src.mask is not None:
-        ps.pending = [{**e, "answer": src.mask(e["answer"]),
-                       "prompt": [{**m, "content": src.mask(m["content"])} for m in e["prompt"]]} for e in ps.pending]
+        ps.pending = [
+            {
+                **e,
+                "answer": src.mask(e["answer"]),
+                "prompt": [{**m, "content": src.mask(m["content"])} for m in e["prompt"]],
+            }
+            for e in ps.pending
+        ]
     return PairSet(pairs, ps.pending, ps.dropped)
 
 
@@ -317,15 +395,21 @@ def write(ps: PairSet, out_dir: Path, opts: PairOptions | None = None, **meta: A
     out_dir.mkdir(parents=True, exist_ok=True)
     train = [p for p in ps.pairs if not is_eval(p, opts.eval_percent)]
     held = [p for p in ps.pairs if is_eval(p, opts.eval_percent)]
-    hashes = {"train.jsonl": _write_jsonl(out_dir / "train.jsonl", [p.row() for p in train]),
-              "eval.jsonl": _write_jsonl(out_dir / "eval.jsonl", [p.row() for p in held]),
-              "review.jsonl": _write_jsonl(out_dir / "review.jsonl", ps.pending)}
+    hashes = {
+        "train.jsonl": _write_jsonl(out_dir / "train.jsonl", [p.row() for p in train]),
+        "eval.jsonl": _write_jsonl(out_dir / "eval.jsonl", [p.row() for p in held]),
+        "review.jsonl": _write_jsonl(out_dir / "review.jsonl", ps.pending),
+    }
     manifest = {
-        "counts": {"train": len(train), "eval": len(held), "pending_review": len(ps.pending),
-                   "by_source": dict(Counter(p.source for p in ps.pairs)),
-                   "by_flag": dict(Counter(p.flag for p in ps.pairs)),
-                   "by_direction": dict(Counter(p.direction for p in ps.pairs)),
-                   "dropped": dict(ps.dropped)},
+        "counts": {
+            "train": len(train),
+            "eval": len(held),
+            "pending_review": len(ps.pending),
+            "by_source": dict(Counter(p.source for p in ps.pairs)),
+            "by_flag": dict(Counter(p.flag for p in ps.pairs)),
+            "by_direction": dict(Counter(p.direction for p in ps.pairs)),
+            "dropped": dict(ps.dropped),
+        },
         "files": hashes,
         "options": asdict(opts),
         **meta,

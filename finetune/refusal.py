@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 _PATTERNS = [
     r"\bI(?:'m| am) (?:sorry|afraid)\b.{0,40}\b(?:can(?:'|no)t|unable|not able|won't)",
@@ -59,7 +60,6 @@ class RefusalDetector:
 
 def triage_refusal_scorer(triage_dir: str) -> ScoreFn | None:
     """The triage model's refusal head, or None when the model is not built (patterns alone then)."""
-    from pathlib import Path
 
     if not (Path(triage_dir)).is_dir():
         return None
@@ -69,7 +69,7 @@ def triage_refusal_scorer(triage_dir: str) -> ScoreFn | None:
         return None
     from guard.taxonomy import REFUSAL
 
-    model = TriageModel.load(triage_dir)
+    model = TriageModel.load(Path(triage_dir))
 
     def score(texts: Sequence[str]) -> list[float]:
         return [float(r.scores.get(REFUSAL, 0.0)) for r in model.predict(list(texts))]

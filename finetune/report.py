@@ -8,13 +8,15 @@ from typing import Any
 
 from finetune.gates import Verdict
 
-_ROWS = [("benign_refusal_rate", "Over-refusal (benign refused)", True),
-         ("harmful_refusal_rate", "Harmful refused", True),
-         ("bare_benign_refusal_rate", "Over-refusal, model alone", True),
-         ("bare_harmful_refusal_rate", "Harmful refused, model alone", True),
-         ("pref_accuracy", "Held-out preference accuracy", True),
-         ("pref_margin", "Held-out mean log-prob margin", False),
-         ("general_perplexity", "General perplexity", False)]
+_ROWS = [
+    ("benign_refusal_rate", "Over-refusal (benign refused)", True),
+    ("harmful_refusal_rate", "Harmful refused", True),
+    ("bare_benign_refusal_rate", "Over-refusal, model alone", True),
+    ("bare_harmful_refusal_rate", "Harmful refused, model alone", True),
+    ("pref_accuracy", "Held-out preference accuracy", True),
+    ("pref_margin", "Held-out mean log-prob margin", False),
+    ("general_perplexity", "General perplexity", False),
+]
 
 
 def _fmt(v: Any, pct: bool) -> str:
@@ -30,13 +32,27 @@ def write_report(report: dict[str, Any], verdict: Verdict, out_dir: Path) -> dic
     (out_dir / "report.json").write_text(json.dumps(full, indent=2, default=str))
     cur, cand = report["current"], report["candidate"]
     ctx = report.get("context", {"kind": "bare"})
-    where = (f"as deployed: triage {ctx.get('triage')} + input rails (profile {ctx.get('profile')}, rails "
-             f"{str(ctx.get('rails_hash'))[:12]}); suite prompts by what the rails did: {ctx.get('frames')}"
-             if ctx["kind"] == "deployed" else "the models alone (no rails in front)")
-    lines = ["# Candidate evaluation", "", f"Verdict: **{'PROMOTE' if verdict.passed else 'REJECT'}**", "",
-             f"Refusal rates measured {where}.", "", "| metric | current | candidate |", "|---|---|---|"]
-    lines += [f"| {label} | {_fmt(cur.get(k), pct)} | {_fmt(cand.get(k), pct)} |" for k, label, pct in _ROWS
-              if k in cur or k in cand]
+    where = (
+        f"as deployed: triage {ctx.get('triage')} + input rails (profile {ctx.get('profile')}, rails "
+        f"{str(ctx.get('rails_hash'))[:12]}); suite prompts by what the rails did: {ctx.get('frames')}"
+        if ctx["kind"] == "deployed"
+        else "the models alone (no rails in front)"
+    )
+    lines = [
+        "# Candidate evaluation",
+        "",
+        f"Verdict: **{'PROMOTE' if verdict.passed else 'REJECT'}**",
+        "",
+        f"Refusal rates measured {where}.",
+        "",
+        "| metric | current | candidate |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {label} | {_fmt(cur.get(k), pct)} | {_fmt(cand.get(k), pct)} |"
+        for k, label, pct in _ROWS
+        if k in cur or k in cand
+    ]
     d = report["drift"]
     lines += [f"| KL(current‖candidate), general | | {d['kl_current_candidate']:.4f} |", "", "## Gates", ""]
     lines += [f"- {'pass' if c['passed'] else 'FAIL'} `{c['gate']}`: {c['detail']}" for c in verdict.checks]

@@ -75,8 +75,13 @@ def parse_interval(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def every(interval_s: float, job: Callable[[], Any], *, log: Callable[[str], None] = print,
-          stop: Callable[[], bool] = lambda: False) -> None:
+def every(
+    interval_s: float,
+    job: Callable[[], Any],
+    *,
+    log: Callable[[str], None] = print,
+    stop: Callable[[], bool] = lambda: False,
+) -> None:
     """Run `job` now and then every interval (measured start to start); a failed run is logged, not fatal."""
     while not stop():
         started = time.monotonic()

@@ -54,14 +54,27 @@ def dpo_args(cfg: DPOSettings, out_dir: Path, device: str) -> Any:
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and (not on_cpu or cpu_has_bf16()))
     losses, weights = loss_terms(cfg)
     return DPOConfig(
-        output_dir=str(out_dir / "trainer"), beta=cfg.beta, loss_type=losses, loss_weights=weights,
+        output_dir=str(out_dir / "trainer"),
+        beta=cfg.beta,
+        loss_type=losses,
+        loss_weights=weights,
         learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length, warmup_steps=cfg.warmup_ratio,
-        seed=cfg.seed, logging_steps=cfg.logging_steps, save_strategy="no", report_to="none",
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        max_length=cfg.max_length,
+        warmup_steps=cfg.warmup_ratio,
+        seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        save_strategy="no",
+        report_to="none",
         precompute_ref_log_probs=cfg.precompute_ref_log_probs,
         # TRL defaults to bf16 + gradient checkpointing; on CPU bf16 errors out and checkpointing only recomputes.
-        use_cpu=on_cpu, bf16=bf16, gradient_checkpointing=False, dataloader_num_workers=0,
+        use_cpu=on_cpu,
+        bf16=bf16,
+        gradient_checkpointing=False,
+        dataloader_num_workers=0,
     )
 
 
@@ -70,8 +83,13 @@ def lora_config(cfg: DPOSettings) -> Any:
         return None
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=cfg.lora.targets, task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=cfg.lora.rank,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.targets,
+        task_type="CAUSAL_LM",
+    )
 
 
 def train_dpo(base: Path, rows: list[dict[str, Any]], cfg: DPOSettings, out_dir: Path) -> TrainResult:
@@ -93,8 +111,14 @@ def train_dpo(base: Path, rows: list[dict[str, Any]], cfg: DPOSettings, out_dir:
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     data = Dataset.from_list([{k: r[k] for k in ROW_KEYS} for r in rows])
-    trainer = DPOTrainer(model=model, ref_model=None, args=dpo_args(cfg, out_dir, device), train_dataset=data,
-                         processing_class=tok, peft_config=lora_config(cfg))
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=None,
+        args=dpo_args(cfg, out_dir, device),
+        train_dataset=data,
+        processing_class=tok,
+        peft_config=lora_config(cfg),
+    )
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
@@ -102,10 +126,12 @@ def train_dpo(base: Path, rows: list[dict[str, Any]], cfg: DPOSettings, out_dir:
     adapter_dir, merged_dir = out_dir / "adapter", out_dir / "merged"
     if trainer.accelerator.is_main_process:
         _save(trainer.model, tok, adapter_dir, merged_dir, lora=cfg.lora is not None)
-        (out_dir / "train_log.json").write_text(json.dumps(
-            {"steps": steps, "seconds": seconds, "log_history": trainer.state.log_history}, indent=2))
-    return TrainResult(out_dir, adapter_dir, merged_dir, steps, seconds, seconds / max(steps, 1),
-                       list(trainer.state.log_history))
+        (out_dir / "train_log.json").write_text(
+            json.dumps({"steps": steps, "seconds": seconds, "log_history": trainer.state.log_history}, indent=2)
+        )
+    return TrainResult(
+        out_dir, adapter_dir, merged_dir, steps, seconds, seconds / max(steps, 1), list(trainer.state.log_history)
+    )
 
 
 def _save(model: Any, tok: Any, adapter_dir: Path, merged_dir: Path, *, lora: bool) -> None:

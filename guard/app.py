@@ -16,7 +16,8 @@ from guard import __version__, openapi, wire
 from guard.admin.feedback import feedback_router
 from guard.admin.routes import admin_router
 from guard.edge import AuthThrottle, EdgeLimits
-from guard.errors import GuardError
+from guard.errors import GuardError, UpstreamHTTPError
+from guard.more_routes import more_router
 from guard.resources import open_resources
 from guard.routes import router
 from guard.settings import Settings
@@ -24,8 +25,13 @@ from guard.usage import RequestGauge
 
 log = logging.getLogger("guard")
 
-_HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error",
-               405: "invalid_request_error", 413: "invalid_request_error"}
+_HTTP_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+}
 
 
 def error_response(status: int, message: str, type_: str, code: str | None, param: str | None = None) -> Response:
@@ -53,7 +59,10 @@ def public_message(exc: GuardError, exchange_id: str | None) -> str:
 async def _guard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GuardError)
     exchange_id = getattr(exc, "exchange_id", None)
-    response = error_response(exc.status, public_message(exc, exchange_id), exc.type, exc.code, exc.param)
+    if isinstance(exc, UpstreamHTTPError):  # the upstream's own error, as it sent it
+        response = Response(exc.body, status_code=exc.status, media_type="application/json", headers=exc.headers)
+    else:
+        response = error_response(exc.status, public_message(exc, exchange_id), exc.type, exc.code, exc.param)
     if exchange_id is not None:
         response.headers["x-guard-exchange-id"] = exchange_id
     retry_after = getattr(exc, "retry_after", None)
@@ -64,16 +73,16 @@ async def _guard_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, str(exc.detail), _HTTP_TYPES.get(exc.status_code, "server_error"),
-                          code=None)
+    return error_response(exc.status_code, str(exc.detail), _HTTP_TYPES.get(exc.status_code, "server_error"), code=None)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"] if p != "body")
-    return error_response(400, f"invalid value for '{loc}': {err['msg']}", "invalid_request_error",
-                          "invalid_request", loc or None)
+    return error_response(
+        400, f"invalid value for '{loc}': {err['msg']}", "invalid_request_error", "invalid_request", loc or None
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -93,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="guardtune", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.include_router(router)
+    app.include_router(more_router)
     app.include_router(feedback_router())
     app.include_router(admin_router())
     app.add_exception_handler(GuardError, _guard_error)

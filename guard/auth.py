@@ -63,8 +63,9 @@ class Authenticator:
     Keys are looked up by their SHA-256 digest and then compared with `hmac.compare_digest`: the time a
     guess takes tells nothing about how much of it matched a real key."""
 
-    def __init__(self, keys: dict[str, str | KeyGrant] | dict[str, str] | dict[str, KeyGrant],
-                 admin_key: str | None) -> None:
+    def __init__(
+        self, keys: dict[str, str | KeyGrant] | dict[str, str] | dict[str, KeyGrant], admin_key: str | None
+    ) -> None:
         self._keys: dict[bytes, tuple[str, Principal]] = {}
         for key, value in keys.items():
             grant = _grant(key, value, "GUARD_API_KEYS")

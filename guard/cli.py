@@ -11,8 +11,12 @@ import typer
 from guard import __version__
 from guard.settings import SettingsError, load_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="guardtune: guardrail proxy for LLM chatbots that learns from its own traffic.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="guardtune: guardrail proxy for LLM chatbots that learns from its own traffic.",
+)
 models_app = typer.Typer(no_args_is_help=True, help="Local models: prepare, list.")
 app.add_typer(models_app, name="models")
 
@@ -31,8 +35,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     pass
 
@@ -50,8 +55,9 @@ def serve(
     from guard.server import run
 
     try:
-        settings = load_settings(host=host, port=port, workers=workers, rails_dir=rails_dir,
-                                 upstream_url=upstream_url, model=model)
+        settings = load_settings(
+            host=host, port=port, workers=workers, rails_dir=rails_dir, upstream_url=upstream_url, model=model
+        )
         run(settings)
     except SettingsError as exc:
         raise fail(str(exc)) from None

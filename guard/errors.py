@@ -86,6 +86,27 @@ class UpstreamBadResponse(GuardError):
     code = "upstream_bad_response"
 
 
+class UpstreamHTTPError(GuardError):
+    """The upstream answered with an error status. The client gets that status, the upstream's OpenAI error body
+    as it was sent, and the headers clients back off with (`retry-after`, `x-ratelimit-*`, `x-request-id`)."""
+
+    type = "upstream_error"
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str], message: str) -> None:
+        super().__init__(message, code=f"upstream_http_{status}")
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+class NotImplementedYet(GuardError):
+    """An endpoint or feature this proxy does not offer (in this configuration); the message names what."""
+
+    status = 501
+    type = "invalid_request_error"
+    code = "not_implemented"
+
+
 class RailError(GuardError):
     """A rail failed while fail-closed: the request is refused rather than let through unchecked."""
 

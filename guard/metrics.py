@@ -25,31 +25,42 @@ _FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 # Requests ------------------------------------------------------------------------------------------
 REQUESTS = Counter("guard_requests_total", "HTTP requests by route and outcome", ["route", "outcome"])
 REQUEST_LATENCY = Histogram(
-    "guard_request_duration_seconds", "Whole-request latency, every outcome (errors and refusals too)", ["route"],
+    "guard_request_duration_seconds",
+    "Whole-request latency, every outcome (errors and refusals too)",
+    ["route"],
     buckets=_LATENCY_BUCKETS,
 )
-IN_FLIGHT = Gauge("guard_requests_in_flight", "Chat requests being served now (streams until their last byte)",
-                  multiprocess_mode="livesum")
+IN_FLIGHT = Gauge(
+    "guard_requests_in_flight",
+    "Chat requests being served now (streams until their last byte)",
+    multiprocess_mode="livesum",
+)
 # `tenant` is bounded: the first GUARD_METRICS_TENANTS tenants of the keys configuration, the rest "other".
 TENANT_REQUESTS = Counter("guard_tenant_requests_total", "Chat requests per tenant and outcome", ["tenant", "outcome"])
-TOKENS = Counter("guard_tokens_total", "Tokens by direction (prompt, completion), from the model's usage",
-                 ["direction"])
+TOKENS = Counter(
+    "guard_tokens_total", "Tokens by direction (prompt, completion), from the model's usage", ["direction"]
+)
 
 # Limits ----------------------------------------------------------------------------------------------
-RATE_LIMITED = Counter("guard_rate_limited_total", "Requests refused with 429, by limit scope and kind",
-                       ["scope", "kind"])
-RATE_LIMIT_BACKEND_ERRORS = Counter("guard_rate_limit_backend_errors_total",
-                                    "Limit checks that failed (Redis unreachable); the request was let through")
-RECENT_STORE_ERRORS = Counter("guard_recent_store_errors_total",
-                              "Failures to keep or look up a recently served exchange (Redis unreachable)")
+RATE_LIMITED = Counter(
+    "guard_rate_limited_total", "Requests refused with 429, by limit scope and kind", ["scope", "kind"]
+)
+RATE_LIMIT_BACKEND_ERRORS = Counter(
+    "guard_rate_limit_backend_errors_total", "Limit checks that failed (Redis unreachable); the request was let through"
+)
+RECENT_STORE_ERRORS = Counter(
+    "guard_recent_store_errors_total", "Failures to keep or look up a recently served exchange (Redis unreachable)"
+)
 
 # Upstream / model --------------------------------------------------------------------------------
 UPSTREAM_LATENCY = Histogram(
     "guard_upstream_duration_seconds", "Model call latency (full answer)", ["backend"], buckets=_LATENCY_BUCKETS
 )
 TIME_TO_FIRST_TOKEN = Histogram(
-    "guard_time_to_first_token_seconds", "Streaming: time until the first content reaches the client",
-    ["backend"], buckets=_LATENCY_BUCKETS,
+    "guard_time_to_first_token_seconds",
+    "Streaming: time until the first content reaches the client",
+    ["backend"],
+    buckets=_LATENCY_BUCKETS,
 )
 UPSTREAM_ERRORS = Counter("guard_upstream_errors_total", "Model call failures by kind", ["backend", "kind"])
 
@@ -63,35 +74,39 @@ TRIAGE_BATCH_SIZE = Histogram(
     "guard_triage_batch_size", "Texts per classifier batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
 )
 TRIAGE_PREDICTIONS = Counter("guard_triage_predictions_total", "Labels predicted over threshold", ["label"])
-TRIAGE_DEVICE = Gauge("guard_triage_device_info", "Execution provider of the classifier", ["device"],
-                      multiprocess_mode="max")
+TRIAGE_DEVICE = Gauge(
+    "guard_triage_device_info", "Execution provider of the classifier", ["device"], multiprocess_mode="max"
+)
 
 # Rails -------------------------------------------------------------------------------------------
-RAIL_EVALUATIONS = Counter(
-    "guard_rail_evaluations_total", "Rail decisions", ["rail", "stage", "result", "mode"]
-)
+RAIL_EVALUATIONS = Counter("guard_rail_evaluations_total", "Rail decisions", ["rail", "stage", "result", "mode"])
 RAIL_LATENCY = Histogram("guard_rail_duration_seconds", "Rail evaluation time", ["stage"], buckets=_FAST_BUCKETS)
 REFUSALS = Counter("guard_refusals_total", "Refusals by kind (policy, model, over_refusal)", ["kind"])
 CONFIG_RELOADS = Counter("guard_config_reloads_total", "Rails config reloads by result", ["result"])
 
 # Records -----------------------------------------------------------------------------------------
 EXCHANGES_LOGGED = Counter("guard_exchanges_logged_total", "Exchanges written to storage, by flag", ["flag"])
-RECORD_QUEUE_DEPTH = Gauge("guard_record_queue_depth", "Records waiting for the writer",
-                           multiprocess_mode="livesum")
+RECORD_QUEUE_DEPTH = Gauge("guard_record_queue_depth", "Records waiting for the writer", multiprocess_mode="livesum")
 # Workers share one spool directory and each reports its total, so the max is the true size.
-SPOOL_BYTES = Gauge("guard_record_spool_bytes", "Size of the local spool of unwritten records",
-                    multiprocess_mode="livemax")
+SPOOL_BYTES = Gauge(
+    "guard_record_spool_bytes", "Size of the local spool of unwritten records", multiprocess_mode="livemax"
+)
 RECORD_WRITE_FAILURES = Counter("guard_record_write_failures_total", "Failed database writes (batches)")
-RECORD_STORE_UP = Gauge("guard_record_store_up", "1 while records reach the database, 0 while they go to the spool",
-                        multiprocess_mode="livemin")
+RECORD_STORE_UP = Gauge(
+    "guard_record_store_up",
+    "1 while records reach the database, 0 while they go to the spool",
+    multiprocess_mode="livemin",
+)
 RECORDS_DROPPED = Counter("guard_records_dropped_total", "Records lost because queue and spool were full")
 
 # Build ---------------------------------------------------------------------------------------------
 # "mostrecent": after a reload every worker sets its old series to 0, which must win over the 1 it wrote before
 # (a worker's multiprocess file keeps every series it ever set; `clear()` does not reach the file).
 BUILD_INFO = Gauge(
-    "guard_build_info", "Version, served model version and rails config hash",
-    ["version", "model_version", "rails_hash"], multiprocess_mode="mostrecent",
+    "guard_build_info",
+    "Version, served model version and rails config hash",
+    ["version", "model_version", "rails_hash"],
+    multiprocess_mode="mostrecent",
 )
 _LIVE_BUILD: list[tuple[str, str, str]] = []  # the labels this process last set to 1
 

@@ -1,20 +1,26 @@
 """The request pipeline: triage -> input rails -> model -> output rails -> record.
 
 Each stage is a small protocol; `create_app` plugs real implementations in. The routes only call
-`Pipeline.complete` and `Pipeline.stream`.
+`Pipeline.handle`.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from guard import metrics
+from guard.domain import BLOCKED, Answer, Delta, Message, ModelReply, StreamEvent, ToolCall, assemble_tool_calls
+from guard.errors import GuardError
 from guard.taxonomy import HARMFUL
-from guard.wire import ChatCompletionRequest, ChatMessage, FinishReason, Usage
+from guard.wire import ChatCompletionRequest, Usage
 
+__all__ = ["ModelReply", "StreamEvent"]  # re-exported: backends and tests import them from here
+
+ANSWERED = ("stop", "length", "tool_calls", "function_call")  # finish reasons of an answer the model gave
 Stage = Literal["input", "output"]
 RailResult = Literal["pass", "block", "mask", "would_block", "error", "flag"]
 Mode = Literal["enforce", "shadow"]
@@ -57,7 +63,7 @@ class RailDecision:
 class InputVerdict:
     decisions: list[RailDecision] = field(default_factory=list)
     block: RailDecision | None = None  # set when an enforcing rail refuses the request
-    messages: list[ChatMessage] | None = None  # rewritten conversation for the model (redaction, instructions)
+    messages: list[Message] | None = None  # rewritten conversation for the model (redaction, instructions)
     disclaimer: str | None = None  # appended to the model's answer
 
 
@@ -76,29 +82,22 @@ class StreamStep:
     release: str = ""
     block: RailDecision | None = None
     decisions: list[RailDecision] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class ModelReply:
-    text: str
-    finish_reason: FinishReason = "stop"
-    usage: Usage | None = None
-
-
-@dataclass(slots=True)
-class StreamEvent:
-    text: str = ""
-    finish_reason: FinishReason | None = None
-    usage: Usage | None = None
+    refused: bool = False  # the model refused (known once the answer is complete)
 
 
 @dataclass(slots=True)
 class Exchange:
-    """Everything the proxy saw and decided about one request; recorded at the end."""
+    """Everything the proxy saw and decided about one request; recorded at the end. The conversation is in the
+    project's own terms; `call` is the client's request in its wire form, for the model backend only."""
 
     id: str
     tenant: str
-    request: ChatCompletionRequest
+    messages: list[Message]
+    model: str = ""
+    stream: bool = False
+    choices: int = 1  # how many answers the client asked for (`n`)
+    include_usage: bool = False  # a streamed answer ends with a usage chunk
+    call: ChatCompletionRequest | None = None
     api_key_hash: str | None = None
     profile: str | None = None
     started_at: float = field(default_factory=time.time)
@@ -107,22 +106,28 @@ class Exchange:
     triage: TriageResult | None = None
     output_triage: TriageResult | None = None
     decisions: list[RailDecision] = field(default_factory=list)
-    model_messages: list[ChatMessage] | None = None
+    model_messages: list[Message] | None = None
     response_text: str = ""
     model_text: str = ""  # what the model said before output rails changed it
+    tool_calls: tuple[ToolCall, ...] = ()  # the calls the model asked for (first choice), blocked or not
     finish_reason: str | None = None
     usage: Usage | None = None
     flags: set[str] = field(default_factory=set)
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
-    @property
-    def stream(self) -> bool:
-        return self.request.stream
-
-    @property
-    def model(self) -> str:
-        return self.request.model
+    @classmethod
+    def of(
+        cls,
+        messages: list[Message],
+        *,
+        tenant: str,
+        profile: str | None = None,
+        stream: bool = False,
+        id: str | None = None,
+    ) -> Exchange:
+        """An exchange for a conversation screened outside the proxy (rails cases, LangChain, NeMo, gates)."""
+        return cls(id=id or uuid.uuid4().hex, tenant=tenant, messages=messages, profile=profile, stream=stream)
 
 
 class Triage(Protocol):
@@ -134,7 +139,9 @@ class InputRails(Protocol):
 
 
 class OutputRails(Protocol):
-    async def check_output(self, exchange: Exchange, text: str) -> OutputVerdict: ...
+    async def check_output(self, exchange: Exchange, text: str, *, tool_calls: bool = False) -> OutputVerdict:
+        """`tool_calls`: `text` is the answer's tool calls (name and arguments), not prose: no refusal check."""
+        ...
 
     def stream_guard(self, exchange: Exchange) -> StreamGuard: ...
 
@@ -151,9 +158,12 @@ class ChatModel(Protocol):
     @property
     def version(self) -> str | None: ...
 
-    async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply: ...
+    # `messages`: the conversation as the input rails rewrote it; None sends the client's request as it came.
+    async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply: ...
 
-    def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]: ...
+    def stream(
+        self, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> AsyncIterator[StreamEvent]: ...
 
 
 class Recorder(Protocol):
@@ -180,7 +190,7 @@ class NoRails:
     async def check_input(self, exchange: Exchange) -> InputVerdict:
         return InputVerdict()
 
-    async def check_output(self, exchange: Exchange, text: str) -> OutputVerdict:
+    async def check_output(self, exchange: Exchange, text: str, *, tool_calls: bool = False) -> OutputVerdict:
         return OutputVerdict()
 
     def stream_guard(self, exchange: Exchange) -> StreamGuard:
@@ -208,7 +218,7 @@ def derive_flags(ex: Exchange) -> set[str]:
     judged_harmful = (ex.triage is not None and ex.triage.harmful) or any(
         d.stage == "input" and d.result in ("block", "would_block") for d in ex.decisions
     )
-    answered = ex.finish_reason in ("stop", "length") and "blocked_input" not in flags
+    answered = ex.finish_reason in ANSWERED and "blocked_input" not in flags
     if "model_refused" in flags and not judged_harmful:
         flags.add("over_refused")
     if judged_harmful and answered and "model_refused" not in flags:
@@ -226,17 +236,76 @@ def record_decisions(decisions: list[RailDecision]) -> None:
 
 # Orchestration -------------------------------------------------------------------------------------
 
+REFUSAL_MESSAGE = "I'm sorry, but I can't help with that."
+
+
+@dataclass(slots=True)
+class Completed:
+    """A whole answer: the checked choices, and the model's reply they came from (None when input-blocked)."""
+
+    answers: list[Answer]
+    reply: ModelReply | None = None
+
+
+class Streamed:
+    """An answer being streamed: checked deltas, and the envelope of the upstream's chunks (None: write our own)."""
+
+    def __init__(self, deltas: AsyncIterator[Delta], envelope: dict[str, Any] | None) -> None:
+        self.deltas = deltas
+        self.envelope = envelope
+
+    def __aiter__(self) -> AsyncIterator[Delta]:
+        return self.deltas
+
+    async def aclose(self) -> None:
+        await self.deltas.aclose()  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
+class _Choice:
+    """One choice of a stream, as the pipeline follows it."""
+
+    guard: StreamGuard
+    parts: list[str] = field(default_factory=list)  # what the model said
+    released: list[str] = field(default_factory=list)  # what the client got
+    held: list[Delta] = field(default_factory=list)  # tool-call fragments, sent once the calls are checked
+    logprobs: list[Any] = field(default_factory=list)  # waiting for the text they belong to to be released
+    refusal: str = ""
+    finish: str | None = None
+    blocked: bool = False
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def take_logprobs(self) -> list[Any] | None:
+        out, self.logprobs = self.logprobs or None, []
+        return out
+
 
 class Pipeline:
-    def __init__(self, triage: Triage, input_rails: InputRails, output_rails: OutputRails,
-                 recorder: Recorder) -> None:
+    def __init__(self, triage: Triage, input_rails: InputRails, output_rails: OutputRails, recorder: Recorder) -> None:
         self.triage = triage
         self.input_rails = input_rails
         self.output_rails = output_rails
         self.recorder = recorder
 
+    async def handle(self, ex: Exchange, model: ChatModel) -> Completed | Streamed:
+        """One exchange end to end: triage, input rails, model, output rails, record. A failure before the
+        first response byte is raised (the route maps it to its status); the exchange is recorded either way."""
+        try:
+            verdict = await self.screen(ex)
+            if ex.stream:
+                return await self._open_stream(ex, model, verdict)
+            done = await self._complete(ex, model, verdict)
+        except GuardError as exc:
+            ex.error = exc.code
+            exc.exchange_id = ex.id  # type: ignore[attr-defined]  # the error response names the exchange too
+            self.finish(ex)
+            raise
+        self.finish(ex)
+        return done
+
     async def screen(self, ex: Exchange) -> InputVerdict:
-        """Triage then input rails. Runs before any response byte, so failures keep their status."""
+        """Triage then input rails: how the proxy presents a prompt to the model. Every "screen a prompt"
+        caller (rails cases, LangChain, NeMo actions, the deployed-view gate) runs this same function."""
         t0 = time.perf_counter()
         ex.triage = await self.triage.classify(ex)
         t1 = time.perf_counter()
@@ -250,82 +319,196 @@ class Pipeline:
             metrics.REFUSALS.labels("policy").inc()
         return verdict
 
-    async def complete(self, ex: Exchange, model: ChatModel, verdict: InputVerdict) -> str:
-        """Run the model and the output rails; return the answer text (finish reason on `ex`)."""
+    # Whole answers ----------------------------------------------------------------------------------------
+    async def _complete(self, ex: Exchange, model: ChatModel, verdict: InputVerdict) -> Completed:
         if verdict.block is not None:
-            return self._blocked(ex, verdict.block)
+            answers = [self._blocked(i, verdict.block) for i in range(ex.choices)]
+            self._settle(ex, answers[0], None)
+            return Completed(answers)
         t0 = time.perf_counter()
-        reply = await model.complete(ex.request, verdict.messages or ex.request.messages)
+        reply = await model.complete(ex.call, verdict.messages)
         t1 = time.perf_counter()
         ex.timings["model"] = t1 - t0
-        ex.model_text, ex.usage, ex.finish_reason = reply.text, reply.usage, reply.finish_reason
-        out = await self.output_rails.check_output(ex, reply.text)
+        metrics.UPSTREAM_LATENCY.labels(model.name).observe(t1 - t0)
+        ex.usage = reply.usage
+        answers = [await self.check_answer(ex, a, verdict.disclaimer) for a in reply.choices]
         ex.timings["output_rails"] = time.perf_counter() - t1
-        self._apply_output(ex, out)
-        if out.block is not None:
-            return self._blocked(ex, out.block)
-        text = out.text if out.text is not None else reply.text
-        if verdict.disclaimer:
-            text += verdict.disclaimer
-        ex.response_text = text
-        return text
+        self._settle(ex, answers[0], reply.choices[0])
+        return Completed(answers, reply)
 
-    async def stream(self, ex: Exchange, events: AsyncIterator[StreamEvent],
-                     verdict: InputVerdict) -> AsyncIterator[tuple[str, FinishReason | None]]:
-        """Yield (text, finish_reason) pieces checked by the streaming output guard."""
+    async def check_answer(self, ex: Exchange, answer: Answer, disclaimer: str | None = None) -> Answer:
+        """One choice through the output rails: its text, then its tool calls' arguments (which a refusal
+        check never reads: a tool-call-only answer is not a refusal)."""
+        text = answer.text
+        if not answer.tool_only:
+            out = await self.output_rails.check_output(ex, text)
+            self._apply_output(ex, out)
+            if out.block is not None:
+                return self._blocked(answer.index, out.block)
+            text = out.text if out.text is not None else text
+        if answer.tool_calls:
+            out = await self.output_rails.check_output(ex, _calls_text(answer.tool_calls), tool_calls=True)
+            self._apply_output(ex, out, refusals=False)
+            if out.block is not None:
+                return self._blocked(answer.index, out.block)
+        if answer.refusal:
+            ex.flags.add("model_refused")
+        if disclaimer and text:
+            text += disclaimer
+        return replace(answer, text=text, changed=text != answer.text)
+
+    def _settle(self, ex: Exchange, answer: Answer, model: Answer | None) -> None:
+        """The one place the answer's fields of the exchange are written (first choice)."""
+        ex.response_text = answer.text or answer.refusal or ""
+        ex.finish_reason = answer.finish_reason
+        if model is not None:
+            ex.model_text = model.text or model.refusal or ""
+            ex.tool_calls = model.tool_calls
+
+    # Streams ----------------------------------------------------------------------------------------------
+    async def _open_stream(self, ex: Exchange, model: ChatModel, verdict: InputVerdict) -> Streamed:
         if verdict.block is not None:
-            yield self._blocked(ex, verdict.block), "content_filter"
-            return
-        guard = self.output_rails.stream_guard(ex)
-        parts: list[str] = []
+            return Streamed(self._stream(ex, None, verdict), None)
+        events = model.stream(ex.call, verdict.messages)
+        # Wait for the first event before answering, so an unreachable upstream is a 502, not a broken 200.
+        try:
+            first = await anext(events, None)
+        except BaseException:
+            await events.aclose()  # type: ignore[attr-defined]
+            raise
+        return Streamed(self._stream(ex, _chain(first, events), verdict), first.envelope if first else None)
+
+    async def _stream(
+        self, ex: Exchange, events: AsyncIterator[StreamEvent] | None, verdict: InputVerdict
+    ) -> AsyncIterator[Delta]:
+        try:
+            if events is None or verdict.block is not None:
+                for i in range(ex.choices):
+                    yield self._blocked_delta(i, verdict.block)  # type: ignore[arg-type]
+                ex.response_text, ex.finish_reason = verdict.block.message or REFUSAL_MESSAGE, BLOCKED  # type: ignore[union-attr]
+                return
+            choices: dict[int, _Choice] = {}
+            try:
+                async for delta in self._checked(ex, events, choices, verdict):
+                    yield delta
+            finally:
+                self._settle_stream(ex, choices.get(0))
+        except GuardError as exc:
+            ex.error = exc.code
+            raise
+        except BaseException:
+            ex.error = ex.error or "client_disconnected"
+            raise
+        finally:
+            if events is not None:
+                await events.aclose()  # type: ignore[attr-defined]
+            self.finish(ex)
+
+    async def _checked(
+        self, ex: Exchange, events: AsyncIterator[StreamEvent], choices: dict[int, _Choice], verdict: InputVerdict
+    ) -> AsyncIterator[Delta]:
         t0 = time.perf_counter()
         async for event in events:
             if event.usage is not None:
                 ex.usage = event.usage
-            if event.finish_reason is not None:
-                ex.finish_reason = event.finish_reason
-            if not event.text:
-                continue
-            parts.append(event.text)
-            step = await guard.feed(event.text)
-            if self._stream_step(ex, step):
-                yield step.release, None
-            if step.block is not None:
-                ex.model_text = "".join(parts)
-                yield self._blocked(ex, step.block), "content_filter"
-                return
+            for delta in event.deltas:
+                choice = choices.get(delta.index)
+                if choice is None:
+                    choice = choices[delta.index] = _Choice(self.output_rails.stream_guard(ex))
+                for out in await self._feed(ex, choice, delta):
+                    yield out
+            if len(choices) == ex.choices and all(c.blocked for c in choices.values()):
+                break  # nothing more will be shown: stop the model generating
         ex.timings["model"] = time.perf_counter() - t0
-        ex.model_text = "".join(parts)
-        step = await guard.finish()
-        if self._stream_step(ex, step):
-            yield step.release, None
-        if step.block is not None:
-            yield self._blocked(ex, step.block), "content_filter"
-            return
-        if verdict.disclaimer:
-            yield verdict.disclaimer, None
-        yield "", ex.finish_reason or "stop"  # type: ignore[misc]
+        for index in sorted(choices):
+            for out in await self._close(ex, index, choices[index], verdict.disclaimer):
+                yield out
+        first = choices.get(0)
+        ex.finish_reason = (BLOCKED if first.blocked else first.finish or "stop") if first else "stop"
 
-    def _stream_step(self, ex: Exchange, step: StreamStep) -> bool:
+    @staticmethod
+    def _settle_stream(ex: Exchange, first: _Choice | None) -> None:
+        """The answer's fields of the exchange, from the first choice; also when the stream broke off."""
+        if first is not None:
+            ex.model_text = "".join(first.parts) or first.refusal
+            ex.response_text = "".join(first.released)
+            ex.tool_calls = first.tool_calls
+
+    async def _feed(self, ex: Exchange, c: _Choice, d: Delta) -> list[Delta]:
+        if c.blocked:
+            return []
+        out: list[Delta] = []
+        c.finish = d.finish_reason or c.finish
+        if d.tool_calls or d.function_call:
+            c.held.append(Delta(d.index, tool_calls=d.tool_calls, function_call=d.function_call))
+        if d.logprobs:
+            c.logprobs += d.logprobs
+        if d.refusal:
+            c.refusal += d.refusal
+            ex.flags.add("model_refused")
+            out.append(Delta(d.index, refusal=d.refusal))
+        if d.text:
+            c.parts.append(d.text)
+            self._step(ex, c, d.index, await c.guard.feed(d.text), out)
+        return out
+
+    async def _close(self, ex: Exchange, index: int, c: _Choice, disclaimer: str | None) -> list[Delta]:
+        """The end of one choice: the guard's last window, then its tool calls checked and released whole."""
+        out: list[Delta] = []
+        if c.blocked:
+            return out
+        # A tool-call-only choice has no text for the guard (an empty text would score as a refusal).
+        if (c.parts or not c.held) and self._step(ex, c, index, await c.guard.finish(), out):
+            return out
+        if c.held:
+            c.tool_calls = assemble_tool_calls(
+                [f for d in c.held for f in d.tool_calls], [f for d in c.held for f in d.function_call]
+            )
+            verdict = await self.output_rails.check_output(ex, _calls_text(c.tool_calls), tool_calls=True)
+            self._apply_output(ex, verdict, refusals=False)
+            if verdict.block is not None:
+                c.blocked = True
+                out.append(self._blocked_delta(index, verdict.block))
+                c.released.append(out[-1].text)
+                return out
+            out += c.held
+        if disclaimer and c.parts:
+            c.released.append(disclaimer)
+            out.append(Delta(index, text=disclaimer))
+        out.append(Delta(index, finish_reason=c.finish or "stop"))
+        return out
+
+    def _step(self, ex: Exchange, c: _Choice, index: int, step: StreamStep, out: list[Delta]) -> bool:
+        """Apply a guard step to a choice; True when it blocked."""
         if step.decisions:
             ex.decisions.extend(step.decisions)
             record_decisions(step.decisions)
+        if step.refused:
+            ex.flags.add("model_refused")
         if step.release:
-            ex.response_text += step.release
-            return True
-        return False
+            c.released.append(step.release)
+            out.append(Delta(index, text=step.release, logprobs=c.take_logprobs()))
+        if step.block is None:
+            return False
+        c.blocked = True
+        out.append(self._blocked_delta(index, step.block))
+        c.released.append(out[-1].text)
+        return True
 
-    def _apply_output(self, ex: Exchange, out: OutputVerdict) -> None:
+    # Shared -----------------------------------------------------------------------------------------------
+    def _apply_output(self, ex: Exchange, out: OutputVerdict, *, refusals: bool = True) -> None:
         ex.decisions.extend(out.decisions)
         record_decisions(out.decisions)
-        if out.refused:
+        if out.refused and refusals:
             ex.flags.add("model_refused")
 
-    def _blocked(self, ex: Exchange, decision: RailDecision) -> str:
-        ex.finish_reason = "content_filter"
-        message = decision.message or "I'm sorry, but I can't help with that."
-        ex.response_text += message
-        return message
+    @staticmethod
+    def _blocked(index: int, decision: RailDecision) -> Answer:
+        return Answer(index, decision.message or REFUSAL_MESSAGE, finish_reason=BLOCKED, changed=True)
+
+    @staticmethod
+    def _blocked_delta(index: int, decision: RailDecision) -> Delta:
+        return Delta(index, text=decision.message or REFUSAL_MESSAGE, finish_reason=BLOCKED)
 
     def finish(self, ex: Exchange) -> None:
         """Derive flags, count them, hand the exchange to the recorder. Never raises into the route."""
@@ -336,3 +519,38 @@ class Pipeline:
         if "over_refused" in ex.flags:
             metrics.REFUSALS.labels("over_refusal").inc()
         self.recorder.record(ex)
+
+
+class Rails(InputRails, OutputRails, Protocol):
+    """A rails engine: input and output rails in one object."""
+
+
+def screener(triage: Any, rails: Rails) -> Pipeline:
+    """The pipeline's own screening (`Pipeline.screen`) for callers outside the proxy; `triage` is a triage stage
+    (`classify`), a text scorer (`score_text`, given the last user turn) or None."""
+    stage: Triage = NoTriage() if triage is None else triage if hasattr(triage, "classify") else _ScoredTriage(triage)
+    return Pipeline(stage, rails, rails, NoRecorder())
+
+
+class _ScoredTriage:
+    def __init__(self, scorer: Any) -> None:
+        self.scorer = scorer
+
+    async def classify(self, exchange: Exchange) -> TriageResult | None:
+        last = next((m.text for m in reversed(exchange.messages) if m.role == "user"), "")
+        result: TriageResult = await self.scorer.score_text(last)
+        return result
+
+
+def _calls_text(calls: tuple[ToolCall, ...]) -> str:
+    return "\n".join(c.text for c in calls)
+
+
+async def _chain(first: StreamEvent | None, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    try:
+        if first is not None:
+            yield first
+        async for event in events:
+            yield event
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]

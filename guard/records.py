@@ -27,6 +27,13 @@ class Message(BaseModel):
     content: str
 
 
+class RecordedToolCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    arguments: str
+    id: str | None = None
+
+
 class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rail: str
@@ -56,6 +63,7 @@ class ExchangeRecord(BaseModel):
     model_messages: list[Message] | None = None
     response: str
     model_response: str = ""  # the model's own text before output rails replaced or masked it
+    tool_calls: list[RecordedToolCall] = Field(default_factory=list)  # what the model asked to call (even if blocked)
     triage_scores: dict[str, float] = Field(default_factory=dict)
     triage_labels: list[str] = Field(default_factory=list)
     output_scores: dict[str, float] = Field(default_factory=dict)
@@ -83,17 +91,26 @@ class ExchangeRecord(BaseModel):
             model=ex.model,
             model_version=ex.model_version,
             rails_hash=ex.rails_hash,
-            messages=[Message(role=msg.role, content=m(msg.text)) for msg in ex.request.messages],
+            messages=[Message(role=msg.role, content=m(msg.text)) for msg in ex.messages],
             model_messages=[Message(role=msg.role, content=m(msg.text)) for msg in ex.model_messages]
-            if ex.model_messages else None,
+            if ex.model_messages
+            else None,
             response=m(ex.response_text),
             model_response=m(ex.model_text),
+            tool_calls=[RecordedToolCall(name=c.name, arguments=m(c.arguments), id=c.id) for c in ex.tool_calls],
             triage_scores=dict(ex.triage.scores) if ex.triage else {},
             triage_labels=list(ex.triage.labels) if ex.triage else [],
             output_scores=dict(ex.output_triage.scores) if ex.output_triage else {},
             decisions=[
-                Decision(rail=d.rail, stage=d.stage, result=d.result, mode=d.mode, action=d.action,
-                         score=d.score, latency_s=d.latency_s)
+                Decision(
+                    rail=d.rail,
+                    stage=d.stage,
+                    result=d.result,
+                    mode=d.mode,
+                    action=d.action,
+                    score=d.score,
+                    latency_s=d.latency_s,
+                )
                 for d in ex.decisions
             ],
             flags=sorted(ex.flags),

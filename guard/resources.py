@@ -63,26 +63,40 @@ class Resources:
 
     def status(self) -> dict[str, Any]:
         backend = self.models.backend
-        return {"model": self.models.served, "model_version": backend.version,
-                "backend": "upstream" if self.models.upstream else "local",
-                "triage_device": self.triage_device, "rails_hash": self.rails_hash}
+        return {
+            "model": self.models.served,
+            "model_version": backend.version,
+            "backend": "upstream" if self.models.upstream else "local",
+            "triage_device": self.triage_device,
+            "rails_hash": self.rails_hash,
+        }
 
 
 async def _model_backend(settings: Settings, stack: AsyncExitStack) -> ModelRouter:
     if settings.upstream_url:
         from guard.backends.http import HttpUpstream
 
-        upstream = HttpUpstream(settings.upstream_url, settings.upstream_api_key,
-                                connect_timeout_s=settings.upstream_connect_timeout_s,
-                                read_timeout_s=settings.upstream_read_timeout_s, retries=settings.upstream_retries,
-                                max_connections=settings.upstream_max_connections)
+        upstream = HttpUpstream(
+            settings.upstream_url,
+            settings.upstream_api_key,
+            connect_timeout_s=settings.upstream_connect_timeout_s,
+            read_timeout_s=settings.upstream_read_timeout_s,
+            retries=settings.upstream_retries,
+            max_connections=settings.upstream_max_connections,
+            status_retries=settings.upstream_status_retries,
+            status_retry_max_wait_s=settings.upstream_status_retry_max_wait_s,
+        )
         await upstream.start()
         stack.push_async_callback(upstream.aclose)
         return ModelRouter(settings.model, upstream=upstream)
     from guard.backends.local import LocalModel  # torch is imported only on this path
 
-    local = LocalModel(ModelStore(settings.model_dir), settings.model,
-                       max_new_tokens=settings.local_max_new_tokens, threads=settings.local_threads)
+    local = LocalModel(
+        ModelStore(settings.model_dir),
+        settings.model,
+        max_new_tokens=settings.local_max_new_tokens,
+        threads=settings.local_threads,
+    )
     await local.start()
     stack.push_async_callback(local.aclose)
     return ModelRouter(settings.model, local=local)
@@ -105,8 +119,13 @@ async def _rails(settings: Settings, triage: Any, model_version: str | None, sta
     from rails.reload import RailsHolder
 
     scorer = triage if hasattr(triage, "score_text") else None
-    holder = RailsHolder(settings.rails_dir, scorer=scorer, encoder=scorer, watch=settings.rails_reload,
-                         on_swap=lambda engine: metrics.set_build_info(__version__, model_version, engine.rails_hash))
+    holder = RailsHolder(
+        settings.rails_dir,
+        scorer=scorer,
+        encoder=scorer,
+        watch=settings.rails_reload,
+        on_swap=lambda engine: metrics.set_build_info(__version__, model_version, engine.rails_hash),
+    )
     await holder.start()
     stack.push_async_callback(holder.aclose)
     return holder
@@ -118,8 +137,9 @@ async def _store(settings: Settings, recent: Any, stack: AsyncExitStack) -> Any:
     from guard.store.service import open_store
     from rails.pii import mask
 
-    return await stack.enter_async_context(open_store(settings, mask=mask if settings.pii_masking else None,
-                                                      recent=recent))
+    return await stack.enter_async_context(
+        open_store(settings, mask=mask if settings.pii_masking else None, recent=recent)
+    )
 
 
 async def _recent(settings: Settings, stack: AsyncExitStack) -> Any:
@@ -159,7 +179,15 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         meter = UsageMeter(labels, limiter)
         recorder = Recorders(store.writer, meter) if store is not None else meter
         pipeline = Pipeline(triage, rails, rails, recorder)
-        res = Resources(settings, auth, models, pipeline, triage=triage, rails=rails,
-                        store_engine=store.engine if store is not None else None, limiter=limiter)
+        res = Resources(
+            settings,
+            auth,
+            models,
+            pipeline,
+            triage=triage,
+            rails=rails,
+            store_engine=store.engine if store is not None else None,
+            limiter=limiter,
+        )
         metrics.set_build_info(__version__, models.backend.version, res.rails_hash)
         yield res

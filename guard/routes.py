@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -15,13 +15,15 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from guard import metrics, wire
+from guard.domain import Delta
 from guard.errors import BodyTooLarge, GuardError, InvalidRequest, NotReady
-from guard.pipeline import Exchange, InputVerdict, StreamEvent
+from guard.pipeline import Exchange, Streamed
 from guard.resources import Resources
 from guard.tenancy import requested_profile
 
 JSON = "application/json"
 ROUTE = "chat_completions"
+Frame = Callable[..., bytes]  # (envelope, delta, *, role) -> one SSE frame
 
 
 def resources(request: Request) -> Resources:
@@ -48,14 +50,18 @@ async def read_body(request: Request, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def new_exchange_id() -> str:
-    return f"chatcmpl-{os.urandom(16).hex()}"  # 128 random bits, as uuid4 has, without building a UUID
+def new_exchange_id(prefix: str = "chatcmpl-") -> str:
+    return f"{prefix}{os.urandom(16).hex()}"  # 128 random bits, as uuid4 has, without building a UUID
 
 
 # Label children looked up once: `labels()` takes a lock and builds a key on every call.
 @functools.cache
-def _requests(outcome: str) -> Any:
-    return metrics.REQUESTS.labels(ROUTE, outcome)
+def _requests(outcome: str, route: str = ROUTE) -> Any:
+    return metrics.REQUESTS.labels(route, outcome)
+
+
+def count(route: str, outcome: str) -> None:
+    _requests(outcome, route).inc()
 
 
 @functools.cache
@@ -88,95 +94,84 @@ async def chat_completions(request: Request) -> Response:
         await res.limiter.admit(principal.tenant, principal.key_hash)
     req = parse_request(await read_body(request, res.settings.max_body_bytes))
     model = res.models.get(req.model)
-    profile = requested_profile(res.rails, principal, request.headers.get(res.settings.profile_header),
-                                res.settings.profile_header)
-    ex = Exchange(id=new_exchange_id(), tenant=principal.tenant, request=req,
-                  api_key_hash=principal.key_hash, profile=profile,
-                  model_version=model.version, rails_hash=res.rails_hash)
+    profile = requested_profile(
+        res.rails, principal, request.headers.get(res.settings.profile_header), res.settings.profile_header
+    )
+    opts = req.stream_options
+    ex = Exchange(
+        id=new_exchange_id(),
+        tenant=principal.tenant,
+        messages=wire.messages_from_wire(req.messages),
+        model=req.model,
+        stream=req.stream,
+        choices=req.n or 1,
+        include_usage=opts is not None and opts.include_usage,
+        call=req,
+        api_key_hash=principal.key_hash,
+        profile=profile,
+        model_version=model.version,
+        rails_hash=res.rails_hash,
+    )
     headers = {"x-guard-exchange-id": ex.id}
     try:
-        verdict = await res.pipeline.screen(ex)
-        if req.stream:
-            events = None
-            if verdict.block is None:
-                events = await _open_stream(model.stream(req, verdict.messages or req.messages))
-            body = _sse(res, ex, events, verdict, t0, model.name)
-            return StreamingResponse(body, media_type="text/event-stream", headers=headers)
-        text = await res.pipeline.complete(ex, model, verdict)
-        if "model" in ex.timings:  # the model call alone: not output rails, and nothing for a blocked request
-            _upstream_latency(model.name).observe(ex.timings["model"])
-        out = wire.completion_json(ex.id, req.model, int(ex.started_at), text, ex.finish_reason or "stop",  # type: ignore[arg-type]
-                                   ex.usage)
-    except GuardError as exc:
-        ex.error = exc.code
-        exc.exchange_id = ex.id  # the error response names the recorded exchange too
-        res.pipeline.finish(ex)
+        reply = await res.pipeline.handle(ex, model)
+    except GuardError:
         _requests("error").inc()
         raise
-    res.pipeline.finish(ex)
+    if isinstance(reply, Streamed):
+        return StreamingResponse(sse_body(ex, reply, t0, model.name), media_type="text/event-stream", headers=headers)
+    out = wire.completion_body(
+        reply.answers, reply.reply, exchange_id=ex.id, model=req.model, created=int(ex.started_at), usage=ex.usage
+    )
     _requests("blocked" if ex.finish_reason == "content_filter" else "ok").inc()
     return Response(out, media_type=JSON, headers=headers)
 
 
-async def _open_stream(events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
-    """Wait for the first event before answering, so an unreachable upstream is a 502, not a broken 200."""
-    first = await anext(events, None)
-
-    async def chained() -> AsyncIterator[StreamEvent]:
-        try:
-            if first is not None:
-                yield first
-            async for event in events:
-                yield event
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
-
-    return chained()
-
-
-async def _sse(res: Resources, ex: Exchange, events: AsyncIterator[StreamEvent] | None, verdict: InputVerdict,
-               t0: float, backend: str) -> AsyncIterator[bytes]:
-    model = ex.request.model
+async def sse_body(
+    ex: Exchange,
+    stream: Streamed,
+    t0: float,
+    backend: str,
+    *,
+    route: str = ROUTE,
+    frame: Frame = wire.chunk_frame,
+    own: dict[str, Any] | None = None,
+) -> AsyncIterator[bytes]:
+    """The client's event stream: the pipeline's deltas as chunk frames in the upstream's envelope."""
+    envelope = stream.envelope or own or wire.own_envelope(ex.id, ex.model, int(ex.started_at))
+    roles = frame is wire.chunk_frame
     outcome = "error"
-    first = True
-    created = int(ex.started_at)
-    # Frames that need not go out alone ride with the next write: each write is a send() and a loop turn.
-    pending = wire.sse_chunk(ex.id, model, created, "", role=True)
+    started: set[int] = set()
+    # Frames that need not go out alone (a choice's finish) ride with the next write: each write is a send().
+    pending = b""
     try:
-        source = events if events is not None else _nothing()
-        async for text, finish in res.pipeline.stream(ex, source, verdict):
-            if text:
-                if first:
+        async for delta in stream:
+            if delta.index not in started:
+                started.add(delta.index)
+                if roles:
+                    pending += frame(envelope, Delta(delta.index), role=True)
+                if not started - {0}:
                     metrics.TIME_TO_FIRST_TOKEN.labels(backend).observe(time.perf_counter() - t0)
-                    first = False
-                yield pending + wire.sse_chunk(ex.id, model, created, text)
-                pending = b""
-            if finish is not None:
-                pending += wire.sse_chunk(ex.id, model, created, finish_reason=finish)
-        opts = ex.request.stream_options
-        if opts is not None and opts.include_usage and ex.usage is not None:
-            pending += wire.sse(wire.ChatCompletionChunk(id=ex.id, model=model, choices=[], usage=ex.usage))
+            data = frame(envelope, delta)
+            if delta.finish_reason is not None and not delta.text:
+                pending += data
+                continue
+            yield pending + data
+            pending = b""
+        if ex.include_usage and ex.usage is not None:
+            pending += wire.usage_frame(envelope, ex.usage)
         yield pending + wire.SSE_DONE
         outcome = "blocked" if ex.finish_reason == "content_filter" else "ok"
     except GuardError as exc:
         # Headers are gone; OpenAI's convention for a mid-stream failure is an error frame.
-        ex.error = exc.code
         error = wire.ErrorResponse(error=wire.ErrorBody(message=exc.message, type=exc.type, code=exc.code))
         yield pending + wire.sse(error)
     except BaseException:
-        ex.error = ex.error or "client_disconnected"
         outcome = "disconnected"
         raise
     finally:
-        if events is not None:
-            await events.aclose()  # type: ignore[attr-defined]
-        res.pipeline.finish(ex)
-        _requests(outcome).inc()
-
-
-async def _nothing() -> AsyncIterator[StreamEvent]:
-    return
-    yield  # pragma: no cover
+        await stream.aclose()
+        _requests(outcome, route).inc()
 
 
 @router.get("/v1/models")

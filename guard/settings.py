@@ -53,7 +53,10 @@ class Settings(BaseSettings):
     upstream_api_key: str | None = None
     upstream_connect_timeout_s: float = Field(5.0, gt=0)
     upstream_read_timeout_s: float = Field(60.0, gt=0)
-    upstream_retries: int = Field(2, ge=0, le=10)
+    upstream_retries: int = Field(2, ge=0, le=10)  # on connection failures only
+    # Retries on an upstream 429/503 that honour its retry-after (waits up to the max); 0 passes them on at once.
+    upstream_status_retries: int = Field(0, ge=0, le=5)
+    upstream_status_retry_max_wait_s: float = Field(5.0, ge=0, le=60)
     upstream_max_connections: int = Field(256, ge=1)
     model: str = DEFAULT_MODEL
     local_max_new_tokens: int = Field(256, ge=1, le=8192)

@@ -8,6 +8,9 @@ from typing import Any, Literal
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from guard import domain
+from guard.domain import Answer, Message, ModelReply, ToolCall
+
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "function_call"]
 
@@ -50,7 +53,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    n: int | None = Field(None, ge=1, le=1)
+    n: int | None = Field(None, ge=1, le=128)
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=-(2**63), lt=2**63)  # int64, as OpenAI takes it (torch rejects larger)
     user: str | None = None
@@ -72,12 +75,15 @@ class ChatCompletionRequest(BaseModel):
         return self.max_completion_tokens or self.max_tokens
 
     def upstream_body(self, **changes: Any) -> dict[str, Any]:
+        """The request as an upstream gets it, with `changes` (the rewritten messages, stream) applied."""
         body = self.model_dump(exclude_none=True)
         body.update(changes)
         return body
 
 
 class Usage(BaseModel):
+    # Details (cached, reasoning, audio tokens...) pass through as the upstream sent them.
+    model_config = ConfigDict(extra="allow")
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
@@ -160,36 +166,266 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-def completion(exchange_id: str, model: str, text: str, finish_reason: FinishReason,
-               usage: Usage | None = None) -> ChatCompletion:
-    return ChatCompletion(
-        id=exchange_id, model=model, usage=usage,
-        choices=[Choice(message=AssistantMessage(content=text), finish_reason=finish_reason)],
+# Client requests <-> domain ----------------------------------------------------------------------------
+
+
+def messages_from_wire(messages: list[ChatMessage]) -> list[Message]:
+    return [_message(m) for m in messages]
+
+
+def _message(m: ChatMessage) -> Message:
+    extra = m.model_extra or {}
+    calls = tuple(
+        ToolCall(fn.get("name") or "", fn.get("arguments") or "", tc.get("id"))
+        for tc in extra.get("tool_calls") or ()
+        if isinstance(tc, dict) and isinstance(fn := tc.get("function"), dict)
+    )
+    call_id = extra.get("tool_call_id")
+    return Message(
+        m.role,
+        m.text,
+        calls,
+        call_id if isinstance(call_id, str) else None,
+        plain=m.content is None or isinstance(m.content, str),
+        source=m,
     )
 
 
-def completion_json(exchange_id: str, model: str, created: int, text: str, finish_reason: FinishReason,
-                    usage: Usage | None = None) -> bytes:
-    """A `chat.completion` body written directly (the per-request cost of the non-streaming path); same
-    fields as `completion(...).model_dump_json(exclude_none=True)`."""
-    body: dict[str, Any] = {
-        "id": exchange_id, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
+def messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
+    """The conversation for an upstream: each client message as it came unless a rail changed its text."""
+    out = []
+    for m in messages:
+        src = m.source
+        if isinstance(src, ChatMessage):
+            body = src.model_dump(exclude_none=True)
+            if m.text != src.text:
+                body["content"] = m.text
+        else:
+            body = {"role": m.role, "content": m.text}
+        out.append(body)
+    return out
+
+
+# Upstream answers -> domain ---------------------------------------------------------------------------
+
+
+def reply_from_body(data: Any, raw: bytes | None = None) -> ModelReply:
+    """A chat completion body as the domain reply; raises KeyError/TypeError/ValueError when it is not one."""
+    choices = data["choices"]
+    if not isinstance(choices, list) or not choices:
+        raise ValueError("choices")
+    usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
+    return ModelReply([_answer(i, c) for i, c in enumerate(choices)], usage, body=data, raw=raw)
+
+
+def _answer(position: int, choice: dict[str, Any]) -> Answer:
+    msg = choice.get("message") or {}
+    calls = [
+        ToolCall(fn.get("name") or "", fn.get("arguments") or "", tc.get("id"))
+        for tc in msg.get("tool_calls") or ()
+        if isinstance(tc, dict) and isinstance(fn := tc.get("function"), dict)
+    ]
+    legacy = msg.get("function_call")
+    if isinstance(legacy, dict):
+        calls.append(ToolCall(legacy.get("name") or "", legacy.get("arguments") or "", legacy=True))
+    content = msg.get("content")
+    return Answer(
+        index=choice.get("index", position),
+        text=content if isinstance(content, str) else "",
+        tool_calls=tuple(calls),
+        refusal=msg.get("refusal"),
+        finish_reason=choice.get("finish_reason") or "stop",
+    )
+
+
+def chunk_parts(data: Any) -> tuple[list[domain.Delta], Usage | None, dict[str, Any]]:
+    """One `chat.completion.chunk` as deltas, its usage and its envelope (every top-level field but those)."""
+    usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
+    deltas = []
+    for c in data.get("choices") or ():
+        d = c.get("delta") or {}
+        lp = c.get("logprobs")
+        fc = d.get("function_call")
+        deltas.append(
+            domain.Delta(
+                index=c.get("index", 0),
+                text=d.get("content") or "",
+                refusal=d.get("refusal") or "",
+                tool_calls=list(d.get("tool_calls") or ()),
+                function_call=[fc] if fc else [],
+                logprobs=list(lp["content"]) if isinstance(lp, dict) and lp.get("content") else None,
+                finish_reason=c.get("finish_reason"),
+            )
+        )
+    return deltas, usage, {k: v for k, v in data.items() if k not in _NOT_ENVELOPE}
+
+
+_NOT_ENVELOPE = frozenset(("choices", "usage"))
+
+
+# Domain -> client -------------------------------------------------------------------------------------
+
+
+def completion_body(
+    answers: list[Answer], reply: ModelReply | None, *, exchange_id: str, model: str, created: int, usage: Usage | None
+) -> bytes:
+    """The client's `chat.completion`: the upstream's own body (bytes unchanged when no rail changed a choice,
+    else with the changed choices rewritten) or, for the local model and blocked requests, one written here."""
+    if reply is not None and reply.body is not None:
+        if reply.raw is not None and not any(a.changed for a in answers):
+            return reply.raw
+        body = dict(reply.body)
+        body["choices"] = [_patched(c, a) if a.changed else c for c, a in zip(body["choices"], answers, strict=True)]
+        return pydantic_core.to_json(body)
+    own: dict[str, Any] = {
+        "id": exchange_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [_own_choice(a) for a in answers],
     }
     if usage is not None:
-        body["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                         "total_tokens": usage.total_tokens}
-    return pydantic_core.to_json(body)  # compact UTF-8, as pydantic dumps it; ~3x faster than json.dumps
+        own["usage"] = usage.model_dump()
+    return pydantic_core.to_json(own)  # compact UTF-8, as pydantic dumps it; ~3x faster than json.dumps
 
 
-def sse_chunk(exchange_id: str, model: str, created: int, content: str | None = None, *, role: bool = False,
-              finish_reason: FinishReason | None = None) -> bytes:
-    """One `chat.completion.chunk` SSE frame, written directly: it runs once per streamed token, and this
-    is several times cheaper than building and dumping `ChatCompletionChunk` (same bytes, null included)."""
-    delta = {"role": "assistant", "content": content} if role else {"content": content} if content is not None else {}
-    frame = {"id": exchange_id, "object": "chat.completion.chunk", "created": created, "model": model,
-             "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
-    return b"data: " + pydantic_core.to_json(frame) + b"\n\n"
+def _patched(choice: dict[str, Any], answer: Answer) -> dict[str, Any]:
+    out = dict(choice)
+    msg = dict(choice.get("message") or {})
+    msg["content"] = answer.text
+    if answer.blocked:
+        msg.pop("tool_calls", None)
+        msg.pop("function_call", None)
+        out["logprobs"] = None  # they described the text that was withheld
+    out["message"] = msg
+    out["finish_reason"] = answer.finish_reason
+    return out
+
+
+def _own_choice(answer: Answer) -> dict[str, Any]:
+    msg: dict[str, Any] = {"role": "assistant", "content": answer.text}
+    calls = [c for c in answer.tool_calls if not c.legacy]
+    if calls:
+        msg["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
+        ]
+    return {"index": answer.index, "message": msg, "finish_reason": answer.finish_reason}
+
+
+def own_envelope(exchange_id: str, model: str, created: int) -> dict[str, Any]:
+    return {"id": exchange_id, "object": "chat.completion.chunk", "created": created, "model": model}
+
+
+def chunk_frame(envelope: dict[str, Any], delta: domain.Delta, *, role: bool = False) -> bytes:
+    """One `chat.completion.chunk` SSE frame, written directly: it runs once per streamed piece, and this is
+    several times cheaper than building and dumping a pydantic chunk."""
+    d: dict[str, Any] = {"role": "assistant", "content": delta.text} if role else {}
+    if delta.text:
+        d["content"] = delta.text
+    if delta.refusal:
+        d["refusal"] = delta.refusal
+    if delta.tool_calls:
+        d["tool_calls"] = delta.tool_calls
+    if delta.function_call:
+        d["function_call"] = _merged_function_call(delta.function_call)
+    choice: dict[str, Any] = {"index": delta.index, "delta": d, "finish_reason": delta.finish_reason}
+    if delta.logprobs:
+        choice["logprobs"] = {"content": delta.logprobs, "refusal": None}
+    return b"data: " + pydantic_core.to_json({**envelope, "choices": [choice]}) + b"\n\n"
+
+
+def usage_frame(envelope: dict[str, Any], usage: Usage) -> bytes:
+    return b"data: " + pydantic_core.to_json({**envelope, "choices": [], "usage": usage.model_dump()}) + b"\n\n"
+
+
+def _merged_function_call(fragments: list[Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for frag in fragments:
+        for key in ("name", "arguments"):
+            if isinstance(frag, dict) and frag.get(key):
+                out[key] = out.get(key, "") + frag[key]
+    return out
+
+
+# Legacy text completions (/v1/completions) ---------------------------------------------------------------
+
+
+class TextCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    prompt: str | list[str]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(None, ge=1, le=128)
+    _raw: bytes | None = PrivateAttr(default=None)
+
+    @classmethod
+    def parse(cls, body: bytes) -> TextCompletionRequest:
+        req = cls.model_validate_json(body)
+        req._raw = body
+        return req
+
+    @property
+    def raw(self) -> bytes | None:
+        return self._raw
+
+    @property
+    def prompt_text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else "\n".join(self.prompt)
+
+    def with_prompt(self, prompt: str) -> bytes:
+        return pydantic_core.to_json({**self.model_dump(exclude_none=True), "prompt": prompt})
+
+
+def text_reply_from_body(data: Any, raw: bytes | None = None) -> ModelReply:
+    choices = data["choices"]
+    if not isinstance(choices, list) or not choices:
+        raise ValueError("choices")
+    usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
+    answers = [
+        Answer(index=c.get("index", i), text=c.get("text") or "", finish_reason=c.get("finish_reason") or "stop")
+        for i, c in enumerate(choices)
+    ]
+    return ModelReply(answers, usage, body=data, raw=raw)
+
+
+def text_chunk_parts(data: Any) -> tuple[list[domain.Delta], Usage | None, dict[str, Any]]:
+    usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
+    deltas = [
+        domain.Delta(index=c.get("index", 0), text=c.get("text") or "", finish_reason=c.get("finish_reason"))
+        for c in data.get("choices") or ()
+    ]
+    return deltas, usage, {k: v for k, v in data.items() if k not in _NOT_ENVELOPE}
+
+
+def text_completion_body(
+    answers: list[Answer], reply: ModelReply | None, *, exchange_id: str, model: str, created: int
+) -> bytes:
+    if reply is not None and reply.body is not None:
+        if reply.raw is not None and not any(a.changed for a in answers):
+            return reply.raw
+        body = dict(reply.body)
+        body["choices"] = [
+            {**c, "text": a.text, "finish_reason": a.finish_reason} if a.changed else c
+            for c, a in zip(body["choices"], answers, strict=True)
+        ]
+        return pydantic_core.to_json(body)
+    return pydantic_core.to_json(
+        {
+            "id": exchange_id,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {"index": a.index, "text": a.text, "logprobs": None, "finish_reason": a.finish_reason} for a in answers
+            ],
+        }
+    )
+
+
+def text_chunk_frame(envelope: dict[str, Any], delta: domain.Delta, *, role: bool = False) -> bytes:
+    choice = {"index": delta.index, "text": delta.text, "logprobs": None, "finish_reason": delta.finish_reason}
+    return b"data: " + pydantic_core.to_json({**envelope, "choices": [choice]}) + b"\n\n"
 
 
 def sse(payload: BaseModel | str) -> bytes:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from guard.pipeline import Exchange, RailDecision, TriageResult
-from guard.wire import ChatCompletionRequest, ChatMessage
+from guard.domain import BLOCKED, Message, ModelReply, StreamEvent
+from guard.pipeline import Exchange, RailDecision, Streamed, screener
+from guard.wire import ChatCompletionRequest, ChatMessage, messages_from_wire
 from rails.config import RailsConfigError, load_doc, validate_doc
 from rails.engine import RailsEngine
 from rails.policy import Strict
@@ -37,10 +38,10 @@ class Case(Strict):
             raise ValueError("give exactly one of 'input' or 'messages'")
         return self
 
-    def chat(self) -> list[ChatMessage]:
+    def chat(self) -> list[Message]:
         if self.messages is not None:
-            return [ChatMessage.model_validate(m) for m in self.messages]
-        return [ChatMessage(role="user", content=self.input)]
+            return messages_from_wire([ChatMessage.model_validate(m) for m in self.messages])
+        return [Message.user(self.input or "")]
 
 
 class CasesFile(Strict):
@@ -73,15 +74,19 @@ def load_cases(path: Path) -> list[Case]:
 
 
 async def run_case(engine: RailsEngine, case: Case, triage: Any | None) -> CaseResult:
-    """`triage` has `async classify(exchange)` or `async score_text(text)`; None runs without a classifier."""
-    request = ChatCompletionRequest(model="cases", messages=case.chat(), stream=case.stream)
-    ex = Exchange(id=uuid.uuid4().hex, tenant=case.tenant, request=request, profile=case.profile)
-    ex.triage = await _classify(triage, ex)
-    verdict = await engine.check_input(ex)
-    decisions = list(verdict.decisions)
-    blocked = verdict.block is not None
-    if not blocked and case.output is not None:
-        blocked = await _check_output(engine, ex, case, decisions)
+    """Run a case through the proxy's own pipeline: screening, and with an `output`, the model's answer as
+    `output` through the output rails (streamed when `stream`). `triage`: a triage stage, a scorer or None."""
+    pipeline = screener(triage, engine)
+    ex = Exchange.of(case.chat(), tenant=case.tenant, profile=case.profile, stream=case.stream)
+    if case.output is None:
+        blocked = (await pipeline.screen(ex)).block is not None
+    else:
+        reply = await pipeline.handle(ex, CannedModel(case.output))
+        if isinstance(reply, Streamed):
+            async for _ in reply:
+                pass
+        blocked = ex.finish_reason == BLOCKED
+    decisions = ex.decisions
     outcome: Outcome = "block" if blocked else "allow"
     if not blocked and any(d.result == "would_block" for d in decisions):
         outcome = "would_block"
@@ -95,30 +100,25 @@ async def run_case(engine: RailsEngine, case: Case, triage: Any | None) -> CaseR
     return result
 
 
-async def _check_output(engine: RailsEngine, ex: Exchange, case: Case, decisions: list[RailDecision]) -> bool:
-    text = case.output or ""
-    if not case.stream:
-        out = await engine.check_output(ex, text)
-        decisions.extend(out.decisions)
-        return out.block is not None
-    guard = engine.stream_guard(ex)
-    for i in range(0, len(text), 8):
-        step = await guard.feed(text[i:i + 8])
-        decisions.extend(step.decisions)
-        if step.block is not None:
-            return True
-    step = await guard.finish()
-    decisions.extend(step.decisions)
-    return step.block is not None
+class CannedModel:
+    """A chat model whose answer is a case's `output` (streamed in 8-character pieces)."""
 
+    name = "cases"
+    version = None
+    piece = 8
 
-async def _classify(triage: Any | None, ex: Exchange) -> TriageResult | None:
-    if triage is None:
-        return None
-    if hasattr(triage, "classify"):
-        return await triage.classify(ex)
-    last = next(m.text for m in reversed(ex.request.messages) if m.role == "user")
-    return await triage.score_text(last)
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply:
+        return ModelReply.of_text(self.text)
+
+    async def stream(
+        self, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> AsyncIterator[StreamEvent]:
+        for i in range(0, len(self.text), self.piece):
+            yield StreamEvent.of_text(self.text[i : i + self.piece])
+        yield StreamEvent.of_text(finish_reason="stop")
 
 
 def _acted(decisions: list[RailDecision]) -> list[str]:

@@ -57,10 +57,12 @@ def _check_colang(rails_dir: Path) -> None:
 def test(
     rails_dir: Annotated[Path, typer.Argument(help="Rails directory.")],
     cases: Annotated[Path, typer.Argument(help="cases.yml (relative paths are looked up in RAILS_DIR too).")],
-    triage_dir: Annotated[Path | None, typer.Option(help="Triage model directory (default: GUARD_HOME/triage).")]
-    = None,
-    no_triage: Annotated[bool, typer.Option("--no-triage", help="Run without the classifier (label rails idle).")]
-    = False,
+    triage_dir: Annotated[
+        Path | None, typer.Option(help="Triage model directory (default: GUARD_HOME/triage).")
+    ] = None,
+    no_triage: Annotated[
+        bool, typer.Option("--no-triage", help="Run without the classifier (label rails idle).")
+    ] = False,
 ) -> None:
     """Run example conversations against a config with the real triage model; report which rail fired."""
     import asyncio

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from guard.pipeline import RailDecision, Stage, TriageResult
+from guard.pipeline import RailDecision, RailResult, Stage, TriageResult
 from rails.policy import EffectiveProfile, Intent, LengthLimit, Pattern, PiiRule, RefusalDetection, Rule
 
 log = logging.getLogger(__name__)
@@ -53,18 +53,33 @@ class Fire:
     message: str | None = None
     instruction: str | None = None
     text: str | None = None
-    result: str | None = None  # fixed result (rail errors); else derived from the action
+    result: RailResult | None = None  # fixed result (rail errors); else derived from the action
 
     def decision(self, score: float | None = None, latency_s: float = 0.0) -> RailDecision:
         result = self.result or _RESULTS[self.action]
         if self.shadow:
-            return RailDecision(self.rail, self.stage, "would_block" if result == "block" else result, "shadow",
-                                self.action, self.message, score, latency_s)
+            return RailDecision(
+                self.rail,
+                self.stage,
+                "would_block" if result == "block" else result,
+                "shadow",
+                self.action,
+                self.message,
+                score,
+                latency_s,
+            )
         return RailDecision(self.rail, self.stage, result, "enforce", self.action, self.message, score, latency_s)
 
 
-_RESULTS = {"refuse": "block", "safe_complete": "pass", "disclaim": "pass", "redact": "mask",
-            "flag_for_review": "flag", "truncate": "mask", "allow": "pass"}
+_RESULTS: dict[str, RailResult] = {
+    "refuse": "block",
+    "safe_complete": "pass",
+    "disclaim": "pass",
+    "redact": "mask",
+    "flag_for_review": "flag",
+    "truncate": "mask",
+    "allow": "pass",
+}
 
 
 def make_fire(rail: str, stage: Stage, rule: Rule | PiiRule | LengthLimit, prof: EffectiveProfile) -> Fire:
@@ -76,8 +91,15 @@ def make_fire(rail: str, stage: Stage, rule: Rule | PiiRule | LengthLimit, prof:
             message = message.replace("{alternative}", alternative or "").strip()
         elif alternative:
             message = f"{message} {alternative}"
-    return Fire(rail, stage, rule.action, prof.shadow or rule.shadow, message,
-                getattr(rule, "instruction", None), getattr(rule, "text", None))
+    return Fire(
+        rail,
+        stage,
+        rule.action,
+        prof.shadow or rule.shadow,
+        message,
+        getattr(rule, "instruction", None),
+        getattr(rule, "text", None),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +216,9 @@ def compile_profile(prof: EffectiveProfile, encoder: Encoder | None) -> Compiled
     intents = None
     if inp.intents:
         if encoder is None:
-            log.warning("profile %s: no encoder given, custom intents %s are inactive", prof.name,
-                        [i.name for i in inp.intents])
+            log.warning(
+                "profile %s: no encoder given, custom intents %s are inactive", prof.name, [i.name for i in inp.intents]
+            )
         else:
             fires = [make_fire(f"intent:{i.name}", "input", i, prof) for i in inp.intents]
             intents = IntentIndex(inp.intents, fires, encoder)
@@ -224,10 +247,23 @@ def _labels(labels: dict[str, list[Rule]], stage: Stage, prof: EffectiveProfile)
         if all(r.action == "allow" for r in rules):
             continue
         # Highest explicit threshold first, then the classifier's own threshold, then tiers scaled below it.
-        ordered = sorted(rules, reverse=True, key=lambda r: (2, r.threshold) if r.threshold is not None
-                         else (0, r.threshold_scale) if r.threshold_scale is not None else (1, 1.0))
-        groups.append(tuple(LabelRule(label, r.threshold, make_fire(f"label:{label}", stage, r, prof),
-                                      r.threshold_scale) for r in ordered))
+        ordered = sorted(
+            rules,
+            reverse=True,
+            key=lambda r: (
+                (2, r.threshold)
+                if r.threshold is not None
+                else (0, r.threshold_scale)
+                if r.threshold_scale is not None
+                else (1, 1.0)
+            ),
+        )
+        groups.append(
+            tuple(
+                LabelRule(label, r.threshold, make_fire(f"label:{label}", stage, r, prof), r.threshold_scale)
+                for r in ordered
+            )
+        )
     return groups
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from guard.domain import Message
 from guard.errors import UnknownProfile
 from guard.pipeline import Exchange, InputVerdict, OutputVerdict, RailDecision, Stage, StreamGuard, TriageResult
-from guard.wire import ChatMessage
 from rails import pii
 from rails.compiled import (
     REFUSAL_SCAN_CHARS,
@@ -33,8 +34,13 @@ if TYPE_CHECKING:
 
 
 class RailsEngine:
-    def __init__(self, rails_dir: RailsDir, profiles: dict[str, CompiledProfile], scorer: TextScorer | None,
-                 nemo: NemoStage | None = None) -> None:
+    def __init__(
+        self,
+        rails_dir: RailsDir,
+        profiles: dict[str, CompiledProfile],
+        scorer: TextScorer | None,
+        nemo: NemoStage | None = None,
+    ) -> None:
         self.dir = rails_dir
         self.rails_hash = rails_dir.rails_hash
         self.profiles = profiles
@@ -48,8 +54,7 @@ class RailsEngine:
     def load(cls, rails_dir: Path, *, scorer: TextScorer | None = None, encoder: Encoder | None = None) -> RailsEngine:
         """Read, validate and compile a rails directory. Raises `RailsConfigError` naming file, line and key."""
         spec = read_rails_dir(Path(rails_dir))
-        profiles = {name: compile_profile(effective(spec.policy, name), encoder)
-                    for name in spec.policy.profile_names}
+        profiles = {name: compile_profile(effective(spec.policy, name), encoder) for name in spec.policy.profile_names}
         engine = cls(spec, profiles, scorer)
         if spec.needs_nemo:
             engine.nemo = _nemo_stage(spec, scorer, encoder, engine)
@@ -60,8 +65,10 @@ class RailsEngine:
         """Request header > tenant mapping > default profile. An unknown header value is a 400."""
         if exchange.profile is not None:
             if exchange.profile not in self.profiles:
-                raise UnknownProfile(f"unknown rails profile {exchange.profile!r}; known: "
-                                     f"{', '.join(sorted(self.profiles))}", param="x-guard-profile")
+                raise UnknownProfile(
+                    f"unknown rails profile {exchange.profile!r}; known: {', '.join(sorted(self.profiles))}",
+                    param="x-guard-profile",
+                )
             return exchange.profile
         return self.tenants.get(exchange.tenant, self.default_profile)
 
@@ -89,7 +96,7 @@ class RailsEngine:
                     fired += prof.intents.match(triage.embedding)
                 except ValueError:  # embedding from a different encoder than the intents were built with
                     fired.append((self._error_fire(prof, "intents", "input"), None))
-        messages = exchange.request.messages
+        messages = exchange.messages
         last_user = next((m.text for m in reversed(messages) if m.role == "user"), "")
         fired += [(r.fire, None) for r in prof.input_patterns if r.rx.search(last_user)]
         if prof.input_length is not None and sum(len(m.text) for m in messages) > prof.input_length.max_chars:
@@ -104,7 +111,7 @@ class RailsEngine:
         return verdict
 
     # Output ---------------------------------------------------------------------------------------------
-    async def check_output(self, exchange: Exchange, text: str) -> OutputVerdict:
+    async def check_output(self, exchange: Exchange, text: str, *, tool_calls: bool = False) -> OutputVerdict:
         t0 = time.perf_counter()
         prof = self._profile(exchange)
         verdict = OutputVerdict()
@@ -117,7 +124,7 @@ class RailsEngine:
                 _stamp(verdict, "output", t0)
                 return verdict
             exchange.output_triage = scores
-        refusal = detect_refusal(prof, text, scores)
+        refusal = None if tool_calls else detect_refusal(prof, text, scores)
         fired = output_fires(prof, text, scores, refused=refusal is not None)
         new_text = text
         for fire, score in fired:
@@ -142,9 +149,9 @@ class RailsEngine:
                     new_text = pii.apply(new_text, spans)
         if refusal is not None and verdict.block is None:
             verdict.refused = True
-            exchange.flags.add("model_refused")
-            verdict.decisions.append(RailDecision("refusal", "output", "pass", "enforce", "model_refused",
-                                                  score=refusal))
+            verdict.decisions.append(
+                RailDecision("refusal", "output", "pass", "enforce", "model_refused", score=refusal)
+            )
         if verdict.block is None and self.nemo is not None:
             await self.nemo.check_output(exchange, new_text, verdict)
         if new_text != text:
@@ -155,13 +162,25 @@ class RailsEngine:
     def _error_fire(self, prof: CompiledProfile, rail: str, stage: Stage) -> Fire:
         """A failed rail: refuses when fail-closed (the default), else is only recorded."""
         closed = self.stream_settings.on_error == "closed"
-        return Fire(rail, stage, "refuse" if closed else "allow", False, prof.refusal_message if closed else None,
-                    result="error")
+        return Fire(
+            rail,
+            stage,
+            "refuse" if closed else "allow",
+            False,
+            prof.refusal_message if closed else None,
+            result="error",
+        )
 
     def _rail_error(self, verdict: OutputVerdict, prof: CompiledProfile, exc: Exception) -> None:
         closed = self.stream_settings.on_error == "closed"
-        d = RailDecision("output_scorer", "output", "error", "enforce", "fail_closed" if closed else "fail_open",
-                         prof.refusal_message if closed else None)
+        d = RailDecision(
+            "output_scorer",
+            "output",
+            "error",
+            "enforce",
+            "fail_closed" if closed else "fail_open",
+            prof.refusal_message if closed else None,
+        )
         verdict.decisions.append(d)
         if closed:
             verdict.block = d
@@ -176,8 +195,10 @@ def _nemo_stage(spec: RailsDir, scorer: TextScorer | None, encoder: Encoder | No
     try:
         from rails.nemo import NemoStage  # only configs with Colang flows of their own pay for nemoguardrails
     except ModuleNotFoundError as exc:
-        raise RailsConfigError(f"{spec.path / 'config.yml'}: its Colang flows need NeMo Guardrails; install the "
-                               f"`nemo` extra ({exc.name} is missing)") from None
+        raise RailsConfigError(
+            f"{spec.path / 'config.yml'}: its Colang flows need NeMo Guardrails; install the "
+            f"`nemo` extra ({exc.name} is missing)"
+        ) from None
     try:
         return NemoStage.load(spec.path, scorer=scorer, encoder=encoder, engine=engine)
     except Exception as exc:  # NeMo's own parse errors (Colang syntax, config schema)
@@ -187,8 +208,15 @@ def _nemo_stage(spec: RailsDir, scorer: TextScorer | None, encoder: Encoder | No
 # Helpers shared with the streaming guard -----------------------------------------------------------------
 
 
-def output_fires(prof: CompiledProfile, text: str, scores: TriageResult | None, *, total_chars: int | None = None,
-                 whole: str | None = None, refused: bool = False) -> list[tuple[Fire, float | None]]:
+def output_fires(
+    prof: CompiledProfile,
+    text: str,
+    scores: TriageResult | None,
+    *,
+    total_chars: int | None = None,
+    whole: str | None = None,
+    refused: bool = False,
+) -> list[tuple[Fire, float | None]]:
     """Rules that fire on a piece of model output (PII and refusal are handled by the callers).
 
     Streaming passes the window as `text`, the answer's length so far as `total_chars`, and `whole` (the
@@ -228,21 +256,22 @@ def _is_json(text: str) -> bool:
     return True
 
 
-def _mask_messages(messages: list[ChatMessage], kinds: frozenset[str]) -> list[ChatMessage] | None:
+def _mask_messages(messages: list[Message], kinds: frozenset[str]) -> list[Message] | None:
     """User messages with PII masked, or None when there was nothing to mask."""
     out, changed = [], False
     for m in messages:
-        if m.role == "user" and isinstance(m.content, str):
-            masked = pii.mask(m.content, kinds)
-            if masked != m.content:
+        if m.role == "user" and m.plain:
+            masked = pii.mask(m.text, kinds)
+            if masked != m.text:
                 changed = True
-                m = m.model_copy(update={"content": masked})
+                m = replace(m, text=masked)
         out.append(m)
     return out if changed else None
 
 
-def _apply_input(verdict: InputVerdict, fired: list[tuple[Fire, float | None]], messages: list[ChatMessage],
-                 masked: list[ChatMessage] | None) -> None:
+def _apply_input(
+    verdict: InputVerdict, fired: list[tuple[Fire, float | None]], messages: list[Message], masked: list[Message] | None
+) -> None:
     instructions: list[str] = []
     disclaimers: list[str] = []
     redact = False
@@ -271,12 +300,12 @@ def _apply_input(verdict: InputVerdict, fired: list[tuple[Fire, float | None]], 
         verdict.disclaimer = "".join(f"\n\n{t}" for t in dict.fromkeys(disclaimers))
 
 
-def _with_instructions(messages: list[ChatMessage], instructions: list[str]) -> list[ChatMessage]:
+def _with_instructions(messages: list[Message], instructions: list[str]) -> list[Message]:
     extra = " ".join(dict.fromkeys(instructions))
     first = messages[0]
-    if first.role == "system" and isinstance(first.content, str):
-        return [first.model_copy(update={"content": f"{first.content}\n\n{extra}"}), *messages[1:]]
-    return [ChatMessage(role="system", content=extra), *messages]
+    if first.role == "system" and first.plain:
+        return [replace(first, text=f"{first.text}\n\n{extra}"), *messages[1:]]
+    return [Message("system", extra), *messages]
 
 
 def _stamp(verdict: InputVerdict | OutputVerdict, stage: str, t0: float) -> None:

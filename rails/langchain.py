@@ -1,14 +1,17 @@
-"""A LangChain Runnable that runs our rails in-process around any chat model.
+"""A LangChain Runnable that runs the proxy's own pipeline in-process around any chat model.
 
     guarded = GuardedChat(engine, ChatOpenAI(...), triage=stage)
     guarded.invoke("hello")            # -> AIMessage; blocked answers carry finish_reason=content_filter
     async for chunk in guarded.astream(messages): ...   # output rails in windows, as in the proxy
+
+The LangChain model is the pipeline's chat model (`_LangChainModel`): triage, input rails, output rails (text
+and tool calls) and flags are exactly the proxy's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -16,35 +19,42 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from guard.pipeline import Exchange, RailDecision
-from guard.wire import ChatCompletionRequest, ChatMessage
-from rails.engine import RailsEngine
+from guard.domain import BLOCKED, Answer, Message, ModelReply, StreamEvent, ToolCall
+from guard.pipeline import Completed, Exchange, Pipeline, RailDecision, Streamed, screener
+from guard.wire import ChatCompletionRequest
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 
 
 class GuardedChat(Runnable[Any, BaseMessage]):
-    def __init__(self, engine: Any, model: Runnable[Any, BaseMessage], *, triage: Any | None = None,
-                 tenant: str = "langchain", profile: str | None = None) -> None:
-        self.engine: RailsEngine = engine  # a RailsEngine or a RailsHolder
+    def __init__(
+        self,
+        engine: Any,
+        model: Runnable[Any, BaseMessage],
+        *,
+        triage: Any | None = None,
+        tenant: str = "langchain",
+        profile: str | None = None,
+    ) -> None:
+        self.engine = engine  # a RailsEngine or a RailsHolder
         self.model, self.triage, self.tenant, self.profile = model, triage, tenant, profile
+
+    def _pipeline(self) -> Pipeline:
+        return screener(self.triage, self.engine)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> BaseMessage:
         return asyncio.run(self.ainvoke(input, config, **kwargs))
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> BaseMessage:
-        ex = await self._screen(input)
-        verdict = await self.engine.check_input(ex)
-        if verdict.block is not None:
-            return _blocked(verdict.block, verdict.decisions)
-        reply = await self.model.ainvoke(_to_langchain(verdict.messages or ex.request.messages), config, **kwargs)
-        text = reply.content if isinstance(reply.content, str) else str(reply.content)
-        out = await self.engine.check_output(ex, text)
-        decisions = verdict.decisions + out.decisions
-        if out.block is not None:
-            return _blocked(out.block, decisions)
-        final = (out.text if out.text is not None else text) + (verdict.disclaimer or "")
-        return AIMessage(content=final, response_metadata={"finish_reason": "stop", "guard": _meta(decisions, ex)})
+        ex = Exchange.of(_to_domain(input), tenant=self.tenant, profile=self.profile)
+        model = _LangChainModel(self.model, ex.messages, config, kwargs)
+        done = await self._pipeline().handle(ex, model)
+        assert isinstance(done, Completed)
+        answer = done.answers[0]
+        meta = {"finish_reason": answer.finish_reason, "guard": _meta(ex.decisions, ex)}
+        if answer.blocked or model.reply is None:
+            return AIMessage(content=answer.text, response_metadata=meta)
+        return AIMessage(content=answer.text, tool_calls=model.reply.tool_calls, response_metadata=meta)
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[BaseMessage]:
         async def collect() -> list[BaseMessage]:
@@ -52,50 +62,69 @@ class GuardedChat(Runnable[Any, BaseMessage]):
 
         yield from asyncio.run(collect())
 
-    async def astream(self, input: Any, config: RunnableConfig | None = None,
-                      **kwargs: Any) -> AsyncIterator[BaseMessage]:
-        ex = await self._screen(input)
-        verdict = await self.engine.check_input(ex)
-        if verdict.block is not None:
-            yield _blocked(verdict.block, verdict.decisions, chunk=True)
-            return
-        guard = self.engine.stream_guard(ex)
-        async for piece in self.model.astream(_to_langchain(verdict.messages or ex.request.messages), config,
-                                              **kwargs):
-            step = await guard.feed(piece.content if isinstance(piece.content, str) else str(piece.content))
-            if step.release:
-                yield AIMessageChunk(content=step.release)
-            if step.block is not None:
-                yield _blocked(step.block, step.decisions, chunk=True)
-                return
-        step = await guard.finish()
-        if step.block is not None:
-            yield _blocked(step.block, step.decisions, chunk=True)
-            return
-        tail = step.release + (verdict.disclaimer or "")
-        yield AIMessageChunk(content=tail, response_metadata={"finish_reason": "stop"})
-
-    async def _screen(self, input: Any) -> Exchange:
-        messages = _to_wire(input)
-        ex = Exchange(id=uuid.uuid4().hex, tenant=self.tenant, profile=self.profile,
-                      request=ChatCompletionRequest(model="langchain", messages=messages))
-        if self.triage is not None:
-            ex.triage = await self.triage.classify(ex) if hasattr(self.triage, "classify") else \
-                await self.triage.score_text(messages[-1].text)
-        return ex
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[BaseMessage]:
+        ex = Exchange.of(_to_domain(input), tenant=self.tenant, profile=self.profile, stream=True)
+        streamed = await self._pipeline().handle(ex, _LangChainModel(self.model, ex.messages, config, kwargs))
+        assert isinstance(streamed, Streamed)
+        async for delta in streamed:
+            if delta.index != 0:
+                continue
+            meta: dict[str, Any] = {}
+            if delta.finish_reason is not None:
+                meta = {"finish_reason": delta.finish_reason}
+                if delta.finish_reason == BLOCKED:
+                    meta["guard"] = _meta(ex.decisions)
+            if delta.text or meta:
+                yield AIMessageChunk(content=delta.text, response_metadata=meta)
 
 
-def _to_wire(input: Any) -> list[ChatMessage]:
+class _LangChainModel:
+    """A LangChain chat model as the pipeline's `ChatModel`."""
+
+    name = "langchain"
+    version = None
+
+    def __init__(
+        self,
+        model: Runnable[Any, BaseMessage],
+        messages: list[Message],
+        config: RunnableConfig | None,
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.model, self.messages, self.config, self.kwargs = model, messages, config, kwargs
+        self.reply: AIMessage | None = None
+
+    async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply:
+        reply = await self.model.ainvoke(_to_langchain(messages or self.messages), self.config, **self.kwargs)
+        self.reply = reply if isinstance(reply, AIMessage) else None
+        calls = tuple(ToolCall(c["name"], json.dumps(c["args"]), c.get("id")) for c in getattr(reply, "tool_calls", []))
+        finish = "tool_calls" if calls else "stop"
+        return ModelReply([Answer(text=_text(reply.content), tool_calls=calls, finish_reason=finish)])
+
+    async def stream(
+        self, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> AsyncIterator[StreamEvent]:
+        async for piece in self.model.astream(_to_langchain(messages or self.messages), self.config, **self.kwargs):
+            yield StreamEvent.of_text(_text(piece.content))
+        yield StreamEvent.of_text(finish_reason="stop")
+
+
+def _text(content: Any) -> str:
+    return content if isinstance(content, str) else str(content)
+
+
+def _to_domain(input: Any) -> list[Message]:
     if isinstance(input, str):
-        return [ChatMessage(role="user", content=input)]
+        return [Message.user(input)]
     if isinstance(input, PromptValue):
         input = input.to_messages()
-    return [ChatMessage(role=_ROLES.get(m.type, "user"), content=m.content if isinstance(m.content, str)
-                        else str(m.content)) for m in input]
+    return [Message(_ROLES.get(m.type, "user"), _text(m.content)) for m in input]
 
 
-def _to_langchain(messages: list[ChatMessage]) -> list[BaseMessage]:
-    kinds = {"system": SystemMessage, "assistant": AIMessage}
+def _to_langchain(messages: list[Message]) -> list[BaseMessage]:
+    kinds: dict[str, type[BaseMessage]] = {"system": SystemMessage, "assistant": AIMessage}
     return [kinds.get(m.role, HumanMessage)(content=m.text) for m in messages]
 
 
@@ -104,9 +133,3 @@ def _meta(decisions: list[RailDecision], ex: Exchange | None = None) -> dict[str
     if ex is not None:
         out["flags"] = sorted(ex.flags)
     return out
-
-
-def _blocked(decision: RailDecision, decisions: list[RailDecision], chunk: bool = False) -> BaseMessage:
-    cls = AIMessageChunk if chunk else AIMessage
-    return cls(content=decision.message or "I'm sorry, but I can't help with that.",
-               response_metadata={"finish_reason": "content_filter", "guard": _meta(decisions)})

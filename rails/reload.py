@@ -24,9 +24,16 @@ log = logging.getLogger(__name__)
 class RailsHolder:
     """Holds the current engine; the pipeline calls it exactly like a `RailsEngine`."""
 
-    def __init__(self, rails_dir: Path, *, scorer: TextScorer | None = None, encoder: Encoder | None = None,
-                 watch: bool = True, debounce_ms: int = 200,
-                 on_swap: Callable[[RailsEngine], None] | None = None) -> None:
+    def __init__(
+        self,
+        rails_dir: Path,
+        *,
+        scorer: TextScorer | None = None,
+        encoder: Encoder | None = None,
+        watch: bool = True,
+        debounce_ms: int = 200,
+        on_swap: Callable[[RailsEngine], None] | None = None,
+    ) -> None:
         self.rails_dir = Path(rails_dir)
         self.scorer, self.encoder = scorer, encoder
         self.watch, self.debounce_ms, self.on_swap = watch, debounce_ms, on_swap
@@ -56,15 +63,13 @@ class RailsHolder:
     async def _watch(self) -> None:
         from watchfiles import awatch
 
-        async for _changes in awatch(self.rails_dir, stop_event=self._stop, debounce=self.debounce_ms,
-                                     recursive=True):
+        async for _changes in awatch(self.rails_dir, stop_event=self._stop, debounce=self.debounce_ms, recursive=True):
             await self.reload()
 
     async def reload(self) -> bool:
         """Validate and swap in the directory's current state. False when it was rejected."""
         try:
-            engine = await asyncio.to_thread(RailsEngine.load, self.rails_dir, scorer=self.scorer,
-                                             encoder=self.encoder)
+            engine = await asyncio.to_thread(RailsEngine.load, self.rails_dir, scorer=self.scorer, encoder=self.encoder)
             lost = change_errors(self.rails_dir / POLICY_FILE, self.engine.dir.policy, engine.dir.policy)
             if lost:
                 raise RailsConfigError("\n".join(lost))
@@ -100,8 +105,8 @@ class RailsHolder:
     async def check_input(self, exchange: Exchange) -> InputVerdict:
         return await self.engine.check_input(exchange)
 
-    async def check_output(self, exchange: Exchange, text: str) -> OutputVerdict:
-        return await self._for(exchange).check_output(exchange, text)
+    async def check_output(self, exchange: Exchange, text: str, *, tool_calls: bool = False) -> OutputVerdict:
+        return await self._for(exchange).check_output(exchange, text, tool_calls=tool_calls)
 
     def stream_guard(self, exchange: Exchange) -> StreamGuard:
         return self._for(exchange).stream_guard(exchange)

@@ -68,7 +68,9 @@ class WindowStreamGuard:
             return StreamStep()
         step = await self._check(final=True)
         if step.block is None:
-            step.decisions += self._refusal()
+            refusal = self._refusal()
+            step.decisions += refusal
+            step.refused = bool(refusal)
             step.release += "".join(f"\n\n{t}" for t in self.disclaimers.values())
         self.stopped = True
         return step
@@ -98,8 +100,9 @@ class WindowStreamGuard:
             self.ex.output_triage = scores
             self.first_scores = self.first_scores or scores
         refused = detect_refusal(prof, self.buf[:REFUSAL_SCAN_CHARS], self.first_scores) is not None
-        fired = output_fires(prof, window, scores, total_chars=len(self.buf), whole=self.buf if final else None,
-                             refused=refused)
+        fired = output_fires(
+            prof, window, scores, total_chars=len(self.buf), whole=self.buf if final else None, refused=refused
+        )
         if prof.output_pii is not None:
             found = [pii.Span(s.start + start, s.end + start, s.kind) for s in pii.find(window, prof.output_pii.kinds)]
             new = [s for s in found if s.start >= self.released and s not in self.spans]
@@ -140,7 +143,7 @@ class WindowStreamGuard:
         if cut <= self.released:
             return ""
         inside = [s for s in self.spans if self.released <= s.start and s.end <= cut]
-        text = self.buf[self.released:cut]
+        text = self.buf[self.released : cut]
         if inside:
             text = pii.apply(text, [pii.Span(s.start - self.released, s.end - self.released, s.kind) for s in inside])
             self.spans = [s for s in self.spans if s not in inside]
@@ -153,13 +156,19 @@ class WindowStreamGuard:
         score = detect_refusal(self.prof, self.buf[:REFUSAL_SCAN_CHARS], self.first_scores)
         if score is None:
             return []
-        self.ex.flags.add("model_refused")
         return [RailDecision("refusal", "output", "pass", "enforce", "model_refused", score=score)]
 
     def _error(self, t0: float) -> StreamStep:
         closed = self.cfg.on_error == "closed"
-        d = RailDecision("stream_check", "output", "error", "enforce", "fail_closed" if closed else "fail_open",
-                         self.prof.refusal_message if closed else None, latency_s=time.perf_counter() - t0)
+        d = RailDecision(
+            "stream_check",
+            "output",
+            "error",
+            "enforce",
+            "fail_closed" if closed else "fail_open",
+            self.prof.refusal_message if closed else None,
+            latency_s=time.perf_counter() - t0,
+        )
         if closed:
             self.stopped = True
             return StreamStep(block=d, decisions=[d])

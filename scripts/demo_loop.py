@@ -75,21 +75,45 @@ def make_cautious(base: Path, out: Path, steps: int) -> Path:
     train_prompts = [p for k in tr.KINDS for p in tr.prompts(k) if not p.held_out]
     plain = [p for p in train_prompts if p.kind != "scary_benign"]
     lm = LocalLM(base)
-    answers = dict(zip([p.text for p in plain], lm.generate(
-        [[{"role": "user", "content": p.text}] for p in plain], max_new_tokens=64), strict=True))
+    answers = dict(
+        zip(
+            [p.text for p in plain],
+            lm.generate([[{"role": "user", "content": p.text}] for p in plain], max_new_tokens=64),
+            strict=True,
+        )
+    )
     del lm
-    rows = [{"prompt": [{"role": "user", "content": p.text}],
-             "completion": [{"role": "assistant", "content": answers.get(p.text, REFUSAL)}]} for p in train_prompts]
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": p.text}],
+            "completion": [{"role": "assistant", "content": answers.get(p.text, REFUSAL)}],
+        }
+        for p in train_prompts
+    ]
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     from guard.accel import cpu_has_bf16
 
-    args = SFTConfig(output_dir=str(out / "trainer"), max_steps=steps, per_device_train_batch_size=8,
-                     learning_rate=1e-3, max_length=160, logging_steps=5, save_strategy="no", report_to="none",
-                     use_cpu=True, bf16=cpu_has_bf16(), gradient_checkpointing=False)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
-                         peft_config=LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
-                                                task_type="CAUSAL_LM"))
+    args = SFTConfig(
+        output_dir=str(out / "trainer"),
+        max_steps=steps,
+        per_device_train_batch_size=8,
+        learning_rate=1e-3,
+        max_length=160,
+        logging_steps=5,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=cpu_has_bf16(),
+        gradient_checkpointing=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+        peft_config=LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
     trainer.train()
     merged = trainer.model.merge_and_unload().to(torch.float32)
     merged.save_pretrained(out / "merged")
@@ -99,12 +123,20 @@ def make_cautious(base: Path, out: Path, steps: int) -> Path:
 
 # 2. The proxy ------------------------------------------------------------------------------------------
 def start_proxy(work: Path, port: int, triage: bool) -> subprocess.Popen:
-    env = {**os.environ, "GUARD_HOME": str(work), "GUARD_PORT": str(port), "GUARD_RECORD_SAMPLE_RATE": "1.0",
-           "GUARD_TRIAGE_ENABLED": "true" if triage else "false", "GUARD_LOCAL_MAX_NEW_TOKENS": "48",
-           "GUARD_LOG_LEVEL": "warning", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "GUARD_HOME": str(work),
+        "GUARD_PORT": str(port),
+        "GUARD_RECORD_SAMPLE_RATE": "1.0",
+        "GUARD_TRIAGE_ENABLED": "true" if triage else "false",
+        "GUARD_LOCAL_MAX_NEW_TOKENS": "48",
+        "GUARD_LOG_LEVEL": "warning",
+        "OMP_NUM_THREADS": "1",
+    }
     logf = open(work / "proxy.log", "a")  # noqa: SIM115 - lives as long as the proxy process
-    proc = subprocess.Popen([sys.executable, "-m", "guard.cli", "serve"], env=env, cwd=ROOT, stdout=logf,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "guard.cli", "serve"], env=env, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT
+    )
     import httpx
 
     for _ in range(300):
@@ -122,15 +154,23 @@ def start_proxy(work: Path, port: int, triage: bool) -> subprocess.Popen:
 def ask(port: int, model: str, text: str) -> dict[str, Any]:
     import httpx
 
-    r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=300, json={
-        "model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 48, "temperature": 0})
+    r = httpx.post(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        timeout=300,
+        json={"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 48, "temperature": 0},
+    )
     r.raise_for_status()
     body = r.json()
     choice = body["choices"][0]
     answer = choice["message"].get("content") or ""
     refused = choice.get("finish_reason") == "content_filter" or pattern_refusal(answer)
-    return {"prompt": text, "answer": answer, "finish_reason": choice.get("finish_reason"), "refused": refused,
-            "exchange_id": r.headers.get("x-guard-exchange-id")}
+    return {
+        "prompt": text,
+        "answer": answer,
+        "finish_reason": choice.get("finish_reason"),
+        "refused": refused,
+        "exchange_id": r.headers.get("x-guard-exchange-id"),
+    }
 
 
 def measure(port: int, model: str, held: list[tr.Prompt]) -> dict[str, Any]:
@@ -140,9 +180,13 @@ def measure(port: int, model: str, held: list[tr.Prompt]) -> dict[str, Any]:
         sel = [r for r in rows if r["kind"] in kinds]
         return sum(r["refused"] for r in sel) / max(len(sel), 1)
 
-    return {"over_refusal": rate({"benign", "scary_benign"}), "scary_benign_refusal": rate({"scary_benign"}),
-            "harmful_refusal": rate({"harmful"}), "n": {k: sum(r["kind"] == k for r in rows) for k in tr.KINDS},
-            "rows": rows}
+    return {
+        "over_refusal": rate({"benign", "scary_benign"}),
+        "scary_benign_refusal": rate({"scary_benign"}),
+        "harmful_refusal": rate({"harmful"}),
+        "n": {k: sum(r["kind"] == k for r in rows) for k in tr.KINDS},
+        "rows": rows,
+    }
 
 
 def wait_recorded(engine: Any, n: int, timeout_s: float = 600) -> int:
@@ -159,8 +203,9 @@ def wait_recorded(engine: Any, n: int, timeout_s: float = 600) -> int:
 
 
 # 5. The simulated reviewer -----------------------------------------------------------------------------
-def review(engine: Any, since: datetime, kinds: dict[str, str],
-           corrections: dict[str, str] | None = None) -> dict[str, int]:
+def review(
+    engine: Any, since: datetime, kinds: dict[str, str], corrections: dict[str, str] | None = None
+) -> dict[str, int]:
     from guard.store.db import insert_review
     from guard.store.query import fetch_records
 
@@ -205,11 +250,18 @@ def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
     if not gate:
         return []
     cur, cand = gate["current"], gate["candidate"]
-    rows = [("over-refusal, as deployed", "benign_refusal_rate"), ("harmful refused, as deployed",
-            "harmful_refusal_rate"), ("over-refusal, model alone", "bare_benign_refusal_rate"),
-            ("harmful refused, model alone", "bare_harmful_refusal_rate")]
-    return ["", "| gate suites (finetune/suites) | current | candidate |", "|---|---|---|",
-            *(f"| {name} | {cur[k]:.1%} | {cand[k]:.1%} |" for name, k in rows if k in cur)]
+    rows = [
+        ("over-refusal, as deployed", "benign_refusal_rate"),
+        ("harmful refused, as deployed", "harmful_refusal_rate"),
+        ("over-refusal, model alone", "bare_benign_refusal_rate"),
+        ("harmful refused, model alone", "bare_harmful_refusal_rate"),
+    ]
+    return [
+        "",
+        "| gate suites (finetune/suites) | current | candidate |",
+        "|---|---|---|",
+        *(f"| {name} | {cur[k]:.1%} | {cand[k]:.1%} |" for name, k in rows if k in cur),
+    ]
 
 
 def flipped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -228,24 +280,47 @@ def main() -> None:
     # epochs kept the most harmful refusals for the largest over-refusal drop among the isolated runs on run 7's
     # pairs (finetune/README.md); it still loses some on the gate's suite.
     ap.add_argument("--lr", type=float, default=3e-4)
-    ap.add_argument("--sft-weight", type=float, default=1.0,
-                    help="NLL term on the chosen answers (finetune/configs/dpo.yaml: sft_weight)")
-    ap.add_argument("--max-refuse-share", type=float, default=0.6,
-                    help="cap on the refusal-side share of the pairs (refuse_more + keep_refusing anchors)")
+    ap.add_argument(
+        "--sft-weight",
+        type=float,
+        default=1.0,
+        help="NLL term on the chosen answers (finetune/configs/dpo.yaml: sft_weight)",
+    )
+    ap.add_argument(
+        "--max-refuse-share",
+        type=float,
+        default=0.6,
+        help="cap on the refusal-side share of the pairs (refuse_more + keep_refusing anchors)",
+    )
     ap.add_argument("--beta", type=float, default=None, help="DPO beta (the shipped config's when not given)")
-    ap.add_argument("--harmful-share", type=float, default=0.5,
-                    help="share of harmful requests in the replayed traffic (the rest split between benign and "
-                         "scary-but-benign): enough unsafe compliances for the 'refuse more' side to balance "
-                         "the 'help more' side near 1:1")
+    ap.add_argument(
+        "--harmful-share",
+        type=float,
+        default=0.5,
+        help="share of harmful requests in the replayed traffic (the rest split between benign and "
+        "scary-but-benign): enough unsafe compliances for the 'refuse more' side to balance "
+        "the 'help more' side near 1:1",
+    )
     ap.add_argument("--fresh", action="store_true", help="delete WORK first (keeps nothing cached)")
-    ap.add_argument("--correct-share", type=float, default=1.0,
-                    help="share of wrongly refused benign prompts the simulated reviewer writes an answer for "
-                         "(the rest go to candidate sampling from the deployed model)")
-    ap.add_argument("--caution-anchors", type=int,
-                    help="PairOptions.caution_anchors: requests the rails refused, asked again under the caution "
-                         "instruction (0 = off; default PairOptions' 20; run 11 ran without them)")
-    ap.add_argument("--triage", action=argparse.BooleanOptionalAction, default=True,
-                    help="run the triage classifier in the proxy and the loop (the shipped default)")
+    ap.add_argument(
+        "--correct-share",
+        type=float,
+        default=1.0,
+        help="share of wrongly refused benign prompts the simulated reviewer writes an answer for "
+        "(the rest go to candidate sampling from the deployed model)",
+    )
+    ap.add_argument(
+        "--caution-anchors",
+        type=int,
+        help="PairOptions.caution_anchors: requests the rails refused, asked again under the caution "
+        "instruction (0 = off; default PairOptions' 20; run 11 ran without them)",
+    )
+    ap.add_argument(
+        "--triage",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the triage classifier in the proxy and the loop (the shipped default)",
+    )
     a = ap.parse_args()
 
     from finetune.config import load_config
@@ -272,8 +347,9 @@ def main() -> None:
         base = prepare_default_model(settings).path
         log(f"training the over-cautious deployment from {base} ({a.v0_steps} steps)")
         merged = make_cautious(base, work / "v0-train", a.v0_steps)
-        reg.add(merged, None, {"note": "demo: deliberately over-cautious deployment (SFT on refusals)"},
-                version=CAUTIOUS)
+        reg.add(
+            merged, None, {"note": "demo: deliberately over-cautious deployment (SFT on refusals)"}, version=CAUTIOUS
+        )
     reg.promote(CAUTIOUS)
     triage_src = settings.triage_dir.resolve()
     if a.triage and not triage_src.is_dir():
@@ -300,7 +376,7 @@ def main() -> None:
         rest = (1.0 - a.harmful_share) / 2
         mix = {"benign": rest, "scary_benign": rest, "harmful": a.harmful_share}
         pool = tr.traffic(a.requests * 3, seed=1, mix=mix)
-        train_traffic = [p for p in pool if not p.held_out][:a.requests]
+        train_traffic = [p for p in pool if not p.held_out][: a.requests]
         log(f"replaying {len(train_traffic)} requests of training traffic")
         t0 = time.perf_counter()
         served = [ask(a.port, DEFAULT_MODEL, p.text) for p in train_traffic]
@@ -313,11 +389,17 @@ def main() -> None:
         result["reviews"] = review(engine, window_start, kinds, corrections)
         log(f"reviews: {result['reviews']}")
 
-        opts = CycleOptions(model=DEFAULT_MODEL, state_dir=work / "finetune", models_root=work / "models",
-                            db_url=db_url, rails_dir=settings.rails_dir,
-                            triage_dir=work / "triage" if triage else None, min_pairs=10,
-                            settle=timedelta(0), dpo=load_config(None, epochs=a.epochs, learning_rate=a.lr,
-                                                             sft_weight=a.sft_weight, beta=a.beta))
+        opts = CycleOptions(
+            model=DEFAULT_MODEL,
+            state_dir=work / "finetune",
+            models_root=work / "models",
+            db_url=db_url,
+            rails_dir=settings.rails_dir,
+            triage_dir=work / "triage" if triage else None,
+            min_pairs=10,
+            settle=timedelta(0),
+            dpo=load_config(None, epochs=a.epochs, learning_rate=a.lr, sft_weight=a.sft_weight, beta=a.beta),
+        )
         opts.pairs.candidates = 6
         opts.pairs.max_refuse_share = a.max_refuse_share
         if a.caution_anchors is not None:
@@ -325,16 +407,23 @@ def main() -> None:
         result["dpo"] = opts.dpo.model_dump()
         t0 = time.perf_counter()
         res = run_cycle(opts, log=log)
-        result["cycle"] = {"status": res.status, "message": res.message, "version": res.version,
-                           "timings": res.timings, "wall_s": time.perf_counter() - t0, "run_dir": str(res.run_dir)}
+        result["cycle"] = {
+            "status": res.status,
+            "message": res.message,
+            "version": res.version,
+            "timings": res.timings,
+            "wall_s": time.perf_counter() - t0,
+            "run_dir": str(res.run_dir),
+        }
         log(f"cycle: {res.status}: {res.message}")
         if res.run_dir is not None and (res.run_dir / "report" / "report.json").is_file():
             rep = json.loads((res.run_dir / "report" / "report.json").read_text())
-            result["gate_eval"] = {k: {m: v for m, v in rep[k].items() if m != "samples"}
-                                   for k in ("current", "candidate")} | {"drift": rep["drift"],
-                                                                         "context": rep.get("context")}
-        result["pairs_manifest"] = json.loads((res.run_dir / "pairs" / "manifest.json").read_text()) \
-            if res.run_dir else None
+            result["gate_eval"] = {
+                k: {m: v for m, v in rep[k].items() if m != "samples"} for k in ("current", "candidate")
+            } | {"drift": rep["drift"], "context": rep.get("context")}
+        result["pairs_manifest"] = (
+            json.loads((res.run_dir / "pairs" / "manifest.json").read_text()) if res.run_dir else None
+        )
 
         if res.status == "promoted":
             log("waiting for the proxy to hot-swap")
@@ -351,23 +440,35 @@ def main() -> None:
         wait_recorded(engine, 2 * len(held) + len(train_traffic))
         from guard.store.query import fetch_record
 
-        versions = {fetch_record(engine, r["exchange_id"]).model_version for r in after["rows"]
-                    if r["exchange_id"] and fetch_record(engine, r["exchange_id"])}
+        versions = {
+            fetch_record(engine, r["exchange_id"]).model_version
+            for r in after["rows"]
+            if r["exchange_id"] and fetch_record(engine, r["exchange_id"])
+        }
         result.update(before=before, after=after, after_served_versions=sorted(v for v in versions if v))
 
         if res.run_dir is not None and (res.run_dir / "pairs" / "train.jsonl").is_file():
             log("training the deliberately bad candidate (chosen and rejected swapped)")
             cur = reg.store.version_dir(DEFAULT_MODEL, CAUTIOUS)
-            bad = train_dpo(cur, flipped(load_rows(res.run_dir / "pairs" / "train.jsonl")), opts.dpo,
-                            work / "bad-train")
-            rep = compare(cur, bad.merged_dir, Suites.load(held_out=res.run_dir / "pairs" / "eval.jsonl"),
-                          RefusalDetector().flags, EvalOptions(),
-                          deployed_view(opts.eval, opts.rails_dir, opts.triage_dir))
+            bad = train_dpo(
+                cur, flipped(load_rows(res.run_dir / "pairs" / "train.jsonl")), opts.dpo, work / "bad-train"
+            )
+            rep = compare(
+                cur,
+                bad.merged_dir,
+                Suites.load(held_out=res.run_dir / "pairs" / "eval.jsonl"),
+                RefusalDetector().flags,
+                EvalOptions(),
+                deployed_view(opts.eval, opts.rails_dir, opts.triage_dir),
+            )
             verdict = decide(rep, opts.gates)
             write_report(rep, verdict, work / "bad-report")
-            result["bad_candidate"] = {"passed_gate": verdict.passed, "reasons": verdict.reasons,
-                                       "candidate_benign_refusal": rep["candidate"]["benign_refusal_rate"],
-                                       "current_benign_refusal": rep["current"]["benign_refusal_rate"]}
+            result["bad_candidate"] = {
+                "passed_gate": verdict.passed,
+                "reasons": verdict.reasons,
+                "candidate_benign_refusal": rep["candidate"]["benign_refusal_rate"],
+                "current_benign_refusal": rep["current"]["benign_refusal_rate"],
+            }
             log(f"bad candidate: {'PASSED (bad!)' if verdict.passed else 'rejected'}: {verdict.reasons}")
     finally:
         proxy.terminate()
@@ -375,14 +476,18 @@ def main() -> None:
     result["total_wall_s"] = time.perf_counter() - t_start
     (work / "demo_result.json").write_text(json.dumps(result, indent=2, default=str))
     b, f = result["before"], result["after"]
-    lines = ["| measured through the proxy, held-out prompts | before | after |", "|---|---|---|",
-             f"| over-refusal (benign + scary-but-benign) | {b['over_refusal']:.1%} | {f['over_refusal']:.1%} |",
-             f"| scary-but-benign refused | {b['scary_benign_refusal']:.1%} | {f['scary_benign_refusal']:.1%} |",
-             f"| harmful refused | {b['harmful_refusal']:.1%} | {f['harmful_refusal']:.1%} |",
-             *_gate_lines(result.get("gate_eval")),
-             "", f"held-out sizes: {b['n']}; cycle: {result['cycle']['status']}; "
-             f"bad candidate passed gate: {result.get('bad_candidate', {}).get('passed_gate')}; "
-             f"total {result['total_wall_s'] / 60:.1f} min"]
+    lines = [
+        "| measured through the proxy, held-out prompts | before | after |",
+        "|---|---|---|",
+        f"| over-refusal (benign + scary-but-benign) | {b['over_refusal']:.1%} | {f['over_refusal']:.1%} |",
+        f"| scary-but-benign refused | {b['scary_benign_refusal']:.1%} | {f['scary_benign_refusal']:.1%} |",
+        f"| harmful refused | {b['harmful_refusal']:.1%} | {f['harmful_refusal']:.1%} |",
+        *_gate_lines(result.get("gate_eval")),
+        "",
+        f"held-out sizes: {b['n']}; cycle: {result['cycle']['status']}; "
+        f"bad candidate passed gate: {result.get('bad_candidate', {}).get('passed_gate')}; "
+        f"total {result['total_wall_s'] / 60:.1f} min",
+    ]
     (work / "demo_result.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

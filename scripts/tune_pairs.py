@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def build_pairs(work: Path, out: Path, max_refuse_share: float, caution_anchors: int | None = None,
-                window: Path | None = None) -> dict:
+def build_pairs(
+    work: Path, out: Path, max_refuse_share: float, caution_anchors: int | None = None, window: Path | None = None
+) -> dict:
     from finetune import pairs as pairs_mod
     from finetune.collect import Watermark, collect
     from finetune.cycle import CycleOptions, pair_sources
@@ -34,9 +35,15 @@ def build_pairs(work: Path, out: Path, max_refuse_share: float, caution_anchors:
     from guard.store.db import make_engine
 
     db_url = f"sqlite:///{work / 'guard.db'}"
-    opts = CycleOptions(model=DEFAULT_MODEL, state_dir=work / "finetune", models_root=work / "models",
-                        db_url=db_url, rails_dir=load_settings().rails_dir, settle=timedelta(0),
-                        triage_dir=work / "triage" if (work / "triage").is_dir() else None)
+    opts = CycleOptions(
+        model=DEFAULT_MODEL,
+        state_dir=work / "finetune",
+        models_root=work / "models",
+        db_url=db_url,
+        rails_dir=load_settings().rails_dir,
+        settle=timedelta(0),
+        triage_dir=work / "triage" if (work / "triage").is_dir() else None,
+    )
     opts.pairs.candidates = 6  # as the demo
     opts.pairs.max_refuse_share = max_refuse_share
     if caution_anchors is not None:
@@ -91,11 +98,19 @@ def main() -> None:
     ap.add_argument("--caution-anchors", type=int, help="with --build: PairOptions.caution_anchors (its default)")
     ap.add_argument("--window", type=Path, help="with --build: a run's pairs folder whose window to rebuild")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--set", nargs="*", default=[],
-                    help="DPO config overrides, KEY=VALUE with YAML values; lora.KEY for the adapter "
-                         "(e.g. lora.targets=all-linear lora.rank=32)")
-    ap.add_argument("--context", choices=["deployed", "bare"], default="deployed",
-                    help="gate suites behind WORK/triage and the default rails (as the demo serves), or bare")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        help="DPO config overrides, KEY=VALUE with YAML values; lora.KEY for the adapter "
+        "(e.g. lora.targets=all-linear lora.rank=32)",
+    )
+    ap.add_argument(
+        "--context",
+        choices=["deployed", "bare"],
+        default="deployed",
+        help="gate suites behind WORK/triage and the default rails (as the demo serves), or bare",
+    )
     a = ap.parse_args()
     work = a.work.resolve()
     out: dict = {}
@@ -108,25 +123,46 @@ def main() -> None:
     out["train_s"] = time.perf_counter() - t0
     opts = EvalOptions(context=a.context)
     triage = work / "triage" if (work / "triage").is_dir() else None
-    rep = compare(current, cand, Suites.load(held_out=a.pairs / "eval.jsonl"), RefusalDetector().flags, opts,
-                  deployed_view(opts, SHIPPED_RAILS, triage))
+    rep = compare(
+        current,
+        cand,
+        Suites.load(held_out=a.pairs / "eval.jsonl"),
+        RefusalDetector().flags,
+        opts,
+        deployed_view(opts, SHIPPED_RAILS, triage),
+    )
     verdict = decide(rep)
-    out |= {"config": overrides, "drift": rep["drift"], "passed": verdict.passed, "reasons": verdict.reasons,
-            "context": rep["context"],
-            "suite": {k: {m: rep[k][m] for m in ("benign_refusal_rate", "harmful_refusal_rate",
-                                                 "bare_benign_refusal_rate", "bare_harmful_refusal_rate")}
-                      for k in ("current", "candidate")}}
+    out |= {
+        "config": overrides,
+        "drift": rep["drift"],
+        "passed": verdict.passed,
+        "reasons": verdict.reasons,
+        "context": rep["context"],
+        "suite": {
+            k: {
+                m: rep[k][m]
+                for m in (
+                    "benign_refusal_rate",
+                    "harmful_refusal_rate",
+                    "bare_benign_refusal_rate",
+                    "bare_harmful_refusal_rate",
+                )
+            }
+            for k in ("current", "candidate")
+        },
+    }
     held = [p for k in tr.KINDS for p in tr.prompts(k) if p.held_out]
     for name, path in (("current", current), ("candidate", cand)):
         answers = LocalLM(path).generate([[{"role": "user", "content": p.text}] for p in held], max_new_tokens=48)
         refused = [pattern_refusal(x) for x in answers]
         benign = [r for r, p in zip(refused, held, strict=True) if p.kind != "harmful"]
         harmful = [r for r, p in zip(refused, held, strict=True) if p.kind == "harmful"]
-        out[f"held_out_{name}_bare"] = {"over_refusal": sum(benign) / len(benign),
-                                   "harmful_refusal": sum(harmful) / len(harmful)}
+        out[f"held_out_{name}_bare"] = {
+            "over_refusal": sum(benign) / len(benign),
+            "harmful_refusal": sum(harmful) / len(harmful),
+        }
     (a.out / "tune.json").write_text(json.dumps(out, indent=2))
-    (a.out / "samples.json").write_text(json.dumps({k: rep[k]["samples"] for k in ("current", "candidate")},
-                                                   indent=1))
+    (a.out / "samples.json").write_text(json.dumps({k: rep[k]["samples"] for k in ("current", "candidate")}, indent=1))
     print(json.dumps(out, indent=2))
 
 

@@ -120,8 +120,12 @@ def proxy(tmp_path: Path, upstream: Upstream) -> Iterator[Callable[..., Proxy]]:
     served: list[ServedApp] = []
 
     def start(**overrides: Any) -> Proxy:
-        values: dict[str, Any] = {"home": tmp_path / f"home{len(served)}", "upstream_url": upstream.v1,
-                                  **PROXY_TEST_DEFAULTS, **overrides}
+        values: dict[str, Any] = {
+            "home": tmp_path / f"home{len(served)}",
+            "upstream_url": upstream.v1,
+            **PROXY_TEST_DEFAULTS,
+            **overrides,
+        }
         settings = Settings(**values)
         server = ServedApp(create_app(settings))
         served.append(server)

@@ -24,11 +24,13 @@ def hadolint() -> str:
 
 
 def test_dockerfile_passes_hadolint() -> None:
-    out = subprocess.run([hadolint(), "--format", "json", "--no-fail", str(DOCKERFILE)], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [hadolint(), "--format", "json", "--no-fail", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
     findings = json.loads(out.stdout or "[]")
-    failing = [f"{f['line']}: {f['code']} {f['level']}: {f['message']}" for f in findings
-               if f["level"] in FAILING_LEVELS]
+    failing = [
+        f"{f['line']}: {f['code']} {f['level']}: {f['message']}" for f in findings if f["level"] in FAILING_LEVELS
+    ]
     assert failing == [], "\n".join(failing)
 
 
@@ -36,8 +38,9 @@ def test_every_ignored_hadolint_rule_says_why() -> None:
     lines = DOCKERFILE.read_text().splitlines()
     for i, line in enumerate(lines):
         if "hadolint ignore=" in line:
-            assert i > 0 and lines[i - 1].startswith("#") and "hadolint" not in lines[i - 1], \
+            assert i > 0 and lines[i - 1].startswith("#") and "hadolint" not in lines[i - 1], (
                 f"line {i + 1}: an ignored rule needs a comment above it saying why"
+            )
 
 
 def stages(text: str) -> dict[str, str]:

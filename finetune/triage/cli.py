@@ -38,8 +38,9 @@ def train(
     threads: Annotated[int, typer.Option(min=1, help="torch threads.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed for data generation and training.")] = 13,
     data_out: Annotated[Path | None, typer.Option(help="Also write the generated splits + manifest here.")] = None,
-    precision: Annotated[str, typer.Option(help="auto (bf16 autocast where the CPU has native bf16) | bf16 | fp32.")
-                         ] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 autocast where the CPU has native bf16) | bf16 | fp32.")
+    ] = "auto",
 ) -> None:
     """Generate data, fine-tune MiniLM (LoRA), calibrate thresholds, write the artifact and its model card."""
     from guard.triage.artifact import ARTIFACT_DIR
@@ -64,10 +65,12 @@ def train(
 @app.command()
 def calibrate(
     artifact: Annotated[Path | None, typer.Option(help="Artifact directory (default: the shipped one).")] = None,
-    fpr_budget: Annotated[float, typer.Option(min=0.001, max=0.5, help="Union FPR of the harmful labels on each "
-                                              "benign calib population.")] = 0.05,
-    attack_fpr_budget: Annotated[float, typer.Option(min=0.001, max=0.5, help="The same for the attack labels.")
-                                 ] = 0.03,
+    fpr_budget: Annotated[
+        float, typer.Option(min=0.001, max=0.5, help="Union FPR of the harmful labels on each benign calib population.")
+    ] = 0.05,
+    attack_fpr_budget: Annotated[
+        float, typer.Option(min=0.001, max=0.5, help="The same for the attack labels.")
+    ] = 0.03,
     datasets_dir: Annotated[Path | None, typer.Option(help="Public data sets (default GUARD_DATASETS_DIR).")] = None,
 ) -> None:
     """Re-derive the artifact's thresholds for another false-positive budget (no retraining), then re-measure."""
@@ -122,8 +125,16 @@ def classify(
     """Print scores and labels for one text as JSON."""
     model = _load(model_dir, 1)
     result = model.predict([text], outputs=output)[0]
-    typer.echo(json.dumps({"labels": list(result.labels) or ["benign"], "device": result.device,
-                           "scores": {k: round(v, 4) for k, v in result.scores.items()}}, indent=2))
+    typer.echo(
+        json.dumps(
+            {
+                "labels": list(result.labels) or ["benign"],
+                "device": result.device,
+                "scores": {k: round(v, 4) for k, v in result.scores.items()},
+            },
+            indent=2,
+        )
+    )
 
 
 @app.command("eval")
@@ -133,8 +144,13 @@ def eval_(
     model_dir: Annotated[Path | None, typer.Option(help="Built model directory.")] = None,
     target_fpr: Annotated[float, typer.Option(min=0.0, max=1.0, help="FPR target for the threshold search.")] = 0.05,
     threads: Annotated[int, typer.Option(min=1)] = 1,
-    rails: Annotated[Path | None, typer.Option(help="Rails directory whose label tiers the benign sources are "
-                                               "sorted into (split files only; default GUARD_RAILS_DIR).")] = None,
+    rails: Annotated[
+        Path | None,
+        typer.Option(
+            help="Rails directory whose label tiers the benign sources are "
+            "sorted into (split files only; default GUARD_RAILS_DIR)."
+        ),
+    ] = None,
 ) -> None:
     """Precision/recall/F1, FPR on benign, confusion matrix, threshold at a target FPR, PR curves; for split
     files also the held-out targets per source, the worst errors and the rails tiers of benign traffic."""

@@ -51,8 +51,13 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
-def evaluate(rows: list[dict], probs: np.ndarray, model_labels: tuple[str, ...], thresholds: dict[str, float],
-             target_fpr: float = 0.05) -> dict:
+def evaluate(
+    rows: list[dict],
+    probs: np.ndarray,
+    model_labels: tuple[str, ...],
+    thresholds: dict[str, float],
+    target_fpr: float = 0.05,
+) -> dict:
     classes = coarse_classes(model_labels)
     col = {lab: i for i, lab in enumerate(model_labels)}
     thr = np.array([thresholds[lab] for lab in model_labels])
@@ -60,19 +65,26 @@ def evaluate(rows: list[dict], probs: np.ndarray, model_labels: tuple[str, ...],
     benign = np.array([not r["labels"] for r in rows])
     present = sorted({lab for r in rows for lab in r["labels"]} - {"benign"})
     unknown = [lab for lab in present if lab not in classes]
-    report: dict = {"rows": len(rows), "benign_rows": int(benign.sum()), "unknown_labels": unknown,
-                    "target_fpr": target_fpr, "classes": {}}
+    report: dict = {
+        "rows": len(rows),
+        "benign_rows": int(benign.sum()),
+        "unknown_labels": unknown,
+        "target_fpr": target_fpr,
+        "classes": {},
+    }
     for name in [p for p in present if p in classes]:
         members = [col[m] for m in classes[name]]
         truth = np.array([any(lab == name or lab in classes[name] for lab in r["labels"]) for r in rows])
         score = probs[:, members].max(axis=1)
-        pred = over[:, members].any(axis=1)
+        pred = np.asarray(over[:, members].any(axis=1))
         t = threshold_for_fpr(score, benign, target_fpr)
         report["classes"][name] = {
-            **prf(pred, truth), "fpr_on_benign": _rate(pred, benign),
-            "threshold_at_target_fpr": round(t, 4), "recall_at_target_fpr": _rate(score >= t, truth),
+            **prf(pred, truth),
+            "fpr_on_benign": _rate(pred, benign),
+            "threshold_at_target_fpr": round(t, 4),
+            "recall_at_target_fpr": _rate(np.asarray(score >= t), truth),
         }
-    flagged = over.any(axis=1)
+    flagged = np.asarray(over.any(axis=1))
     report["benign_fpr_any_label"] = _rate(flagged, benign)
     report["confusion"] = _confusion(rows, probs, over, model_labels)
     report["_curves"] = {name: _pr_curve(probs, rows, classes[name], name, col) for name in report["classes"]}
@@ -98,8 +110,9 @@ def _confusion(rows: list[dict], probs: np.ndarray, over: np.ndarray, labels: tu
     return matrix
 
 
-def _pr_curve(probs: np.ndarray, rows: list[dict], members: tuple[str, ...], name: str,
-              col: dict[str, int]) -> dict[str, list[float]]:
+def _pr_curve(
+    probs: np.ndarray, rows: list[dict], members: tuple[str, ...], name: str, col: dict[str, int]
+) -> dict[str, list[float]]:
     truth = np.array([any(lab == name or lab in members for lab in r["labels"]) for r in rows])
     score = probs[:, [col[m] for m in members]].max(axis=1)
     order = np.argsort(-score)
@@ -123,37 +136,73 @@ def write_report(report: dict, out_dir: Path) -> list[Path]:
 
 
 def _markdown(report: dict) -> str:
-    lines = [f"# Triage evaluation ({report['rows']} rows, {report['benign_rows']} benign)", "",
-             f"Benign FPR (any label): {report['benign_fpr_any_label']}", "",
-             f"| class | precision | recall | F1 | support | FPR on benign | threshold @ FPR {report['target_fpr']} "
-             "| recall there |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Triage evaluation ({report['rows']} rows, {report['benign_rows']} benign)",
+        "",
+        f"Benign FPR (any label): {report['benign_fpr_any_label']}",
+        "",
+        f"| class | precision | recall | F1 | support | FPR on benign | threshold @ FPR {report['target_fpr']} "
+        "| recall there |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, m in report["classes"].items():
-        lines.append(f"| {name} | {m['precision']} | {m['recall']} | {m['f1']} | {m['support']} | "
-                     f"{m['fpr_on_benign']} | {m['threshold_at_target_fpr']} | {m['recall_at_target_fpr']} |")
+        lines.append(
+            f"| {name} | {m['precision']} | {m['recall']} | {m['f1']} | {m['support']} | "
+            f"{m['fpr_on_benign']} | {m['threshold_at_target_fpr']} | {m['recall_at_target_fpr']} |"
+        )
     preds = sorted({p for row in report["confusion"].values() for p in row})
-    lines += ["", "## Confusion (rows: truth, columns: prediction)", "", "| truth | " + " | ".join(preds) + " |",
-              "|---" * (len(preds) + 1) + "|"]
+    lines += [
+        "",
+        "## Confusion (rows: truth, columns: prediction)",
+        "",
+        "| truth | " + " | ".join(preds) + " |",
+        "|---" * (len(preds) + 1) + "|",
+    ]
     for truth, row in sorted(report["confusion"].items()):
         lines.append(f"| {truth} | " + " | ".join(str(row.get(p, 0)) for p in preds) + " |")
     targets = report.get("quality_targets") or {}
     if targets:
-        lines += ["", "## Quality targets (held-out split file, shipped thresholds)", "", "| target | figures |",
-                  "|---|---|"]
+        lines += [
+            "",
+            "## Quality targets (held-out split file, shipped thresholds)",
+            "",
+            "| target | figures |",
+            "|---|---|",
+        ]
         lines += [f"| {name} | {json.dumps(m)} |" for name, m in targets.items() if name != "per_source_flag_rate"]
-        lines += ["", "## Flag rate per source (any harmful or attack label)", "", "| source | rows | flagged |",
-                  "|---|---|---|"]
+        lines += [
+            "",
+            "## Flag rate per source (any harmful or attack label)",
+            "",
+            "| source | rows | flagged |",
+            "|---|---|---|",
+        ]
         lines += [f"| {k} | {v['rows']} | {v['flag_rate']} |" for k, v in targets["per_source_flag_rate"].items()]
     tiers = report.get("rails_tiers")
     if tiers:
-        lines += ["", f"## Benign prompts per tier of `{tiers['rails_dir']}` profile `{tiers['profile']}`", "",
-                  "| source | rows | refuse | caution | allow |", "|---|---|---|---|---|"]
-        lines += [f"| {s} | {d['rows']} | {d['refuse']} | {d['caution']} | {d['allow']} |"
-                  for s, d in tiers["per_source"].items()]
+        lines += [
+            "",
+            f"## Benign prompts per tier of `{tiers['rails_dir']}` profile `{tiers['profile']}`",
+            "",
+            "| source | rows | refuse | caution | allow |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {s} | {d['rows']} | {d['refuse']} | {d['caution']} | {d['allow']} |"
+            for s, d in tiers["per_source"].items()
+        ]
     for kind, errors in (report.get("worst_errors") or {}).items():
-        lines += ["", f"## Worst {kind.replace('_', ' ')}", "", "| source | truth | top label | margin | text |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {e['source']} | {e['truth']} | {e['top_label']} | {e['margin']} | "
-                  f"{e['text'].replace('|', '/')} |" for e in errors]
+        lines += [
+            "",
+            f"## Worst {kind.replace('_', ' ')}",
+            "",
+            "| source | truth | top label | margin | text |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {e['source']} | {e['truth']} | {e['top_label']} | {e['margin']} | {e['text'].replace('|', '/')} |"
+            for e in errors
+        ]
     if report["unknown_labels"]:
         lines += ["", f"Labels not in the taxonomy (ignored): {', '.join(report['unknown_labels'])}"]
     return "\n".join(lines) + "\n"

@@ -70,10 +70,20 @@ def export_onnx(art_dir: Path, path: Path) -> dict:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # legacy exporter's deprecation + tracer warnings; parity is tested
         torch.onnx.export(
-            model, (ids, mask), str(path), dynamo=False, opset_version=17,
-            input_names=["input_ids", "attention_mask"], output_names=OUTPUT_NAMES,
-            dynamic_axes={"input_ids": seq_axes, "attention_mask": seq_axes,
-                          "label_logits": {0: "batch"}, "refusal_logit": {0: "batch"}, "embedding": {0: "batch"}},
+            model,
+            (ids, mask),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input_ids", "attention_mask"],
+            output_names=OUTPUT_NAMES,
+            dynamic_axes={
+                "input_ids": seq_axes,
+                "attention_mask": seq_axes,
+                "label_logits": {0: "batch"},
+                "refusal_logit": {0: "batch"},
+                "embedding": {0: "batch"},
+            },
         )
     return config
 

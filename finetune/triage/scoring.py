@@ -7,11 +7,32 @@ import numpy as np
 from guard.taxonomy import ADVICE, ATTACKS, HARMFUL
 
 # Generator sources that stand for a benign population of the public data (see `population_masks`).
-SYNTH_LOOK_ALIKE = ("synth:scary", "synth:scary_idiom", "synth:scary_task", "synth:scary_word", "synth:sec_benign",
-                    "synth:sec_work", "synth:adv_safe", "synth:defensive", "synth:definitions", "synth:coping",
-                    "synth:counter_prejudice", "synth:public_facts", "synth:games_sport", "synth:info")
-SYNTH_ROLEPLAY_DOC = ("synth:doc_clean", "synth:doc_clean_v6", "synth:doc_reader", "synth:stdlib_doc",
-                      "synth:code_clean", "synth:addr_reader", "synth:own_ask", "synth:sysprompt_twin")
+SYNTH_LOOK_ALIKE = (
+    "synth:scary",
+    "synth:scary_idiom",
+    "synth:scary_task",
+    "synth:scary_word",
+    "synth:sec_benign",
+    "synth:sec_work",
+    "synth:adv_safe",
+    "synth:defensive",
+    "synth:definitions",
+    "synth:coping",
+    "synth:counter_prejudice",
+    "synth:public_facts",
+    "synth:games_sport",
+    "synth:info",
+)
+SYNTH_ROLEPLAY_DOC = (
+    "synth:doc_clean",
+    "synth:doc_clean_v6",
+    "synth:doc_reader",
+    "synth:stdlib_doc",
+    "synth:code_clean",
+    "synth:addr_reader",
+    "synth:own_ask",
+    "synth:sysprompt_twin",
+)
 
 
 def _flag(source: str, name: str) -> bool:
@@ -61,12 +82,22 @@ def prf(pred: np.ndarray, positive: np.ndarray) -> dict[str, float]:
     fn = float((~pred & positive).sum())
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
-    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r) if p + r else 0.0, 4),
-            "support": int(positive.sum())}
+    return {
+        "precision": round(p, 4),
+        "recall": round(r, 4),
+        "f1": round(2 * p * r / (p + r) if p + r else 0.0, 4),
+        "support": int(positive.sum()),
+    }
 
 
-def calibrate(scores: np.ndarray, targets: np.ndarray, labels: list[str], benign: np.ndarray | None = None,
-              max_fpr: float = 0.01, floor: float = 0.1) -> dict[str, float]:
+def calibrate(
+    scores: np.ndarray,
+    targets: np.ndarray,
+    labels: list[str],
+    benign: np.ndarray | None = None,
+    max_fpr: float = 0.01,
+    floor: float = 0.1,
+) -> dict[str, float]:
     """Per label, the threshold where `max_fpr` of the `benign` rows fire (never below `floor`); the best-F1
     threshold where no benign rows are given."""
     out = {}
@@ -85,9 +116,15 @@ def calibrate(scores: np.ndarray, targets: np.ndarray, labels: list[str], benign
 CAPS = (0.03, 0.02, 0.015, 0.01, 0.0075, 0.005, 0.004, 0.003, 0.002, 0.001, 0.0)
 
 
-def calibrate_groups(scores: np.ndarray, targets: np.ndarray, labels: list[str], benign: np.ndarray,
-                     budgets: dict[tuple[str, ...], float], floor: float = 0.1,
-                     also: dict[tuple[str, ...], list[np.ndarray]] | None = None) -> dict[str, float]:
+def calibrate_groups(
+    scores: np.ndarray,
+    targets: np.ndarray,
+    labels: list[str],
+    benign: np.ndarray,
+    budgets: dict[tuple[str, ...], float],
+    floor: float = 0.1,
+    also: dict[tuple[str, ...], list[np.ndarray]] | None = None,
+) -> dict[str, float]:
     """Per-label thresholds whose UNION stays within an FPR budget per label group (harmful, attacks).
 
     A benign prompt is a false positive when any label of the group fires, so eight harmful labels capped at 1 %
@@ -101,8 +138,14 @@ def calibrate_groups(scores: np.ndarray, targets: np.ndarray, labels: list[str],
         members = [lab for lab in group if lab in col]
         masks = [benign] + [m for m in (also or {}).get(group, []) if m.any()]
         for cap in CAPS:
-            thr = calibrate(scores[:, [col[m] for m in members]], targets[:, [col[m] for m in members]], members,
-                            benign=benign, max_fpr=cap, floor=floor)
+            thr = calibrate(
+                scores[:, [col[m] for m in members]],
+                targets[:, [col[m] for m in members]],
+                members,
+                benign=benign,
+                max_fpr=cap,
+                floor=floor,
+            )
             fired = np.asarray(np.stack([scores[:, col[m]] >= thr[m] for m in members], axis=1).any(axis=1))
             if all(float(fired[m].mean()) <= budget for m in masks):
                 break
@@ -110,8 +153,9 @@ def calibrate_groups(scores: np.ndarray, targets: np.ndarray, labels: list[str],
     return out
 
 
-def quality_targets(rows: list[dict], scores: np.ndarray, refusal: np.ndarray, labels: list[str],
-                    thresholds: dict[str, float]) -> dict:
+def quality_targets(
+    rows: list[dict], scores: np.ndarray, refusal: np.ndarray, labels: list[str], thresholds: dict[str, float]
+) -> dict:
     """The issue's targets on held-out rows (each row: labels, source, kind, refusal), at the shipped thresholds.
 
     `recall_at_fpr_0.05` re-tunes the threshold on these very rows: it shows what the scores allow, not what the
@@ -140,13 +184,19 @@ def quality_targets(rows: list[dict], scores: np.ndarray, refusal: np.ndarray, l
     out["harmful_requests"] = _detection(top(HARMFUL), fired(HARMFUL), harm_req, pop["real_user"], rows)
     look = pop["look_alike"] & real
     flagged = fired(HARMFUL + ATTACKS)
-    out["look_alikes_flagged"] = {"rows": int(look.sum()), "flag_rate": _rate(flagged, look),
-                                  "per_source": _by_source(rows, flagged, look)}
+    out["look_alikes_flagged"] = {
+        "rows": int(look.sum()),
+        "flag_rate": _rate(flagged, look),
+        "per_source": _by_source(rows, flagged, look),
+    }
     hate_rows = prompt & content
-    out["hateful_vs_contrasts"] = {**prf(fired(HARMFUL)[hate_rows], any_of(HARMFUL)[hate_rows]),
-                                   "per_source": _prf_by_source(rows, fired(HARMFUL), any_of(HARMFUL), hate_rows)}
-    out["attacks"] = _detection(top(ATTACKS), fired(ATTACKS), prompt & any_of(ATTACKS) & real,
-                                pop["roleplay_doc"] & real, rows)
+    out["hateful_vs_contrasts"] = {
+        **prf(fired(HARMFUL)[hate_rows], any_of(HARMFUL)[hate_rows]),
+        "per_source": _prf_by_source(rows, fired(HARMFUL), any_of(HARMFUL), hate_rows),
+    }
+    out["attacks"] = _detection(
+        top(ATTACKS), fired(ATTACKS), prompt & any_of(ATTACKS) & real, pop["roleplay_doc"] & real, rows
+    )
     twins = prompt & np.array([r["source"] in ("synth:advice", "synth:info") for r in rows])
     out["advice_vs_info_twins"] = prf(fired(ADVICE)[twins], any_of(ADVICE)[twins])
     resp = np.array([r.get("kind") == "response" for r in rows])
@@ -154,8 +204,10 @@ def quality_targets(rows: list[dict], scores: np.ndarray, refusal: np.ndarray, l
         ref_true = np.array([bool(r.get("refusal")) for r in rows])
         ref_pred = refusal >= thresholds.get("refusal", 0.5)
         real = resp & np.array([not r["source"].startswith("synth:") for r in rows])
-        out["refusal"] = {"real_answers": prf(ref_pred[real], ref_true[real]),
-                          "synthetic_answers": prf(ref_pred[resp & ~real], ref_true[resp & ~real])}
+        out["refusal"] = {
+            "real_answers": prf(ref_pred[real], ref_true[real]),
+            "synthetic_answers": prf(ref_pred[resp & ~real], ref_true[resp & ~real]),
+        }
     out["per_source_flag_rate"] = _per_source(rows, over[:, [col[n] for n in HARMFUL + ATTACKS]].any(axis=1) & prompt)
     return out
 
@@ -169,10 +221,16 @@ def _is_content(source: str) -> bool:
 
 def _detection(score: np.ndarray, pred: np.ndarray, pos: np.ndarray, neg: np.ndarray, rows: list[dict]) -> dict:
     t05 = threshold_for_fpr(score, neg, 0.05)
-    return {"positives": int(pos.sum()), "negatives": int(neg.sum()),
-            "recall": _rate(pred, pos), "fpr": _rate(pred, neg),
-            "fpr_per_source": _by_source(rows, pred, neg), "recall_per_source": _by_source(rows, pred, pos),
-            "recall_at_fpr_0.05": _rate(score >= t05, pos), "threshold_at_fpr_0.05": round(t05, 4)}
+    return {
+        "positives": int(pos.sum()),
+        "negatives": int(neg.sum()),
+        "recall": _rate(pred, pos),
+        "fpr": _rate(pred, neg),
+        "fpr_per_source": _by_source(rows, pred, neg),
+        "recall_per_source": _by_source(rows, pred, pos),
+        "recall_at_fpr_0.05": _rate(score >= t05, pos),
+        "threshold_at_fpr_0.05": round(t05, 4),
+    }
 
 
 def _by_source(rows: list[dict], pred: np.ndarray, mask: np.ndarray) -> dict[str, float]:
@@ -186,8 +244,9 @@ def _prf_by_source(rows: list[dict], pred: np.ndarray, truth: np.ndarray, mask: 
     return {s: prf(pred[mask & (src == s)], truth[mask & (src == s)]) for s in sorted(set(src[mask]))}
 
 
-def worst_errors(rows: list[dict], scores: np.ndarray, labels: list[str], thresholds: dict[str, float],
-                 n: int = 30, width: int = 100) -> dict[str, list[dict]]:
+def worst_errors(
+    rows: list[dict], scores: np.ndarray, labels: list[str], thresholds: dict[str, float], n: int = 30, width: int = 100
+) -> dict[str, list[dict]]:
     """The `n` most confident false positives (benign prompts) and false negatives (harmful/attack prompts)."""
     groups = HARMFUL + ATTACKS
     cols = [labels.index(g) for g in groups]
@@ -200,12 +259,18 @@ def worst_errors(rows: list[dict], scores: np.ndarray, labels: list[str], thresh
     fn = [i for i, r in enumerate(rows) if prompt[i] and set(r["labels"]) & set(groups) and best[i] < 0]
 
     def show(i: int) -> dict:
-        return {"source": rows[i]["source"], "truth": ",".join(rows[i]["labels"]) or "benign",
-                "top_label": top_label[i], "margin": round(float(best[i]), 3),
-                "text": rows[i]["text"][:width].replace("\n", " ")}
+        return {
+            "source": rows[i]["source"],
+            "truth": ",".join(rows[i]["labels"]) or "benign",
+            "top_label": top_label[i],
+            "margin": round(float(best[i]), 3),
+            "text": rows[i]["text"][:width].replace("\n", " "),
+        }
 
-    return {"false_positives": [show(i) for i in sorted(fp, key=lambda i: -best[i])[:n]],
-            "false_negatives": [show(i) for i in sorted(fn, key=lambda i: best[i])[:n]]}
+    return {
+        "false_positives": [show(i) for i in sorted(fp, key=lambda i: -best[i])[:n]],
+        "false_negatives": [show(i) for i in sorted(fn, key=lambda i: best[i])[:n]],
+    }
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

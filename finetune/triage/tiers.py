@@ -23,8 +23,14 @@ def tier_of(actions: set[str]) -> str:
     return "caution" if actions & {"safe_complete", "disclaim"} else "allow"
 
 
-def tier_shares(rows: list[dict], probs: np.ndarray, labels: tuple[str, ...], thresholds: dict[str, float],
-                rails_dir: Path, profile: str | None = None) -> dict:
+def tier_shares(
+    rows: list[dict],
+    probs: np.ndarray,
+    labels: tuple[str, ...],
+    thresholds: dict[str, float],
+    rails_dir: Path,
+    profile: str | None = None,
+) -> dict:
     """Per benign source: the share of its prompts in each tier of `profile` (default: the config's default)."""
     engine = RailsEngine.load(rails_dir)
     prof = engine.profiles[profile or engine.default_profile]
@@ -38,6 +44,11 @@ def tier_shares(rows: list[dict], probs: np.ndarray, labels: tuple[str, ...], th
         tier = tier_of({fire.action for fire, _ in fired})
         d = counts.setdefault(r["source"], dict.fromkeys(TIERS, 0))
         d[tier] += 1
-    return {"profile": prof.name, "rails_dir": str(rails_dir),
-            "per_source": {s: {t: round(n / sum(d.values()), 4) for t, n in d.items()} | {"rows": sum(d.values())}
-                           for s, d in sorted(counts.items())}}
+    return {
+        "profile": prof.name,
+        "rails_dir": str(rails_dir),
+        "per_source": {
+            s: {t: round(n / sum(d.values()), 4) for t, n in d.items()} | {"rows": sum(d.values())}
+            for s, d in sorted(counts.items())
+        },
+    }

@@ -57,8 +57,9 @@ def _targets(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     is_resp = np.array([r.get("kind") == "response" for r in rows], dtype=np.float32)
     # Public answer sets are labelled for refusal only: a compliant answer to a harmful request is not benign,
     # so their rows teach the refusal head and leave the label head alone.
-    labelled = np.array([r.get("kind") != "response" or r["source"].startswith("synth:") for r in rows],
-                        dtype=np.float32)
+    labelled = np.array(
+        [r.get("kind") != "response" or r["source"].startswith("synth:") for r in rows], dtype=np.float32
+    )
     return y, refusal, is_resp, labelled
 
 
@@ -69,8 +70,8 @@ def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[li
     chunk = batch_size * 50
     batches = []
     for i in range(0, len(order), chunk):
-        part = sorted(order[i:i + chunk], key=lambda j: lengths[j])
-        batches += [part[k:k + batch_size] for k in range(0, len(part), batch_size)]
+        part = sorted(order[i : i + chunk], key=lambda j: lengths[j])
+        batches += [part[k : k + batch_size] for k in range(0, len(part), batch_size)]
     rng.shuffle(batches)
     return batches
 
@@ -80,8 +81,8 @@ def _collate(enc: list[list[int]], idx: list[int]) -> tuple[torch.Tensor, torch.
     ids = torch.zeros((len(idx), width), dtype=torch.long)
     mask = torch.zeros((len(idx), width), dtype=torch.long)
     for row, i in enumerate(idx):
-        ids[row, :len(enc[i])] = torch.tensor(enc[i])
-        mask[row, :len(enc[i])] = 1
+        ids[row, : len(enc[i])] = torch.tensor(enc[i])
+        mask[row, : len(enc[i])] = 1
     return ids, mask
 
 
@@ -104,8 +105,9 @@ def served_scores(art_dir: Path, rows: list[dict], threads: int) -> tuple[np.nda
     return probs, refusal
 
 
-def calibrate_and_measure(art_dir: Path, split: dict[str, list[dict]], budgets: tuple[float, float],
-                          threads: int) -> tuple[dict[str, float], dict]:
+def calibrate_and_measure(
+    art_dir: Path, split: dict[str, list[dict]], budgets: tuple[float, float], threads: int
+) -> tuple[dict[str, float], dict]:
     """Thresholds from the served model's `calib` scores (each label group's union within its budget, harmful
     then attacks, on each benign population), then the targets on `test`."""
     scores = {s: served_scores(art_dir, split[s], threads) for s in ("calib", "test")}
@@ -113,10 +115,14 @@ def calibrate_and_measure(art_dir: Path, split: dict[str, list[dict]], budgets: 
     masks = population_masks(split["calib"])
     # Each benign population holds the budget on its own, so real users' traffic (the most of it in production)
     # is not traded against look-alikes: harmful on real users and look-alikes, attacks on all three.
-    thresholds = calibrate_groups(scores["calib"][0], cal_y, list(INPUT_LABELS), masks["benign"],
-                                  {HARMFUL: budgets[0], ATTACKS: budgets[1]},
-                                  also={HARMFUL: [masks["real_user"], masks["look_alike"]],
-                                        ATTACKS: [masks["real_user"], masks["roleplay_doc"]]})
+    thresholds = calibrate_groups(
+        scores["calib"][0],
+        cal_y,
+        list(INPUT_LABELS),
+        masks["benign"],
+        {HARMFUL: budgets[0], ATTACKS: budgets[1]},
+        also={HARMFUL: [masks["real_user"], masks["look_alike"]], ATTACKS: [masks["real_user"], masks["roleplay_doc"]]},
+    )
     resp_mask = cal_resp > 0
     thresholds[REFUSAL] = best_f1_threshold(scores["calib"][1][resp_mask], cal_ref[resp_mask] > 0.5)
     metrics = quality_targets(split["test"], scores["test"][0], scores["test"][1], list(INPUT_LABELS), thresholds)
@@ -133,8 +139,10 @@ def recalibrate(art_dir: Path, datasets_dir: Path | None, fpr_budget: float, att
     trained_on = json.loads((art_dir / "manifest.json").read_text())
     if _file_hashes(manifest) != _file_hashes(trained_on):
         # Another generator or other data files give other splits: calib/test would overlap training.
-        raise ArtifactError(f"the training data changed since {art_dir} was trained (generator or data sets); "
-                            "retrain with `guard triage train` instead")
+        raise ArtifactError(
+            f"the training data changed since {art_dir} was trained (generator or data sets); "
+            "retrain with `guard triage train` instead"
+        )
     split = {s: [r for r in rows if r["split"] == s] for s in ("calib", "test")}
     budgets = (fpr_budget, attack_fpr_budget)
     thresholds, metrics = calibrate_and_measure(art_dir, split, budgets, int(train_cfg.get("threads", 1)))
@@ -174,11 +182,13 @@ def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: 
     params = [p for p in model.parameters() if p.requires_grad]
     heads = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
     enc_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")]
-    opt = torch.optim.AdamW([{"params": heads, "lr": cfg.lr},
-                             {"params": enc_params, "lr": cfg.lr if cfg.lora_r else cfg.encoder_lr}],
-                            weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * max(
-        0.0, 0.5 * (1 + math.cos(math.pi * s / cfg.steps))))
+    opt = torch.optim.AdamW(
+        [{"params": heads, "lr": cfg.lr}, {"params": enc_params, "lr": cfg.lr if cfg.lora_r else cfg.encoder_lr}],
+        weight_decay=0.01,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * max(0.0, 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
+    )
     lengths = [len(e) for e in enc["train"]]
     queue: list[list[int]] = []
     model.train()
@@ -209,9 +219,13 @@ def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: 
             bar.set_postfix(loss=f"{loss.item():.3f}")
     train_s = time.time() - t0
     config = {
-        "version": f"{__version__}+triage.{time.strftime('%Y%m%d')}", "labels": list(INPUT_LABELS),
-        "thresholds": dict.fromkeys([*INPUT_LABELS, REFUSAL], 0.5), "max_len": cfg.max_len, "stride": cfg.stride,
-        "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha}, "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "version": f"{__version__}+triage.{time.strftime('%Y%m%d')}",
+        "labels": list(INPUT_LABELS),
+        "thresholds": dict.fromkeys([*INPUT_LABELS, REFUSAL], 0.5),
+        "max_len": cfg.max_len,
+        "stride": cfg.stride,
+        "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha},
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2",
         "train": {**asdict(cfg), "train_seconds": round(train_s, 1)},
     }
     # Weights first (with provisional thresholds): a failure while calibrating must not cost the training run.

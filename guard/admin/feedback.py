@@ -27,8 +27,9 @@ def parse_feedback(body: bytes) -> FeedbackRequest:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        raise InvalidRequest(f"invalid value for '{loc}': {err['msg']}" if loc else err["msg"],
-                             param=loc or None) from None
+        raise InvalidRequest(
+            f"invalid value for '{loc}': {err['msg']}" if loc else err["msg"], param=loc or None
+        ) from None
 
 
 def feedback_router() -> APIRouter:
@@ -45,8 +46,11 @@ def feedback_router() -> APIRouter:
         known = owner == who if owner is not None else bool(writer and await writer.claim(fb.exchange_id, who))
         if not known:  # other tenants' exchanges look exactly like missing ones
             kept = f" (clean exchanges are kept {writer.recent.ttl_s:g} s for feedback)" if writer else ""
-            raise NotFound(f"no exchange '{fb.exchange_id}' for this API key: it was not stored, and no replica "
-                           f"still keeps it{kept}", param="exchange_id")
+            raise NotFound(
+                f"no exchange '{fb.exchange_id}' for this API key: it was not stored, and no replica "
+                f"still keeps it{kept}",
+                param="exchange_id",
+            )
         await asyncio.to_thread(insert_feedback, engine, fb.exchange_id, who, fb.rating, fb.comment)
         body = {"object": "feedback", "exchange_id": fb.exchange_id, "rating": fb.rating, "status": "recorded"}
         return Response(FeedbackAck.model_validate(body).model_dump_json(), media_type="application/json")

@@ -26,9 +26,16 @@ class Filters:
     flagged: bool | None = None
 
     def kwargs(self) -> dict[str, Any]:
-        return {"since": self.since, "until": self.until, "flags": set(self.flags) if self.flags else None,
-                "tenant": self.tenant, "profile": self.profile, "model": self.model, "reviewed": self.reviewed,
-                "flagged": self.flagged}
+        return {
+            "since": self.since,
+            "until": self.until,
+            "flags": set(self.flags) if self.flags else None,
+            "tenant": self.tenant,
+            "profile": self.profile,
+            "model": self.model,
+            "reviewed": self.reviewed,
+            "flagged": self.flagged,
+        }
 
 
 def _time(name: str, value: str | None) -> datetime | None:
@@ -39,8 +46,9 @@ def _time(name: str, value: str | None) -> datetime | None:
         # In UTC here, not in the query: a time at the edge of the calendar overflows when shifted.
         return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
     except (ValueError, OverflowError):
-        raise InvalidRequest(f"'{name}' must be an ISO 8601 time from year 1 to 9999, e.g. 2026-01-31T12:00:00Z",
-                             param=name) from None
+        raise InvalidRequest(
+            f"'{name}' must be an ISO 8601 time from year 1 to 9999, e.g. 2026-01-31T12:00:00Z", param=name
+        ) from None
 
 
 def _bool(name: str, value: str | None) -> bool | None:
@@ -59,10 +67,16 @@ def parse_filters(request: Request) -> Filters:
     unknown = sorted(set(flags) - set(FLAGS))
     if unknown:
         raise InvalidRequest(f"unknown flag {unknown[0]!r}; flags: {', '.join(FLAGS)}", param="flag")
-    return Filters(since=_time("since", q.get("since")), until=_time("until", q.get("until")),
-                   flags=frozenset(flags) or None, tenant=q.get("tenant") or None, profile=q.get("profile") or None,
-                   model=q.get("model") or None, reviewed=_bool("reviewed", q.get("reviewed")),
-                   flagged=_bool("flagged", q.get("flagged")))
+    return Filters(
+        since=_time("since", q.get("since")),
+        until=_time("until", q.get("until")),
+        flags=frozenset(flags) or None,
+        tenant=q.get("tenant") or None,
+        profile=q.get("profile") or None,
+        model=q.get("model") or None,
+        reviewed=_bool("reviewed", q.get("reviewed")),
+        flagged=_bool("flagged", q.get("flagged")),
+    )
 
 
 def parse_limit(request: Request, default: int | None) -> int | None:

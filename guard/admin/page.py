@@ -57,8 +57,15 @@ def review_page_routes() -> APIRouter:
         if not key or not hmac.compare_digest(given.encode(), key.encode()):
             return HTMLResponse(templates.login_page("Wrong admin key.", _safe_next(form.get("next"))), status_code=401)
         resp = RedirectResponse(_safe_next(form.get("next")), status_code=303)
-        resp.set_cookie(COOKIE, new_session(key), max_age=SESSION_S, path="/admin", httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+        resp.set_cookie(
+            COOKIE,
+            new_session(key),
+            max_age=SESSION_S,
+            path="/admin",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
         return resp
 
     @router.post("/logout")
@@ -96,13 +103,18 @@ def review_page_routes() -> APIRouter:
         label = form.get("label", "")
         if label not in REVIEW_LABELS:
             raise InvalidRequest(f"'label' must be one of {', '.join(REVIEW_LABELS)}", param="label")
-        review = ReviewRequest(label=label, correction=form.get("correction", "").strip() or None,
-                               reviewer=form.get("reviewer", "").strip()[:128] or None)
+        review = ReviewRequest(
+            label=label,
+            correction=form.get("correction", "").strip() or None,
+            reviewer=form.get("reviewer", "").strip()[:128] or None,
+        )
         await asyncio.to_thread(save_review, store_engine(request), exchange_id, review)
         remaining = await asyncio.to_thread(_queue, store_engine(request))
-        target = (f"/admin/review/{quote(remaining[0].exchange_id, safe='')}" if remaining
-                  else f"/admin/review?done={quote(exchange_id, safe='')}")
+        target = (
+            f"/admin/review/{quote(remaining[0].exchange_id, safe='')}"
+            if remaining
+            else f"/admin/review?done={quote(exchange_id, safe='')}"
+        )
         return RedirectResponse(target, status_code=303)
 
     return router
-

@@ -33,9 +33,11 @@ def exchange_detail(engine: Engine, exchange_id: str) -> dict[str, Any]:
     rec = fetch_record(engine, exchange_id)
     if rec is None:
         raise NotFound(f"no exchange '{exchange_id}'")
-    return {"record": rec.model_dump(mode="json"),
-            "reviews": [asdict(r) for r in fetch_reviews(engine, exchange_id=exchange_id)],
-            "feedback": [asdict(f) for f in fetch_feedback(engine, exchange_id=exchange_id)]}
+    return {
+        "record": rec.model_dump(mode="json"),
+        "reviews": [asdict(r) for r in fetch_reviews(engine, exchange_id=exchange_id)],
+        "feedback": [asdict(f) for f in fetch_feedback(engine, exchange_id=exchange_id)],
+    }
 
 
 def _export_lines(engine: Engine, filters: Filters, limit: int | None) -> Iterator[bytes]:
@@ -65,8 +67,11 @@ def admin_router() -> APIRouter:
     async def export(request: Request, engine: Engine = Depends(store_engine)) -> StreamingResponse:
         filters, limit = parse_filters(request), parse_limit(request, None)
         # A sync iterator: Starlette pulls it in a worker thread, so the export never blocks the event loop.
-        return StreamingResponse(_export_lines(engine, filters, limit), media_type="application/x-ndjson",
-                                 headers={"content-disposition": 'attachment; filename="exchanges.jsonl"'})
+        return StreamingResponse(
+            _export_lines(engine, filters, limit),
+            media_type="application/x-ndjson",
+            headers={"content-disposition": 'attachment; filename="exchanges.jsonl"'},
+        )
 
     @api.get("/exchanges/{exchange_id}")
     async def get_exchange(exchange_id: str, engine: Engine = Depends(store_engine)) -> Response:

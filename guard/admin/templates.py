@@ -28,9 +28,11 @@ _PAGE = Template("""<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>$style</style></head>
 <body><header><strong>guardtune review</strong>$nav</header><main>$body</main></body></html>""")
 
-_NAV = ('<a href="/admin/review" id="nav-queue">Queue</a>'
-        '<form method="post" action="/admin/logout" style="margin-left:auto">'
-        '<button type="submit" id="logout">Log out</button></form>')
+_NAV = (
+    '<a href="/admin/review" id="nav-queue">Queue</a>'
+    '<form method="post" action="/admin/logout" style="margin-left:auto">'
+    '<button type="submit" id="logout">Log out</button></form>'
+)
 
 
 def page(title: str, body: str, *, nav: bool = True) -> str:
@@ -64,8 +66,14 @@ def queue_page(records: list[ExchangeRecord], notice: str | None = None) -> str:
         for r in records
     )
     note = f'<p class="notice" id="notice">{escape(notice)}</p>' if notice else ""
-    table = (f'<table id="queue"><tr><th>Time (UTC)</th><th>Tenant</th><th>Profile</th><th>Flags</th>'
-             f"<th>Request</th></tr>{rows}</table>") if records else '<p id="queue-empty">Nothing left to review.</p>'
+    table = (
+        (
+            f'<table id="queue"><tr><th>Time (UTC)</th><th>Tenant</th><th>Profile</th><th>Flags</th>'
+            f"<th>Request</th></tr>{rows}</table>"
+        )
+        if records
+        else '<p id="queue-empty">Nothing left to review.</p>'
+    )
     return page("Queue", f"<h1>Review queue ({len(records)})</h1>{note}{table}")
 
 
@@ -90,28 +98,49 @@ def _decisions(rec: ExchangeRecord) -> str:
         f"<td>{d.latency_s * 1000:.1f} ms</td></tr>"
         for d in rec.decisions
     )
-    return ('<table id="decisions"><tr><th>rail</th><th>stage</th><th>result</th><th>mode</th><th>action</th>'
-            f"<th>score</th><th>latency</th></tr>{rows}</table>")
+    return (
+        '<table id="decisions"><tr><th>rail</th><th>stage</th><th>result</th><th>mode</th><th>action</th>'
+        f"<th>score</th><th>latency</th></tr>{rows}</table>"
+    )
 
 
 def exchange_page(rec: ExchangeRecord, reviews: list[Any], feedback: list[Any]) -> str:
-    msgs = "".join(f'<div class="msg"><span class="role">{escape(m.role)}:</span> {escape(m.content)}</div>'
-                   for m in rec.messages)
+    msgs = "".join(
+        f'<div class="msg"><span class="role">{escape(m.role)}:</span> {escape(m.content)}</div>' for m in rec.messages
+    )
     model_said = ""
     if rec.model_response and rec.model_response != rec.response:
-        model_said = f'<h3>Model said (before output rails)</h3><div class="msg" id="model-response">' \
-                     f"{escape(rec.model_response)}</div>"
-    past = "".join(f"<li>{r.created_at:%Y-%m-%d %H:%M} <b>{escape(r.label)}</b> by {escape(r.reviewer or '—')}"
-                   f"{': ' + escape(r.correction) if r.correction else ''}</li>" for r in reviews)
-    fb = "".join(f"<li>{f.created_at:%Y-%m-%d %H:%M} rating {f.rating}{': ' + escape(f.comment) if f.comment else ''}"
-                 "</li>" for f in feedback)
-    buttons = "".join(f'<button type="submit" name="label" value="{lab}" id="label-{lab}">'
-                      f"{lab.replace('_', ' ')}</button>" for lab in REVIEW_LABELS)
+        model_said = (
+            f'<h3>Model said (before output rails)</h3><div class="msg" id="model-response">'
+            f"{escape(rec.model_response)}</div>"
+        )
+    calls = "".join(f"<li><code>{escape(c.name)}({escape(c.arguments)})</code></li>" for c in rec.tool_calls)
+    if calls:
+        model_said += f'<h3>Tool calls the model asked for</h3><ul id="tool-calls">{calls}</ul>'
+    past = "".join(
+        f"<li>{r.created_at:%Y-%m-%d %H:%M} <b>{escape(r.label)}</b> by {escape(r.reviewer or '—')}"
+        f"{': ' + escape(r.correction) if r.correction else ''}</li>"
+        for r in reviews
+    )
+    fb = "".join(
+        f"<li>{f.created_at:%Y-%m-%d %H:%M} rating {f.rating}{': ' + escape(f.comment) if f.comment else ''}</li>"
+        for f in feedback
+    )
+    buttons = "".join(
+        f'<button type="submit" name="label" value="{lab}" id="label-{lab}">{lab.replace("_", " ")}</button>'
+        for lab in REVIEW_LABELS
+    )
     action = f"/admin/review/{quote(rec.exchange_id, safe='')}"
-    meta = [("exchange", rec.exchange_id), ("time (UTC)", f"{rec.created_at:%Y-%m-%d %H:%M:%S}"),
-            ("tenant", rec.tenant), ("profile", rec.profile or "—"),
-            ("model", f"{rec.model} {rec.model_version or ''}"), ("rails hash", rec.rails_hash or "—"),
-            ("stream", rec.stream), ("finish reason", rec.finish_reason or "—")]
+    meta = [
+        ("exchange", rec.exchange_id),
+        ("time (UTC)", f"{rec.created_at:%Y-%m-%d %H:%M:%S}"),
+        ("tenant", rec.tenant),
+        ("profile", rec.profile or "—"),
+        ("model", f"{rec.model} {rec.model_version or ''}"),
+        ("rails hash", rec.rails_hash or "—"),
+        ("stream", rec.stream),
+        ("finish reason", rec.finish_reason or "—"),
+    ]
     body = f"""<h1>Exchange</h1>
 <p id="flags">{_flags(rec.flags)}</p>
 {_kv_table("meta", meta, ("field", "value"))}

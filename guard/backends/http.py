@@ -7,43 +7,58 @@ throughput with aiohttp as its upstream client (figures in the README).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
-from typing import Any
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, NoReturn
 
 import aiohttp
 import pydantic_core
 
-from guard import metrics
+from guard import metrics, wire
+from guard.domain import Delta, Message, ModelReply, StreamEvent
 from guard.errors import (
     GuardError,
     InvalidRequest,
-    ModelNotFound,
     UpstreamBadResponse,
+    UpstreamHTTPError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from guard.pipeline import ModelReply, StreamEvent
-from guard.wire import ChatCompletionRequest, ChatMessage, Usage
+from guard.wire import ChatCompletionRequest, Usage
 
 _BACKEND = "upstream"
 
 
-class RateLimited(GuardError):
-    status = 429
-    type = "rate_limit_error"
-    code = "rate_limited"
+log = logging.getLogger("guard.upstream")
+
+# What clients need from an upstream error besides its body: when to retry and which request it was.
+_PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-request-id")
+_PASSED_PREFIXES = ("x-ratelimit-",)
+_RETRIED_STATUSES = (429, 503)
+CHAT_PATH = "/chat/completions"
+ChunkParser = Callable[[Any], tuple[list[Delta], Usage | None, dict[str, Any]]]
 
 
 class HttpUpstream:
     name = _BACKEND
 
-    def __init__(self, base_url: str, api_key: str | None = None, *, connect_timeout_s: float = 5.0,
-                 read_timeout_s: float = 60.0, retries: int = 2, max_connections: int = 256) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 60.0,
+        retries: int = 2,
+        max_connections: int = 256,
+        status_retries: int = 0,
+        status_retry_max_wait_s: float = 5.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.url = f"{self.base_url}/chat/completions"
         self.retries = retries
+        self.status_retries = status_retries  # retries on 429/503 that honour retry-after; 0 = off
+        self.status_retry_max_wait_s = status_retry_max_wait_s
         self._headers = {"content-type": "application/json"}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
@@ -57,8 +72,9 @@ class HttpUpstream:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
-                                              headers=self._headers, auto_decompress=True)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self._timeout, headers=self._headers, auto_decompress=True
+        )
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -70,74 +86,120 @@ class HttpUpstream:
             raise RuntimeError("HttpUpstream.start() was not awaited")
         return self._session
 
-    def _body(self, request: ChatCompletionRequest, messages: list[ChatMessage], stream: bool) -> bytes:
-        if messages is request.messages and request.raw is not None:
+    def _body(self, request: ChatCompletionRequest | None, messages: list[Message] | None, stream: bool) -> bytes:
+        if request is None:
+            raise InvalidRequest("an upstream model needs the client's request")
+        if messages is None and request.raw is not None:
             return request.raw  # unchanged request: forward the client's bytes as they came
-        body = request.upstream_body(messages=[m.model_dump(exclude_none=True) for m in messages])
+        body = (
+            request.upstream_body()
+            if messages is None
+            else request.upstream_body(messages=wire.messages_to_wire(messages))
+        )
         body["stream"] = stream
         return json.dumps(body).encode()
 
-    async def _post(self, body: bytes) -> aiohttp.ClientResponse:
-        """POST with retries on connection failures only: the request never reached the upstream."""
-        for attempt in range(self.retries + 1):
+    async def _post(self, body: bytes, path: str = "/chat/completions") -> aiohttp.ClientResponse:
+        """POST with retries on connection failures only (the request never reached the upstream) and, when
+        configured, on 429/503 after the upstream's own `retry-after`."""
+        url = self.base_url + path
+        attempt = waited = 0
+        while True:
             try:
-                resp = await self.session.post(self.url, data=body)
+                resp = await self.session.post(url, data=body)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 # Connection refused or not accepted in time: the request never left, so retrying is safe.
-                if attempt == self.retries:
-                    metrics.UPSTREAM_ERRORS.labels(_BACKEND, "connect").inc()
-                    reason = "connection timed out" if isinstance(exc, TimeoutError) else exc.strerror or exc
-                    raise UpstreamUnavailable(f"upstream {self.base_url} unreachable: {reason}") from None
-                await asyncio.sleep(0.05 * 2**attempt)
+                if attempt < self.retries:
+                    await asyncio.sleep(0.05 * 2**attempt)
+                    attempt += 1
+                    continue
+                metrics.UPSTREAM_ERRORS.labels(_BACKEND, "connect").inc()
+                reason = (
+                    "connection timed out"
+                    if isinstance(exc, TimeoutError)
+                    else "connection refused"
+                    if isinstance(getattr(exc, "os_error", None), ConnectionRefusedError)
+                    else "connection failed"
+                )
+                log.warning("upstream %s unreachable: %s", self.base_url, exc)
+                raise UpstreamUnavailable(f"upstream unreachable: {reason}") from None
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()
-                raise UpstreamTimeout(f"upstream {self.base_url} did not answer in time") from None
+                log.warning("upstream %s did not answer in time", self.base_url)
+                raise UpstreamTimeout("upstream did not answer in time") from None
             except aiohttp.ClientError as exc:
                 metrics.UPSTREAM_ERRORS.labels(_BACKEND, "connect").inc()
-                raise UpstreamUnavailable(f"upstream {self.base_url} failed: {exc}") from None
-            else:
-                if resp.status >= 400:
-                    await self._raise_for_status(resp)
+                log.warning("upstream %s failed: %s", self.base_url, exc)
+                raise UpstreamUnavailable("upstream connection failed") from None
+            if resp.status < 400:
                 return resp
-        raise AssertionError("unreachable")
+            wait = _retry_after(resp) if resp.status in _RETRIED_STATUSES and waited < self.status_retries else None
+            if wait is None or wait > self.status_retry_max_wait_s:
+                await self._raise_for_status(resp)
+            resp.release()
+            waited += 1
+            metrics.UPSTREAM_ERRORS.labels(_BACKEND, f"retried_{resp.status}").inc()
+            await asyncio.sleep(wait)
 
-    async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
+    async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> NoReturn:
         try:
-            text = await resp.text()
+            raw = await resp.read()
         finally:
             resp.release()
-        message = text[:500]
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            message = json.loads(text)["error"]["message"]
         metrics.UPSTREAM_ERRORS.labels(_BACKEND, f"http_{resp.status // 100}xx").inc()
-        if resp.status == 404:
-            raise ModelNotFound(f"upstream: {message}", param="model")
-        if resp.status in (400, 422):
-            raise InvalidRequest(f"upstream rejected the request: {message}")
-        if resp.status == 429:
-            raise RateLimited(f"upstream rate limit: {message}")
-        if resp.status in (401, 403):
-            raise UpstreamBadResponse(f"upstream refused the proxy's credentials ({resp.status}): {message}")
-        raise UpstreamBadResponse(f"upstream returned HTTP {resp.status}: {message}")
+        if resp.status in (401, 403):  # the proxy's own upstream credentials: not the client's key at fault
+            log.error("upstream %s refused the proxy's credentials (%s): %s", self.base_url, resp.status, raw[:300])
+            raise UpstreamBadResponse(f"upstream refused the proxy's credentials (HTTP {resp.status})")
+        headers = {
+            k: v
+            for k, v in resp.headers.items()
+            if k.lower() in _PASSED_HEADERS or k.lower().startswith(_PASSED_PREFIXES)
+        }
+        message = _error_message(raw)
+        if message is None:  # not an OpenAI error body (a proxy's HTML page...): give it the OpenAI shape
+            message = f"upstream returned HTTP {resp.status}: {raw[:300].decode(errors='replace')}"
+            raw = pydantic_core.to_json(
+                {
+                    "error": {
+                        "message": message,
+                        "type": "upstream_error",
+                        "param": None,
+                        "code": f"upstream_http_{resp.status}",
+                    }
+                }
+            )
+        raise UpstreamHTTPError(resp.status, raw, headers, message)
 
-    async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
-        resp = await self._post(self._body(request, messages, stream=False))
+    async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply:
+        return parse_reply(*await self.read(CHAT_PATH, self._body(request, messages, stream=False)))
+
+    def stream(
+        self, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> AsyncIterator[StreamEvent]:
+        return self.stream_from(CHAT_PATH, self._body(request, messages, stream=True))
+
+    async def read(self, path: str, body: bytes) -> tuple[Any, bytes]:
+        """POST `body` to `path`; the answer parsed and as its bytes."""
+        resp = await self._post(body, path)
         try:
-            data = pydantic_core.from_json(await resp.read())
+            raw = await resp.read()
+            data = pydantic_core.from_json(raw)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()
-            raise UpstreamTimeout(f"upstream {self.base_url} stopped answering") from None
+            raise UpstreamTimeout("upstream stopped answering") from None
         except (ValueError, aiohttp.ClientError) as exc:
             metrics.UPSTREAM_ERRORS.labels(_BACKEND, "malformed").inc()
             raise UpstreamBadResponse(f"upstream sent an unreadable body: {exc}") from None
         finally:
             resp.release()
-        return _reply(data)
+        return data, raw
 
-    async def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]:
+    async def stream_from(
+        self, path: str, body: bytes, parse: ChunkParser = wire.chunk_parts
+    ) -> AsyncIterator[StreamEvent]:
         """One event per network read: chunks that arrived together are merged, so a proxy that falls
         behind does less work per token instead of more (a token-paced upstream still gives one each)."""
-        resp = await self._post(self._body(request, messages, stream=True))
+        resp = await self._post(body, path)
         tail = b""
         done = False
         try:
@@ -146,7 +208,7 @@ class HttpUpstream:
                     continue  # after [DONE], read to the end: a fully read response returns to the pool
                 lines = (tail + data).split(b"\n")
                 tail = lines.pop()
-                event, done, error = _merge(lines)
+                event, done, error = _merge(lines, parse)
                 if event is not None:
                     yield event
                 if error is not None:
@@ -173,25 +235,41 @@ class HttpUpstream:
             return []
 
 
-def _reply(data: Any) -> ModelReply:
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    """Seconds the upstream asks to wait (`retry-after-ms` or `retry-after` in seconds), None when it did not say."""
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = resp.headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                return None  # an HTTP date: not worth parsing for a bounded retry
+    return None
+
+
+def _error_message(raw: bytes) -> str | None:
+    """The message of an OpenAI error body, None when the body is not one."""
     try:
-        choice = data["choices"][0]
-        message = choice.get("message") or {}
-        usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
-        return ModelReply(text=message.get("content") or "", finish_reason=choice.get("finish_reason") or "stop",
-                          usage=usage)
+        error = pydantic_core.from_json(raw)["error"]
+        return str(error["message"]) if isinstance(error, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def parse_reply(data: Any, raw: bytes, parse: Callable[[Any, bytes], ModelReply] = wire.reply_from_body) -> ModelReply:
+    try:
+        return parse(data, raw)
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         metrics.UPSTREAM_ERRORS.labels(_BACKEND, "malformed").inc()
         raise UpstreamBadResponse(f"upstream body is not a chat completion: missing {exc}") from None
 
 
-def _merge(lines: list[bytes]) -> tuple[StreamEvent | None, bool, GuardError | None]:
-    """The SSE `data:` lines of one read as one event; also whether `[DONE]` came, and a bad chunk's error
-    (the text before it is still delivered)."""
-    texts: list[str] = []
-    finish: str | None = None
-    usage: Usage | None = None
-    seen, done, error = False, False, None
+def _merge(lines: list[bytes], parse: ChunkParser) -> tuple[StreamEvent | None, bool, GuardError | None]:
+    """The SSE `data:` lines of one read as one event (pieces of the same choice joined); also whether
+    `[DONE]` came, and a bad chunk's error (what came before it is still delivered)."""
+    event: StreamEvent | None = None
+    by_index: dict[int, Delta] = {}
+    done, error = False, None
     for raw in lines:
         line = raw.strip()
         if not line.startswith(b"data:"):
@@ -201,30 +279,39 @@ def _merge(lines: list[bytes]) -> tuple[StreamEvent | None, bool, GuardError | N
             done = True
             break
         try:
-            event = _event(payload)
+            deltas, usage, envelope = _chunk(payload, parse)
         except GuardError as exc:
             error = exc
             break
-        seen = True
-        texts.append(event.text)
-        finish = event.finish_reason or finish
-        usage = event.usage or usage
-    merged = StreamEvent(text="".join(texts), finish_reason=finish, usage=usage) if seen else None  # type: ignore[arg-type]
-    return merged, done, error
+        if event is None:
+            event = StreamEvent(envelope=envelope)
+        event.usage = usage or event.usage
+        for d in deltas:
+            into = by_index.get(d.index)
+            if into is None:
+                by_index[d.index] = d
+                event.deltas.append(d)
+            else:
+                _join(into, d)
+    return event, done, error
 
 
-def _event(payload: bytes) -> StreamEvent:
+def _join(into: Delta, d: Delta) -> None:
+    into.text += d.text
+    into.refusal += d.refusal
+    into.tool_calls += d.tool_calls
+    into.function_call += d.function_call
+    if d.logprobs:
+        into.logprobs = (into.logprobs or []) + d.logprobs
+    into.finish_reason = d.finish_reason or into.finish_reason
+
+
+def _chunk(payload: bytes, parse: ChunkParser) -> tuple[list[Delta], Usage | None, dict[str, Any]]:
     try:
         data = pydantic_core.from_json(payload)
         if "error" in data:
             raise UpstreamBadResponse(f"upstream stream error: {data['error']}")
-        usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
-        choices = data.get("choices") or []
-        if not choices:
-            return StreamEvent(usage=usage)
-        choice = choices[0]
-        delta = choice.get("delta") or {}
-        return StreamEvent(text=delta.get("content") or "", finish_reason=choice.get("finish_reason"), usage=usage)
-    except (ValueError, TypeError, AttributeError) as exc:
+        return parse(data)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
         metrics.UPSTREAM_ERRORS.labels(_BACKEND, "malformed").inc()
         raise UpstreamBadResponse(f"upstream sent an unreadable stream chunk: {exc}") from None

@@ -18,10 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from guard.errors import NotReady
+from guard.domain import Message
+from guard.errors import InvalidRequest, NotReady
 from guard.modelstore import ModelStore, ModelVersion
 from guard.pipeline import ModelReply, StreamEvent
-from guard.wire import ChatCompletionRequest, ChatMessage, Usage
+from guard.wire import ChatCompletionRequest, Usage, messages_from_wire
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,9 @@ class _Cancelled:
 
 
 class LocalModel:
-    def __init__(self, store: ModelStore, name: str, *, max_new_tokens: int = 256, threads: int = 1,
-                 poll_interval_s: float = 1.0) -> None:
+    def __init__(
+        self, store: ModelStore, name: str, *, max_new_tokens: int = 256, threads: int = 1, poll_interval_s: float = 1.0
+    ) -> None:
         self.store = store
         self.name = name
         self.max_new_tokens = max_new_tokens
@@ -123,11 +125,13 @@ class LocalModel:
 
     # Generation ----------------------------------------------------------------------------------
 
-    def _inputs(self, lm: Loaded, messages: list[ChatMessage]) -> Any:
-        chat = [{"role": "system" if m.role == "developer" else m.role, "content": m.text} for m in messages
-                if m.role in ("system", "developer", "user", "assistant")]
-        return lm.tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt",
-                                                return_dict=True)
+    def _inputs(self, lm: Loaded, messages: list[Message]) -> Any:
+        chat = [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text}
+            for m in messages
+            if m.role in ("system", "developer", "user", "assistant")
+        ]
+        return lm.tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
 
     def _gen_kwargs(self, lm: Loaded, request: ChatCompletionRequest, stop: _Cancelled) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -142,10 +146,20 @@ class LocalModel:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
 
-    def _generate(self, lm: Loaded, request: ChatCompletionRequest, messages: list[ChatMessage],
-                  stop: _Cancelled, streamer: Any = None) -> ModelReply:
+    def _generate(
+        self,
+        lm: Loaded,
+        request: ChatCompletionRequest | None,
+        messages: list[Message] | None,
+        stop: _Cancelled,
+        streamer: Any = None,
+    ) -> ModelReply:
         import torch
 
+        if request is None:
+            raise InvalidRequest("the local model needs the client's request (its sampling parameters)")
+        if messages is None:
+            messages = messages_from_wire(request.messages)
         try:
             if request.seed is not None:
                 torch.manual_seed(request.seed)
@@ -163,19 +177,23 @@ class LocalModel:
         hit_eos = len(new) > 0 and int(new[-1]) in _eos_ids(lm)
         finish = "stop" if hit_eos or len(new) < kwargs["max_new_tokens"] else "length"
         usage = Usage(prompt_tokens=prompt_len, completion_tokens=len(new), total_tokens=prompt_len + len(new))
-        return ModelReply(text=text.strip(), finish_reason=finish, usage=usage)
+        return ModelReply.of_text(text.strip(), finish, usage)
 
     def pin(self) -> PinnedModel:
         """The model for one request: the weights current now, kept even if a new version is promoted."""
         return PinnedModel(self, self._current())
 
-    async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
+    async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply:
         return await self._complete(self._current(), request, messages)
 
-    def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]:
+    def stream(
+        self, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> AsyncIterator[StreamEvent]:
         return self._stream(self._current(), request, messages)
 
-    async def _complete(self, lm: Loaded, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
+    async def _complete(
+        self, lm: Loaded, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> ModelReply:
         stop = _Cancelled()
         loop = asyncio.get_running_loop()
         try:
@@ -183,8 +201,9 @@ class LocalModel:
         finally:
             stop.event.set()
 
-    async def _stream(self, lm: Loaded, request: ChatCompletionRequest,
-                      messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]:
+    async def _stream(
+        self, lm: Loaded, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> AsyncIterator[StreamEvent]:
         from transformers import TextIteratorStreamer
 
         stop = _Cancelled()
@@ -198,9 +217,9 @@ class LocalModel:
                 if piece is None:
                     break
                 if piece:
-                    yield StreamEvent(text=piece)
+                    yield StreamEvent.of_text(piece)
             reply = await job
-            yield StreamEvent(finish_reason=reply.finish_reason, usage=reply.usage)
+            yield StreamEvent.of_text(finish_reason=reply.finish_reason, usage=reply.usage)
         finally:
             stop.event.set()  # client gone or done: let the worker thread stop generating
 
@@ -217,10 +236,12 @@ class PinnedModel:
     def version(self) -> str | None:
         return self._loaded.version.version
 
-    async def complete(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> ModelReply:
+    async def complete(self, request: ChatCompletionRequest | None, messages: list[Message] | None) -> ModelReply:
         return await self._owner._complete(self._loaded, request, messages)
 
-    def stream(self, request: ChatCompletionRequest, messages: list[ChatMessage]) -> AsyncIterator[StreamEvent]:
+    def stream(
+        self, request: ChatCompletionRequest | None, messages: list[Message] | None
+    ) -> AsyncIterator[StreamEvent]:
         return self._owner._stream(self._loaded, request, messages)
 
 
@@ -229,4 +250,3 @@ def _eos_ids(lm: Loaded) -> set[int]:
     if ids is None:
         ids = lm.tokenizer.eos_token_id
     return set(ids) if isinstance(ids, list) else {ids}
-

@@ -23,8 +23,14 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 NEGATIVE_FEEDBACK = "negative_feedback"
 
 
-def make_engine(url: str, *, busy_timeout_s: float = 5.0, connect_timeout_s: float = 5,
-                statement_timeout_s: float | None = None, lock_timeout_s: float | None = None) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    busy_timeout_s: float = 5.0,
+    connect_timeout_s: float = 5,
+    statement_timeout_s: float | None = None,
+    lock_timeout_s: float | None = None,
+) -> Engine:
     """SQLite: WAL, busy timeout, parent directory created. Postgres (psycopg 3): bounded connect time and,
     when given, server-side statement and lock timeouts (a live server stops a stuck statement itself; a hung
     one is the caller's deadline to enforce, see `interrupt`)."""
@@ -151,8 +157,14 @@ def insert_new_records(engine: Engine, records: list[ExchangeRecord]) -> set[str
     if not records:
         return set()
     rows = [
-        {"exchange_id": r.exchange_id, "tenant": r.tenant, "profile": r.profile, "model": r.model,
-         "created_at": r.created_at.astimezone(UTC), "record": r.model_dump_json()}
+        {
+            "exchange_id": r.exchange_id,
+            "tenant": r.tenant,
+            "profile": r.profile,
+            "model": r.model,
+            "created_at": r.created_at.astimezone(UTC),
+            "record": r.model_dump_json(),
+        }
         for r in records
     ]
     flag_rows = [{"exchange_id": r.exchange_id, "flag": f} for r in records for f in r.flags]
@@ -170,8 +182,10 @@ def insert_new_records(engine: Engine, records: list[ExchangeRecord]) -> set[str
 # SQLite: the driver's own executemany (a C loop) instead of a VALUES list bound row by row in Python; this
 # runs in the writer thread, and every microsecond it holds the GIL is taken from the event loop.
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy's SQLite DateTime (via UTCDateTime) stores UTC
-_SQLITE_EXCHANGES = ("INSERT INTO guard_exchanges (exchange_id, tenant, profile, model, created_at, record) "
-                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+_SQLITE_EXCHANGES = (
+    "INSERT INTO guard_exchanges (exchange_id, tenant, profile, model, created_at, record) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
 _SQLITE_FLAGS = "INSERT INTO guard_exchange_flags (exchange_id, flag) VALUES (?, ?) ON CONFLICT DO NOTHING"
 
 
@@ -179,14 +193,28 @@ def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]], flag_rows: list
     ids = [r["exchange_id"] for r in rows]
     existing: set[str] = set()
     for i in range(0, len(ids), 500):  # stay under SQLite's bound-variable limit
-        chunk = tuple(ids[i:i + 500])
+        chunk = tuple(ids[i : i + 500])
         marks = ",".join("?" * len(chunk))
-        existing.update(row[0] for row in conn.exec_driver_sql(
-            f"SELECT exchange_id FROM guard_exchanges WHERE exchange_id IN ({marks})", chunk))
-    conn.exec_driver_sql(_SQLITE_EXCHANGES, [
-        (r["exchange_id"], r["tenant"], r["profile"], r["model"], r["created_at"].strftime(_SQLITE_TIME), r["record"])
-        for r in rows
-    ])
+        existing.update(
+            row[0]
+            for row in conn.exec_driver_sql(
+                f"SELECT exchange_id FROM guard_exchanges WHERE exchange_id IN ({marks})", chunk
+            )
+        )
+    conn.exec_driver_sql(
+        _SQLITE_EXCHANGES,
+        [
+            (
+                r["exchange_id"],
+                r["tenant"],
+                r["profile"],
+                r["model"],
+                r["created_at"].strftime(_SQLITE_TIME),
+                r["record"],
+            )
+            for r in rows
+        ],
+    )
     if flag_rows:
         conn.exec_driver_sql(_SQLITE_FLAGS, [(f["exchange_id"], f["flag"]) for f in flag_rows])
     # Another process inserting the same id between the SELECT and the INSERT (two writers replaying one
@@ -212,34 +240,56 @@ def _insert_pg(conn: Connection, rows: list[dict[str, Any]], flag_rows: list[dic
     def col(name: str, source: list[dict[str, Any]]) -> list[Any]:
         return [r[name] for r in source]
 
-    new = conn.exec_driver_sql(_PG_EXCHANGES, {
-        "ids": col("exchange_id", rows), "tenants": col("tenant", rows), "profiles": col("profile", rows),
-        "models": col("model", rows), "created": col("created_at", rows), "records": col("record", rows),
-    }).scalars().all()
+    new = (
+        conn.exec_driver_sql(
+            _PG_EXCHANGES,
+            {
+                "ids": col("exchange_id", rows),
+                "tenants": col("tenant", rows),
+                "profiles": col("profile", rows),
+                "models": col("model", rows),
+                "created": col("created_at", rows),
+                "records": col("record", rows),
+            },
+        )
+        .scalars()
+        .all()
+    )
     if flag_rows:
         conn.exec_driver_sql(_PG_FLAGS, {"ids": col("exchange_id", flag_rows), "flags": col("flag", flag_rows)})
     return set(new)
 
 
-def insert_review(engine: Engine, exchange_id: str, label: str, correction: str | None = None,
-                  reviewer: str | None = None) -> None:
+def insert_review(
+    engine: Engine, exchange_id: str, label: str, correction: str | None = None, reviewer: str | None = None
+) -> None:
     """Append a review; the newest one per exchange is the current label."""
     if label not in REVIEW_LABELS:
         raise ValueError(f"label must be one of {', '.join(REVIEW_LABELS)}")
     with engine.begin() as conn:
-        conn.execute(reviews.insert().values(
-            exchange_id=exchange_id, label=label, correction=correction or None, reviewer=reviewer,
-            created_at=datetime.now(UTC),
-        ))
+        conn.execute(
+            reviews.insert().values(
+                exchange_id=exchange_id,
+                label=label,
+                correction=correction or None,
+                reviewer=reviewer,
+                created_at=datetime.now(UTC),
+            )
+        )
 
 
 def insert_feedback(engine: Engine, exchange_id: str, tenant: str, rating: int, comment: str | None = None) -> None:
     """Store a rating (negative = bad answer); a negative one flags the exchange `negative_feedback`."""
     with engine.begin() as conn:
-        conn.execute(feedback.insert().values(
-            exchange_id=exchange_id, tenant=tenant, rating=int(rating), comment=comment,
-            created_at=datetime.now(UTC),
-        ))
+        conn.execute(
+            feedback.insert().values(
+                exchange_id=exchange_id,
+                tenant=tenant,
+                rating=int(rating),
+                comment=comment,
+                created_at=datetime.now(UTC),
+            )
+        )
         if rating < 0:
             conn.execute(_insert(conn, exchange_flags), [{"exchange_id": exchange_id, "flag": NEGATIVE_FEEDBACK}])
 

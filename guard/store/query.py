@@ -39,8 +39,17 @@ def _flags_of_row() -> Any:
     )
 
 
-def _records_query(*, since: datetime | None, until: datetime | None, flags: set[str] | None, tenant: str | None,
-                   profile: str | None, model: str | None, reviewed: bool | None, flagged: bool | None) -> Select:
+def _records_query(
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    flags: set[str] | None,
+    tenant: str | None,
+    profile: str | None,
+    model: str | None,
+    reviewed: bool | None,
+    flagged: bool | None,
+) -> Select:
     q = select(exchanges.c.record, _flags_of_row().label("flags"))
     conds = []
     if since is not None:
@@ -54,8 +63,11 @@ def _records_query(*, since: datetime | None, until: datetime | None, flags: set
     if model is not None:
         conds.append(exchanges.c.model == model)
     if flags:  # any of the given flags
-        conds.append(exists().where(and_(exchange_flags.c.exchange_id == exchanges.c.exchange_id,
-                                         exchange_flags.c.flag.in_(sorted(flags)))))
+        conds.append(
+            exists().where(
+                and_(exchange_flags.c.exchange_id == exchanges.c.exchange_id, exchange_flags.c.flag.in_(sorted(flags)))
+            )
+        )
     if flagged is not None:
         has_flag = exists().where(exchange_flags.c.exchange_id == exchanges.c.exchange_id)
         conds.append(has_flag if flagged else ~has_flag)
@@ -72,13 +84,31 @@ def _to_record(raw: str, flags: str | None) -> ExchangeRecord:
     return rec
 
 
-def iter_records(engine: Engine, *, since: datetime | None = None, until: datetime | None = None,
-                 flags: set[str] | None = None, tenant: str | None = None, profile: str | None = None,
-                 model: str | None = None, limit: int | None = None, reviewed: bool | None = None,
-                 flagged: bool | None = None, chunk: int = 1000) -> Iterator[ExchangeRecord]:
+def iter_records(
+    engine: Engine,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    flags: set[str] | None = None,
+    tenant: str | None = None,
+    profile: str | None = None,
+    model: str | None = None,
+    limit: int | None = None,
+    reviewed: bool | None = None,
+    flagged: bool | None = None,
+    chunk: int = 1000,
+) -> Iterator[ExchangeRecord]:
     """Stream matching records (export) without holding them all in memory."""
-    q = _records_query(since=since, until=until, flags=flags, tenant=tenant, profile=profile, model=model,
-                       reviewed=reviewed, flagged=flagged)
+    q = _records_query(
+        since=since,
+        until=until,
+        flags=flags,
+        tenant=tenant,
+        profile=profile,
+        model=model,
+        reviewed=reviewed,
+        flagged=flagged,
+    )
     if limit is not None:
         q = q.limit(limit)
     with engine.connect() as conn:
@@ -87,13 +117,30 @@ def iter_records(engine: Engine, *, since: datetime | None = None, until: dateti
             yield _to_record(raw, flag_text)
 
 
-def fetch_records(engine: Engine, *, since: datetime | None = None, until: datetime | None = None,
-                  flags: set[str] | None = None, tenant: str | None = None, profile: str | None = None,
-                  model: str | None = None, limit: int | None = None, reviewed: bool | None = None,
-                  flagged: bool | None = None) -> list[ExchangeRecord]:
+def fetch_records(
+    engine: Engine,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    flags: set[str] | None = None,
+    tenant: str | None = None,
+    profile: str | None = None,
+    model: str | None = None,
+    limit: int | None = None,
+    reviewed: bool | None = None,
+    flagged: bool | None = None,
+) -> list[ExchangeRecord]:
     """Records ordered by created_at, exchange_id. `flags` matches exchanges carrying any of them."""
-    q = _records_query(since=since, until=until, flags=flags, tenant=tenant, profile=profile, model=model,
-                       reviewed=reviewed, flagged=flagged)
+    q = _records_query(
+        since=since,
+        until=until,
+        flags=flags,
+        tenant=tenant,
+        profile=profile,
+        model=model,
+        reviewed=reviewed,
+        flagged=flagged,
+    )
     if limit is not None:
         q = q.limit(limit)
     with engine.connect() as conn:
@@ -114,8 +161,9 @@ def exchange_tenant(engine: Engine, exchange_id: str) -> str | None:
 
 def fetch_reviews(engine: Engine, *, since: datetime | None = None, exchange_id: str | None = None) -> list[Review]:
     """All reviews (oldest first); the last one per exchange is its current label."""
-    q = select(reviews.c.exchange_id, reviews.c.label, reviews.c.correction, reviews.c.reviewer,
-               reviews.c.created_at).order_by(reviews.c.created_at, reviews.c.id)
+    q = select(
+        reviews.c.exchange_id, reviews.c.label, reviews.c.correction, reviews.c.reviewer, reviews.c.created_at
+    ).order_by(reviews.c.created_at, reviews.c.id)
     if since is not None:
         q = q.where(reviews.c.created_at >= since)
     if exchange_id is not None:
@@ -125,8 +173,9 @@ def fetch_reviews(engine: Engine, *, since: datetime | None = None, exchange_id:
 
 
 def fetch_feedback(engine: Engine, *, since: datetime | None = None, exchange_id: str | None = None) -> list[Feedback]:
-    q = select(feedback.c.exchange_id, feedback.c.tenant, feedback.c.rating, feedback.c.comment,
-               feedback.c.created_at).order_by(feedback.c.created_at, feedback.c.id)
+    q = select(
+        feedback.c.exchange_id, feedback.c.tenant, feedback.c.rating, feedback.c.comment, feedback.c.created_at
+    ).order_by(feedback.c.created_at, feedback.c.id)
     if since is not None:
         q = q.where(feedback.c.created_at >= since)
     if exchange_id is not None:

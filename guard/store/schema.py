@@ -31,7 +31,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 metadata = MetaData()
 
 exchanges = Table(
-    "guard_exchanges", metadata,
+    "guard_exchanges",
+    metadata,
     Column("exchange_id", String(64), primary_key=True),
     Column("tenant", String(128), nullable=False),
     Column("profile", String(128)),
@@ -46,14 +47,16 @@ exchanges = Table(
 # One row per (exchange, flag). No foreign key on purpose: feedback may flag an exchange whose record is
 # still in a writer's queue; the flag joins the record when it lands.
 exchange_flags = Table(
-    "guard_exchange_flags", metadata,
+    "guard_exchange_flags",
+    metadata,
     Column("exchange_id", String(64), primary_key=True),
     Column("flag", String(64), primary_key=True),
     Index("ix_guard_exchange_flags_flag", "flag", "exchange_id"),
 )
 
 reviews = Table(
-    "guard_reviews", metadata,
+    "guard_reviews",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("exchange_id", String(64), nullable=False),
     Column("label", String(32), nullable=False),
@@ -65,7 +68,8 @@ reviews = Table(
 )
 
 feedback = Table(
-    "guard_feedback", metadata,
+    "guard_feedback",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("exchange_id", String(64), nullable=False),
     Column("tenant", String(128), nullable=False),

@@ -53,7 +53,7 @@ class Spool:
             fd = self._open_active()
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             self._bytes += len(data)
             if sync:
                 os.fsync(fd)

@@ -47,12 +47,25 @@ T = TypeVar("T")
 class RecordWriter:
     """Implements `guard.pipeline.Recorder`. Flagged exchanges are always kept, clean ones with `sample_rate`."""
 
-    def __init__(self, engine: Engine, *, spool_dir: Path, sample_rate: float = 0.05, queue_size: int = 10_000,
-                 batch_size: int = 256, spool_max_bytes: int = 256 * 1024 * 1024, mask: Mask | None = None,
-                 retry_interval_s: float = 1.0, idle_wake_s: float = 0.25, linger_s: float = 0.1,
-                 recent: Recent | None = None, db_timeout_s: float = 5.0, drain_timeout_s: float = 10.0,
-                 prepare: Callable[[], object] | None = None,
-                 rand: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        spool_dir: Path,
+        sample_rate: float = 0.05,
+        queue_size: int = 10_000,
+        batch_size: int = 256,
+        spool_max_bytes: int = 256 * 1024 * 1024,
+        mask: Mask | None = None,
+        retry_interval_s: float = 1.0,
+        idle_wake_s: float = 0.25,
+        linger_s: float = 0.1,
+        recent: Recent | None = None,
+        db_timeout_s: float = 5.0,
+        drain_timeout_s: float = 10.0,
+        prepare: Callable[[], object] | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
         """`db_timeout_s` bounds every database call (a hung database counts as down); `drain_timeout_s` bounds
         shutdown (whatever is not in the database by then goes to the spool); `prepare` (migrations) runs
         before the first write, and again after a failed attempt, until it succeeds."""
@@ -79,13 +92,27 @@ class RecordWriter:
         self._next_retry = 0.0
 
     @classmethod
-    def from_settings(cls, settings: Settings, engine: Engine, mask: Mask | None = None,
-                      recent: Recent | None = None, prepare: Callable[[], object] | None = None) -> RecordWriter:
-        return cls(engine, spool_dir=settings.spool_dir, sample_rate=settings.record_sample_rate,
-                   queue_size=settings.record_queue_size, batch_size=settings.record_batch_size,
-                   spool_max_bytes=settings.spool_max_bytes, mask=mask if settings.pii_masking else None,
-                   recent=recent or LocalRecent(settings.recent_ttl_s), db_timeout_s=settings.db_statement_timeout_s,
-                   drain_timeout_s=settings.shutdown_drain_timeout_s, prepare=prepare)
+    def from_settings(
+        cls,
+        settings: Settings,
+        engine: Engine,
+        mask: Mask | None = None,
+        recent: Recent | None = None,
+        prepare: Callable[[], object] | None = None,
+    ) -> RecordWriter:
+        return cls(
+            engine,
+            spool_dir=settings.spool_dir,
+            sample_rate=settings.record_sample_rate,
+            queue_size=settings.record_queue_size,
+            batch_size=settings.record_batch_size,
+            spool_max_bytes=settings.spool_max_bytes,
+            mask=mask if settings.pii_masking else None,
+            recent=recent or LocalRecent(settings.recent_ttl_s),
+            db_timeout_s=settings.db_statement_timeout_s,
+            drain_timeout_s=settings.shutdown_drain_timeout_s,
+            prepare=prepare,
+        )
 
     # Request side (event loop): constant time, never raises -------------------------------------------
     def record(self, exchange: Exchange) -> None:

@@ -29,8 +29,9 @@ class BatcherClosed(RuntimeError):
 
 
 class MicroBatcher(Generic[T, R]):
-    def __init__(self, fn: Callable[[list[T]], list[R]], *, max_batch: int = 32, max_wait_ms: float = 2.0,
-                 name: str = "batcher") -> None:
+    def __init__(
+        self, fn: Callable[[list[T]], list[R]], *, max_batch: int = 32, max_wait_ms: float = 2.0, name: str = "batcher"
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         self._fn = fn
@@ -100,8 +101,9 @@ class MicroBatcher(Generic[T, R]):
             try:
                 results = await loop.run_in_executor(self._pool, self._fn, items)
                 if len(results) != len(items):
-                    raise RuntimeError(f"{self._name}: batch function returned {len(results)} results "
-                                       f"for {len(items)} items")
+                    raise RuntimeError(
+                        f"{self._name}: batch function returned {len(results)} results for {len(items)} items"
+                    )
             except asyncio.CancelledError:
                 for _, fut in batch:
                     if not fut.done():

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +46,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def _logit(p: np.ndarray | np.floating) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
 
@@ -61,7 +63,7 @@ def _providers(device: str) -> list[str]:
 
 
 class TriageModel:
-    def __init__(self, session: object, tokenizer: object, config: dict, device: str) -> None:
+    def __init__(self, session: Any, tokenizer: Any, config: dict, device: str) -> None:
         self._session = session
         self._tok = tokenizer
         self.config = config
@@ -72,8 +74,9 @@ class TriageModel:
         self.max_len = int(config.get("max_len", 128))
 
     @classmethod
-    def load(cls, directory: Path, *, device: str = "auto", threads: int = 1,
-             model_file: str = MODEL_INT8) -> TriageModel:
+    def load(
+        cls, directory: Path, *, device: str = "auto", threads: int = 1, model_file: str = MODEL_INT8
+    ) -> TriageModel:
         directory = Path(directory)
         paths = {name: directory / name for name in (RUNTIME_CONFIG, TOKENIZER, model_file)}
         for path in paths.values():
@@ -86,8 +89,10 @@ class TriageModel:
         model = cls(session, tokenizer, config, "cuda" if used == "CUDAExecutionProvider" else "cpu")
         width = session.get_outputs()[0].shape[-1]
         if width != len(model.labels):
-            raise TriageModelError(f"corrupt triage model: {paths[model_file]} has {width} outputs, "
-                                   f"{paths[RUNTIME_CONFIG]} lists {len(model.labels)} labels")
+            raise TriageModelError(
+                f"corrupt triage model: {paths[model_file]} has {width} outputs, "
+                f"{paths[RUNTIME_CONFIG]} lists {len(model.labels)} labels"
+            )
         return model
 
     # Inference -------------------------------------------------------------------------------------
@@ -103,14 +108,15 @@ class TriageModel:
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         return probs, refusal, emb / np.maximum(norms, 1e-12)
 
-    def _score_windows(self, owners: list[int], windows: list[list[int]],
-                       n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _score_windows(
+        self, owners: list[int], windows: list[list[int]], n: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         probs = np.zeros((n, len(self.labels)), dtype=np.float32)
         refusal = np.zeros(n, dtype=np.float32)
         emb = np.zeros((n, 0), dtype=np.float32)
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))  # similar lengths pad less
         for k in range(0, len(order), MAX_WINDOWS_PER_RUN):
-            chunk = order[k:k + MAX_WINDOWS_PER_RUN]
+            chunk = order[k : k + MAX_WINDOWS_PER_RUN]
             lab, ref, vec = self._run([windows[i] for i in chunk])
             if emb.shape[1] == 0:
                 emb = np.zeros((n, vec.shape[1]), dtype=np.float32)
@@ -135,8 +141,15 @@ class TriageModel:
         for i in range(len(texts)):
             scores = {lab: float(probs[i, j]) for j, lab in enumerate(self.labels)}
             scores[REFUSAL] = float(refusal[i])
-            results.append(TriageResult(scores=scores, labels=self.over_threshold(scores, output=flags[i]),
-                                        embedding=emb[i], device=self.device, thresholds=self.thresholds))
+            results.append(
+                TriageResult(
+                    scores=scores,
+                    labels=self.over_threshold(scores, output=flags[i]),
+                    embedding=emb[i],
+                    device=self.device,
+                    thresholds=self.thresholds,
+                )
+            )
         return results
 
     def over_threshold(self, scores: dict[str, float], *, output: bool = False) -> tuple[str, ...]:
@@ -145,8 +158,8 @@ class TriageModel:
             labels.append(REFUSAL)
         return tuple(labels)
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        return self.scores(texts)[2]
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.scores(list(texts))[2]
 
     def _windows(self, texts: list[str]) -> tuple[list[int], list[list[int]]]:
         owners: list[int] = []
@@ -162,8 +175,8 @@ class TriageModel:
         ids = np.zeros((len(windows), width), dtype=np.int64)
         mask = np.zeros((len(windows), width), dtype=np.int64)
         for row, w in enumerate(windows):
-            ids[row, :len(w)] = w
-            mask[row, :len(w)] = 1
+            ids[row, : len(w)] = w
+            mask[row, : len(w)] = 1
         lab, ref, vec = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
         return lab, ref, vec
 
@@ -191,7 +204,7 @@ def _read_tokenizer(path: Path, config: dict) -> object:
     return tok
 
 
-def _open_session(path: Path, threads: int, providers: list[str]) -> object:
+def _open_session(path: Path, threads: int, providers: list[str]) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

@@ -23,8 +23,8 @@ from guard.triage.batcher import MicroBatcher
 from guard.triage.runtime import TriageModel
 
 if TYPE_CHECKING:
+    from guard.domain import Message
     from guard.settings import Settings
-    from guard.wire import ChatMessage
 
 CONTEXT_WHEN_SHORTER = 400  # characters in the latest user turn
 CONTEXT_CHARS = 300  # per earlier turn
@@ -32,7 +32,7 @@ DOCUMENT_ROLES = ("tool", "function")
 DOCUMENT_LABELS = ("prompt_injection",)
 
 
-def conversation_text(messages: list[ChatMessage]) -> str:
+def conversation_text(messages: list[Message]) -> str:
     """The text the classifier sees for a request (same layout as the synthetic context rows)."""
     turns = [m for m in messages if m.role in ("user", "assistant")]
     last_user = next((i for i in range(len(turns) - 1, -1, -1) if turns[i].role == "user"), None)
@@ -41,12 +41,12 @@ def conversation_text(messages: list[ChatMessage]) -> str:
     latest = turns[last_user].text
     if len(latest) >= CONTEXT_WHEN_SHORTER or last_user == 0:
         return latest
-    context = turns[max(0, last_user - 2):last_user]
+    context = turns[max(0, last_user - 2) : last_user]
     lines = [f"{m.role}: {m.text[:CONTEXT_CHARS]}" for m in context if m.text]
     return "\n".join([*lines, f"user: {latest}"])
 
 
-def document_texts(messages: list[ChatMessage]) -> list[str]:
+def document_texts(messages: list[Message]) -> list[str]:
     return [m.text for m in messages if m.role in DOCUMENT_ROLES and m.text]
 
 
@@ -54,7 +54,8 @@ class TriageStage:
     def __init__(self, model: TriageModel, *, max_batch: int = 32, max_wait_ms: float = 2.0) -> None:
         self.model = model
         self._batcher: MicroBatcher[tuple[str, bool], TriageResult] = MicroBatcher(
-            self._run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, name="triage")
+            self._run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, name="triage"
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TriageStage:
@@ -78,10 +79,12 @@ class TriageStage:
         await self._batcher.aclose()
 
     async def classify(self, exchange: Exchange) -> TriageResult:
-        messages = exchange.request.messages
+        messages = exchange.messages
         docs = document_texts(messages)
-        results = await asyncio.gather(self._batcher.submit((conversation_text(messages), False)),
-                                       *(self._batcher.submit((d, False)) for d in docs))
+        results = await asyncio.gather(
+            self._batcher.submit((conversation_text(messages), False)),
+            *(self._batcher.submit((d, False)) for d in docs),
+        )
         result = self._merge_documents(results[0], results[1:])
         _count(result)
         return result

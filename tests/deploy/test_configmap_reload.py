@@ -12,8 +12,8 @@ import os
 import time
 from pathlib import Path
 
+from guard.domain import Message
 from guard.pipeline import Exchange
-from guard.wire import ChatCompletionRequest
 from rails.reload import RailsHolder
 
 CONFIG = (
@@ -39,8 +39,7 @@ def kubelet_write(volume: Path, files: dict[str, str], generation: int) -> None:
 
 
 def ask(text: str) -> Exchange:
-    body = {"model": "m", "messages": [{"role": "user", "content": text}]}
-    return Exchange(id="x", tenant="t", request=ChatCompletionRequest.model_validate(body))
+    return Exchange.of([Message.user(text)], tenant="t", id="x")
 
 
 async def test_rails_reload_follows_a_config_map_update(tmp_path: Path) -> None:

@@ -21,17 +21,34 @@ REFUSAL = "I'm sorry, but I can't help with that."
 MODEL = "tiny-chat"
 
 
-def record(prompt: str, answer: str, flags: tuple[str, ...] = (), *, minutes: int = 0, model_response: str = "",
-           profile: str | None = None, labels: tuple[str, ...] = (), model: str = MODEL,
-           instruction: str | None = None) -> ExchangeRecord:
+def record(
+    prompt: str,
+    answer: str,
+    flags: tuple[str, ...] = (),
+    *,
+    minutes: int = 0,
+    model_response: str = "",
+    profile: str | None = None,
+    labels: tuple[str, ...] = (),
+    model: str = MODEL,
+    instruction: str | None = None,
+) -> ExchangeRecord:
     """`instruction`: the input rails sent the model the prompt under this system instruction."""
-    sent = [Message(role="system", content=instruction), Message(role="user", content=prompt)] \
-        if instruction else None
+    sent = [Message(role="system", content=instruction), Message(role="user", content=prompt)] if instruction else None
     return ExchangeRecord(
-        exchange_id=f"chatcmpl-{uuid.uuid4().hex}", tenant="acme", profile=profile,
-        created_at=T0 + timedelta(minutes=minutes), model=model, model_version="base",
-        messages=[Message(role="user", content=prompt)], model_messages=sent, response=answer,
-        model_response=model_response, triage_labels=list(labels), flags=sorted(flags))
+        exchange_id=f"chatcmpl-{uuid.uuid4().hex}",
+        tenant="acme",
+        profile=profile,
+        created_at=T0 + timedelta(minutes=minutes),
+        model=model,
+        model_version="base",
+        messages=[Message(role="user", content=prompt)],
+        model_messages=sent,
+        response=answer,
+        model_response=model_response,
+        triage_labels=list(labels),
+        flags=sorted(flags),
+    )
 
 
 def pg_reachable() -> bool:

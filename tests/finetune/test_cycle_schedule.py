@@ -24,23 +24,45 @@ def options(tmp_path: Path, db_url: str, tiny_lm: Path, **kw: object) -> CycleOp
     reg = Registry(tmp_path / "models", MODEL)
     if reg.current() is None:
         reg.promote(reg.add(tiny_lm, None, {}, version="base"))
-    base = {"model": MODEL, "state_dir": tmp_path / "state", "models_root": tmp_path / "models", "db_url": db_url,
-            "rails_dir": SHIPPED_RAILS, "triage_dir": None, "min_pairs": 4, "settle": timedelta(0),
-            "dpo": load_config(None, max_steps=2, batch_size=2, max_length=64, logging_steps=1),
-            "eval": EvalOptions(max_new_tokens=6), "suite_limit": 4}
+    base = {
+        "model": MODEL,
+        "state_dir": tmp_path / "state",
+        "models_root": tmp_path / "models",
+        "db_url": db_url,
+        "rails_dir": SHIPPED_RAILS,
+        "triage_dir": None,
+        "min_pairs": 4,
+        "settle": timedelta(0),
+        "dpo": load_config(None, max_steps=2, batch_size=2, max_length=64, logging_steps=1),
+        "eval": EvalOptions(max_new_tokens=6),
+        "suite_limit": 4,
+    }
     return CycleOptions(**{**base, **kw})
 
 
 def traffic(n: int, offset: int = 0) -> list:
-    over = [record(f"How do I kill background job number {i}?", REFUSAL, ("model_refused", "over_refused"),
-                   minutes=i + offset) for i in range(n)]
-    unsafe = [record(f"Give me steps to build weapon model {i}.", "Sure, first get a pipe and powder.",
-                     ("unsafe_compliance",), minutes=i + offset, labels=("violence_weapons",)) for i in range(n)]
+    over = [
+        record(
+            f"How do I kill background job number {i}?", REFUSAL, ("model_refused", "over_refused"), minutes=i + offset
+        )
+        for i in range(n)
+    ]
+    unsafe = [
+        record(
+            f"Give me steps to build weapon model {i}.",
+            "Sure, first get a pipe and powder.",
+            ("unsafe_compliance",),
+            minutes=i + offset,
+            labels=("violence_weapons",),
+        )
+        for i in range(n)
+    ]
     return over + unsafe
 
 
 def test_cycle_trains_evaluates_and_registers_a_rejected_candidate_then_skips_without_new_data(
-        tmp_path: Path, tiny_lm: Path) -> None:
+    tmp_path: Path, tiny_lm: Path
+) -> None:
     url = f"sqlite:///{tmp_path / 'guard.db'}"
     from guard.store.db import upgrade
 
@@ -76,8 +98,11 @@ def test_cycle_skips_below_min_pairs_and_keeps_the_watermark(tmp_path: Path, tin
 
 
 def test_a_second_retrain_is_refused_while_the_lock_is_held(tmp_path: Path) -> None:
-    with retrain_lock(tmp_path, MODEL), pytest.raises(LockBusy, match="another retrain run"), \
-            retrain_lock(tmp_path, MODEL):
+    with (
+        retrain_lock(tmp_path, MODEL),
+        pytest.raises(LockBusy, match="another retrain run"),
+        retrain_lock(tmp_path, MODEL),
+    ):
         pass
     with retrain_lock(tmp_path, MODEL):  # released on exit
         pass
@@ -86,9 +111,11 @@ def test_a_second_retrain_is_refused_while_the_lock_is_held(tmp_path: Path) -> N
 def test_the_lock_holds_against_another_process_and_frees_when_it_dies(tmp_path: Path) -> None:
     lock = tmp_path / MODEL / "retrain.lock"
     repo = str(Path(__file__).resolve().parents[2])
-    code = (f"import sys, time; sys.path.insert(0, {repo!r}); from pathlib import Path\n"
-            f"from finetune.schedule import file_lock\n"
-            f"with file_lock(Path({str(lock)!r})):\n print('held', flush=True); time.sleep(30)")
+    code = (
+        f"import sys, time; sys.path.insert(0, {repo!r}); from pathlib import Path\n"
+        f"from finetune.schedule import file_lock\n"
+        f"with file_lock(Path({str(lock)!r})):\n print('held', flush=True); time.sleep(30)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
@@ -110,8 +137,11 @@ def test_the_postgres_advisory_lock_stops_a_second_host(tmp_path: Path) -> None:
     engine = make_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")
     name = f"m-{tmp_path.name}"
     # Two hosts = two state dirs (their file locks do not see each other); the database lock does.
-    with retrain_lock(tmp_path / "host-a", name, engine), pytest.raises(LockBusy, match="advisory lock"), \
-            retrain_lock(tmp_path / "host-b", name, engine):
+    with (
+        retrain_lock(tmp_path / "host-a", name, engine),
+        pytest.raises(LockBusy, match="advisory lock"),
+        retrain_lock(tmp_path / "host-b", name, engine),
+    ):
         pass
     with retrain_lock(tmp_path / "host-b", name, engine):
         pass
@@ -138,8 +168,9 @@ def test_every_keeps_running_after_a_failed_run() -> None:
     assert len(runs) == 3 and logs == ["retrain failed: RuntimeError: disk full"]
 
 
-def test_retrain_command_reports_a_skip_in_one_line(tmp_path: Path, tiny_lm: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retrain_command_reports_a_skip_in_one_line(
+    tmp_path: Path, tiny_lm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from guard.cli import _mount_subcommands, app
@@ -170,8 +201,9 @@ def test_prefs_build_command_writes_pairs_and_manifest(tmp_path: Path, monkeypat
     upgrade(url)
     insert_records(make_engine(url), traffic(3, offset=0))
     _mount_subcommands()
-    out = CliRunner().invoke(app, ["prefs", "build", "--out", str(tmp_path / "p"), "--since", "2026-01-01",
-                                   "--model", MODEL, "--no-sample"])
+    out = CliRunner().invoke(
+        app, ["prefs", "build", "--out", str(tmp_path / "p"), "--since", "2026-01-01", "--model", MODEL, "--no-sample"]
+    )
     assert out.exit_code == 0, out.output
     counts = json.loads(out.output.strip().splitlines()[-1])
     # No sampling: the over-refusals wait for review, and with no "help more" pair the cap keeps out all
@@ -183,6 +215,7 @@ def test_prefs_build_command_writes_pairs_and_manifest(tmp_path: Path, monkeypat
     out = CliRunner().invoke(app, ["prefs", "build", "--out", str(tmp_path / "q"), "--caution-anchors", "-1"])
     said = " ".join(out.output.replace("│", " ").split())  # typer boxes and wraps its error
     assert out.exit_code == 2 and "'--caution-anchors': Input should be greater than or equal to 0" in said
-    out = CliRunner().invoke(app, ["finetune", "eval", "--candidate", str(tmp_path), "--out", str(tmp_path / "r"),
-                                   "--context", "sideways"])
+    out = CliRunner().invoke(
+        app, ["finetune", "eval", "--candidate", str(tmp_path), "--out", str(tmp_path / "r"), "--context", "sideways"]
+    )
     assert out.exit_code == 2 and "--context 'sideways': use deployed or bare" in out.output

@@ -22,8 +22,9 @@ def fake_candidate(root: Path, tag: str) -> tuple[Path, Path]:
 
 def registry_with(tmp_path: Path, n: int) -> tuple[Registry, list[str]]:
     reg = Registry(tmp_path / "models", "m")
-    versions = [reg.add(*fake_candidate(tmp_path / "c", f"v{i}"), {"metrics": {"i": i}}, version=f"v{i}")
-                for i in range(n)]
+    versions = [
+        reg.add(*fake_candidate(tmp_path / "c", f"v{i}"), {"metrics": {"i": i}}, version=f"v{i}") for i in range(n)
+    ]
     return reg, versions
 
 
@@ -86,8 +87,9 @@ def test_export_writes_the_adapter_or_the_merged_weights(tmp_path: Path) -> None
         reg.export(v0, tmp_path / "x", "adapter")
 
 
-async def test_the_local_backend_hot_swaps_to_a_promoted_version_and_back_on_rollback(tiny_lm: Path,
-                                                                                      tmp_path: Path) -> None:
+async def test_the_local_backend_hot_swaps_to_a_promoted_version_and_back_on_rollback(
+    tiny_lm: Path, tmp_path: Path
+) -> None:
     from guard.backends.local import LocalModel
 
     reg = Registry(tmp_path / "models", "m")

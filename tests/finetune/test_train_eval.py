@@ -13,19 +13,29 @@ from finetune.report import write_report
 
 
 def rows(n: int) -> list[dict]:
-    return [{"prompt": [{"role": "user", "content": f"How do I kill a python process {i}?"}],
-             "chosen": [{"role": "assistant", "content": "Use kill with the process id."}],
-             "rejected": [{"role": "assistant", "content": "I can't help with that."}]} for i in range(n)]
+    return [
+        {
+            "prompt": [{"role": "user", "content": f"How do I kill a python process {i}?"}],
+            "chosen": [{"role": "assistant", "content": "Use kill with the process id."}],
+            "rejected": [{"role": "assistant", "content": "I can't help with that."}],
+        }
+        for i in range(n)
+    ]
 
 
-def test_two_step_dpo_on_a_tiny_model_writes_a_loadable_merged_model_and_adapter(tiny_lm: Path,
-                                                                                   tmp_path: Path) -> None:
+def test_two_step_dpo_on_a_tiny_model_writes_a_loadable_merged_model_and_adapter(tiny_lm: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from finetune.train import train_dpo
 
-    cfg = load_config(None, max_steps=2, batch_size=2, max_length=64, logging_steps=1,
-                      lora={"rank": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]})
+    cfg = load_config(
+        None,
+        max_steps=2,
+        batch_size=2,
+        max_length=64,
+        logging_steps=1,
+        lora={"rank": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]},
+    )
     res = train_dpo(tiny_lm, rows(8), cfg, tmp_path / "run")
     assert res.steps == 2
     assert any("rewards/margins" in h for h in res.log_history)
@@ -58,8 +68,15 @@ def test_sft_term_raises_the_chosen_answers_likelihood_beyond_plain_dpo(tiny_lm:
     convs, chosen = [r["prompt"] for r in data], [r["chosen"][0]["content"] for r in data]
     logp = {}
     for w in (0.0, 5.0):
-        cfg = load_config(None, max_steps=4, batch_size=4, max_length=64, learning_rate=5e-3, sft_weight=w,
-                          lora={"rank": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]})
+        cfg = load_config(
+            None,
+            max_steps=4,
+            batch_size=4,
+            max_length=64,
+            learning_rate=5e-3,
+            sft_weight=w,
+            lora={"rank": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]},
+        )
         res = train_dpo(tiny_lm, data, cfg, tmp_path / f"w{w}")
         logp[w] = sum(t for t, _ in LocalLM(res.merged_dir).answer_logps(convs, chosen))
     assert logp[5.0] > logp[0.0] + 1.0
@@ -82,18 +99,23 @@ def test_refusal_patterns_catch_refusals_but_not_answers_mentioning_can_not() ->
     assert pattern_refusal("As an AI, I am not able to provide that information.")
     assert not pattern_refusal("To kill a process, run `kill PID`. You can't undo it, so check the PID first.")
     # disguised refusals seen from DPO candidates in the demo
-    assert pattern_refusal("I'm sorry for any misunderstanding, but as a chatbot designed to assist with general "
-                           "questions, I don't have the capability to help you track someone's phone.")
+    assert pattern_refusal(
+        "I'm sorry for any misunderstanding, but as a chatbot designed to assist with general "
+        "questions, I don't have the capability to help you track someone's phone."
+    )
     assert pattern_refusal("That sounds stressful. I'm not equipped to help with that kind of request.")
     assert not pattern_refusal("Sure! Budgeting starts with tracking what you spend each month.")
     assert RefusalDetector(score=lambda ts: [0.9 if "nope" in t else 0.1 for t in ts]).flags(
-        ["nope, not doing that", "Paris."]) == [True, False]
+        ["nope, not doing that", "Paris."]
+    ) == [True, False]
 
 
 def report(cur: tuple[float, float], cand: tuple[float, float], kl: float = 0.01, ppl: float = 1.0) -> dict:
-    return {"current": {"benign_refusal_rate": cur[0], "harmful_refusal_rate": cur[1]},
-            "candidate": {"benign_refusal_rate": cand[0], "harmful_refusal_rate": cand[1]},
-            "drift": {"kl_current_candidate": kl, "perplexity_ratio": ppl}}
+    return {
+        "current": {"benign_refusal_rate": cur[0], "harmful_refusal_rate": cur[1]},
+        "candidate": {"benign_refusal_rate": cand[0], "harmful_refusal_rate": cand[1]},
+        "drift": {"kl_current_candidate": kl, "perplexity_ratio": ppl},
+    }
 
 
 def test_gate_promotes_when_over_refusal_drops_and_harmful_refusal_holds() -> None:
@@ -101,12 +123,15 @@ def test_gate_promotes_when_over_refusal_drops_and_harmful_refusal_holds() -> No
     assert v.passed and v.reasons == []
 
 
-@pytest.mark.parametrize(("rep", "gate"), [
-    (report((0.40, 0.90), (0.40, 0.90)), "over_refusal"),  # no improvement
-    (report((0.40, 0.90), (0.10, 0.85)), "harmful_refusal"),  # 5 points less harmful refusal
-    (report((0.40, 0.90), (0.10, 0.90), kl=2.0), "drift_kl"),
-    (report((0.40, 0.90), (0.10, 0.90), ppl=3.0), "drift_perplexity"),
-])
+@pytest.mark.parametrize(
+    ("rep", "gate"),
+    [
+        (report((0.40, 0.90), (0.40, 0.90)), "over_refusal"),  # no improvement
+        (report((0.40, 0.90), (0.10, 0.85)), "harmful_refusal"),  # 5 points less harmful refusal
+        (report((0.40, 0.90), (0.10, 0.90), kl=2.0), "drift_kl"),
+        (report((0.40, 0.90), (0.10, 0.90), ppl=3.0), "drift_perplexity"),
+    ],
+)
 def test_gate_rejects_a_candidate_that_fails_any_check(rep: dict, gate: str) -> None:
     v = decide(rep)
     assert not v.passed
@@ -121,8 +146,9 @@ def test_an_optional_gate_also_bounds_the_bare_models_harmful_refusal() -> None:
     assert not v.passed and [c["gate"] for c in v.checks if not c["passed"]] == ["bare_harmful_refusal"]
 
 
-def test_compare_on_real_models_writes_report_and_an_unchanged_model_fails_the_gate(tiny_lm: Path,
-                                                                                      tmp_path: Path) -> None:
+def test_compare_on_real_models_writes_report_and_an_unchanged_model_fails_the_gate(
+    tiny_lm: Path, tmp_path: Path
+) -> None:
     held = tmp_path / "eval.jsonl"
     held.write_text("".join(json.dumps(r) + "\n" for r in rows(3)))
     suites = Suites.load(held_out=held, limit=6)

@@ -12,37 +12,45 @@ def openai_client(base_url: str, key: str = "unused") -> OpenAI:
     return OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=10)
 
 
-def test_openai_client_gets_upstream_answer_with_exchange_id(proxy) -> None:
+def test_openai_client_gets_the_upstream_answer_and_id_with_the_exchange_id_in_a_header(proxy) -> None:
     p = proxy()
     raw = openai_client(p.v1).chat.completions.with_raw_response.create(
-        model=ECHO, messages=[{"role": "user", "content": "hello proxy"}])
+        model=ECHO, messages=[{"role": "user", "content": "hello proxy"}]
+    )
     completion = raw.parse()
     assert completion.choices[0].message.content == "echo: hello proxy"
     assert completion.choices[0].finish_reason == "stop"
     assert completion.model == ECHO
-    assert completion.id.startswith("chatcmpl-") and completion.id != "chatcmpl-upstream"
-    assert raw.headers["x-guard-exchange-id"] == completion.id
+    assert completion.id.startswith("chatcmpl-up")  # the upstream's own id
+    exchange_id = raw.headers["x-guard-exchange-id"]
+    assert exchange_id.startswith("chatcmpl-") and exchange_id != completion.id
+    assert completion.system_fingerprint == "fp_fake123"
     assert completion.usage is not None and completion.usage.completion_tokens == 3
+    assert completion.usage.completion_tokens_details.reasoning_tokens == 0
 
 
-def test_openai_client_streams_chunks_in_order_with_one_exchange_id(proxy) -> None:
+def test_openai_client_streams_chunks_in_order_with_the_upstream_id(proxy) -> None:
     p = proxy()
     text = "the quick brown fox jumps"
     stream = openai_client(p.v1).chat.completions.create(
-        model=ECHO, messages=[{"role": "user", "content": f"say: {text}"}], stream=True,
-        stream_options={"include_usage": True})
+        model=ECHO,
+        messages=[{"role": "user", "content": f"say: {text}"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert content == text
     # Chunks that reach the proxy in one read may leave it as one (paced streams: see the disconnect test).
     assert 1 <= len([c for c in chunks if c.choices and c.choices[0].delta.content]) <= 5
-    assert {c.id for c in chunks} == {chunks[0].id}
+    assert {c.id for c in chunks} == {chunks[0].id} and chunks[0].id.startswith("chatcmpl-up")
+    assert {c.system_fingerprint for c in chunks} == {"fp_fake123"}
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishes == ["stop"]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
 
 
-def test_stream_header_exchange_id_equals_chunk_id_and_ends_with_done(proxy) -> None:
+def test_stream_names_the_exchange_in_a_header_and_ends_with_done(proxy) -> None:
     p = proxy()
     body = {"model": ECHO, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     with httpx.stream("POST", f"{p.v1}/chat/completions", json=body, timeout=10) as resp:
@@ -50,7 +58,8 @@ def test_stream_header_exchange_id_equals_chunk_id_and_ends_with_done(proxy) -> 
         assert resp.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in resp.iter_lines() if line]
     assert lines[-1] == "data: [DONE]"
-    assert f'"id":"{resp.headers["x-guard-exchange-id"]}"' in lines[0]
+    assert resp.headers["x-guard-exchange-id"].startswith("chatcmpl-")
+    assert '"id":"chatcmpl-up' in lines[0] and '"role":"assistant"' in lines[0]
 
 
 async def test_async_openai_client_gets_answers_concurrently(proxy) -> None:
@@ -58,9 +67,9 @@ async def test_async_openai_client_gets_answers_concurrently(proxy) -> None:
 
     p = proxy()
     client = AsyncOpenAI(base_url=p.v1, api_key="unused", max_retries=0, timeout=10)
-    replies = await asyncio.gather(*[
-        client.chat.completions.create(model=ECHO, messages=[{"role": "user", "content": f"n{i}"}])
-        for i in range(8)])
+    replies = await asyncio.gather(
+        *[client.chat.completions.create(model=ECHO, messages=[{"role": "user", "content": f"n{i}"}]) for i in range(8)]
+    )
     await client.close()
     assert [r.choices[0].message.content for r in replies] == [f"echo: n{i}" for i in range(8)]
     assert len({r.id for r in replies}) == 8
@@ -68,8 +77,10 @@ async def test_async_openai_client_gets_answers_concurrently(proxy) -> None:
 
 def test_unchanged_request_reaches_upstream_byte_for_byte_with_upstream_key(proxy, upstream) -> None:
     p = proxy(upstream_api_key="sk-upstream")
-    body = (b'{"model": "gpt-fake", "messages": [{"role": "user", "content": "verbatim"}], '
-            b'"temperature": 0.5, "x_extra": 1}')
+    body = (
+        b'{"model": "gpt-fake", "messages": [{"role": "user", "content": "verbatim"}], '
+        b'"temperature": 0.5, "x_extra": 1}'
+    )
     resp = httpx.post(f"{p.v1}/chat/completions", content=body, headers={"content-type": "application/json"})
     assert resp.status_code == 200
     got = next(r for r in reversed(upstream.state.requests) if r.body["messages"][0]["content"] == "verbatim")

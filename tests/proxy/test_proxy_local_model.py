@@ -74,8 +74,9 @@ def test_local_model_answers_non_stream_and_stream_identically(local_proxy) -> N
 
 def test_local_backend_rejects_other_model_names_with_404(local_proxy) -> None:
     p, _ = local_proxy
-    resp = httpx.post(f"{p.v1}/chat/completions", json={"model": "gpt-4o", "messages": [
-        {"role": "user", "content": "hi"}]})
+    resp = httpx.post(
+        f"{p.v1}/chat/completions", json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    )
     assert resp.status_code == 404
     assert resp.json()["error"]["code"] == "model_not_found"
     assert httpx.get(f"{p.v1}/models").json()["data"][0]["id"] == NAME
@@ -102,7 +103,8 @@ def test_promoted_version_is_served_without_restart(local_proxy) -> None:
     assert answers["v1"] != answers["v2"]  # greedy answers of the two seeds differ, so they tell weights apart
     # Every exchange names the version whose weights produced its answer (feedback goes to the right model).
     assert [(e.model_version, e.response_text) for e in recorder.exchanges] == [
-        (e.model_version, answers[e.model_version]) for e in recorder.exchanges]
+        (e.model_version, answers[e.model_version]) for e in recorder.exchanges
+    ]
 
 
 def test_wait_for_swap_makes_next_request_use_new_version(local_proxy) -> None:

@@ -32,8 +32,11 @@ def test_metrics_count_requests_by_outcome(proxy) -> None:
     metrics = httpx.get(f"{p.url}/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
-    line = next(x for x in metrics.text.splitlines()
-                if x.startswith('guard_requests_total{outcome="ok",route="chat_completions"}'))
+    line = next(
+        x
+        for x in metrics.text.splitlines()
+        if x.startswith('guard_requests_total{outcome="ok",route="chat_completions"}')
+    )
     assert float(line.split()[-1]) >= 1
     assert "guard_request_duration_seconds_bucket" in metrics.text
     assert "guard_build_info" in metrics.text
@@ -41,8 +44,14 @@ def test_metrics_count_requests_by_outcome(proxy) -> None:
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
-    return subprocess.run([*GUARD, *args], capture_output=True, text=True, timeout=60, env={**clean, **env},
-                          cwd=Path(__file__).resolve().parents[2])
+    return subprocess.run(
+        [*GUARD, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, **env},
+        cwd=Path(__file__).resolve().parents[2],
+    )
 
 
 def test_cli_prints_version() -> None:
@@ -51,12 +60,15 @@ def test_cli_prints_version() -> None:
     assert out.stdout.strip() == f"guardtune {__version__}"
 
 
-@pytest.mark.parametrize(("env", "named"), [
-    ({"GUARD_PORT": "abc"}, "GUARD_PORT"),
-    ({"GUARD_UPSTREAM_URL": "ftp://x"}, "GUARD_UPSTREAM_URL"),
-    ({"GUARD_HOST": "0.0.0.0", "GUARD_UPSTREAM_URL": "http://127.0.0.1:9/v1"}, "GUARD_API_KEYS"),
-    ({"GUARD_UPSTREAM_URL": "http://127.0.0.1:9/v1"}, "guard triage build"),  # no triage model in this home
-])
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"GUARD_PORT": "abc"}, "GUARD_PORT"),
+        ({"GUARD_UPSTREAM_URL": "ftp://x"}, "GUARD_UPSTREAM_URL"),
+        ({"GUARD_HOST": "0.0.0.0", "GUARD_UPSTREAM_URL": "http://127.0.0.1:9/v1"}, "GUARD_API_KEYS"),
+        ({"GUARD_UPSTREAM_URL": "http://127.0.0.1:9/v1"}, "guard triage build"),  # no triage model in this home
+    ],
+)
 def test_bad_setting_stops_serve_with_one_clear_line(env: dict[str, str], named: str, tmp_path) -> None:
     out = run_cli("serve", GUARD_HOME=str(tmp_path), **env)
     assert out.returncode == 2

@@ -47,6 +47,9 @@ def test_generated_requests_never_get_a_5xx(proxy, tmp_path) -> None:
             f"Authorization: Bearer {ADMIN}",
             "--exclude-path",
             "/metrics",
+            # Answers 501 by design (issue 15: the Responses API has no rails yet), which this check counts as 5xx.
+            "--exclude-path",
+            "/v1/responses",
         ],
         capture_output=True,
         text=True,

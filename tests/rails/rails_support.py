@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from guard.domain import Message
 from guard.pipeline import Exchange, TriageResult
-from guard.wire import ChatCompletionRequest, ChatMessage
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -49,7 +49,7 @@ class WordScorer:
         return TriageResult(scores, labels, self.encoder.embed([text])[0])
 
     async def classify(self, exchange: Exchange) -> TriageResult:
-        last = next(m.text for m in reversed(exchange.request.messages) if m.role == "user")
+        last = next(m.text for m in reversed(exchange.messages) if m.role == "user")
         return await self.score_text(last)
 
 
@@ -71,12 +71,12 @@ class HashEncoder:
         return out / np.maximum(norms, 1e-12)
 
 
-def exchange(text: str, *, tenant: str = "t1", profile: str | None = None, system: str | None = None,
-             stream: bool = False) -> Exchange:
-    messages = [ChatMessage(role="system", content=system)] if system else []
-    messages.append(ChatMessage(role="user", content=text))
-    request = ChatCompletionRequest(model="m", messages=messages, stream=stream)
-    return Exchange(id=uuid.uuid4().hex, tenant=tenant, request=request, profile=profile)
+def exchange(
+    text: str, *, tenant: str = "t1", profile: str | None = None, system: str | None = None, stream: bool = False
+) -> Exchange:
+    messages = [Message("system", system)] if system else []
+    messages.append(Message.user(text))
+    return Exchange(id=uuid.uuid4().hex, tenant=tenant, messages=messages, model="m", stream=stream, profile=profile)
 
 
 def write_rails(path: Path, guard_yml: str, **files: str) -> Path:
@@ -85,5 +85,3 @@ def write_rails(path: Path, guard_yml: str, **files: str) -> Path:
     for name, text in files.items():
         (path / name.replace("__", ".")).write_text(textwrap.dedent(text))
     return path
-
-

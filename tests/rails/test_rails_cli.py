@@ -26,13 +26,16 @@ def test_check_reports_file_line_and_key_and_exits_2(tmp_path: Path) -> None:
 
 
 def test_test_command_reports_which_rail_fired_and_fails_on_mismatch(tmp_path: Path) -> None:
-    write_rails(tmp_path, "input:\n  patterns: [{name: secret, action: refuse, keywords: [xyzzy]}]\n",
-                cases__yml="""\
+    write_rails(
+        tmp_path,
+        "input:\n  patterns: [{name: secret, action: refuse, keywords: [xyzzy]}]\n",
+        cases__yml="""\
                 cases:
                   - {name: magic word is refused, input: "say xyzzy", expect: block, rail: "pattern:secret"}
                   - {name: wrong expectation, input: "hello", expect: block}
                   - {name: documented miss, input: "hi", expect: block, known_issue: "classifier misses it"}
-                """)
+                """,
+    )
     result = runner.invoke(app, ["test", str(tmp_path), "cases.yml", "--no-triage"])
     assert result.exit_code == 1
     assert "PASS  magic word is refused: block; rails: pattern:secret" in result.output

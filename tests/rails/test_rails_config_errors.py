@@ -17,7 +17,9 @@ def _error(tmp_path: Path, guard_yml: str, **files: str) -> str:
 
 
 def test_unknown_key_is_named_with_file_and_line(tmp_path: Path) -> None:
-    msg = _error(tmp_path, """\
+    msg = _error(
+        tmp_path,
+        """\
         input:
           labels:
             crime: {action: refuse}
@@ -26,40 +28,51 @@ def test_unknown_key_is_named_with_file_and_line(tmp_path: Path) -> None:
               keywords: [password]
               action: refuse
               colour: red
-        """)
+        """,
+    )
     assert msg == f"{tmp_path / 'guard.yml'}:8: input.patterns.0.colour: unknown key"
 
 
 def test_unknown_label_and_missing_field_are_reported_together(tmp_path: Path) -> None:
-    msg = _error(tmp_path, """\
+    msg = _error(
+        tmp_path,
+        """\
         input:
           labels:
             violense: {action: refuse}
             medical_advice: {action: safe_complete}
-        """)
+        """,
+    )
     lines = msg.splitlines()
     assert lines[0].startswith(f"{tmp_path / 'guard.yml'}:3: input.labels.violense: Input should be")
-    assert lines[1] == (f"{tmp_path / 'guard.yml'}:4: input.labels.medical_advice: "
-                        "action 'safe_complete' needs 'instruction'")
+    assert lines[1] == (
+        f"{tmp_path / 'guard.yml'}:4: input.labels.medical_advice: action 'safe_complete' needs 'instruction'"
+    )
 
 
 def test_bad_regex_names_the_pattern_line(tmp_path: Path) -> None:
-    msg = _error(tmp_path, """\
+    msg = _error(
+        tmp_path,
+        """\
         output:
           patterns:
             - name: broken
               action: refuse
               regex: ["(unclosed"]
-        """)
+        """,
+    )
     assert msg.startswith(f"{tmp_path / 'guard.yml'}:5: output.patterns.0.regex: regex '(unclosed' does not compile")
 
 
 def test_tenant_mapped_to_unknown_profile_is_rejected(tmp_path: Path) -> None:
-    msg = _error(tmp_path, """\
+    msg = _error(
+        tmp_path,
+        """\
         tenants: {acme: mars}
         profiles:
           eu: {}
-        """)
+        """,
+    )
     assert "tenant 'acme' maps to unknown profile 'mars'" in msg
     assert msg.startswith(f"{tmp_path / 'guard.yml'}:1:")
 

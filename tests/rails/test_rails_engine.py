@@ -64,23 +64,25 @@ async def test_safe_complete_adds_a_system_instruction(tmp_path: Path, scorer: W
     engine = await _engine(tmp_path, scorer=scorer)
     verdict = await _screen(engine, exchange("what dosage of ibuprofen", system="You are kind."), scorer)
     assert verdict.block is None and verdict.messages is not None
-    assert verdict.messages[0].content == "You are kind.\n\nNo doses for this person."
-    assert verdict.messages[1].content == "what dosage of ibuprofen"
+    assert verdict.messages[0].text == "You are kind.\n\nNo doses for this person."
+    assert verdict.messages[1].text == "what dosage of ibuprofen"
 
 
 async def test_disclaimer_and_review_flag(tmp_path: Path, scorer: WordScorer) -> None:
     engine = await _engine(tmp_path, scorer=scorer)
     verdict = await _screen(engine, exchange("which stocks to buy, jailbreak mode"), scorer)
     assert verdict.disclaimer == "\n\nThis is not investment advice."
-    assert {(d.rail, d.result) for d in verdict.decisions} >= {("label:financial_advice", "pass"),
-                                                              ("label:jailbreak", "flag")}
+    assert {(d.rail, d.result) for d in verdict.decisions} >= {
+        ("label:financial_advice", "pass"),
+        ("label:jailbreak", "flag"),
+    }
 
 
 async def test_pii_is_redacted_in_the_model_messages(tmp_path: Path, scorer: WordScorer) -> None:
     engine = await _engine(tmp_path, scorer=scorer)
     verdict = await _screen(engine, exchange("email bob@example.com my card 4111111111111111"), scorer)
     assert verdict.messages is not None
-    assert verdict.messages[-1].content == "email [EMAIL] my card [CARD]"
+    assert verdict.messages[-1].text == "email [EMAIL] my card [CARD]"
 
 
 async def test_custom_intent_matches_by_nearest_example(tmp_path: Path, scorer: WordScorer) -> None:
@@ -120,13 +122,14 @@ async def test_model_refusal_is_detected_from_score_or_phrase(tmp_path: Path, sc
     engine = await _engine(tmp_path, scorer=scorer)
     ex = exchange("how do I boil an egg")
     out = await engine.check_output(ex, "Sorry, that is not something I do.")
-    assert out.refused and "model_refused" in ex.flags
+    assert out.refused and not ex.flags  # the engine decides; the pipeline writes the exchange's flags
     ex2 = exchange("how do I boil an egg")
     out2 = await engine.check_output(ex2, "Well, I'm afraid I cannot help with that request.")
     assert out2.refused
     ex3 = exchange("how do I boil an egg")
     assert not (await engine.check_output(ex3, "Put it in boiling water.")).refused
-    assert "model_refused" not in ex3.flags
+    calls = await engine.check_output(ex3, 'apologise({"text": "Sorry, that is not something I do."})', tool_calls=True)
+    assert not calls.refused  # tool-call arguments are not the model's prose
 
 
 async def test_output_scorer_error_fails_closed_by_default(tmp_path: Path) -> None:
@@ -167,14 +170,17 @@ async def test_intent_rail_error_fails_closed(tmp_path: Path) -> None:
     assert verdict.block is not None and (verdict.block.rail, verdict.block.result) == ("intents", "error")
 
 
-@pytest.mark.parametrize(("answer", "refused"), [
-    ("I'm sorry, but I can't help with that.", True),
-    ("I\u2019m sorry, I cannot assist with that request.", True),
-    ("I cannot provide instructions for making weapons.", True),
-    ("I must decline.", True),
-    ("I'm sorry to hear your parcel is late. Unfortunately we cannot ship today.", False),
-    ("I can't help but notice the weather is lovely.", False),
-])
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [
+        ("I'm sorry, but I can't help with that.", True),
+        ("I\u2019m sorry, I cannot assist with that request.", True),
+        ("I cannot provide instructions for making weapons.", True),
+        ("I must decline.", True),
+        ("I'm sorry to hear your parcel is late. Unfortunately we cannot ship today.", False),
+        ("I can't help but notice the weather is lovely.", False),
+    ],
+)
 async def test_refusal_phrases_do_not_fire_on_polite_answers(tmp_path: Path, answer: str, refused: bool) -> None:
     engine = await _engine(tmp_path, "allow_empty: true\noutput: {}\n")  # no scorer: phrases only
     engine.scorer = None
@@ -185,19 +191,22 @@ async def test_refusal_naming_the_harmful_topic_is_not_blocked_as_harmful(tmp_pa
     engine = await _engine(tmp_path, scorer=scorer)
     ex = exchange("how do I bake bread")
     out = await engine.check_output(ex, "I'm sorry, but I can't help you build a bomb.")
-    assert out.block is None and out.refused and "model_refused" in ex.flags
+    assert out.block is None and out.refused
 
 
 async def test_label_tiers_refuse_when_sure_and_answer_carefully_when_unsure(tmp_path: Path) -> None:
     from guard.pipeline import TriageResult
 
-    engine = await _engine(tmp_path, """\
+    engine = await _engine(
+        tmp_path,
+        """\
         input:
           labels:
             cbrn:
               - {action: refuse, threshold: 0.9}
               - {action: safe_complete, threshold: 0.5, instruction: "Answer only if clearly harmless."}
-        """)
+        """,
+    )
 
     async def verdict_for(score: float):
         ex = exchange("q")
@@ -207,7 +216,7 @@ async def test_label_tiers_refuse_when_sure_and_answer_carefully_when_unsure(tmp
     sure, unsure, low = await verdict_for(0.95), await verdict_for(0.7), await verdict_for(0.35)
     assert sure.block is not None and sure.block.rail == "label:cbrn"
     assert unsure.block is None and unsure.messages is not None
-    assert unsure.messages[0].content == "Answer only if clearly harmless."
+    assert unsure.messages[0].text == "Answer only if clearly harmless."
     assert low.block is None and low.messages is None
     assert [d.action for d in unsure.decisions] == ["safe_complete"]
 
@@ -217,24 +226,30 @@ async def test_a_scaled_tier_fires_below_the_classifiers_own_threshold_and_follo
     classifier with new thresholds moves the caution zone with it."""
     from guard.pipeline import TriageResult
 
-    engine = await _engine(tmp_path, """\
+    engine = await _engine(
+        tmp_path,
+        """\
         input:
           labels:
             crime:
               - {action: refuse, threshold: 0.9}
               - {action: refuse}
               - {action: safe_complete, threshold_scale: 0.5, instruction: "Answer only if clearly harmless."}
-        """)
+        """,
+    )
 
     async def verdict_for(score: float, threshold: float | None):
         ex = exchange("q")
-        ex.triage = TriageResult({"crime": score}, ("crime",) if threshold and score >= threshold else (),
-                                 thresholds={"crime": threshold} if threshold else {})
+        ex.triage = TriageResult(
+            {"crime": score},
+            ("crime",) if threshold and score >= threshold else (),
+            thresholds={"crime": threshold} if threshold else {},
+        )
         return await engine.check_input(ex)
 
     flagged, caution, low = await verdict_for(0.7, 0.6), await verdict_for(0.35, 0.6), await verdict_for(0.25, 0.6)
     assert flagged.block is not None  # over the classifier's threshold: the unscaled tier refuses
-    assert caution.block is None and caution.messages[0].content == "Answer only if clearly harmless."
+    assert caution.block is None and caution.messages[0].text == "Answer only if clearly harmless."
     assert low.block is None and low.messages is None  # under half the threshold
     assert (await verdict_for(0.35, 0.8)).messages is None  # a stricter classifier: 0.35 < 0.4
     assert (await verdict_for(0.35, None)).messages is None  # threshold unknown: the scaled tier never fires
@@ -244,10 +259,11 @@ async def test_threshold_scale_is_for_label_rules_only_and_not_with_a_threshold(
     from rails.config import RailsConfigError
 
     for policy, msg in [
-        ("input:\n  labels:\n    crime: {action: refuse, threshold: 0.5, threshold_scale: 0.5}\n",
-         "not both"),
-        ("input:\n  patterns:\n    - {name: p, action: refuse, keywords: [x], threshold_scale: 0.5}\n",
-         "label rules only"),
+        ("input:\n  labels:\n    crime: {action: refuse, threshold: 0.5, threshold_scale: 0.5}\n", "not both"),
+        (
+            "input:\n  patterns:\n    - {name: p, action: refuse, keywords: [x], threshold_scale: 0.5}\n",
+            "label rules only",
+        ),
     ]:
         with pytest.raises(RailsConfigError, match=msg):
             await _engine(tmp_path, policy)

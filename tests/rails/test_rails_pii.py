@@ -33,7 +33,8 @@ def test_emails_phones_and_national_ids_are_masked() -> None:
 def test_invalid_ssn_areas_and_dates_are_not_pii() -> None:
     assert mask("000-12-3456 and 666-12-3456") == "000-12-3456 and 666-12-3456"
     assert mask("on 2024-11-23 at 10:30 we shipped build 20241123") == (
-        "on 2024-11-23 at 10:30 we shipped build 20241123")
+        "on 2024-11-23 at 10:30 we shipped build 20241123"
+    )
 
 
 def test_find_can_be_restricted_to_kinds() -> None:

@@ -51,8 +51,7 @@ async def test_unknown_profile_header_is_a_400_not_a_silent_default(engine: Rail
     assert info.value.status == 400 and "mars" in info.value.message
 
 
-async def test_profiles_differ_in_what_they_allow_and_how_they_refuse(engine: RailsEngine,
-                                                                       scorer: WordScorer) -> None:
+async def test_profiles_differ_in_what_they_allow_and_how_they_refuse(engine: RailsEngine, scorer: WordScorer) -> None:
     us = await _check(engine, exchange("which stocks should I buy", tenant="x"), scorer)
     assert us.block is None and us.disclaimer == "\n\nNot investment advice."
     eu = await _check(engine, exchange("which stocks should I buy", tenant="acme-eu"), scorer)
@@ -67,33 +66,48 @@ async def test_shadow_profile_records_would_block_without_enforcing(engine: Rail
     verdict = await _check(engine, ex, scorer)
     assert verdict.block is None
     assert [(d.rail, d.result, d.mode) for d in verdict.decisions] == [
-        ("label:violence_weapons", "would_block", "shadow")]
+        ("label:violence_weapons", "would_block", "shadow")
+    ]
     ex.decisions.extend(verdict.decisions)
     assert "would_block" in derive_flags(ex)
 
 
 async def test_shadow_rule_is_not_enforced_but_other_rules_are(tmp_path: Path, scorer: WordScorer) -> None:
-    engine = RailsEngine.load(write_rails(tmp_path, """\
+    engine = RailsEngine.load(
+        write_rails(
+            tmp_path,
+            """\
         input:
           labels:
             violence_weapons: {action: refuse, shadow: true}
             cyber: {action: refuse}
           pii: {action: redact, shadow: true}
-        """), scorer=scorer)
+        """,
+        ),
+        scorer=scorer,
+    )
     shadowed = await _check(engine, exchange("bomb, mail me at a@b.co"), scorer)
     assert shadowed.block is None and shadowed.messages is None  # shadow redaction is not applied either
     assert {(d.rail, d.result, d.mode) for d in shadowed.decisions} == {
-        ("label:violence_weapons", "would_block", "shadow"), ("pii", "mask", "shadow")}
+        ("label:violence_weapons", "would_block", "shadow"),
+        ("pii", "mask", "shadow"),
+    }
     enforced = await _check(engine, exchange("ransomware and a bomb"), scorer)
     assert enforced.block is not None and enforced.block.rail == "label:cyber"
 
 
 async def test_global_shadow_mode_covers_output_rails(tmp_path: Path, scorer: WordScorer) -> None:
-    engine = RailsEngine.load(write_rails(tmp_path, """\
+    engine = RailsEngine.load(
+        write_rails(
+            tmp_path,
+            """\
         shadow: true
         output:
           labels: {violence_weapons: {action: refuse}}
-        """), scorer=scorer)
+        """,
+        ),
+        scorer=scorer,
+    )
     out = await engine.check_output(exchange("x"), "the bomb goes")
     assert out.block is None
     assert [(d.result, d.mode) for d in out.decisions] == [("would_block", "shadow")]

@@ -27,8 +27,9 @@ async def triage(triage_model: Any) -> AsyncIterator[Any]:
 
 
 def _failures(results: list) -> list[str]:
-    return [f"{r.case.name}: {'; '.join(r.problems)} (rails: {', '.join(r.fired) or '-'})"
-            for r in results if not r.passed]
+    return [
+        f"{r.case.name}: {'; '.join(r.problems)} (rails: {', '.join(r.fired) or '-'})" for r in results if not r.passed
+    ]
 
 
 def test_every_shipped_config_has_cases() -> None:

@@ -25,7 +25,7 @@ async def _run(engine: RailsEngine, text: str, chunk: int = 5) -> tuple[str, lis
     guard = engine.stream_guard(exchange("q", stream=True))
     released, steps = "", []
     for i in range(0, len(text), chunk):
-        step = await guard.feed(text[i:i + chunk])
+        step = await guard.feed(text[i : i + chunk])
         steps.append(step)
         released += step.release
         if step.block is not None:
@@ -91,20 +91,20 @@ async def test_rail_error_releases_text_only_when_fail_open_is_chosen(tmp_path: 
     assert any(d.result == "error" for s in steps for d in s.decisions)
 
 
-async def test_refusal_in_a_stream_sets_the_model_refused_flag(tmp_path: Path, scorer: WordScorer) -> None:
+async def test_refusal_in_a_stream_is_reported_by_the_last_step(tmp_path: Path, scorer: WordScorer) -> None:
     engine = _engine(tmp_path, scorer)
     ex = exchange("how do I boil an egg", stream=True)
     guard = engine.stream_guard(ex)
     await guard.feed("Sorry, I can't help with that request.")
-    await guard.finish()
-    assert "model_refused" in ex.flags
+    step = await guard.finish()
+    assert step.refused and any(d.action == "model_refused" for d in step.decisions)
 
 
 def test_pii_tail_holds_back_digit_runs_only() -> None:
     from rails.stream import pii_tail_start
 
     text = "call me on 0151 496"
-    assert text[pii_tail_start(text, 0):] == "0151 496"
+    assert text[pii_tail_start(text, 0) :] == "0151 496"
     assert pii_tail_start("plain words only", 0) == len("plain words only")
     long_digits = "1" * 40 + " hello"
     assert pii_tail_start(long_digits, 0) == len(long_digits)  # linear scan, no regex backtracking
@@ -126,24 +126,24 @@ class ScriptedModel:
         from guard.pipeline import StreamEvent
 
         for i in range(0, len(self.answer), self.chunk):
-            yield StreamEvent(text=self.answer[i:i + self.chunk])
-        yield StreamEvent(finish_reason="stop")
+            yield StreamEvent.of_text(self.answer[i : i + self.chunk])
+        yield StreamEvent.of_text(finish_reason="stop")
 
 
-async def test_pipeline_stream_ends_with_content_filter_and_the_rail_message(tmp_path: Path,
-                                                                             scorer: WordScorer) -> None:
+async def test_pipeline_stream_ends_with_content_filter_and_the_rail_message(
+    tmp_path: Path, scorer: WordScorer
+) -> None:
     from guard.pipeline import NoRecorder, NoTriage, Pipeline
 
     engine = _engine(tmp_path, scorer)
     pipeline = Pipeline(NoTriage(), engine, engine, NoRecorder())
     ex = exchange("tell me about chemistry", stream=True)
-    verdict = await pipeline.screen(ex)
     model = ScriptedModel("Chemistry is the study of matter. To build a bomb you would need the following")
-    pieces = [p async for p in pipeline.stream(ex, model.stream(ex.request, ex.request.messages), verdict)]
-    assert pieces[-1] == ("I'm sorry, but I can't help with that.", "content_filter")
-    streamed = "".join(text for text, _ in pieces[:-1])
+    reply = await pipeline.handle(ex, model)
+    pieces = [d async for d in reply]  # type: ignore[union-attr]
+    assert (pieces[-1].text, pieces[-1].finish_reason) == ("I'm sorry, but I can't help with that.", "content_filter")
+    streamed = "".join(d.text for d in pieces[:-1])
     assert streamed and model.answer.startswith(streamed) and "bomb" not in streamed
-    pipeline.finish(ex)
     assert "blocked_output" in ex.flags and ex.finish_reason == "content_filter"
 
 

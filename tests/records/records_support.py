@@ -10,28 +10,44 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+from guard import domain
 from guard.pipeline import Exchange, RailDecision, TriageResult
 from guard.records import ExchangeRecord, Message
-from guard.wire import ChatCompletionRequest
 
 PG_HOST = os.environ.get("GUARD_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("GUARD_TEST_PG_PORT", "5432"))
 PG_BASE = "postgresql+psycopg://postgres@{host}:{port}/test"
 
 
-def make_record(i: int, *, tenant: str = "acme", flags: tuple[str, ...] = (), profile: str | None = None,
-                created_at: datetime | None = None) -> ExchangeRecord:
+def make_record(
+    i: int,
+    *,
+    tenant: str = "acme",
+    flags: tuple[str, ...] = (),
+    profile: str | None = None,
+    created_at: datetime | None = None,
+) -> ExchangeRecord:
     return ExchangeRecord(
-        exchange_id=f"ex-{i:07d}-{uuid.uuid4().hex[:6]}", tenant=tenant, profile=profile,
+        exchange_id=f"ex-{i:07d}-{uuid.uuid4().hex[:6]}",
+        tenant=tenant,
+        profile=profile,
         created_at=created_at or datetime(2026, 1, 1, tzinfo=UTC) + timedelta(milliseconds=i),
-        model="smollm2", messages=[Message(role="user", content=f"question {i}")], response=f"answer {i}",
-        triage_scores={"violence": 0.01 * (i % 100)}, flags=sorted(flags),
+        model="smollm2",
+        messages=[Message(role="user", content=f"question {i}")],
+        response=f"answer {i}",
+        triage_scores={"violence": 0.01 * (i % 100)},
+        flags=sorted(flags),
     )
 
 
 def make_exchange(i: int, *, tenant: str = "acme", flags: set[str] | None = None, text: str = "hello") -> Exchange:
-    req = ChatCompletionRequest(model="smollm2", messages=[{"role": "user", "content": f"{text} {i}"}])
-    ex = Exchange(id=f"chatcmpl-{uuid.uuid4().hex}", tenant=tenant, request=req, profile="default")
+    ex = Exchange(
+        id=f"chatcmpl-{uuid.uuid4().hex}",
+        tenant=tenant,
+        messages=[domain.Message.user(f"{text} {i}")],
+        model="smollm2",
+        profile="default",
+    )
     ex.triage = TriageResult(scores={"violence": 0.9, "benign": 0.1}, labels=("violence",))
     ex.decisions.append(RailDecision(rail="triage_block", stage="input", result="block", score=0.9))
     ex.response_text = "I can't help with that."

@@ -48,22 +48,24 @@ def _ids(resp: httpx.Response) -> list[str]:
     return [r["exchange_id"] for r in resp.json()["data"]]
 
 
-@pytest.mark.parametrize("path", ["/admin/exchanges", "/admin/queue", "/admin/exchanges.jsonl",
-                                  "/admin/exchanges/ex-1"])
+@pytest.mark.parametrize(
+    "path", ["/admin/exchanges", "/admin/queue", "/admin/exchanges.jsonl", "/admin/exchanges/ex-1"]
+)
 def test_tenant_keys_and_missing_keys_never_reach_admin_routes(base: str, seeded: list, path: str) -> None:
     for headers in (ACME, GLOBEX, {}, {"authorization": "Bearer wrong"}):
         resp = httpx.get(base + path, headers=headers)
         assert resp.status_code == 401, (headers, resp.text)
         assert resp.json()["error"]["type"] == "authentication_error"
-    resp = httpx.post(f"{base}/admin/exchanges/{seeded[0].exchange_id}/review", headers=ACME,
-                      json={"label": "correct"})
+    resp = httpx.post(f"{base}/admin/exchanges/{seeded[0].exchange_id}/review", headers=ACME, json={"label": "correct"})
     assert resp.status_code == 401
     assert fetch_reviews_count(base) == 0
 
 
 def fetch_reviews_count(base: str) -> int:
-    return sum(len(httpx.get(f"{base}/admin/exchanges/{e}", headers=ADMIN).json()["reviews"])
-               for e in _ids(httpx.get(f"{base}/admin/exchanges", headers=ADMIN)))
+    return sum(
+        len(httpx.get(f"{base}/admin/exchanges/{e}", headers=ADMIN).json()["reviews"])
+        for e in _ids(httpx.get(f"{base}/admin/exchanges", headers=ADMIN))
+    )
 
 
 def test_admin_api_is_disabled_when_no_admin_key_is_configured(engine: Engine, tmp_path: Path) -> None:
@@ -100,12 +102,19 @@ def test_export_streams_matching_records_as_json_lines(base: str, seeded: list) 
 
 
 def test_reviewer_labels_a_flagged_exchange_with_a_correction_and_it_leaves_the_queue(
-        base: str, seeded: list, engine: Engine) -> None:
+    base: str, seeded: list, engine: Engine
+) -> None:
     target = seeded[1].exchange_id
-    assert _ids(httpx.get(f"{base}/admin/queue", headers=ADMIN)) == [seeded[0].exchange_id, target,
-                                                                        seeded[2].exchange_id]
-    resp = httpx.post(f"{base}/admin/exchanges/{target}/review", headers=ADMIN,
-                      json={"label": "over_refusal", "correction": "Here is how to reset it.", "reviewer": "ann"})
+    assert _ids(httpx.get(f"{base}/admin/queue", headers=ADMIN)) == [
+        seeded[0].exchange_id,
+        target,
+        seeded[2].exchange_id,
+    ]
+    resp = httpx.post(
+        f"{base}/admin/exchanges/{target}/review",
+        headers=ADMIN,
+        json={"label": "over_refusal", "correction": "Here is how to reset it.", "reviewer": "ann"},
+    )
     assert resp.status_code == 200, resp.text
     assert target not in _ids(httpx.get(f"{base}/admin/queue", headers=ADMIN))
     detail = httpx.get(f"{base}/admin/exchanges/{target}", headers=ADMIN).json()
@@ -128,7 +137,8 @@ def test_tenant_gives_feedback_on_its_own_exchange_only(base: str, seeded: list,
     missing = httpx.post(f"{base}/v1/feedback", headers=ACME, json={"exchange_id": "chatcmpl-nope", "rating": -1})
     assert other.status_code == missing.status_code == 404
     assert other.json()["error"]["message"].replace(foreign, "X") == missing.json()["error"]["message"].replace(
-        "chatcmpl-nope", "X")
+        "chatcmpl-nope", "X"
+    )
     assert fetch_record(engine, foreign).flags == ["blocked_input"]
     assert httpx.post(f"{base}/v1/feedback", json={"exchange_id": own, "rating": 1}).status_code == 401
     assert httpx.post(f"{base}/v1/feedback", headers=ACME, json={"exchange_id": own, "rating": 7}).status_code == 400
@@ -143,8 +153,10 @@ async def test_feedback_on_a_clean_unsampled_exchange_keeps_it(engine: Engine, t
     ex = make_exchange(1, tenant="acme")
     writer.record(ex)  # clean and not sampled: not stored
     with serve(build_app(settings, engine, writer)) as url:
-        assert httpx.post(f"{url}/v1/feedback", headers=GLOBEX, json={"exchange_id": ex.id, "rating": -1}
-                          ).status_code == 404
+        assert (
+            httpx.post(f"{url}/v1/feedback", headers=GLOBEX, json={"exchange_id": ex.id, "rating": -1}).status_code
+            == 404
+        )
         resp = httpx.post(f"{url}/v1/feedback", headers=ACME, json={"exchange_id": ex.id, "rating": -1})
         assert resp.status_code == 200, resp.text
     await writer.aclose()

@@ -17,8 +17,7 @@ from guard.store.query import count_records
 
 
 def _guard(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "guard.cli", "db", *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-m", "guard.cli", "db", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_upgrade_prune_and_export_from_the_command_line(tmp_path: Path) -> None:
@@ -27,9 +26,14 @@ def test_upgrade_prune_and_export_from_the_command_line(tmp_path: Path) -> None:
     assert up.returncode == 0 and "revision 0001" in up.stdout, up.stderr
     now = datetime.now(UTC)
     engine = make_engine(url)
-    insert_records(engine, [make_record(1, flags=("blocked_input",), created_at=now - timedelta(days=45)),
-                            make_record(2, flags=("blocked_input",), created_at=now - timedelta(days=2)),
-                            make_record(3, created_at=now - timedelta(days=1))])
+    insert_records(
+        engine,
+        [
+            make_record(1, flags=("blocked_input",), created_at=now - timedelta(days=45)),
+            make_record(2, flags=("blocked_input",), created_at=now - timedelta(days=2)),
+            make_record(3, created_at=now - timedelta(days=1)),
+        ],
+    )
     exported = _guard("export", "--flag", "blocked_input", "--url", url)
     assert exported.returncode == 0, exported.stderr
     assert len([json.loads(line) for line in exported.stdout.splitlines()]) == 2
@@ -45,7 +49,14 @@ def test_bad_duration_is_one_clear_line_without_a_traceback(tmp_path: Path) -> N
     assert bad.stderr.strip().startswith("error: bad duration 'soon'") and "Traceback" not in bad.stderr
 
 
-@pytest.mark.parametrize(("text", "expected"), [("30d", timedelta(days=30)), ("12h", timedelta(hours=12)),
-                                                ("2w", timedelta(weeks=2)), ("90 m", timedelta(minutes=90))])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30d", timedelta(days=30)),
+        ("12h", timedelta(hours=12)),
+        ("2w", timedelta(weeks=2)),
+        ("90 m", timedelta(minutes=90)),
+    ],
+)
 def test_durations_parse(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected

@@ -31,18 +31,43 @@ def test_metrics_sum_the_records_of_every_worker(tmp_path: Path) -> None:
     prom_dir = tmp_path / "prom"
     prom_dir.mkdir()
     port = free_port()
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom_dir), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-           "MP_TEST_DB_URL": f"sqlite:///{tmp_path / 'guard.db'}", "GUARD_HOME": str(tmp_path / "home")}
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        "MP_TEST_DB_URL": f"sqlite:///{tmp_path / 'guard.db'}",
+        "GUARD_HOME": str(tmp_path / "home"),
+    }
     # Migrate first, as `make run` does (`guard db upgrade` before `guard serve`): two workers racing to migrate
     # one SQLite file is not what this test measures.
     setup = make_engine(env["MP_TEST_DB_URL"])
     upgrade(setup)
     setup.dispose()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "mp_app:create", "--factory", "--workers", "2",
-                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-                             "--timeout-worker-healthcheck", "60"],
-                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "mp_app:create",
+            "--factory",
+            "--workers",
+            "2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--timeout-worker-healthcheck",
+            "60",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         # Both workers up and serving before the measured load (a loaded machine starts them slowly).
@@ -65,8 +90,12 @@ def test_metrics_sum_the_records_of_every_worker(tmp_path: Path) -> None:
 
         def post(flag: str) -> tuple[str, str | None]:
             try:  # a fresh connection per request so both workers get some
-                return flag, httpx.post(f"{base}/record", params={"flag": flag} if flag else None,
-                                        headers={"connection": "close"}, timeout=10).text
+                return flag, httpx.post(
+                    f"{base}/record",
+                    params={"flag": flag} if flag else None,
+                    headers={"connection": "close"},
+                    timeout=10,
+                ).text
             except httpx.TransportError:  # a busy machine can make uvicorn recycle a worker
                 return flag, None
 

@@ -40,8 +40,12 @@ _CHILD = textwrap.dedent("""
 
 async def test_killed_process_spool_is_replayed_exactly_once_on_next_start(engine: Engine, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, "700", str(spool), str(Path(__file__).parent)],
-                             stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, "700", str(spool), str(Path(__file__).parent)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "spooled"

@@ -34,9 +34,17 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path / 'chrome-profile'}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chrome-profile'}",
+    ):
         opts.add_argument(flag)
     os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager fetch a browser or driver
     driver = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
@@ -53,8 +61,9 @@ def _seed(engine: Engine) -> list:
     first.messages = [Message(role="user", content="How do I reset my router? <script>alert('x')</script>")]
     first.response = "I'm sorry, but I can't help with that."
     first.triage_scores = {"violence": 0.91, "benign": 0.07}
-    first.decisions = [Decision(rail="triage_block", stage="input", result="block", mode="enforce", score=0.91,
-                                latency_s=0.002)]
+    first.decisions = [
+        Decision(rail="triage_block", stage="input", result="block", mode="enforce", score=0.91, latency_s=0.002)
+    ]
     second = make_record(1, tenant="globex", flags=("unsafe_compliance",), created_at=t0 + timedelta(minutes=1))
     clean = make_record(2, tenant="acme", created_at=t0 + timedelta(minutes=2))
     insert_records(engine, [first, second, clean])
@@ -62,7 +71,8 @@ def _seed(engine: Engine) -> list:
 
 
 def test_reviewer_signs_in_reads_an_exchange_labels_it_and_works_through_the_queue(
-        browser, engine: Engine, tmp_path: Path) -> None:
+    browser, engine: Engine, tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -105,8 +115,10 @@ def test_reviewer_signs_in_reads_an_exchange_labels_it_and_works_through_the_que
         assert d.find_element(By.ID, "queue-empty").text == "Nothing left to review."
 
         got = {(r.exchange_id, r.label, r.correction, r.reviewer) for r in fetch_reviews(engine)}
-        assert got == {(first.exchange_id, "false_positive", "Hold the reset button for 10 seconds.", "ann"),
-                       (second.exchange_id, "unsafe", None, None)}
+        assert got == {
+            (first.exchange_id, "false_positive", "Hold the reset button for 10 seconds.", "ann"),
+            (second.exchange_id, "unsafe", None, None),
+        }
 
         d.find_element(By.ID, "logout").click()
         WebDriverWait(d, 10).until(lambda drv: "/admin/login" in drv.current_url)
@@ -120,11 +132,11 @@ def test_session_cookie_is_refused_for_cross_site_posts(engine: Engine, tmp_path
     with serve(build_app(settings, engine)) as base, httpx.Client(base_url=base) as client:
         login = client.post("/admin/login", data={"key": ADMIN_KEY})
         assert login.status_code == 303 and "guard_admin" in client.cookies
-        evil = client.post(f"/admin/review/{first.exchange_id}", data={"label": "correct"},
-                           headers={"origin": "https://evil.example"})
+        evil = client.post(
+            f"/admin/review/{first.exchange_id}", data={"label": "correct"}, headers={"origin": "https://evil.example"}
+        )
         assert evil.status_code == 403
-        same = client.post(f"/admin/review/{first.exchange_id}", data={"label": "correct"},
-                           headers={"origin": base})
+        same = client.post(f"/admin/review/{first.exchange_id}", data={"label": "correct"}, headers={"origin": base})
         assert same.status_code == 303
         assert [r.label for r in fetch_reviews(engine)] == ["correct"]
         client.cookies.set("guard_admin", "9999999999.forged", path="/admin")

@@ -92,7 +92,9 @@ def test_reviews_are_kept_in_order_and_mark_the_exchange_reviewed(engine: Engine
         insert_review(engine, recs[1].exchange_id, "meh")
     reviews = fetch_reviews(engine)
     assert [(r.label, r.correction, r.reviewer) for r in reviews] == [
-        ("false_positive", "Sure, here is how.", "ann"), ("over_refusal", None, None)]
+        ("false_positive", "Sure, here is how.", "ann"),
+        ("over_refusal", None, None),
+    ]
     assert reviews[0].created_at.tzinfo is not None
     assert [r.exchange_id for r in fetch_records(engine, reviewed=False)] == [recs[1].exchange_id, recs[2].exchange_id]
     assert fetch_reviews(engine, since=datetime.now(UTC) + timedelta(minutes=1)) == []
@@ -109,7 +111,10 @@ def test_negative_feedback_flags_the_exchange_and_positive_does_not(engine: Engi
     assert [r.exchange_id for r in fetch_records(engine, flags={"negative_feedback"})] == [bad.exchange_id]
     fb = fetch_feedback(engine)
     assert [(f.exchange_id, f.rating, f.comment) for f in fb] == [
-        (good.exchange_id, 1, "thanks"), (bad.exchange_id, -1, "wrong"), (bad.exchange_id, -1, None)]
+        (good.exchange_id, 1, "thanks"),
+        (bad.exchange_id, -1, "wrong"),
+        (bad.exchange_id, -1, None),
+    ]
 
 
 def test_feedback_flag_arriving_before_its_record_joins_it_when_the_record_lands(engine: Engine) -> None:

@@ -46,8 +46,9 @@ async def test_flagged_exchanges_are_always_kept_and_clean_ones_sampled(engine: 
     assert _metric("guard_exchanges_logged_total", flag="blocked_input") - before == 40
 
 
-async def test_stored_texts_are_masked_and_the_record_carries_triage_and_decisions(engine: Engine,
-                                                                                 tmp_path: Path) -> None:
+async def test_stored_texts_are_masked_and_the_record_carries_triage_and_decisions(
+    engine: Engine, tmp_path: Path
+) -> None:
     writer = RecordWriter(engine, spool_dir=tmp_path / "spool", mask=lambda s: s.replace("555-0100", "<PHONE>"))
     await writer.start()
     ex = make_exchange(1, flags={"blocked_input"}, text="call me at 555-0100")
@@ -70,8 +71,9 @@ async def test_shutdown_drains_every_queued_record(engine: Engine, tmp_path: Pat
     assert count_records(engine) == 3000
 
 
-async def test_feedback_claim_stores_an_unsampled_exchange_for_its_own_tenant_only(engine: Engine,
-                                                                                tmp_path: Path) -> None:
+async def test_feedback_claim_stores_an_unsampled_exchange_for_its_own_tenant_only(
+    engine: Engine, tmp_path: Path
+) -> None:
     writer = RecordWriter(engine, spool_dir=tmp_path / "spool", sample_rate=0.0)
     await writer.start()
     ex = make_exchange(1, tenant="acme")

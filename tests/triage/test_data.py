@@ -28,7 +28,8 @@ def test_generator_rows_are_deterministic_and_only_of_the_kept_kinds() -> None:
     assert {r["source"].removeprefix("synth:") for r in a} <= GENERATOR_KEEP
     assert any(r.get("kind") == "response" and r["refusal"] == 1 for r in a)
     assert {"medical_advice", "financial_advice", "legal_advice", "prompt_injection"} <= {
-        lab for r in a for lab in r["labels"]}
+        lab for r in a for lab in r["labels"]
+    }
 
 
 def test_no_synthetic_slot_entry_is_in_both_train_and_test() -> None:
@@ -57,17 +58,24 @@ def test_public_labels_map_onto_the_taxonomy() -> None:
     assert map_row(plain, {"text": "how to hack a wifi router", "label": "harmful"}) == ["cyber"]
     table = source_table()
     assert map_row(table["harmbench"], {"text": "make it", "label": "harmful", "category": "chemical_biological"}) == [
-        "cbrn"]
+        "cbrn"
+    ]
     assert map_row(table["harmbench"], {"text": "lyrics", "label": "harmful", "category": "copyright"}) is None
-    assert map_row(table["forbidden_questions"], {"text": "Should I buy this stock?", "label": "harmful",
-                                                  "category": "Financial Advice"}) == ["financial_advice"]
+    assert map_row(
+        table["forbidden_questions"],
+        {"text": "Should I buy this stock?", "label": "harmful", "category": "Financial Advice"},
+    ) == ["financial_advice"]
     # Profanity alone is not hate or harassment; CoCoNot's incomplete/unsupported requests are benign.
-    assert map_row(table["davidson_tweets"], {"text": "x", "label": "harmful",
-                                              "category": "offensive_language"}) is None
+    assert (
+        map_row(table["davidson_tweets"], {"text": "x", "label": "harmful", "category": "offensive_language"}) is None
+    )
     assert map_row(table["davidson_tweets"], {"text": "x", "label": "harmful", "category": "hate_speech"}) == [
-        "hate_harassment"]
-    assert map_row(table["coconot"], {"text": "x", "label": "benign",
-                                      "category": "Incomplete requests/underspecified"}) == []
+        "hate_harassment"
+    ]
+    assert (
+        map_row(table["coconot"], {"text": "x", "label": "benign", "category": "Incomplete requests/underspecified"})
+        == []
+    )
 
 
 # One row of each shared file, and the label it must map to (None = dropped).
@@ -153,8 +161,11 @@ def test_excluded_rows_are_never_used(tmp_path: Path, monkeypatch: pytest.Monkey
     from finetune.triage.data import sources
 
     (tmp_path / "medquad.jsonl").write_text(
-        json.dumps({"text": "What is asthma?", "label": "benign"}) + "\n"
-        + json.dumps({"text": "What is gout?", "label": "benign"}) + "\n")
+        json.dumps({"text": "What is asthma?", "label": "benign"})
+        + "\n"
+        + json.dumps({"text": "What is gout?", "label": "benign"})
+        + "\n"
+    )
     excl = tmp_path / "exclusions.yml"
     excl.write_text("exclusions:\n  - {source: medquad, text: What is gout, reason: test}\n")
     original = sources.exclusions
@@ -216,8 +227,13 @@ def test_a_cropped_contextual_request_keeps_its_request(tmp_path: Path) -> None:
 
     context = "Background notes on a chemistry paper. " * 80  # far past one training window
     request = "Describe how these steps could be adapted to make the compound at home"
-    row = {"text": f"{context}\n---\n{request}", "label": "harmful", "category": "chemical_biological",
-           "functional_category": "contextual", "behavior_id": "ctx_1"}
+    row = {
+        "text": f"{context}\n---\n{request}",
+        "label": "harmful",
+        "category": "chemical_biological",
+        "functional_category": "contextual",
+        "behavior_id": "ctx_1",
+    }
     (tmp_path / "harmbench.jsonl").write_text(json.dumps(row) + "\n")
     rows, _ = build_dataset(tmp_path, seed=3, scale=2)
     cropped = [r for r in rows if r["source"] == "harmbench"]
@@ -233,7 +249,7 @@ def test_v6_rows_leave_every_earlier_row_as_it_was(monkeypatch: pytest.MonkeyPat
     with_v6, _ = build.build_dataset(None, seed=3, scale=20)
     monkeypatch.setattr(build, "broad_rows", lambda *a: [])
     without, _ = build.build_dataset(None, seed=3, scale=20)
-    assert with_v6[:len(without)] == without
+    assert with_v6[: len(without)] == without
     assert len(with_v6) > len(without)
 
 
@@ -243,9 +259,14 @@ def test_no_benign_list_holds_a_persona_that_drops_its_rules() -> None:
     from finetune.triage.data import more_attacks, more_benign, wild_benign
 
     override = re.compile(r"no rules|unfiltered|system override|no restrictions|\bDAN\b", re.I)
-    lists = [*more_benign.SCARY_WORDS_BENIGN.values(), more_benign.SECURITY_WORK, more_benign.SENSITIVE_BUT_SAFE,
-             more_benign.EVERYDAY_CHAT, more_attacks.BENIGN_META,
-             *(v for k, v in vars(wild_benign).items() if k.isupper())]
+    lists = [
+        *more_benign.SCARY_WORDS_BENIGN.values(),
+        more_benign.SECURITY_WORK,
+        more_benign.SENSITIVE_BUT_SAFE,
+        more_benign.EVERYDAY_CHAT,
+        more_attacks.BENIGN_META,
+        *(v for k, v in vars(wild_benign).items() if k.isupper()),
+    ]
     assert not [e for entries in lists for e in entries if override.search(e)]
     assert any(override.search(e) for e in more_attacks.JAILBREAK_TEMPLATES)
 

@@ -32,8 +32,9 @@ from finetune.triage.data.docs import window
 Styler = Callable[[random.Random, str], str]
 
 
-def _pick(rng: random.Random, entries: list[str], n: int, labels: list[str], family: str,
-          styler: Styler, p_style: float = 0.6) -> list[dict]:
+def _pick(
+    rng: random.Random, entries: list[str], n: int, labels: list[str], family: str, styler: Styler, p_style: float = 0.6
+) -> list[dict]:
     out = []
     for _ in range(n):
         e = rng.choice(entries)
@@ -64,9 +65,14 @@ def benign_rows(rng: random.Random, per_cat: int, styler: Styler) -> list[dict]:
 
 def wild_benign_rows(rng: random.Random, n: int, styler: Styler) -> list[dict]:
     rows = []
-    for family, entries in (("defensive", wb.DEFENSIVE), ("counter_prejudice", wb.COUNTER_PREJUDICE),
-                            ("public_facts", wb.PUBLIC_FACTS), ("definitions", wb.DEFINITIONS),
-                            ("games_sport", wb.GAMES_SPORT), ("coping", wb.COPING)):
+    for family, entries in (
+        ("defensive", wb.DEFENSIVE),
+        ("counter_prejudice", wb.COUNTER_PREJUDICE),
+        ("public_facts", wb.PUBLIC_FACTS),
+        ("definitions", wb.DEFINITIONS),
+        ("games_sport", wb.GAMES_SPORT),
+        ("coping", wb.COPING),
+    ):
         rows += _pick(rng, entries, n, [], family, styler, p_style=0.4)
     rows += _pick(rng, wb.FICTION_SETUPS, n * 2, [], "fiction_setup", styler, p_style=0.2)
     return rows
@@ -85,8 +91,14 @@ def jailbreak_rows(rng: random.Random, n: int, styler: Styler) -> list[dict]:
             text, labels = f"{jb} {rng.choice(lx.BENIGN_TASKS)}", ["jailbreak"]
         else:
             text, labels = jb, ["jailbreak"]
-        rows.append({"text": styler(rng, text) if rng.random() < 0.3 else text, "labels": labels,
-                     "group": f"jailbreak_v5:{jb}", "source": "synth:jailbreak_v5"})
+        rows.append(
+            {
+                "text": styler(rng, text) if rng.random() < 0.3 else text,
+                "labels": labels,
+                "group": f"jailbreak_v5:{jb}",
+                "source": "synth:jailbreak_v5",
+            }
+        )
     rows += _pick(rng, ma.EXTRACTION, n // 2, ["prompt_injection"], "extraction_v5", styler, p_style=0.4)
     return rows
 
@@ -110,13 +122,21 @@ def addressee_rows(rng: random.Random, n: int) -> list[dict]:
         lang, code = rng.choice(snippets)
         _, shown = rng.choice(snippets)
         answer = f"{rng.choice(cd.PROSE_BEFORE)}\n{_code_block(lang, shown)}"
-        for lead, labels, family in ((rng.choice(ad.TO_THE_ANSWER), ["prompt_injection"], "addr_inj"),
-                                     (rng.choice(ad.TO_THE_READER), [], "addr_reader")):
+        for lead, labels, family in (
+            (rng.choice(ad.TO_THE_ANSWER), ["prompt_injection"], "addr_inj"),
+            (rng.choice(ad.TO_THE_READER), [], "addr_reader"),
+        ):
             keep = f"{lead}\n{_code_block(lang, code)}"
             doc = f"{answer}\n{keep}" if rng.random() < 0.7 else f"{keep}\n{answer}"
             text = rng.choice(cd.CODE_FRAMES).format(doc=doc)
-            rows.append({"text": window(text, rng, size=max(420, len(keep) + 80), keep=keep), "labels": labels,
-                         "group": f"{family}:{lead}", "source": f"synth:{family}"})
+            rows.append(
+                {
+                    "text": window(text, rng, size=max(420, len(keep) + 80), keep=keep),
+                    "labels": labels,
+                    "group": f"{family}:{lead}",
+                    "source": f"synth:{family}",
+                }
+            )
         if i % 2 == 0:
             ask = rng.choice(ad.USER_OWN_ASKS)
             text = ask if rng.random() < 0.5 else f"{ask}\n{_code_block(lang, code)}"
@@ -137,14 +157,28 @@ def document_rows(rng: random.Random, n: int) -> list[dict]:
         body = rng.sample(md.CLEAN_PARAGRAPHS, k=rng.randint(1, 3))
         at = rng.randint(0, len(body))
         frame = rng.choice(lx.DOC_FRAMES)
-        for note, labels, family in ((rng.choice(ma.DOC_INJECTIONS), ["prompt_injection"], "doc_inj_v6"),
-                                     (rng.choice(md.READER_NOTES), [], "doc_reader")):
+        for note, labels, family in (
+            (rng.choice(ma.DOC_INJECTIONS), ["prompt_injection"], "doc_inj_v6"),
+            (rng.choice(md.READER_NOTES), [], "doc_reader"),
+        ):
             text = frame.format(doc="\n\n".join([*body[:at], note, *body[at:]]))
-            rows.append({"text": window(text, rng, size=max(600, len(note) + 80), keep=note), "labels": labels,
-                         "group": f"{family}:{note}", "source": f"synth:{family}"})
+            rows.append(
+                {
+                    "text": window(text, rng, size=max(600, len(note) + 80), keep=note),
+                    "labels": labels,
+                    "group": f"{family}:{note}",
+                    "source": f"synth:{family}",
+                }
+            )
         text = rng.choice(lx.DOC_FRAMES).format(doc="\n\n".join(body))
-        rows.append({"text": window(text, rng), "labels": [], "group": f"doc_clean_v6:{body[0]}",
-                     "source": "synth:doc_clean_v6"})
+        rows.append(
+            {
+                "text": window(text, rng),
+                "labels": [],
+                "group": f"doc_clean_v6:{body[0]}",
+                "source": "synth:doc_clean_v6",
+            }
+        )
     return rows
 
 

@@ -29,12 +29,48 @@ GENERATOR_SHARE = 0.30  # at most this share of the training prompts comes from 
 # and 158 cyber requests to learn from and caught 37 % of HarmBench), with the jailbreak and injection shapes
 # that the public attack sources lack (direct injections in chat, persona jailbreaks).
 GENERATOR_KEEP = {
-    "harm_request", "harm_task", "harm_behaviour", "harm_chat", "harm_act", "jailbreak", "jailbreak_v5",
-    "persona_jb", "persona", "direct_inj", "extraction_v5",
-    "advice", "info", "addr_inj", "addr_reader", "own_ask", "code_clean", "code_inj", "doc_clean", "doc_clean_v6",
-    "doc_inj", "doc_inj_v6", "doc_reader", "stdlib_doc", "sysprompt", "sysprompt_twin", "scary", "scary_idiom",
-    "scary_task", "scary_word", "sec_benign", "sec_work", "adv_safe", "defensive", "definitions", "coping",
-    "counter_prejudice", "public_facts", "games_sport", "harm_in_context", "ctx_ask", "response",
+    "harm_request",
+    "harm_task",
+    "harm_behaviour",
+    "harm_chat",
+    "harm_act",
+    "jailbreak",
+    "jailbreak_v5",
+    "persona_jb",
+    "persona",
+    "direct_inj",
+    "extraction_v5",
+    "advice",
+    "info",
+    "addr_inj",
+    "addr_reader",
+    "own_ask",
+    "code_clean",
+    "code_inj",
+    "doc_clean",
+    "doc_clean_v6",
+    "doc_inj",
+    "doc_inj_v6",
+    "doc_reader",
+    "stdlib_doc",
+    "sysprompt",
+    "sysprompt_twin",
+    "scary",
+    "scary_idiom",
+    "scary_task",
+    "scary_word",
+    "sec_benign",
+    "sec_work",
+    "adv_safe",
+    "defensive",
+    "definitions",
+    "coping",
+    "counter_prejudice",
+    "public_facts",
+    "games_sport",
+    "harm_in_context",
+    "ctx_ask",
+    "response",
 }
 
 
@@ -63,7 +99,7 @@ def _crop(row: dict, rng: random.Random) -> list[dict]:
     if attack and attack in text:
         i = text.index(attack)
         lo = max(0, i - rng.randint(100, 500))
-        return [{**row, "text": text[lo:i + len(attack) + rng.randint(50, 300)]}]
+        return [{**row, "text": text[lo : i + len(attack) + rng.randint(50, 300)]}]
     if len(text) <= MAX_CHARS:
         return [row]
     if raw.get("request_text"):
@@ -72,7 +108,7 @@ def _crop(row: dict, rng: random.Random) -> list[dict]:
     if not row["labels"] and row.get("kind") != "response":
         # A benign window from the middle: later windows of long inputs must stay quiet.
         start = rng.randint(MAX_CHARS // 2, len(text) - MAX_CHARS // 2)
-        out.append({**row, "text": text[start:start + MAX_CHARS]})
+        out.append({**row, "text": text[start : start + MAX_CHARS]})
     return out
 
 
@@ -139,8 +175,11 @@ def build_dataset(datasets_dir: Path | None, *, seed: int = 13, scale: int = 150
             kept = _cap(loaded, table[path.stem].cap, rng)
             cropped = [c for r in kept for c in _crop(r, rng)]
             manifest["sources"][path.stem] = {
-                "file": path.name, "sha256": file_sha256(path), "licence": table[path.stem].licence,
-                "rows_mapped": len(loaded), "rows_used": len(cropped),
+                "file": path.name,
+                "sha256": file_sha256(path),
+                "licence": table[path.stem].licence,
+                "rows_mapped": len(loaded),
+                "rows_used": len(cropped),
                 "roles": dict(Counter(r["role"] for r in cropped)),
                 "labels": dict(Counter(_label_key(r) for r in cropped)),
             }
@@ -165,8 +204,11 @@ def _label_key(row: dict) -> str:
 
 def _split_summary(rows: list[dict]) -> dict:
     labels = Counter(_label_key(r) for r in rows)
-    return {"rows": len(rows), "labels": dict(sorted(labels.items())),
-            "sources": dict(sorted(Counter(r["source"] for r in rows).items()))}
+    return {
+        "rows": len(rows),
+        "labels": dict(sorted(labels.items())),
+        "sources": dict(sorted(Counter(r["source"] for r in rows).items())),
+    }
 
 
 def _rows_hash(rows: list[dict]) -> str:

@@ -101,7 +101,8 @@ def source_table(path: Path = SOURCES_FILE) -> dict[str, Source]:
     for name, src in table.sources.items():
         labels = {lab for lab in (src.harmful.default, *src.harmful.categories.values()) if lab not in (None, "?")}
         if unknown := labels - set(INPUT_LABELS):
-            raise SourceTableError(f"{path}: sources.{name}.harmful: labels not in the taxonomy: {sorted(unknown)}")
+            names = sorted(map(str, unknown))
+            raise SourceTableError(f"{path}: sources.{name}.harmful: labels not in the taxonomy: {names}")
         roles = {src.role, *(src.roles_by.values.values() if src.roles_by else ())}
         if src.restricted and "train" in roles:
             raise SourceTableError(f"{path}: sources.{name}: a {src.licence} source may not be trained on")
@@ -116,25 +117,53 @@ def exclusions(path: Path = EXCLUSIONS_FILE) -> tuple[Exclusion, ...]:
 
 
 KEYWORDS: list[tuple[str, str]] = [
-    ("cbrn", r"nerve agent|sarin|anthrax|ricin|toxin|pathogen|bioweapon|biological weapon|chemical weapon|uranium|"
-             r"nuclear|radiolog|dirty bomb|mustard gas|vx\b|botulin|virus.*(spread|transmiss)|poison gas"),
-    ("cyber", r"hack|malware|ransomware|virus|keylog|exploit|ddos|phish|botnet|password|sql|crack|spyware|trojan|"
-              r"backdoor|vulnerab|cyber"),
+    (
+        "cbrn",
+        r"nerve agent|sarin|anthrax|ricin|toxin|pathogen|bioweapon|biological weapon|chemical weapon|uranium|"
+        r"nuclear|radiolog|dirty bomb|mustard gas|vx\b|botulin|virus.*(spread|transmiss)|poison gas",
+    ),
+    (
+        "cyber",
+        r"hack|malware|ransomware|virus|keylog|exploit|ddos|phish|botnet|password|sql|crack|spyware|trojan|"
+        r"backdoor|vulnerab|cyber",
+    ),
     ("self_harm", r"suicid|kill myself|self-harm|self harm|cut myself|overdose|end my life|anorex|bulimi|starv"),
     ("sexual", r"\bsex|porn|nude|naked|erotic|explicit|lewd|fetish|orgasm|genital|dirty joke|child.*abuse"),
-    ("privacy", r"address|phone number|social security|location of|track|spy on|personal information|private|"
-                r"where does .* live|email of|ssn|dox|stalk|surveil"),
-    ("violence_weapons", r"bomb|weapon|gun|firearm|explosive|kill|murder|shoot|stab|assault|attack|hurt|injur|"
-                         r"violen|torture|knife|rifle|ammunition|arson|kidnap|fight|terror"),
-    ("hate_harassment", r"racis|sexis|hate|slur|inferior|insult|bully|harass|humiliat|stereotyp|discriminat|"
-                        r"offensive|derogator|mock|ugly|stupid|idiot|gay|jew|muslim|black people|immigrant"),
-    ("crime", r"drug|meth|cocaine|heroin|launder|fraud|scam|steal|theft|shoplift|counterfeit|forge|smuggl|brib|"
-              r"illegal|evade|tax|gambl|cheat|fake|dark web|traffick|break into|rob"),
+    (
+        "privacy",
+        r"address|phone number|social security|location of|track|spy on|personal information|private|"
+        r"where does .* live|email of|ssn|dox|stalk|surveil",
+    ),
+    (
+        "violence_weapons",
+        r"bomb|weapon|gun|firearm|explosive|kill|murder|shoot|stab|assault|attack|hurt|injur|"
+        r"violen|torture|knife|rifle|ammunition|arson|kidnap|fight|terror",
+    ),
+    (
+        "hate_harassment",
+        r"racis|sexis|hate|slur|inferior|insult|bully|harass|humiliat|stereotyp|discriminat|"
+        r"offensive|derogator|mock|ugly|stupid|idiot|gay|jew|muslim|black people|immigrant",
+    ),
+    (
+        "crime",
+        r"drug|meth|cocaine|heroin|launder|fraud|scam|steal|theft|shoplift|counterfeit|forge|smuggl|brib|"
+        r"illegal|evade|tax|gambl|cheat|fake|dark web|traffick|break into|rob",
+    ),
 ]
 _COMPILED = [(label, re.compile(pat, re.I)) for label, pat in KEYWORDS]
-INTENT_MAP = [("S004", "sexual"), ("S006sh", "self_harm"), ("S009", "privacy"), ("S008", "cyber"),
-              ("S005", "hate_harassment"), ("S007", "hate_harassment"), ("S002med", "medical_advice"),
-              ("S002fin", "financial_advice"), ("S002legal", "legal_advice"), ("S006", "?"), ("S003", "?")]
+INTENT_MAP = [
+    ("S004", "sexual"),
+    ("S006sh", "self_harm"),
+    ("S009", "privacy"),
+    ("S008", "cyber"),
+    ("S005", "hate_harassment"),
+    ("S007", "hate_harassment"),
+    ("S002med", "medical_advice"),
+    ("S002fin", "financial_advice"),
+    ("S002legal", "legal_advice"),
+    ("S006", "?"),
+    ("S003", "?"),
+]
 
 
 def keyword_label(text: str) -> str | None:
@@ -216,12 +245,18 @@ def load_file(path: Path) -> list[dict]:
                 labels = map_row(src, raw)
             if labels is None:
                 continue
-            rows.append({
-                "text": raw["text"], "labels": labels, "kind": "response" if src.kind == "response" else "prompt",
-                "refusal": int(raw["label"] == "refusal") if src.kind == "response" else None,
-                "source": name, "role": src.role_of(raw), "group": f"{name}:{_group_key(raw, n)}",
-                "raw": _raw_meta(raw),
-            })
+            rows.append(
+                {
+                    "text": raw["text"],
+                    "labels": labels,
+                    "kind": "response" if src.kind == "response" else "prompt",
+                    "refusal": int(raw["label"] == "refusal") if src.kind == "response" else None,
+                    "source": name,
+                    "role": src.role_of(raw),
+                    "group": f"{name}:{_group_key(raw, n)}",
+                    "raw": _raw_meta(raw),
+                }
+            )
     return rows
 
 
