@@ -157,6 +157,7 @@ class RailsEngine:
                                                   score=refusal))
         if verdict.block is None and self.nemo is not None:
             await self.nemo.check_output(exchange, new_text, verdict)
+            new_text = verdict.text or new_text  # a NeMo flow may rewrite `$bot_message`
         if new_text != text:
             verdict.text = new_text
         _stamp(verdict, "output", t0)

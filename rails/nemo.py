@@ -13,9 +13,11 @@ the same all-MiniLM-L6-v2 sentence embedding as its default FastEmbed (from the 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
+import threading
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,7 +78,9 @@ class NemoStage:
             raise RailsConfigError(f"{path / 'config.yml'}: {COLANG_2}")
         main = install(config, models, str(path / "config.yml"))
         use_local_embeddings(config)
+        config.rails.dialog.single_call.enabled = False  # the answer comes from the model, not a combined prompt
         app = LLMRails(config, llm=main, verbose=False)
+        _build_indexes(app)
         register_guard_actions(app, engine, scorer)
         own = [f for f in config.rails.input.flows if f not in OWN_FLOWS]
         out = [f for f in config.rails.output.flows if f not in OWN_FLOWS]
@@ -106,6 +110,8 @@ class NemoStage:
             verdict.decisions.append(d := await self.check_text(ex, text))
             if d.blocks or d.result == "error" and d.message is not None:
                 verdict.block = d
+            elif d.result == "mask" and d.message is not None:
+                verdict.text = d.message  # the flow rewrote `$bot_message`: visible in the answer and the record
 
     async def check_text(self, ex: Exchange, text: str) -> RailDecision:
         """The output flows on one piece of answer (a whole answer, or a streaming window)."""
@@ -135,14 +141,18 @@ class NemoStage:
                                         else str(res.response))
         stopped = [a.name for a in activated if a.stop]
         if problems or reply.strip() == _INTERNAL_ERROR:
-            return self._error(stage, stopped[0] if stopped else (activated[-1].name if activated else None),
-                               problems)
+            rail = stopped[0] if stopped else activated[-1].name if activated else flows[0] if len(flows) == 1 else None
+            return self._error(stage, rail, problems)
         if stopped:
             return RailDecision(f"nemo:{stopped[0]}", stage, "block", "enforce", "refuse", reply)  # type: ignore[arg-type]
         if dialog and reply.strip() != PASSTHROUGH:
             flow = next((a.name for a in activated
                          if a.type == "dialog" and a.name not in _DIALOG_HOUSEKEEPING), "dialog")
+            flow = "dialog" if flow.startswith("anonymous-") else flow  # unnamed `define flow`: a content hash
             return RailDecision(f"nemo:{flow}", stage, "block", "enforce", "dialog", reply)  # type: ignore[arg-type]
+        if stage == "output" and reply and reply != messages[-1]["content"]:
+            rewrote = next((a.name for a in activated if a.type == "output"), "output")
+            return RailDecision(f"nemo:{rewrote}", stage, "mask", "enforce", "rewrite", reply)  # type: ignore[arg-type]
         return RailDecision("nemo", stage, "pass")  # type: ignore[arg-type]
 
     def _error(self, stage: str, rail: str | None, problems: list[str]) -> RailDecision:
@@ -151,6 +161,27 @@ class NemoStage:
                     "; ".join(problems) or "the action raised (NeMo answered with its internal-error message)")
         return RailDecision(f"nemo:{rail}" if rail else "nemo", stage, "error", "enforce",  # type: ignore[arg-type]
                             "fail_closed" if closed else "fail_open", self.refusal if closed else None)
+
+
+def _build_indexes(app: Any) -> None:
+    """Embed the intents, bot messages and flows now, not during the first requests (NeMo builds them lazily;
+    a stall of seconds inside a request also outlives upstream keep-alive connections)."""
+    gen = getattr(app, "_llm_generation_actions", None)
+    steps = [("user_message_index", "user_messages", "_init_user_message_index"),
+             ("bot_message_index", "bot_messages", "_init_bot_message_index"),
+             ("flows_index", None, "_init_flows_index")]
+    if gen is None or not all(hasattr(gen, name) for _, _, name in steps):
+        return  # another NeMo version: it builds them lazily itself
+
+    async def build() -> None:
+        for index, source, init in steps:
+            if getattr(gen, index, None) is None and (source is None or getattr(gen, source, None)):
+                await getattr(gen, init)()
+
+    # Like NeMo's own knowledge-base build: a private loop in a thread, safe inside a running loop.
+    thread = threading.Thread(target=asyncio.run, args=(build(),), name="nemo-indexes")
+    thread.start()
+    thread.join()
 
 
 @functools.lru_cache(maxsize=1)
@@ -167,7 +198,10 @@ def use_local_embeddings(config: Any) -> None:
 
     if any(m.type == "embeddings" for m in config.models):
         return
-    register_embedding_provider(nemo_provider(minilm()), EMBED_ENGINE)
+    from nemoguardrails.embeddings.providers.registry import EmbeddingProviderRegistry
+
+    if EMBED_ENGINE not in EmbeddingProviderRegistry():  # process-wide; its class wraps the one shared model
+        register_embedding_provider(nemo_provider(minilm()), EMBED_ENGINE)
     config.models.append(Model(type="embeddings", engine=EMBED_ENGINE, model="all-MiniLM-L6-v2"))
 
 

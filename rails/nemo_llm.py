@@ -170,6 +170,7 @@ def install(config: Any, models: TaskModels | None, path: str) -> TaskLLM:
         return TaskLLM(targets[guard_type], models)
 
     register_provider(engine, make)
+    config.models = [m for m in config.models if m.type != "main"]  # main is passed to LLMRails directly
     for m in config.models:
         if m.type in targets and m.type != "main":
             m.engine, m.parameters, m.api_key_env_var = engine, {"guard_type": m.type}, None

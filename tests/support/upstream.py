@@ -2,7 +2,8 @@
 
 The model name picks the behaviour; the last user message picks the text:
 - `gpt-fake`: answers `echo: <last user message>`, or exactly `<text>` when the message is `say: <text>`
-  (tests choose the model's words, e.g. a harmful continuation for the rails tests);
+  (tests choose the model's words, e.g. a harmful continuation for the rails tests), or `<text>` decoded
+  from ROT13 when it is `say-rot13: <text>` (an answer that input checks cannot see coming);
 - `fake-slow`: waits `SLOW_S` before answering (longer than the proxy's read timeout in tests);
 - `fake-stall`: streams one chunk, then stalls for `SLOW_S`;
 - `fake-5xx`: HTTP 500 with an OpenAI error body;
@@ -12,11 +13,17 @@ The model name picks the behaviour; the last user message picks the text:
   the stream was `completed` or `cancelled` (client went away);
 - any other model: HTTP 404 `model_not_found`.
 Stream chunks are split per word; `stream_options.include_usage` adds a usage chunk.
+
+A yes/no moderation prompt (NeMo's self-check tasks end with "(Yes or No)?") is answered like a small
+moderator: "Yes" (block) when the quoted message contains one of `HARMFUL_WORDS`, else "No". NeMo's
+user-intent prompt (k-shot `user "..."` / intent pairs, ending with the user's message) gets the intent of
+an example with the same words, else "ask general question".
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import re
 import threading
@@ -39,6 +46,7 @@ BAD_CHUNK = "fake-badchunk"
 LONG = "fake-long"
 MODELS = (ECHO, SLOW, STALL, SERVER_ERROR, MALFORMED, BAD_CHUNK, LONG)
 
+HARMFUL_WORDS = ("bomb", "weapon", "slur", "stalk", "hack into", "poison", "kill")
 SLOW_S = 3.0
 LONG_CHUNKS = 2000
 LONG_CHUNK_INTERVAL_S = 0.01
@@ -79,6 +87,15 @@ def last_user(body: dict[str, Any]) -> str:
 
 def reply_text(body: dict[str, Any]) -> str:
     content = last_user(body)
+    if "(Yes or No)" in content:
+        quoted = " ".join(re.findall(r'"([^"]*)"', content)).lower()
+        return "Yes" if any(w in quoted for w in HARMFUL_WORDS) else "No"
+    asked = re.search(r'\nuser "([^"]*)"\s*$', content)
+    if asked:
+        shots = {q.lower(): intent.strip() for q, intent in re.findall(r'user "([^"]*)"\n  ([^\n]+)', content)}
+        return "  " + shots.get(asked.group(1).lower(), "ask general question")
+    if content.startswith("say-rot13:"):
+        return codecs.decode(content[10:].removeprefix(" "), "rot13")
     if content.startswith("say:"):
         return content[4:].removeprefix(" ")
     return f"echo: {content}"
