@@ -54,8 +54,12 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
         if name == "__metadata__":
             continue
         lo, hi = spec["data_offsets"]
-        arr = np.frombuffer(raw, dtype=dtypes[spec["dtype"]], count=(hi - lo) // np.dtype(dtypes[spec["dtype"]]).itemsize,
-                            offset=8 + n + lo)
+        arr = np.frombuffer(
+            raw,
+            dtype=dtypes[spec["dtype"]],
+            count=(hi - lo) // np.dtype(dtypes[spec["dtype"]]).itemsize,
+            offset=8 + n + lo,
+        )
         out[name] = arr.reshape(spec["shape"]).astype(np.float32, copy=False)
     return out
 
@@ -66,7 +70,8 @@ def _erf(x: np.ndarray) -> np.ndarray:
     a = np.abs(x)
     t = 1.0 / (1.0 + 0.3275911 * a)
     y = 1.0 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * np.exp(
-        -a * a)
+        -a * a
+    )
     return s * y
 
 
@@ -91,9 +96,11 @@ class MiniLM:
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.no_padding()
         w = read_safetensors(path / "model.safetensors")
-        self.word, self.pos, self.type0 = (w["embeddings.word_embeddings.weight"],
-                                           w["embeddings.position_embeddings.weight"],
-                                           w["embeddings.token_type_embeddings.weight"][0])
+        self.word, self.pos, self.type0 = (
+            w["embeddings.word_embeddings.weight"],
+            w["embeddings.position_embeddings.weight"],
+            w["embeddings.token_type_embeddings.weight"][0],
+        )
         self.emb_ln = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
         self.layers = []
         for i in range(6):
@@ -104,11 +111,22 @@ class MiniLM:
 
             qkv = np.concatenate([t("attention.self.query"), t("attention.self.key"), t("attention.self.value")], 1)
             qkv_b = np.concatenate([w[p + f"attention.self.{k}.bias"] for k in ("query", "key", "value")])
-            self.layers.append((qkv, qkv_b, t("attention.output.dense"), w[p + "attention.output.dense.bias"],
-                                w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"],
-                                t("intermediate.dense"), w[p + "intermediate.dense.bias"],
-                                t("output.dense"), w[p + "output.dense.bias"],
-                                w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]))
+            self.layers.append(
+                (
+                    qkv,
+                    qkv_b,
+                    t("attention.output.dense"),
+                    w[p + "attention.output.dense.bias"],
+                    w[p + "attention.output.LayerNorm.weight"],
+                    w[p + "attention.output.LayerNorm.bias"],
+                    t("intermediate.dense"),
+                    w[p + "intermediate.dense.bias"],
+                    t("output.dense"),
+                    w[p + "output.dense.bias"],
+                    w[p + "output.LayerNorm.weight"],
+                    w[p + "output.LayerNorm.bias"],
+                )
+            )
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit vectors; texts seen recently come from a small cache (NeMo embeds one message up to four

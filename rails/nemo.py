@@ -102,13 +102,13 @@ class NemoStage:
         if self.input_flows or self.dialog:
             messages = [{"role": m.role, "content": m.text} for m in ex.request.messages if m.role != "tool"]
             verdict.decisions.append(d := await self._run(ex, messages, "input", self.input_flows))
-            if d.blocks or d.result == "error" and d.message is not None:
+            if d.blocks or (d.result == "error" and d.message is not None):
                 verdict.block = d
 
     async def check_output(self, ex: Exchange, text: str, verdict: OutputVerdict) -> None:
         if self.output_flows:
             verdict.decisions.append(d := await self.check_text(ex, text))
-            if d.blocks or d.result == "error" and d.message is not None:
+            if d.blocks or (d.result == "error" and d.message is not None):
                 verdict.block = d
             elif d.result == "mask" and d.message is not None:
                 verdict.text = d.message  # the flow rewrote `$bot_message`: visible in the answer and the record

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from guard import metrics
 from guard.wire import ChatCompletionRequest, ChatMessage
@@ -29,9 +29,11 @@ from rails.config import RailsConfigError
 PASSTHROUGH = "__guard_passthrough__"
 # Tasks where NeMo's main LLM would write the answer itself.
 ANSWER_TASKS = frozenset({"general", "generate_bot_message", "generate_next_steps", "generate_intent_steps_message"})
-_REMOTE = {"openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
-           "nim": ("https://integrate.api.nvidia.com/v1", "NVIDIA_API_KEY"),
-           "nvidia_ai_endpoints": ("https://integrate.api.nvidia.com/v1", "NVIDIA_API_KEY")}
+_REMOTE = {
+    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "nim": ("https://integrate.api.nvidia.com/v1", "NVIDIA_API_KEY"),
+    "nvidia_ai_endpoints": ("https://integrate.api.nvidia.com/v1", "NVIDIA_API_KEY"),
+}
 _SKIPPED_TYPES = frozenset({"embeddings", "jailbreak_detection"})  # NeMo builds no LLM for these
 
 request_model: ContextVar[str | None] = ContextVar("guard_nemo_request_model", default=None)
@@ -48,8 +50,9 @@ class TaskModels:
     Built once in the app's lifespan and shared by every config reload; `aclose` closes the endpoints.
     """
 
-    def __init__(self, backend: Any = None, *, connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0,
-                 retries: int = 2) -> None:
+    def __init__(
+        self, backend: Any = None, *, connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0, retries: int = 2
+    ) -> None:
         self.backend = backend  # a ModelRouter (`get(name)`) or a ChatModel; None: no model at all
         self._timeouts = {"connect_timeout_s": connect_timeout_s, "read_timeout_s": read_timeout_s, "retries": retries}
         self._endpoints: dict[tuple[str, str | None], Any] = {}
@@ -102,11 +105,15 @@ def resolve_target(model: Any, path: str) -> Target:
         key = key or os.environ.get(env)
         if not key:
             var = model.api_key_env_var or env
-            raise RailsConfigError(f"{path}: models[{model.type}] (engine {model.engine}) calls {url} and needs "
-                                   f"an API key: set {var}, or point it at a local endpoint with parameters.base_url")
+            raise RailsConfigError(
+                f"{path}: models[{model.type}] (engine {model.engine}) calls {url} and needs "
+                f"an API key: set {var}, or point it at a local endpoint with parameters.base_url"
+            )
         return Target(model.type, url, key, name)
-    raise RailsConfigError(f"{path}: models[{model.type}]: engine {model.engine!r} has no OpenAI-compatible "
-                           "endpoint; set parameters.base_url")
+    raise RailsConfigError(
+        f"{path}: models[{model.type}]: engine {model.engine!r} has no OpenAI-compatible "
+        "endpoint; set parameters.base_url"
+    )
 
 
 class TaskLLM:
@@ -153,8 +160,13 @@ class TaskLLM:
             model = self.models.endpoint(self.target.base_url, self.target.api_key)
             if model._session is None:
                 await model.start()
-        request = ChatCompletionRequest(model=name, messages=_messages(prompt), stop=stop or None,
-                                        temperature=params.get("temperature"), max_tokens=params.get("max_tokens"))
+        request = ChatCompletionRequest(
+            model=name,
+            messages=_messages(prompt),
+            stop=stop or None,
+            temperature=params.get("temperature"),
+            max_tokens=params.get("max_tokens"),
+        )
         reply = await model.complete(request, request.messages)
         return reply.text
 
@@ -194,7 +206,9 @@ def _messages(prompt: Any) -> list[ChatMessage]:
         content = getattr(m, "content", None) if not isinstance(m, dict) else m.get("content")
         if isinstance(content, list):
             content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        role = str(getattr(role, "value", role))
-        out.append(ChatMessage(role=role if role in ("system", "user", "assistant") else "user",
-                               content=content or ""))
+        name = str(getattr(role, "value", role))
+        kind: Literal["system", "user", "assistant"] = "user"
+        if name in ("system", "assistant"):
+            kind = "system" if name == "system" else "assistant"
+        out.append(ChatMessage(role=kind, content=content or ""))
     return out or [ChatMessage(role="user", content=" ")]

@@ -6,7 +6,6 @@ ignored rule.
 
 from __future__ import annotations
 
-import re
 from typing import Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator

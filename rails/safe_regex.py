@@ -32,8 +32,10 @@ def compile_linear(pattern: str, *, dot_all: bool = False) -> Any:
         return re2.compile(pattern, _options(dot_all=dot_all))
     except re2.error as exc:
         reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise UnsafePattern(f"regex {pattern!r} cannot run in linear time (RE2: {reason}); rewrite it without "
-                            "look-around or back-references") from None
+        raise UnsafePattern(
+            f"regex {pattern!r} cannot run in linear time (RE2: {reason}); rewrite it without "
+            "look-around or back-references"
+        ) from None
 
 
 def check_linear(pattern: str) -> None:

@@ -42,15 +42,19 @@ def _ask(v1: str, text: str, *, stream: bool = False) -> tuple[str, str | None]:
 def _rail_count(url: str, rail: str, result: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     for line in text.splitlines():
-        if line.startswith("guard_rail_evaluations_total{") and f'rail="{rail}"' in line \
-                and f'result="{result}"' in line:
+        if (
+            line.startswith("guard_rail_evaluations_total{")
+            and f'rail="{rail}"' in line
+            and f'result="{result}"' in line
+        ):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
 @pytest.mark.parametrize("name", sorted(SPEC["serves"]))
-def test_example_config_serves_as_shipped_without_guard_yml(name: str, tmp_path: Path, proxy: Any,
-                                                           upstream: Any) -> None:
+def test_example_config_serves_as_shipped_without_guard_yml(
+    name: str, tmp_path: Path, proxy: Any, upstream: Any
+) -> None:
     rails_dir = _copy(name, tmp_path)
     assert not (rails_dir / "guard.yml").exists()
     p = proxy(rails_enabled=True, rails_dir=rails_dir, rails_reload=False)
@@ -61,8 +65,9 @@ def test_example_config_serves_as_shipped_without_guard_yml(name: str, tmp_path:
         sent = [m["content"] for r in upstream.state.requests[seen:] for m in r.body["messages"]]
         where = f"{name}: {case['input']!r} -> {text!r} ({finish})"
         if case["expect"] == "upstream":
-            answer = case["input"].removeprefix("say: ") if case["input"].startswith("say:") \
-                else f"echo: {case['input']}"
+            answer = (
+                case["input"].removeprefix("say: ") if case["input"].startswith("say:") else f"echo: {case['input']}"
+            )
             assert text == answer + case.get("suffix", ""), where
             assert finish == "stop", where
         else:
@@ -80,8 +85,12 @@ def test_example_config_that_cannot_serve_fails_check_with_the_serving_message(n
     from rails.engine import RailsEngine
 
     rails_dir = _copy(name, tmp_path)
-    out = subprocess.run([sys.executable, "-m", "guard.cli", "rails", "check", str(rails_dir)],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "guard.cli", "rails", "check", str(rails_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode != 0
     assert SPEC["check_errors"][name] in out.stderr
     assert "Traceback" not in out.stderr
@@ -92,12 +101,22 @@ def test_example_config_that_cannot_serve_fails_check_with_the_serving_message(n
 
 def test_check_prints_the_policy_in_force(tmp_path: Path) -> None:
     rails_dir = _copy("bots_hello_world", tmp_path)
-    out = subprocess.run([sys.executable, "-m", "guard.cli", "rails", "check", str(rails_dir)],
-                         capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "guard.cli", "rails", "check", str(rails_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     assert "policy: default (no guard.yml" in out.stdout
     (rails_dir / "config.yml").write_text((rails_dir / "config.yml").read_text() + "guard_policy: none\n")
-    out = subprocess.run([sys.executable, "-m", "guard.cli", "rails", "check", str(rails_dir)],
-                         capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "guard.cli", "rails", "check", str(rails_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     assert "policy: none" in out.stdout
 
 

@@ -16,9 +16,15 @@ LOOKAHEAD = "^(\\\\w+\\\\s?)*(?=!)$"  # the same with a look-ahead: only a backt
 
 
 def test_catastrophic_regex_that_needs_backtracking_is_rejected_at_check(tmp_path: Path) -> None:
-    write_rails(tmp_path, f'input:\n  patterns:\n    - name: words\n      action: refuse\n      regex: ["{LOOKAHEAD}"]\n')
-    out = subprocess.run([sys.executable, "-m", "guard.cli", "rails", "check", str(tmp_path)],
-                         capture_output=True, text=True, timeout=120)
+    write_rails(
+        tmp_path, f'input:\n  patterns:\n    - name: words\n      action: refuse\n      regex: ["{LOOKAHEAD}"]\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "guard.cli", "rails", "check", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0
     line = out.stderr.strip()
     assert line.startswith(f"error: {tmp_path / 'guard.yml'}:5: input.patterns.0.regex")
@@ -38,7 +44,9 @@ async def test_nested_quantifier_runs_in_linear_time_on_an_adversarial_message(t
 
 
 async def test_keywords_keep_unicode_word_boundaries(tmp_path: Path) -> None:
-    write_rails(tmp_path, 'input:\n  patterns:\n    - {name: drink, action: refuse, keywords: ["café"], regex: ["thé+"]}\n')
+    write_rails(
+        tmp_path, 'input:\n  patterns:\n    - {name: drink, action: refuse, keywords: ["café"], regex: ["thé+"]}\n'
+    )
     engine = RailsEngine.load(tmp_path)
     assert (await engine.check_input(exchange("un CAFÉ noir"))).block is not None
     assert (await engine.check_input(exchange("du théé"))).block is not None
