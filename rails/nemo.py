@@ -18,6 +18,7 @@ import functools
 import logging
 import os
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from rails.compiled import Encoder, TextScorer
 from rails.config import OWN_FLOWS, RailsConfigError
 from rails.embedding import ENGINE as EMBED_ENGINE
 from rails.embedding import MiniLM, nemo_provider
+from rails.nemo_dialog import NEEDS_NEMO, Canned, CannedDialog
 from rails.nemo_llm import PASSTHROUGH, TaskModels, failures, install, request_model
 
 if TYPE_CHECKING:
@@ -64,6 +66,7 @@ class NemoStage:
         self.app, self.input_flows, self.output_flows, self.dialog = app, input_flows, output_flows, dialog
         self.on_error, self.refusal = on_error, refusal
         self.streaming = streaming or {}  # NeMo's rails.output.streaming, if the config has it
+        self.canned: CannedDialog | None = None  # embeddings-only dialog answered without the Colang runtime
 
     @classmethod
     def load(cls, path: Path, *, scorer: TextScorer | None = None, encoder: Encoder | None = None,
@@ -86,10 +89,13 @@ class NemoStage:
         out = [f for f in config.rails.output.flows if f not in OWN_FLOWS]
         policy = engine.dir.policy if engine is not None else None
         streaming = config.rails.output.streaming.model_dump() if config.rails.output.streaming else None
-        return cls(app, own, out, bool(config.user_messages),
-                   on_error=policy.stream.on_error if policy is not None else "closed",
-                   refusal=policy.refusal_message if policy is not None else "I'm sorry, but I can't help with that.",
-                   streaming=streaming)
+        stage = cls(app, own, out, bool(config.user_messages),
+                    on_error=policy.stream.on_error if policy is not None else "closed",
+                    refusal=policy.refusal_message if policy is not None else "I'm sorry, but I can't help with that.",
+                    streaming=streaming)
+        if stage.dialog:
+            stage.canned = CannedDialog.build(app.config, minilm().embed)
+        return stage
 
     def window_chars(self) -> tuple[int, int] | None:
         """NeMo's output streaming chunk and context sizes, in characters, when the config sets them."""
@@ -101,9 +107,30 @@ class NemoStage:
     async def check_input(self, ex: Exchange, verdict: InputVerdict) -> None:
         if self.input_flows or self.dialog:
             messages = [{"role": m.role, "content": m.text} for m in ex.request.messages if m.role != "tool"]
-            verdict.decisions.append(d := await self._run(ex, messages, "input", self.input_flows))
+            d = await self._fast_dialog(ex, messages) if self.canned is not None else None
+            if d is None:
+                d = await self._run(ex, messages, "input", self.input_flows)
+            verdict.decisions.append(d)
             if d.blocks or (d.result == "error" and d.message is not None):
                 verdict.block = d
+
+    async def _fast_dialog(self, ex: Exchange, messages: list[dict[str, str]]) -> RailDecision | None:
+        """Input flows (if any) in NeMo without dialog, then the embeddings-only intent lookup; None when
+        NeMo's full dialog must decide."""
+        assert self.canned is not None
+        if self.input_flows:
+            d = await self._run(ex, messages, "input", self.input_flows, dialog=False)
+            if d.result != "pass":
+                return d
+        t0 = time.perf_counter()
+        last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        found = self.canned.decide(last)
+        metrics.NEMO_RAIL_LATENCY.labels("dialog", "input").observe(time.perf_counter() - t0)
+        if found == NEEDS_NEMO:
+            return None
+        if isinstance(found, Canned):
+            return RailDecision(found.rail, "input", "block", "enforce", "dialog", found.reply)
+        return RailDecision("nemo", "input", "pass")
 
     async def check_output(self, ex: Exchange, text: str, verdict: OutputVerdict) -> None:
         if self.output_flows:
@@ -119,8 +146,9 @@ class NemoStage:
         messages.append({"role": "assistant", "content": text})
         return await self._run(ex, messages, "output", self.output_flows)
 
-    async def _run(self, ex: Exchange, messages: list[dict[str, str]], stage: str, flows: list[str]) -> RailDecision:
-        dialog = self.dialog and stage == "input"
+    async def _run(self, ex: Exchange, messages: list[dict[str, str]], stage: str, flows: list[str],
+                   dialog: bool | None = None) -> RailDecision:
+        dialog = self.dialog and stage == "input" if dialog is None else dialog
         rails = {"input": False, "output": False, "dialog": dialog, "retrieval": False, stage: flows or False}
         problems: list[str] = []
         tokens = request_model.set(ex.request.model), failures.set(problems)

@@ -126,3 +126,20 @@ def test_dialog_config_loads_without_torch(tmp_path: Path) -> None:
 
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_embeddings_only_dialog_fast_path_decides_as_nemo_llmrails(tmp_path: Path) -> None:
+    greeting = 'define user express greeting\n  "hello"\n  "hi there"\n\ndefine bot express greeting\n  "Hey!"\n' \
+               '  "Hello!"\n\ndefine flow greeting\n  user express greeting\n  bot express greeting\n'
+    write_rails(tmp_path, "input: {}\n", dialog__co=DIALOG, greeting__co=greeting, config__yml=DIALOG_CONFIG)
+    stage = RailsEngine.load(tmp_path).nemo
+    assert stage is not None and stage.canned is not None
+    prompts = ["what do you think about the president?", "Tell me about Paris.", "hi there", "bake bread"]
+    for text in prompts:
+        messages = [{"role": "user", "content": text}]
+        fast = await stage._fast_dialog(exchange(text), messages)
+        full = await stage._run(exchange(text), messages, "input", [])
+        if text == "hi there":  # two variants, chosen at random by NeMo: left to NeMo
+            assert fast is None and full.rail == "nemo:greeting"
+            continue
+        assert fast is not None and (fast.rail, fast.result, fast.message) == (full.rail, full.result, full.message)
