@@ -108,7 +108,8 @@ async def _rails(settings: Settings, triage: Any, models: ModelRouter, stack: As
     scorer = triage if hasattr(triage, "score_text") else None
     # NeMo's task prompts go to the same backend as the chat, or to endpoints a config names, with these limits.
     task_models = TaskModels(models, connect_timeout_s=settings.upstream_connect_timeout_s,
-                             read_timeout_s=settings.upstream_read_timeout_s, retries=settings.upstream_retries)
+                             read_timeout_s=settings.upstream_read_timeout_s, retries=settings.upstream_retries,
+                             embedding_dir=settings.home / "minilm")
     stack.push_async_callback(task_models.aclose)
     model_version = models.backend.version
     holder = RailsHolder(settings.rails_dir, scorer=scorer, encoder=scorer, watch=settings.rails_reload,

@@ -54,6 +54,21 @@ def _check_nemo(rails_dir: Path) -> None:
     RailsEngine.load(rails_dir)
 
 
+@app.command("build-embedding")
+def build_embedding(
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: GUARD_HOME/minilm).")] = None,
+) -> None:
+    """Export NeMo's MiniLM sentence embedding to ONNX for dialog rails (needs torch once; serving does not)."""
+    from guard.settings import load_settings
+    from rails.embedding import export_onnx
+
+    try:
+        path = export_onnx(out or load_settings().home / "minilm")
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        raise _fail(f"{exc}; the export needs the `train` extra (torch, transformers)") from None
+    typer.echo(f"ok: {path}")
+
+
 @app.command("test")
 def test(
     rails_dir: Annotated[Path, typer.Argument(help="Rails directory.")],

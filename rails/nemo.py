@@ -80,7 +80,8 @@ class NemoStage:
         if str(config.colang_version).startswith("2"):
             raise RailsConfigError(f"{path / 'config.yml'}: {COLANG_2}")
         main = install(config, models, str(path / "config.yml"))
-        use_local_embeddings(config)
+        embedder = minilm(models.embedding_dir if models is not None else None)
+        use_local_embeddings(config, embedder)
         config.rails.dialog.single_call.enabled = False  # the answer comes from the model, not a combined prompt
         app = LLMRails(config, llm=main, verbose=False)
         _build_indexes(app)
@@ -94,7 +95,7 @@ class NemoStage:
                     refusal=policy.refusal_message if policy is not None else "I'm sorry, but I can't help with that.",
                     streaming=streaming)
         if stage.dialog:
-            stage.canned = CannedDialog.build(app.config, minilm().embed)
+            stage.canned = CannedDialog.build(app.config, embedder.embed)
         return stage
 
     def window_chars(self) -> tuple[int, int] | None:
@@ -212,13 +213,16 @@ def _build_indexes(app: Any) -> None:
     thread.join()
 
 
-@functools.lru_cache(maxsize=1)
-def minilm() -> MiniLM:
+@functools.lru_cache(maxsize=2)
+def minilm(onnx_dir: Path | None = None) -> MiniLM:
     """One copy of the MiniLM weights per process, shared by every config reload."""
-    return MiniLM()
+    model = MiniLM(onnx_dir=onnx_dir)
+    if model.session is None:
+        log.info("MiniLM runs in NumPy; `guard rails build-embedding` builds the faster ONNX model")
+    return model
 
 
-def use_local_embeddings(config: Any) -> None:
+def use_local_embeddings(config: Any, model: MiniLM) -> None:
     """Embed like NeMo's default (all-MiniLM-L6-v2, mean pooled, normalised), from the local package and
     without torch, unless the config chose an embeddings model itself."""
     from nemoguardrails.embeddings.providers import register_embedding_provider
@@ -229,7 +233,7 @@ def use_local_embeddings(config: Any) -> None:
     from nemoguardrails.embeddings.providers.registry import EmbeddingProviderRegistry
 
     if EMBED_ENGINE not in EmbeddingProviderRegistry():  # process-wide; its class wraps the one shared model
-        register_embedding_provider(nemo_provider(minilm()), EMBED_ENGINE)
+        register_embedding_provider(nemo_provider(model), EMBED_ENGINE)
     config.models.append(Model(type="embeddings", engine=EMBED_ENGINE, model="all-MiniLM-L6-v2"))
 
 

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from guard import metrics
@@ -51,9 +52,16 @@ class TaskModels:
     """
 
     def __init__(
-        self, backend: Any = None, *, connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0, retries: int = 2
+        self,
+        backend: Any = None,
+        *,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 60.0,
+        retries: int = 2,
+        embedding_dir: Path | None = None,
     ) -> None:
         self.backend = backend  # a ModelRouter (`get(name)`) or a ChatModel; None: no model at all
+        self.embedding_dir = embedding_dir  # where `guard rails build-embedding` put minilm.onnx
         self._timeouts = {"connect_timeout_s": connect_timeout_s, "read_timeout_s": read_timeout_s, "retries": retries}
         self._endpoints: dict[tuple[str, str | None], Any] = {}
 

@@ -143,3 +143,16 @@ async def test_embeddings_only_dialog_fast_path_decides_as_nemo_llmrails(tmp_pat
             assert fast is None and full.rail == "nemo:greeting"
             continue
         assert fast is not None and (fast.rail, fast.result, fast.message) == (full.rail, full.result, full.message)
+
+
+def test_onnx_export_of_minilm_matches_the_numpy_runtime(tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="the export needs torch (the train extra)")
+    import numpy as np
+
+    from rails.embedding import MiniLM, export_onnx
+
+    export_onnx(tmp_path)
+    texts = ["Tell me about Paris.", "Which party should I vote for?", "hi"]
+    onnx, plain = MiniLM(onnx_dir=tmp_path), MiniLM()
+    assert onnx.session is not None and plain.session is None
+    assert np.min(np.sum(onnx.embed(texts) * plain.embed(texts), axis=1)) > 0.9999
