@@ -145,6 +145,7 @@ async def test_embeddings_only_dialog_fast_path_decides_as_nemo_llmrails(tmp_pat
         assert fast is not None and (fast.rail, fast.result, fast.message) == (full.rail, full.result, full.message)
 
 
+@pytest.mark.slow  # a full torch export: minutes on the shared 2-core box
 def test_onnx_export_of_minilm_matches_the_numpy_runtime(tmp_path: Path) -> None:
     pytest.importorskip("torch", reason="the export needs torch (the train extra)")
     import numpy as np
