@@ -19,18 +19,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from support.server import ServedApp  # noqa: E402
+from support.upstream import create_upstream  # noqa: E402
+
 from guard.backends.http import HttpUpstream  # noqa: E402
 from guard.pipeline import Exchange  # noqa: E402
 from guard.settings import load_settings  # noqa: E402
 from guard.wire import ChatCompletionRequest, ChatMessage  # noqa: E402
 from rails.engine import RailsEngine  # noqa: E402
 from rails.nemo_llm import TaskModels  # noqa: E402
-from support.server import ServedApp  # noqa: E402
-from support.upstream import create_upstream  # noqa: E402
 
 EXAMPLES = ROOT / ".." / "shared" / "nemo-examples"
-CASES = {"bots_hello_world": "Tell me about Paris.", "bots_abc": "What's the company policy on paid time off?",
-         "configs_sample": "Tell me about Paris.", "configs_guardrails_only/input": "Tell me about Paris."}
+CASES = {
+    "bots_hello_world": "Tell me about Paris.",
+    "bots_abc": "What's the company policy on paid time off?",
+    "configs_sample": "Tell me about Paris.",
+    "configs_guardrails_only/input": "Tell me about Paris.",
+}
 
 
 async def measure(name: str, text: str, url: str, n: int) -> float:

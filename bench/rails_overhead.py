@@ -431,7 +431,8 @@ async def _dialog(n: int, results: dict[str, object]) -> None:
     results["nemo_dialog"] = r
     ours, theirs = r["guard_fast_path"], r["nemo_llmrails"]
     print(f"NeMo dialog config (embeddings-only intents, {len(DIALOG_PROMPTS)} prompts): CPU/request p50 guard "
-          f"{ours['p50_ms']:.2f} ms, NeMo LLMRails {theirs['p50_ms']:.2f} ms ({theirs['p50_ms'] / ours['p50_ms']:.1f}x); "
+          f"{ours['p50_ms']:.2f} ms, NeMo LLMRails {theirs['p50_ms']:.2f} ms "
+          f"({theirs['p50_ms'] / ours['p50_ms']:.1f}x); "
           f"mean {ours['mean_ms']:.2f} vs {theirs['mean_ms']:.2f} ms; same answer "
           f"{r['agreement']['same_answer']}/{r['agreement']['n']}")
 

@@ -218,9 +218,16 @@ def export_onnx(out_dir: Path) -> Path:
     tmp = out_dir / f".{ONNX_FILE}.tmp"
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # legacy exporter's deprecation + tracer warnings; parity is tested
-        torch.onnx.export(model, (ids, torch.ones_like(ids)), str(tmp), dynamo=False, opset_version=17,
-                          input_names=["input_ids", "attention_mask"], output_names=["embedding"],
-                          dynamic_axes={"input_ids": axes, "attention_mask": axes, "embedding": {0: "batch"}})
+        torch.onnx.export(
+            model,
+            (ids, torch.ones_like(ids)),
+            str(tmp),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "embedding": {0: "batch"}},
+        )
     tmp.replace(out_dir / ONNX_FILE)  # a crash mid-export leaves no half-written model behind
     return out_dir / ONNX_FILE
 

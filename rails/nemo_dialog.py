@@ -25,8 +25,14 @@ class Canned:
 
 
 class CannedDialog:
-    def __init__(self, embed: Any, examples: list[tuple[str, str]], flows: dict[str, Canned | str],
-                 threshold: float | None, fallback: str | None) -> None:
+    def __init__(
+        self,
+        embed: Any,
+        examples: list[tuple[str, str]],
+        flows: dict[str, Canned | str],
+        threshold: float | None,
+        fallback: str | None,
+    ) -> None:
         self.embed = embed
         self.intents = [intent for _, intent in examples]
         self.matrix = np.asarray(embed([text for text, _ in examples]), dtype=np.float32)
@@ -69,7 +75,7 @@ def _canned(flow: dict[str, Any], steps: list[dict[str, Any]], bot_messages: dic
     for step in steps:
         params = step.get("action_params") or {}
         name = params.get("value")
-        if step.get("_type") != "run_action" or step.get("action_name") != "utter" or len(params) != 1:
+        if step.get("_type") != "run_action" or step.get("action_name") != "utter" or not isinstance(name, str):
             return NEEDS_NEMO
         variants = bot_messages.get(name) or []
         if len(variants) != 1 or "$" in variants[0] or "{{" in variants[0]:

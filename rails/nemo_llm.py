@@ -70,18 +70,20 @@ class TaskModels:
             raise TaskModelError("no model to ask: the proxy has neither an upstream nor a local model")
         return self.backend.get(name) if hasattr(self.backend, "get") else self.backend
 
-    def endpoint(self, base_url: str, api_key: str | None) -> Any:
+    async def endpoint(self, base_url: str, api_key: str | None) -> Any:
+        """A started client for the endpoint, created on first use (on the serving loop, not at load)."""
         key = (base_url.rstrip("/"), api_key)
         if key not in self._endpoints:
             from guard.backends.http import HttpUpstream
 
-            self._endpoints[key] = HttpUpstream(base_url, api_key, **self._timeouts)  # type: ignore[arg-type]
+            up = HttpUpstream(base_url, api_key, **self._timeouts)  # type: ignore[arg-type]
+            await up.start()
+            self._endpoints[key] = up
         return self._endpoints[key]
 
     async def aclose(self) -> None:
         for up in self._endpoints.values():
-            if up._session is not None:
-                await up.aclose()
+            await up.aclose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +167,7 @@ class TaskLLM:
         if self.target.base_url is None:
             model = self.models.chat_model(name)
         else:
-            model = self.models.endpoint(self.target.base_url, self.target.api_key)
-            if model._session is None:
-                await model.start()
+            model = await self.models.endpoint(self.target.base_url, self.target.api_key)
         request = ChatCompletionRequest(
             model=name,
             messages=_messages(prompt),
