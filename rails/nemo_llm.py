@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from guard import metrics
+from guard.errors import UpstreamUnavailable
 from guard.wire import ChatCompletionRequest, ChatMessage
 from rails.config import RailsConfigError
 
@@ -175,7 +176,12 @@ class TaskLLM:
             temperature=params.get("temperature"),
             max_tokens=params.get("max_tokens"),
         )
-        reply = await model.complete(request, request.messages)
+        try:
+            reply = await model.complete(request, request.messages)
+        except UpstreamUnavailable:
+            # A task prompt has no side effects, so one retry is safe: it covers a pooled connection that the
+            # endpoint closed while idle (aiohttp reports "Server disconnected"), not a down endpoint.
+            reply = await model.complete(request, request.messages)
         return reply.text
 
 
