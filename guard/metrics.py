@@ -82,6 +82,20 @@ TRIAGE_DEVICE = Gauge(
 RAIL_EVALUATIONS = Counter("guard_rail_evaluations_total", "Rail decisions", ["rail", "stage", "result", "mode"])
 RAIL_LATENCY = Histogram("guard_rail_duration_seconds", "Rail evaluation time", ["stage"], buckets=_FAST_BUCKETS)
 REFUSALS = Counter("guard_refusals_total", "Refusals by kind (policy, model, over_refusal)", ["kind"])
+# NeMo stage: per rail (flow names come from the loaded config, so the label set is bounded by it) and per
+# task prompt sent to a model (NeMo's task names).
+NEMO_RAIL_LATENCY = Histogram(
+    "guard_nemo_rail_duration_seconds",
+    "NeMo rail (flow) time, model calls included",
+    ["rail", "stage"],
+    buckets=_LATENCY_BUCKETS,
+)
+NEMO_TASK_LATENCY = Histogram(
+    "guard_nemo_task_duration_seconds",
+    "NeMo task prompts answered by a model",
+    ["task", "result"],
+    buckets=_LATENCY_BUCKETS,
+)
 CONFIG_RELOADS = Counter("guard_config_reloads_total", "Rails config reloads by result", ["result"])
 
 # Records -----------------------------------------------------------------------------------------

@@ -113,18 +113,30 @@ async def _triage(settings: Settings, stack: AsyncExitStack) -> Any:
     return triage
 
 
-async def _rails(settings: Settings, triage: Any, model_version: str | None, stack: AsyncExitStack) -> Any:
+async def _rails(settings: Settings, triage: Any, models: ModelRouter, stack: AsyncExitStack) -> Any:
     if not settings.rails_enabled:
         return NoRails()
+    from rails.nemo_llm import TaskModels
     from rails.reload import RailsHolder
 
     scorer = triage if hasattr(triage, "score_text") else None
+    # NeMo's task prompts go to the same backend as the chat, or to endpoints a config names, with these limits.
+    task_models = TaskModels(
+        models,
+        connect_timeout_s=settings.upstream_connect_timeout_s,
+        read_timeout_s=settings.upstream_read_timeout_s,
+        retries=settings.upstream_retries,
+        embedding_dir=settings.home / "minilm",
+    )
+    stack.push_async_callback(task_models.aclose)
+    model_version = models.backend.version
     holder = RailsHolder(
         settings.rails_dir,
         scorer=scorer,
         encoder=scorer,
         watch=settings.rails_reload,
         on_swap=lambda engine: metrics.set_build_info(__version__, model_version, engine.rails_hash),
+        models=task_models,
     )
     await holder.start()
     stack.push_async_callback(holder.aclose)
@@ -175,7 +187,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         limiter = await _limits(settings, labels, stack)
         models = await _model_backend(settings, stack)
         triage = await _triage(settings, stack)
-        rails = await _rails(settings, triage, models.backend.version, stack)
+        rails = await _rails(settings, triage, models, stack)
         meter = UsageMeter(labels, limiter)
         recorder = Recorders(store.writer, meter) if store is not None else meter
         pipeline = Pipeline(triage, rails, rails, recorder)

@@ -31,26 +31,42 @@ def check(rails_dir: Annotated[Path, typer.Argument(help="Rails directory (guard
         for name in spec.policy.profile_names:
             compile_profile(effective(spec.policy, name), encoder=None)
         if spec.needs_nemo:
-            _check_colang(rails_dir)
+            _check_nemo(rails_dir)
     except RailsConfigError as exc:
         raise _fail(str(exc)) from None
     nemo = " (Colang flows: runs NeMo LLMRails as a stage; needs the `nemo` extra)" if spec.needs_nemo else ""
     typer.echo(f"ok: {rails_dir} hash={spec.rails_hash} profiles={','.join(spec.policy.profile_names)}{nemo}")
+    typer.echo(f"policy: {spec.policy_source}")
 
 
-def _check_colang(rails_dir: Path) -> None:
-    """Parse the Colang flows with NeMo itself (no LLM is created) when the extra is installed."""
-    from rails.config import RailsConfigError
+def _check_nemo(rails_dir: Path) -> None:
+    """Build the NeMo stage exactly as serving does (Colang parsed, models resolved, no model called)."""
+    import logging
 
     try:
-        from nemoguardrails import RailsConfig
+        import nemoguardrails  # noqa: F401
     except ModuleNotFoundError:
         typer.echo("note: nemoguardrails is not installed; Colang files were not parsed", err=True)
         return
+    from rails.engine import RailsEngine
+
+    logging.getLogger("nemoguardrails").setLevel(logging.ERROR)
+    RailsEngine.load(rails_dir)
+
+
+@app.command("build-embedding")
+def build_embedding(
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: GUARD_HOME/minilm).")] = None,
+) -> None:
+    """Export NeMo's MiniLM sentence embedding to ONNX for dialog rails (needs torch once; serving does not)."""
+    from guard.settings import load_settings
+    from rails.embedding import export_onnx
+
     try:
-        RailsConfig.from_path(str(rails_dir))
-    except Exception as exc:  # NeMo raises plain Exceptions/ValueErrors for Colang syntax errors
-        raise RailsConfigError(f"{rails_dir}: Colang/NeMo config error: {exc}") from None
+        path = export_onnx(out or load_settings().home / "minilm")
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        raise _fail(f"{exc}; the export needs the `train` extra (torch, transformers)") from None
+    typer.echo(f"ok: {path}")
 
 
 @app.command("test")

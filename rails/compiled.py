@@ -14,6 +14,7 @@ import numpy as np
 
 from guard.pipeline import RailDecision, RailResult, Stage, TriageResult
 from rails.policy import EffectiveProfile, Intent, LengthLimit, Pattern, PiiRule, RefusalDetection, Rule
+from rails.safe_regex import AnyOf, compile_linear
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,12 @@ REFUSAL_SCAN_CHARS = 300
 
 class TextScorer(Protocol):
     async def score_text(self, text: str) -> TriageResult: ...
+
+
+class Searcher(Protocol):
+    """A compiled pattern: `re.Pattern`, an RE2 pattern or `AnyOf`."""
+
+    def search(self, text: str) -> object: ...
 
 
 class Encoder(Protocol):
@@ -137,7 +144,7 @@ def fire_labels(groups: list[tuple[LabelRule, ...]], triage: TriageResult) -> li
 
 @dataclass(frozen=True, slots=True)
 class PatternRule:
-    rx: re.Pattern[str]
+    rx: Searcher
     fire: Fire
 
 
@@ -177,15 +184,23 @@ class IntentIndex:
 def compile_patterns(patterns: list[Pattern], stage: Stage, prof: EffectiveProfile) -> list[PatternRule]:
     out = []
     for p in patterns:
-        parts = [rf"\b{re.escape(k)}\b" for k in p.keywords] + [f"(?:{rx})" for rx in p.regex]
-        out.append(PatternRule(re.compile("|".join(parts), re.I), make_fire(f"pattern:{p.name}", stage, p, prof)))
+        parts: list[Searcher] = []
+        if p.keywords:  # escaped literals cannot backtrack; `re` keeps Unicode word boundaries
+            parts.append(re.compile("|".join(rf"\b{re.escape(k)}\b" for k in p.keywords), re.I))
+        if p.regex:
+            parts.append(compile_linear("|".join(f"(?:{rx})" for rx in p.regex)))
+        rx = parts[0] if len(parts) == 1 else AnyOf(tuple(parts))
+        out.append(PatternRule(rx, make_fire(f"pattern:{p.name}", stage, p, prof)))
     return out
 
 
-def compile_refusal(spec: RefusalDetection) -> re.Pattern[str] | None:
+def compile_refusal(spec: RefusalDetection) -> Searcher | None:
     if not spec.enabled:
         return None
-    return re.compile("|".join(f"(?:{p})" for p in (*REFUSAL_PHRASES, *spec.patterns)), re.I | re.S)
+    builtin = re.compile("|".join(f"(?:{p})" for p in REFUSAL_PHRASES), re.I | re.S)  # ours, reviewed
+    if not spec.patterns:
+        return builtin
+    return AnyOf((builtin, compile_linear("|".join(f"(?:{p})" for p in spec.patterns), dot_all=True)))
 
 
 @dataclass(slots=True)
@@ -202,7 +217,7 @@ class CompiledProfile:
     output_pii: PiiCheck | None
     output_length: LengthCheck | None
     output_json: bool
-    refusal_rx: re.Pattern[str] | None
+    refusal_rx: Searcher | None
     refusal_threshold: float
     shadow: bool
 

@@ -19,6 +19,9 @@ from rails.yamlsrc import SourceDoc, YamlSourceError, load_yaml
 
 POLICY_FILE = "guard.yml"
 NEMO_FILE = "config.yml"
+# A directory with only NeMo files gets the guard's shipped default policy, unless its config.yml says
+# `guard_policy: none` (NeMo's rails only) or names a policy file of its own.
+DEFAULT_POLICY = Path(__file__).resolve().parent / "configs" / "default" / POLICY_FILE
 # Flow names that our own engine implements; any other flow (or a dialog rail) needs NeMo's LLMRails.
 OWN_FLOWS = frozenset({"guard check input", "guard check output"})
 _HASHED = ("*.yml", "*.yaml", "*.co", "*.py", "*.md")
@@ -61,6 +64,8 @@ class NemoConfig(_Loose):
     instructions: list[_NemoInstruction] = Field(default_factory=list)
     rails: _NemoRails = Field(default_factory=_NemoRails)
     prompts: list[dict[str, Any]] = Field(default_factory=list)
+    colang_version: str = "1.0"
+    guard_policy: str | None = None  # ours; NeMo ignores unknown top-level keys
 
 
 @dataclass(slots=True)
@@ -70,6 +75,7 @@ class RailsDir:
     nemo: NemoConfig
     rails_hash: str
     colang_files: list[Path] = field(default_factory=list)
+    policy_source: str = POLICY_FILE  # which policy is in force, for `guard rails check`
 
     @property
     def needs_nemo(self) -> bool:
@@ -84,30 +90,58 @@ def read_rails_dir(path: Path) -> RailsDir:
     path = Path(path)
     if not path.is_dir():
         raise RailsConfigError(f"{path}: not a directory")
-    policy_path = path / POLICY_FILE
-    if not policy_path.is_file():
-        raise RailsConfigError(f"{policy_path}: missing (every rails directory needs a {POLICY_FILE})")
-    policy_doc = load_doc(policy_path, empty_ok=False)
-    policy = validate_doc(GuardPolicy, policy_doc)
     nemo = NemoConfig()
     if (path / NEMO_FILE).is_file():
         nemo = validate_doc(NemoConfig, load_doc(path / NEMO_FILE))
     for extra in sorted(path.glob("prompts.y*ml")):
         validate_doc(_PromptsFile, load_doc(extra))
-    spec = RailsDir(path, policy, nemo, rails_hash(path), sorted(path.rglob("*.co")))
-    errors = load_errors(policy_path, policy_doc.data, policy, flows=spec.needs_nemo)
-    if errors:
-        raise RailsConfigError("\n".join(errors))
+    colang = sorted(path.rglob("*.co"))
+    policy, source, extra_hash, doc = _policy(path, nemo, has_nemo_files=bool(colang) or (path / NEMO_FILE).is_file())
+    spec = RailsDir(path, policy, nemo, rails_hash(path, extra_hash), colang, source)
+    if doc is not None:
+        errors = load_errors(doc.path, doc.data, policy, flows=spec.needs_nemo)
+        if errors:
+            raise RailsConfigError("\n".join(errors))
     return spec
+
+
+def _policy(path: Path, nemo: NemoConfig, *, has_nemo_files: bool) -> tuple[GuardPolicy, str, bytes, SourceDoc | None]:
+    """The policy in force, where it came from, bytes to hash when it lives elsewhere, and its file."""
+    own = path / POLICY_FILE
+    if own.is_file():
+        if nemo.guard_policy is not None:
+            raise RailsConfigError(f"{path / NEMO_FILE}: guard_policy: conflicts with {own} (keep one of them)")
+        doc = load_doc(own, empty_ok=False)
+        return validate_doc(GuardPolicy, doc), POLICY_FILE, b"", doc
+    if not has_nemo_files:
+        raise RailsConfigError(
+            f"{own}: missing (a rails directory needs a {POLICY_FILE}, or NeMo's {NEMO_FILE} and Colang files)"
+        )
+    choice = nemo.guard_policy or "default"
+    if choice == "none":
+        return GuardPolicy(), "none (config.yml guard_policy: none; NeMo's rails only)", b"none", None
+    file = DEFAULT_POLICY if choice == "default" else path / choice
+    if not file.is_file():
+        raise RailsConfigError(
+            f"{path / NEMO_FILE}: guard_policy: {choice!r} is neither default, none nor a policy file in the directory"
+        )
+    why = "no guard.yml" if nemo.guard_policy is None else "config.yml guard_policy"
+    label = (
+        f"default ({why}; the shipped {DEFAULT_POLICY.parent.name}/{POLICY_FILE})"
+        if choice == "default"
+        else f"{choice} (config.yml guard_policy)"
+    )
+    doc = load_doc(file, empty_ok=False)
+    return validate_doc(GuardPolicy, doc), label, file.read_bytes(), doc
 
 
 class _PromptsFile(_Loose):
     prompts: list[dict[str, Any]] = Field(default_factory=list)
 
 
-def rails_hash(path: Path) -> str:
+def rails_hash(path: Path, extra: bytes = b"") -> str:
     """Stable hash of the config files' names and bytes (not their timestamps)."""
-    h = hashlib.sha256()
+    h = hashlib.sha256(extra)
     files = sorted({p for pattern in _HASHED for p in path.rglob(pattern) if p.is_file()})
     for p in files:
         if "__pycache__" in p.parts or p.name == "cases.yml":

@@ -31,6 +31,7 @@ from rails.policy import StreamSettings, effective
 
 if TYPE_CHECKING:
     from rails.nemo import NemoStage
+    from rails.nemo_llm import TaskModels
 
 
 class RailsEngine:
@@ -51,13 +52,29 @@ class RailsEngine:
         self.default_profile = rails_dir.policy.default_profile
 
     @classmethod
-    def load(cls, rails_dir: Path, *, scorer: TextScorer | None = None, encoder: Encoder | None = None) -> RailsEngine:
-        """Read, validate and compile a rails directory. Raises `RailsConfigError` naming file, line and key."""
+    def load(
+        cls,
+        rails_dir: Path,
+        *,
+        scorer: TextScorer | None = None,
+        encoder: Encoder | None = None,
+        models: TaskModels | None = None,
+    ) -> RailsEngine:
+        """Read, validate and compile a rails directory. Raises `RailsConfigError` naming file, line and key.
+
+        `models` answers NeMo's task prompts (self checks, intents...); without it (as in `guard rails check`)
+        the config still loads fully, and such rails report an error per request.
+        """
         spec = read_rails_dir(Path(rails_dir))
         profiles = {name: compile_profile(effective(spec.policy, name), encoder) for name in spec.policy.profile_names}
         engine = cls(spec, profiles, scorer)
         if spec.needs_nemo:
-            engine.nemo = _nemo_stage(spec, scorer, encoder, engine)
+            engine.nemo = _nemo_stage(spec, scorer, encoder, engine, models)
+            windows = engine.nemo.window_chars()
+            if windows is not None:  # NeMo's rails.output.streaming sizes the windows of every output rail
+                engine.stream_settings = engine.stream_settings.model_copy(
+                    update={"window_chars": max(16, windows[0]), "overlap_chars": windows[1]}
+                )
         return engine
 
     # Profiles -------------------------------------------------------------------------------------------
@@ -154,6 +171,7 @@ class RailsEngine:
             )
         if verdict.block is None and self.nemo is not None:
             await self.nemo.check_output(exchange, new_text, verdict)
+            new_text = verdict.text or new_text  # a NeMo flow may rewrite `$bot_message`
         if new_text != text:
             verdict.text = new_text
         _stamp(verdict, "output", t0)
@@ -191,7 +209,9 @@ class RailsEngine:
         return WindowStreamGuard(self, exchange, self._profile(exchange))
 
 
-def _nemo_stage(spec: RailsDir, scorer: TextScorer | None, encoder: Encoder | None, engine: RailsEngine) -> NemoStage:
+def _nemo_stage(
+    spec: RailsDir, scorer: TextScorer | None, encoder: Encoder | None, engine: RailsEngine, models: TaskModels | None
+) -> NemoStage:
     try:
         from rails.nemo import NemoStage  # only configs with Colang flows of their own pay for nemoguardrails
     except ModuleNotFoundError as exc:
@@ -200,7 +220,9 @@ def _nemo_stage(spec: RailsDir, scorer: TextScorer | None, encoder: Encoder | No
             f"`nemo` extra ({exc.name} is missing)"
         ) from None
     try:
-        return NemoStage.load(spec.path, scorer=scorer, encoder=encoder, engine=engine)
+        return NemoStage.load(spec.path, scorer=scorer, encoder=encoder, engine=engine, models=models)
+    except RailsConfigError:
+        raise
     except Exception as exc:  # NeMo's own parse errors (Colang syntax, config schema)
         raise RailsConfigError(f"{spec.path}: NeMo Guardrails rejected the config: {exc}") from None
 

@@ -6,7 +6,6 @@ ignored rule.
 
 from __future__ import annotations
 
-import re
 from typing import Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -76,12 +75,7 @@ class Pattern(Rule):
     @field_validator("regex")
     @classmethod
     def _compiles(cls, v: list[str]) -> list[str]:
-        for rx in v:
-            try:
-                re.compile(rx)
-            except re.error as exc:
-                raise ValueError(f"regex {rx!r} does not compile: {exc}") from None
-        return v
+        return _linear(v)
 
     @model_validator(mode="after")
     def _has_something(self) -> Self:
@@ -119,6 +113,19 @@ class RefusalDetection(Strict):
     enabled: bool = True
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     patterns: list[str] = Field(default_factory=list)  # extra regexes beside the built-in phrases
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, v: list[str]) -> list[str]:
+        return _linear(v)
+
+
+def _linear(patterns: list[str]) -> list[str]:
+    from rails.safe_regex import check_linear
+
+    for rx in patterns:
+        check_linear(rx)  # UnsafePattern is a ValueError: reported with file, line and key
+    return patterns
 
 
 def _tiers(value: object) -> object:

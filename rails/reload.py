@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from guard import metrics
 from guard.pipeline import Exchange, InputVerdict, OutputVerdict, StreamGuard
@@ -17,6 +18,9 @@ from rails.compiled import Encoder, TextScorer
 from rails.config import POLICY_FILE, RailsConfigError
 from rails.engine import RailsEngine
 from rails.floor import change_errors
+
+if TYPE_CHECKING:
+    from rails.nemo_llm import TaskModels
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +37,12 @@ class RailsHolder:
         watch: bool = True,
         debounce_ms: int = 200,
         on_swap: Callable[[RailsEngine], None] | None = None,
+        models: TaskModels | None = None,
     ) -> None:
         self.rails_dir = Path(rails_dir)
-        self.scorer, self.encoder = scorer, encoder
+        self.scorer, self.encoder, self.models = scorer, encoder, models
         self.watch, self.debounce_ms, self.on_swap = watch, debounce_ms, on_swap
-        self.engine = RailsEngine.load(self.rails_dir, scorer=scorer, encoder=encoder)  # startup errors raise
+        self.engine = RailsEngine.load(self.rails_dir, scorer=scorer, encoder=encoder, models=models)  # errors raise
         self._previous: RailsEngine | None = None
         self.last_error: str | None = None
         self._stop = asyncio.Event()
@@ -69,7 +74,9 @@ class RailsHolder:
     async def reload(self) -> bool:
         """Validate and swap in the directory's current state. False when it was rejected."""
         try:
-            engine = await asyncio.to_thread(RailsEngine.load, self.rails_dir, scorer=self.scorer, encoder=self.encoder)
+            engine = await asyncio.to_thread(
+                RailsEngine.load, self.rails_dir, scorer=self.scorer, encoder=self.encoder, models=self.models
+            )
             lost = change_errors(self.rails_dir / POLICY_FILE, self.engine.dir.policy, engine.dir.policy)
             if lost:
                 raise RailsConfigError("\n".join(lost))

@@ -112,6 +112,15 @@ class WindowStreamGuard:
                     self.spans = _merge_spans(self.spans, new)
         decisions: list[RailDecision] = []
         block = None
+        nemo = self.engine.nemo
+        if nemo is not None and nemo.output_flows:  # NeMo's output flows check the same windows
+            d = await nemo.check_text(self.ex, window)
+            if d.result != "pass":
+                decisions.append(d)
+                if d.blocks or (d.result == "error" and d.message is not None):
+                    block = d
+            if block is not None:
+                return decisions, block
         for fire, score in fired:
             d = fire.decision(score)
             if d.result != "block" or d.mode == "shadow":

