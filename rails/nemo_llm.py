@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from guard import metrics
 from guard.errors import UpstreamUnavailable
-from guard.wire import ChatCompletionRequest, ChatMessage
+from guard.wire import ChatCompletionRequest, ChatMessage, messages_from_wire
 from rails.config import RailsConfigError
 
 PASSTHROUGH = "__guard_passthrough__"
@@ -176,12 +176,13 @@ class TaskLLM:
             temperature=params.get("temperature"),
             max_tokens=params.get("max_tokens"),
         )
+        messages = messages_from_wire(request.messages)
         try:
-            reply = await model.complete(request, request.messages)
+            reply = await model.complete(request, messages)
         except UpstreamUnavailable:
             # A task prompt has no side effects, so one retry is safe: it covers a pooled connection that the
             # endpoint closed while idle (aiohttp reports "Server disconnected"), not a down endpoint.
-            reply = await model.complete(request, request.messages)
+            reply = await model.complete(request, messages)
         return reply.text
 
 
