@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 import pydantic_core
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from guard import moderation, wire
 from guard.domain import Message, ModelReply, StreamEvent
-from guard.errors import GuardError, InvalidRequest, NotImplementedYet
+from guard.errors import GuardError, NotImplementedYet
 from guard.pipeline import Exchange, Streamed
-from guard.routes import JSON, count, new_exchange_id, read_body, resources, sse_body
+from guard.routes import JSON, count, new_exchange_id, parse_body, read_body, resources, sse_body
 from guard.tenancy import requested_profile
 
 if TYPE_CHECKING:
@@ -142,26 +142,8 @@ class EmbeddingsRequest(BaseModel):
 
 
 def _parse_embeddings(body: bytes) -> EmbeddingsRequest:
-    if not body:
-        raise InvalidRequest("request body is empty; send a JSON embeddings request")
-    try:
-        return EmbeddingsRequest.model_validate_json(body)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        if err["type"] == "json_invalid":
-            raise InvalidRequest(f"malformed JSON: {err['msg']}", code="invalid_json") from None
-        loc = ".".join(str(p) for p in err["loc"])
-        raise InvalidRequest(f"invalid value for '{loc}': {err['msg']}", param=loc or None) from None
+    return parse_body(EmbeddingsRequest.model_validate_json, body, "embeddings request")
 
 
 def _parse_text(body: bytes) -> wire.TextCompletionRequest:
-    if not body:
-        raise InvalidRequest("request body is empty; send a JSON completion request")
-    try:
-        return wire.TextCompletionRequest.parse(body)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        if err["type"] == "json_invalid":
-            raise InvalidRequest(f"malformed JSON: {err['msg']}", code="invalid_json") from None
-        loc = ".".join(str(p) for p in err["loc"])
-        raise InvalidRequest(f"invalid value for '{loc}': {err['msg']}", param=loc or None) from None
+    return parse_body(wire.TextCompletionRequest.parse, body, "completion request")

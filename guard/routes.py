@@ -7,7 +7,7 @@ import functools
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
@@ -24,6 +24,7 @@ from guard.tenancy import requested_profile
 JSON = "application/json"
 ROUTE = "chat_completions"
 Frame = Callable[..., bytes]  # (envelope, delta, *, role) -> one SSE frame
+_T = TypeVar("_T")
 
 
 def resources(request: Request) -> Resources:
@@ -69,17 +70,22 @@ def _upstream_latency(backend: str) -> Any:
     return metrics.UPSTREAM_LATENCY.labels(backend)
 
 
-def parse_request(body: bytes) -> wire.ChatCompletionRequest:
+def parse_body(parse: Callable[[bytes], _T], body: bytes, what: str) -> _T:
+    """`parse(body)`, with an empty body or a validation error raised as the client's 400 naming the field."""
     if not body:
-        raise InvalidRequest("request body is empty; send a JSON chat completion request")
+        raise InvalidRequest(f"request body is empty; send a JSON {what}")
     try:
-        return wire.ChatCompletionRequest.parse(body)
+        return parse(body)
     except ValidationError as exc:
         err = exc.errors()[0]
         if err["type"] == "json_invalid":
             raise InvalidRequest(f"malformed JSON: {err['msg']}", code="invalid_json") from None
         loc = ".".join(str(p) for p in err["loc"])
         raise InvalidRequest(f"invalid value for '{loc}': {err['msg']}", param=loc or None) from None
+
+
+def parse_request(body: bytes) -> wire.ChatCompletionRequest:
+    return parse_body(wire.ChatCompletionRequest.parse, body, "chat completion request")
 
 
 router = APIRouter()
