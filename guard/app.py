@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,7 +15,7 @@ from guard import __version__, openapi, wire
 from guard.admin.feedback import feedback_router
 from guard.admin.routes import admin_router
 from guard.edge import AuthThrottle, EdgeLimits
-from guard.errors import GuardError, UpstreamHTTPError
+from guard.errors import GuardError, UpstreamHTTPError, public_message
 from guard.more_routes import more_router
 from guard.resources import open_resources
 from guard.routes import router
@@ -37,23 +36,6 @@ _HTTP_TYPES = {
 def error_response(status: int, message: str, type_: str, code: str | None, param: str | None = None) -> Response:
     body = wire.ErrorResponse(error=wire.ErrorBody(message=message, type=type_, param=param, code=code))
     return Response(body.model_dump_json(), status_code=status, media_type="application/json")
-
-
-_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"]+", re.I)
-
-
-def public_message(exc: GuardError, exchange_id: str | None) -> str:
-    """What the client may read of an error. Upstream errors lose the upstream's address and, for an answer
-    the upstream got wrong, its own text (which may quote internals); both go to the log instead."""
-    if exc.type != "upstream_error":
-        return exc.message
-    log.warning("upstream error (exchange %s): %s", exchange_id or "-", exc.message[:300])
-    # The first clause is the proxy's own words; what follows quotes the upstream or the network library
-    # (addresses, the upstream's error body).
-    message = " ".join(_URL.sub("", exc.message).split()).split(": ", 1)[0]
-    if exc.code == "upstream_unreachable" and "timed out" in exc.message.lower():
-        message += ": connection timed out"
-    return message
 
 
 async def _guard_error(request: Request, exc: Exception) -> Response:

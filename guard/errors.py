@@ -1,6 +1,12 @@
-"""Domain errors. Raised anywhere, mapped to OpenAI-shaped HTTP errors once, in `guard.app`."""
+"""Domain errors. Raised anywhere, mapped to OpenAI-shaped HTTP errors once, in `guard.app` (a stream's error
+event, sent after the headers, says the same `public_message`)."""
 
 from __future__ import annotations
+
+import logging
+import re
+
+log = logging.getLogger("guard")
 
 
 class GuardError(Exception):
@@ -115,7 +121,33 @@ class RailError(GuardError):
     code = "rail_error"
 
 
+class ClientDisconnected(GuardError):
+    """The client hung up before its answer was ready; the work for it was cancelled. Nobody reads the 499."""
+
+    status = 499
+    type = "client_error"
+    code = "client_disconnected"
+
+
 class NotReady(GuardError):
     status = 503
     type = "server_error"
     code = "not_ready"
+
+
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"]+", re.I)
+
+
+def public_message(exc: GuardError, exchange_id: str | None) -> str:
+    """What the client may read of an error (a response body or a stream's error event). Upstream errors lose
+    the upstream's address and, for an answer the upstream got wrong, its own text (which may quote internals);
+    both go to the log instead."""
+    if exc.type != "upstream_error":
+        return exc.message
+    log.warning("upstream error (exchange %s): %s", exchange_id or "-", exc.message[:300])
+    # The first clause is the proxy's own words; what follows quotes the upstream or the network library
+    # (addresses, the upstream's error body).
+    message = " ".join(_URL.sub("", exc.message).split()).split(": ", 1)[0]
+    if exc.code == "upstream_unreachable" and "timed out" in exc.message.lower():
+        message += ": connection timed out"
+    return message

@@ -16,7 +16,17 @@ from guard import moderation, wire
 from guard.domain import Message, ModelReply, StreamEvent
 from guard.errors import GuardError, NotImplementedYet
 from guard.pipeline import Exchange, Streamed
-from guard.routes import JSON, count, new_exchange_id, parse_body, read_body, resources, sse_body
+from guard.routes import (
+    JSON,
+    count,
+    new_exchange_id,
+    outcome_of,
+    parse_body,
+    read_body,
+    resources,
+    sse_body,
+    unless_hung_up,
+)
 from guard.tenancy import requested_profile
 
 if TYPE_CHECKING:
@@ -48,7 +58,7 @@ async def embeddings(request: Request) -> Response:
     body = await read_body(request, res.settings.max_body_bytes)
     _parse_embeddings(body)  # a request the upstream cannot read is the client's 400, not its 5xx
     upstream = _upstream(res, "embeddings")
-    _, raw = await upstream.read("/embeddings", body)
+    _, raw = await unless_hung_up(request, upstream.read("/embeddings", body))
     count("embeddings", "ok")
     return Response(raw, media_type=JSON)
 
@@ -81,9 +91,9 @@ async def completions(request: Request) -> Response:
     )
     headers = {"x-guard-exchange-id": ex.id}
     try:
-        reply = await res.pipeline.handle(ex, model)
-    except GuardError:
-        count("completions", "error")
+        reply = await unless_hung_up(request, res.pipeline.handle(ex, model))
+    except GuardError as exc:
+        count("completions", outcome_of(exc))
         raise
     created = int(ex.started_at)
     if isinstance(reply, Streamed):

@@ -6,6 +6,7 @@ Each stage is a small protocol; `create_app` plugs real implementations in. The 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -298,6 +299,10 @@ class Pipeline:
         except GuardError as exc:
             ex.error = exc.code
             exc.exchange_id = ex.id  # type: ignore[attr-defined]  # the error response names the exchange too
+            self.finish(ex)
+            raise
+        except asyncio.CancelledError:  # the client hung up (the route cancels its work) or the server stops
+            ex.error = "client_disconnected"
             self.finish(ex)
             raise
         self.finish(ex)

@@ -3,20 +3,21 @@ bytes) rather than through FastAPI's dependency machinery: it is the per-request
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
-from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from guard import metrics, wire
 from guard.domain import Delta
-from guard.errors import BodyTooLarge, GuardError, InvalidRequest, NotReady
+from guard.errors import BodyTooLarge, ClientDisconnected, GuardError, InvalidRequest, NotReady, public_message
 from guard.pipeline import Exchange, Streamed
 from guard.resources import Resources
 from guard.tenancy import requested_profile
@@ -41,7 +42,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
+            raise ClientDisconnected("the client disconnected while sending its request")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -49,6 +50,32 @@ async def read_body(request: Request, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def unless_hung_up(request: Request, work: Awaitable[_T]) -> _T:
+    """`work` (the pipeline up to the first response byte), cancelled as soon as the client disconnects: the
+    upstream call stops instead of generating (and billing) an answer nobody reads. Raises
+    `ClientDisconnected` then; the pipeline has recorded the exchange as `client_disconnected`. Once a stream's
+    headers are out, the streaming response watches the connection itself."""
+    task = asyncio.current_task()
+    assert task is not None
+    watcher = asyncio.create_task(_cancel_on_disconnect(request.receive, task))
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not watcher.done() or watcher.cancelled():
+            raise  # cancelled from elsewhere (shutdown)
+        task.uncancel()
+        raise ClientDisconnected("the client disconnected before its answer was ready") from None
+    finally:
+        watcher.cancel()
+
+
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any]) -> None:
+    # The body has been read: the next message the server has for this request is its disconnect.
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    task.cancel()
 
 
 def new_exchange_id(prefix: str = "chatcmpl-") -> str:
@@ -63,6 +90,10 @@ def _requests(outcome: str, route: str = ROUTE) -> Any:
 
 def count(route: str, outcome: str) -> None:
     _requests(outcome, route).inc()
+
+
+def outcome_of(exc: GuardError) -> str:
+    return "disconnected" if isinstance(exc, ClientDisconnected) else "error"
 
 
 @functools.cache
@@ -120,9 +151,9 @@ async def chat_completions(request: Request) -> Response:
     )
     headers = {"x-guard-exchange-id": ex.id}
     try:
-        reply = await res.pipeline.handle(ex, model)
-    except GuardError:
-        _requests("error").inc()
+        reply = await unless_hung_up(request, res.pipeline.handle(ex, model))
+    except GuardError as exc:
+        _requests(outcome_of(exc)).inc()
         raise
     if isinstance(reply, Streamed):
         return StreamingResponse(sse_body(ex, reply, t0, model.name), media_type="text/event-stream", headers=headers)
@@ -170,8 +201,8 @@ async def sse_body(
         outcome = "blocked" if ex.finish_reason == "content_filter" else "ok"
     except GuardError as exc:
         # Headers are gone; OpenAI's convention for a mid-stream failure is an error frame.
-        error = wire.ErrorResponse(error=wire.ErrorBody(message=exc.message, type=exc.type, code=exc.code))
-        yield pending + wire.sse(error)
+        error = wire.ErrorBody(message=public_message(exc, ex.id), type=exc.type, code=exc.code)
+        yield pending + wire.sse(wire.ErrorResponse(error=error))
     except BaseException:
         outcome = "disconnected"
         raise

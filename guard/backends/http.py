@@ -201,7 +201,7 @@ class HttpUpstream:
         behind does less work per token instead of more (a token-paced upstream still gives one each)."""
         resp = await self._post(body, path)
         tail = b""
-        done = False
+        done = framed = False  # framed: at least one SSE `data:` line came
         try:
             async for data in resp.content.iter_any():
                 if done:
@@ -209,10 +209,19 @@ class HttpUpstream:
                 lines = (tail + data).split(b"\n")
                 tail = lines.pop()
                 event, done, error = _merge(lines, parse)
+                framed = framed or done or event is not None or error is not None
                 if event is not None:
                     yield event
                 if error is not None:
                     raise error
+            if not done:  # the body ended: a last line without its newline, then it must have said [DONE]
+                event, done, error = _merge([tail], parse)
+                if event is not None:
+                    yield event
+                if error is not None:
+                    raise error
+                if not done:
+                    raise _unfinished(resp, framed or event is not None, tail)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()
             raise UpstreamTimeout("upstream stopped streaming") from None
@@ -309,9 +318,26 @@ def _join(into: Delta, d: Delta) -> None:
 def _chunk(payload: bytes, parse: ChunkParser) -> tuple[list[Delta], Usage | None, dict[str, Any]]:
     try:
         data = pydantic_core.from_json(payload)
-        if "error" in data:
-            raise UpstreamBadResponse(f"upstream stream error: {data['error']}")
-        return parse(data)
+        error = data.get("error") if isinstance(data, dict) else None
+        if error is None:
+            return parse(data)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         metrics.UPSTREAM_ERRORS.labels(_BACKEND, "malformed").inc()
         raise UpstreamBadResponse(f"upstream sent an unreadable stream chunk: {exc}") from None
+    # An error event (`data: {"error": {...}}`): the upstream gave up mid-answer. Its text is logged, not shown.
+    metrics.UPSTREAM_ERRORS.labels(_BACKEND, "stream_error").inc()
+    message = error.get("message") if isinstance(error, dict) else error
+    raise UpstreamBadResponse(f"upstream sent an error event in the stream: {message}", code="upstream_stream_error")
+
+
+def _unfinished(resp: aiohttp.ClientResponse, framed: bool, tail: bytes) -> UpstreamBadResponse:
+    """The error for a stream body that ended without `data: [DONE]`: an answer cut off (some events came) or a
+    body that is not server-sent events at all (an HTML error page, a whole JSON completion)."""
+    if framed:
+        metrics.UPSTREAM_ERRORS.labels(_BACKEND, "stream_incomplete").inc()
+        return UpstreamBadResponse("upstream stream ended without [DONE]", code="upstream_stream_incomplete")
+    metrics.UPSTREAM_ERRORS.labels(_BACKEND, "not_sse").inc()
+    return UpstreamBadResponse(
+        "upstream answered a stream request with a body that is not server-sent events: "
+        f"content-type {resp.headers.get('content-type', '-')!r}, last line {tail[:200]!r}"
+    )

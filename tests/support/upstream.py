@@ -16,6 +16,13 @@ The model name picks the behaviour; the last user message picks the answer:
 - `fake-badchunk`: streams one good chunk, then an unreadable one;
 - `fake-long`: streams `LONG_CHUNKS` chunks slowly and records in `state.streams[<message>]` whether
   the stream was `completed` or `cancelled` (client went away);
+- `fake-hold`: holds the request for `HOLD_S` before answering (streamed or not, as `gpt-fake`) and records in
+  `state.streams[<message>]` whether it `completed` or was `cancelled` (the caller hung up while it waited);
+- `fake-notsse`: answers a stream request with HTTP 200 and a body that is not server-sent events: a whole
+  chat completion as JSON (an upstream that ignores `stream`), or an HTML page when the message is `html`;
+- `fake-truncated`: streams the role chunk and the words, then ends the body: no finish chunk, no `[DONE]`;
+- `fake-errorframe`: streams the role chunk and the words, then an error event (`data: {"error": ...}`, whose
+  message names an internal host) and `[DONE]`; with an empty answer (`say:`), only the error event;
 - `fake-400`, `fake-429`, `fake-503`: those statuses with an OpenAI error body (param and code set) and the
   headers clients back off with (`retry-after`, `x-ratelimit-*`, `x-request-id`);
 - `fake-flaky`: 429 with `retry-after: 0` for the first `FLAKY_FAILURES` requests per message, then answers;
@@ -57,7 +64,27 @@ BAD_REQUEST = "fake-400"
 RATE_LIMITED = "fake-429"
 OVERLOADED = "fake-503"
 FLAKY = "fake-flaky"
-MODELS = (ECHO, SLOW, STALL, SERVER_ERROR, MALFORMED, BAD_CHUNK, LONG, BAD_REQUEST, RATE_LIMITED, OVERLOADED, FLAKY)
+HOLD = "fake-hold"
+NOT_SSE = "fake-notsse"
+TRUNCATED = "fake-truncated"
+ERROR_FRAME = "fake-errorframe"
+MODELS = (
+    ECHO,
+    SLOW,
+    STALL,
+    SERVER_ERROR,
+    MALFORMED,
+    BAD_CHUNK,
+    LONG,
+    BAD_REQUEST,
+    RATE_LIMITED,
+    OVERLOADED,
+    FLAKY,
+    HOLD,
+    NOT_SSE,
+    TRUNCATED,
+    ERROR_FRAME,
+)
 FLAKY_FAILURES = 1
 FINGERPRINT = "fp_fake123"
 ARG_FRAGMENT = 7
@@ -66,6 +93,8 @@ HARMFUL_WORDS = ("bomb", "weapon", "slur", "stalk", "hack into", "poison", "kill
 SLOW_S = 3.0
 LONG_CHUNKS = 2000
 LONG_CHUNK_INTERVAL_S = 0.01
+HOLD_S = 20.0
+INTERNAL_ERROR_TEXT = "shard gpu-7 at 10.0.3.7:9000 ran out of memory"
 
 
 @dataclass
@@ -78,7 +107,7 @@ class Received:
 @dataclass
 class UpstreamState:
     requests: list[Received] = field(default_factory=list)
-    streams: dict[str, str] = field(default_factory=dict)  # fake-long tag -> "completed" | "cancelled"
+    streams: dict[str, str] = field(default_factory=dict)  # fake-long/fake-hold tag -> "completed" | "cancelled"
     attempts: dict[str, int] = field(default_factory=dict)  # fake-flaky: requests seen per message
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -88,7 +117,8 @@ class UpstreamState:
             self._changed.notify_all()
 
     def wait_stream(self, tag: str, timeout_s: float = 10.0) -> str | None:
-        """The outcome of the `fake-long` stream tagged `tag`, waiting until it ended (None on timeout)."""
+        """The outcome of the `fake-long` or `fake-hold` request tagged `tag`, waiting until it ended (None on
+        timeout)."""
         with self._changed:
             self._changed.wait_for(lambda: tag in self.streams, timeout_s)
             return self.streams.get(tag)
@@ -232,6 +262,37 @@ def _chunk(
     return f"data: {json.dumps(data)}\n\n".encode()
 
 
+def _completion(body: dict[str, Any], model: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    choices = []
+    for i, msg in enumerate(messages):
+        choice = {"index": i, "message": msg, "logprobs": None, "finish_reason": _finish(msg)}
+        if body.get("logprobs"):
+            choice["logprobs"] = _logprobs(msg.get("content") or "")
+        choices.append(choice)
+    return {
+        "id": f"chatcmpl-up{uuid.uuid4().hex[:16]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": FINGERPRINT,
+        "service_tier": "default",
+        "choices": choices,
+        "usage": _usage(body, " ".join(m.get("content") or "" for m in messages)),
+    }
+
+
+async def _hold(request: Request, state: UpstreamState, tag: str) -> None:
+    """Wait `HOLD_S`, or until the caller hangs up; record which (uvicorn does not cancel a handler whose client
+    left, so it is watched here)."""
+    deadline = time.monotonic() + HOLD_S
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            state.stream_ended(tag, "cancelled")
+            return
+        await asyncio.sleep(0.01)
+    state.stream_ended(tag, "completed")
+
+
 def create_upstream(state: UpstreamState | None = None) -> Starlette:
     state = state or UpstreamState()
 
@@ -263,29 +324,20 @@ def create_upstream(state: UpstreamState | None = None) -> Starlette:
                 )
         if model == SLOW:
             await asyncio.sleep(SLOW_S)
+        if model == HOLD:
+            await _hold(request, state, last_user(body))
         if body.get("stream"):
-            if model in (ECHO, FLAKY):
+            if model in (ECHO, FLAKY, HOLD):
                 return StreamingResponse(_stream_answers(body), media_type="text/event-stream")
+            if model == NOT_SSE:
+                if last_user(body) == "html":
+                    return Response(
+                        b"<html><body><h1>Service Temporarily Unavailable</h1></body></html>\n" * 3,
+                        media_type="text/html",
+                    )
+                return JSONResponse(_completion(body, model, answers(body)))
             return StreamingResponse(_stream(state, body, reply_text(body)), media_type="text/event-stream")
-        messages = answers(body)
-        choices = []
-        for i, msg in enumerate(messages):
-            choice = {"index": i, "message": msg, "logprobs": None, "finish_reason": _finish(msg)}
-            if body.get("logprobs"):
-                choice["logprobs"] = _logprobs(msg.get("content") or "")
-            choices.append(choice)
-        return JSONResponse(
-            {
-                "id": f"chatcmpl-up{uuid.uuid4().hex[:16]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "system_fingerprint": FINGERPRINT,
-                "service_tier": "default",
-                "choices": choices,
-                "usage": _usage(body, " ".join(m.get("content") or "" for m in messages)),
-            }
-        )
+        return JSONResponse(_completion(body, model, answers(body)))
 
     async def models(request: Request) -> Response:
         return JSONResponse(
@@ -401,6 +453,9 @@ async def _stream_answers(body: dict[str, Any]) -> AsyncIterator[bytes]:
 
 async def _stream(state: UpstreamState, body: dict[str, Any], text: str) -> AsyncIterator[bytes]:
     cid, model = f"chatcmpl-up{uuid.uuid4().hex[:16]}", body["model"]
+    if model == ERROR_FRAME and not text:
+        yield _error_frame()
+        return
     yield _chunk(cid, model, {"role": "assistant", "content": ""})
     if model == LONG:
         async for piece in _long(state, cid, model, last_user(body)):
@@ -413,6 +468,12 @@ async def _stream(state: UpstreamState, body: dict[str, Any], text: str) -> Asyn
             return
         if model == STALL and i == 0:
             await asyncio.sleep(SLOW_S)
+    if model == TRUNCATED:
+        return
+    if model == ERROR_FRAME:
+        yield _error_frame()
+        yield b"data: [DONE]\n\n"
+        return
     yield _chunk(cid, model, {}, "stop")
     if (body.get("stream_options") or {}).get("include_usage"):
         usage = {
@@ -425,6 +486,11 @@ async def _stream(state: UpstreamState, body: dict[str, Any], text: str) -> Asyn
         }
         yield f"data: {json.dumps(usage)}\n\n".encode()
     yield b"data: [DONE]\n\n"
+
+
+def _error_frame() -> bytes:
+    error = {"message": f"The server had an error: {INTERNAL_ERROR_TEXT}", "type": "server_error", "code": None}
+    return f"data: {json.dumps({'error': error})}\n\n".encode()
 
 
 async def _long(state: UpstreamState, cid: str, model: str, tag: str) -> AsyncIterator[bytes]:
