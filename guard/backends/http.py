@@ -203,7 +203,7 @@ class HttpUpstream:
         tail = b""
         done = framed = False  # framed: at least one SSE `data:` line came
         try:
-            async for data in resp.content.iter_any():
+            async for data in _reads(resp):
                 if done:
                     continue  # after [DONE], read to the end: a fully read response returns to the pool
                 lines = (tail + data).split(b"\n")
@@ -214,14 +214,8 @@ class HttpUpstream:
                     yield event
                 if error is not None:
                     raise error
-            if not done:  # the body ended: a last line without its newline, then it must have said [DONE]
-                event, done, error = _merge([tail], parse)
-                if event is not None:
-                    yield event
-                if error is not None:
-                    raise error
-                if not done:
-                    raise _unfinished(resp, framed or event is not None, tail)
+            if not done:
+                raise _unfinished(resp, framed)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()
             raise UpstreamTimeout("upstream stopped streaming") from None
@@ -330,14 +324,22 @@ def _chunk(payload: bytes, parse: ChunkParser) -> tuple[list[Delta], Usage | Non
     raise UpstreamBadResponse(f"upstream sent an error event in the stream: {message}", code="upstream_stream_error")
 
 
-def _unfinished(resp: aiohttp.ClientResponse, framed: bool, tail: bytes) -> UpstreamBadResponse:
+async def _reads(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body as it arrives, then a newline: a last line sent without one is still read."""
+    async for data in resp.content.iter_any():
+        yield data
+    yield b"\n"
+
+
+def _unfinished(resp: aiohttp.ClientResponse, framed: bool) -> UpstreamBadResponse:
     """The error for a stream body that ended without `data: [DONE]`: an answer cut off (some events came) or a
     body that is not server-sent events at all (an HTML error page, a whole JSON completion)."""
     if framed:
         metrics.UPSTREAM_ERRORS.labels(_BACKEND, "stream_incomplete").inc()
         return UpstreamBadResponse("upstream stream ended without [DONE]", code="upstream_stream_incomplete")
     metrics.UPSTREAM_ERRORS.labels(_BACKEND, "not_sse").inc()
+    # Its content type is logged, not its body: that may be an answer, with the prompt's text in it.
     return UpstreamBadResponse(
         "upstream answered a stream request with a body that is not server-sent events: "
-        f"content-type {resp.headers.get('content-type', '-')!r}, last line {tail[:200]!r}"
+        f"content-type {resp.headers.get('content-type', '-')!r}"
     )

@@ -129,3 +129,24 @@ def test_openai_client_raises_on_a_failed_stream_instead_of_ending_it_normally(p
         for chunk in events:
             text += chunk.choices[0].delta.content or "" if chunk.choices else ""
     assert text == "one two"
+
+
+def test_done_on_a_last_line_without_its_newline_still_ends_the_stream_normally(proxy, serve_app) -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+    words = [{"index": 0, "delta": {"content": "fine"}, "finish_reason": None}]
+    finish = [{"index": 0, "delta": {}, "finish_reason": "stop"}]
+    sse = "".join(f"data: {json.dumps({**chunk, 'choices': c})}\n\n" for c in (words, finish)) + "data: [DONE]"
+
+    async def completions(request: Request) -> Response:
+        return Response(sse.encode(), media_type="text/event-stream")
+
+    terse = serve_app(Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])]))
+    resp = stream(proxy(upstream_url=f"{terse.url}/v1"), "m", "hi")
+    data = frames(resp)
+    assert data[-1] == "[DONE]" and finish_reasons(data) == ["stop"]
+    assert "".join(c["delta"].get("content") or "" for f in data[:-1] for c in json.loads(f)["choices"]) == "fine"
