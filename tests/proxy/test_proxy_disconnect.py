@@ -96,3 +96,15 @@ def test_client_disconnect_before_the_answer_cancels_the_upstream_call(proxy, up
     assert recorder.done.wait(5)
     assert sorted(ex.messages[0].text for ex in recorder.exchanges) == sorted(tags)
     assert {(ex.error, ex.finish_reason) for ex in recorder.exchanges} == {("client_disconnected", None)}
+
+
+def test_client_that_hangs_up_while_sending_its_body_is_no_unhandled_error(proxy, caplog) -> None:
+    p = proxy()
+    url = urlsplit(p.url)
+    head = "POST /v1/chat/completions HTTP/1.1\r\nhost: guard\r\ncontent-type: application/json\r\n"
+    with caplog.at_level("WARNING"), socket.create_connection((url.hostname, url.port)) as conn:
+        conn.sendall(f"{head}content-length: 1000\r\n\r\n".encode() + b'{"model": "gpt-fake", "mess')
+        time.sleep(0.3)  # the proxy is reading the body when the connection closes
+    assert httpx.get(f"{p.url}/healthz", timeout=5).status_code == 200
+    time.sleep(0.2)
+    assert not [r for r in caplog.records if r.exc_info or "unhandled" in r.getMessage()]
