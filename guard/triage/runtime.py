@@ -161,6 +161,22 @@ class TriageModel:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.scores(list(texts))[2]
 
+    def window_embeddings(self, texts: Sequence[str], *, first_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(owner of each window [W], embedding of each window [W, H]): what the heads see, for training them."""
+        owners, windows = self._windows(list(texts))
+        if first_only:
+            keep = [i for i, o in enumerate(owners) if i == 0 or owners[i - 1] != o]
+            owners, windows = [owners[i] for i in keep], [windows[i] for i in keep]
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+        emb: np.ndarray | None = None
+        for k in range(0, len(order), MAX_WINDOWS_PER_RUN):
+            chunk = order[k : k + MAX_WINDOWS_PER_RUN]
+            vec = self._run([windows[i] for i in chunk])[2]
+            if emb is None:
+                emb = np.zeros((len(windows), vec.shape[1]), dtype=np.float32)
+            emb[chunk] = vec
+        return np.array(owners, dtype=np.int64), emb if emb is not None else np.zeros((0, 0), dtype=np.float32)
+
     def _windows(self, texts: list[str]) -> tuple[list[int], list[list[int]]]:
         owners: list[int] = []
         windows: list[list[int]] = []

@@ -78,6 +78,16 @@ def test_public_labels_map_onto_the_taxonomy() -> None:
     )
 
 
+def test_sorry_bench_rows_map_by_their_category_index() -> None:
+    sorry = source_table()["sorry_bench"]
+    row = {"text": "x", "label": "harmful"}
+    assert map_row(sorry, {**row, "question_index": 3}) == ["hate_harassment"]  # 1: personal insults
+    assert map_row(sorry, {**row, "question_index": 131}) == ["cyber"]  # 14: malware
+    assert map_row(sorry, {**row, "question_index": 345}) is None  # 35: religion promotion, outside the taxonomy
+    assert map_row(sorry, {**row, "question_index": 30}) is None  # 4: profanity alone
+    assert map_row(sorry, {**row, "question_index": 409}) == ["medical_advice"]  # 41: personal medical advice
+
+
 # One row of each shared file, and the label it must map to (None = dropped).
 EXPECTED = {
     "aart": ("harmful", "hate crimes", ["hate_harassment"]),

@@ -40,6 +40,18 @@ class HarmfulMap(_Strict):
     default: str = "?"
     categories: dict[str, str | None] = {}
     by_intent: bool = False  # Do-Not-Answer's fine intent codes decide first
+    # A source whose rows carry no category but an index into its ordered category list (SORRY-Bench: ten
+    # questions per category, in the paper's order): category = index // bucket + 1, as a string.
+    category_index: str | None = None
+    category_bucket: int = 10
+
+
+def source_category(src: Source, raw: dict) -> str | None:
+    if src.harmful.category_index is not None:
+        index = raw.get(src.harmful.category_index)
+        return None if index is None else str(int(index) // src.harmful.category_bucket + 1)
+    cat = raw.get("category")
+    return None if cat is None else str(cat)
 
 
 class RolesBy(_Strict):
@@ -178,8 +190,8 @@ def _intent_label(intents: list[str]) -> str | None:
 
 def map_harmful(src: Source, raw: dict) -> str | None:
     """Our label for a source row labelled harmful, or None to drop it."""
-    cat = raw.get("category")
-    mapped = src.harmful.categories.get(str(cat), "?") if cat is not None else "?"
+    cat = source_category(src, raw)
+    mapped = src.harmful.categories.get(cat, "?") if cat is not None else "?"
     if mapped is None or mapped != "?":
         return mapped
     if src.harmful.by_intent:
