@@ -24,8 +24,9 @@ def write_model_card(out_dir: Path, config: dict, manifest: dict, metrics: dict)
         f"Window {config['max_len']} tokens (overlap {config['stride']}); long inputs are scored per window, "
         "max taken.",
         "",
-        "Reproduce: `guard triage train --data-out D` (fixed seed), `guard triage build`, then "
-        "`guard triage eval D/test.jsonl` for the served (int8) figures.",
+        "Reproduce: `guard triage train --data-out D` (fixed seed; trains the encoder, then the heads) or "
+        "`guard triage refit --encoder E --out A` (new heads on the encoder of artifact E), `guard triage build`, "
+        "then `guard triage eval D/test.jsonl` for the served (int8) figures.",
         "",
         *_sources(manifest),
         "",
