@@ -125,6 +125,44 @@ def refit(
 
 
 @app.command()
+def adapt(
+    reviews: Annotated[
+        Path, typer.Option(help="JSONL of reviewed texts: {text, label: false_positive|unsafe, labels}.")
+    ],
+    out: Annotated[Path, typer.Option(help="Where the candidate artifact and its adapt.json report go.")],
+    artifact: Annotated[Path | None, typer.Option(help="Current artifact (default: the shipped one).")] = None,
+    datasets_dir: Annotated[Path | None, typer.Option(help="Public data sets (default GUARD_DATASETS_DIR).")] = None,
+    threads: Annotated[int, typer.Option(min=1)] = 2,
+) -> None:
+    """Fit the classifier's heads on reviewed mistakes plus a replay of its training mix, recalibrate, and gate
+    the candidate (held-out reviews fixed; no recall lost, no false positives added on held-out sources)."""
+    from finetune.triage.adapt import AdaptError, GateLimits, read_corrections
+    from finetune.triage.adapt import adapt as run_adapt
+    from finetune.triage.data.build import build_dataset
+    from guard.triage.artifact import ARTIFACT_CONFIG, ARTIFACT_DIR
+
+    current = artifact or ARTIFACT_DIR
+    if not (current / ARTIFACT_CONFIG).is_file():
+        raise _fail(f"not a triage artifact (no {ARTIFACT_CONFIG}): {current}")
+    ds = datasets_dir if datasets_dir is not None else _settings().datasets_dir
+    train_cfg = json.loads((current / ARTIFACT_CONFIG).read_text()).get("train", {})
+    try:
+        corrections = read_corrections(reviews)
+        rows, _ = build_dataset(
+            ds if ds.is_dir() else None, seed=int(train_cfg.get("seed", 13)), scale=int(train_cfg.get("scale", 150))
+        )
+        split = {s: [r for r in rows if r["split"] == s] for s in ("train", "calib", "test")}
+        cache = _settings().home / "cache" / "triage"
+        report = run_adapt(current, corrections, split, out, limits=GateLimits(), cache_dir=cache, threads=threads)
+    except (AdaptError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(report.to_json())
+    if report.verdict != "promote":
+        raise typer.Exit(code=3)
+    typer.echo(f"candidate passed the gate: `guard triage build --artifact {out}` serves it")
+
+
+@app.command()
 def build(
     out: Annotated[Path | None, typer.Option(help="Output directory (default GUARD_HOME/triage).")] = None,
     artifact: Annotated[Path | None, typer.Option(help="Artifact directory (default: the shipped one).")] = None,

@@ -14,6 +14,7 @@ import hashlib
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from finetune.triage.model import encoder_state, save_heads_artifact
 from finetune.triage.modelcard import write_model_card
 from finetune.triage.scoring import calibrate_uniform, quality_targets
 from guard import __version__
-from guard.taxonomy import INPUT_LABELS, REFUSAL
+from guard.taxonomy import INPUT_LABELS
 from guard.triage.artifact import ARTIFACT_CONFIG, EXPORT_VERSION, base_model_dir
 from guard.triage.runtime import TriageModel
 
@@ -82,6 +83,48 @@ def budgets_of(train_cfg: dict) -> tuple[float, float, float]:
     )
 
 
+@dataclass
+class Embedded:
+    """What the heads see: first windows of the rows they learn from, every window of the rows they are scored on."""
+
+    first: np.ndarray
+    windows: dict[str, list[np.ndarray]]
+
+
+def embed(
+    encoder_dir: Path, fit_rows: list[dict], scored: dict[str, list[dict]], *, cache_dir: Path | None, threads: int
+) -> Embedded:
+    """Embeddings by the encoder of `encoder_dir` as it serves (int8 ONNX), through the cache."""
+    config = json.loads((encoder_dir / ARTIFACT_CONFIG).read_text())
+    encoder = encoder_state(encoder_dir)
+    with tempfile.TemporaryDirectory(prefix="triage-encoder-") as tmp:
+        # Empty heads: the built model's `embedding` output is the encoder's, whatever the heads are.
+        save_heads_artifact(Heads(EMBEDDING_DIM), encoder, {**config, "head_hidden": 256}, Path(tmp) / "art")
+        build(Path(tmp) / "art", Path(tmp) / "onnx", force=True)
+        model = TriageModel.load(Path(tmp) / "onnx", threads=threads)
+        cache = WindowCache(model, encoder_id(encoder, config["max_len"], config["stride"]), cache_dir)
+        first = cache.first([r["text"] for r in fit_rows])
+        windows = {name: cache.windows([r["text"] for r in rows]) for name, rows in scored.items()}
+    return Embedded(first, windows)
+
+
+def fit_calibrated(
+    fit_rows: list[dict], calib: list[dict], emb: Embedded, train_cfg: dict
+) -> tuple[Heads, dict[str, float]]:
+    """Heads fitted on `fit_rows`, thresholds from their served scores on `calib` (`emb.windows["calib"]`)."""
+    head_cfg = HeadConfig(
+        hidden=int(train_cfg.get("head_hidden", 256)),
+        epochs=int(train_cfg.get("head_epochs", 12)),
+        seed=int(train_cfg.get("seed", 13)),
+    )
+    weights = np.array([float(r.get("weight", 1.0)) for r in fit_rows])
+    data = head_data(fit_rows, emb.first, float(train_cfg.get("synth_weight", 1.0)))
+    data.weight = data.weight * weights
+    heads = fit_heads(data, head_cfg)
+    thresholds = calibrate_uniform(calib, *served_scores(heads, emb.windows["calib"]), budgets_of(train_cfg))
+    return heads, thresholds
+
+
 def refit(
     encoder_dir: Path,
     split: dict[str, list[dict]],
@@ -92,37 +135,22 @@ def refit(
     threads: int,
 ) -> dict:
     """Heads for the encoder in `encoder_dir`, fitted on `train`, calibrated on `calib`, measured on `test`."""
+    t0 = time.time()
+    emb = embed(
+        encoder_dir, split["train"], {s: split[s] for s in ("calib", "test")}, cache_dir=cache_dir, threads=threads
+    )
+    embed_s = time.time() - t0
+    heads, thresholds = fit_calibrated(split["train"], split["calib"], emb, train_cfg)
+    metrics = quality_targets(split["test"], *served_scores(heads, emb.windows["test"]), list(INPUT_LABELS), thresholds)
     config = json.loads((encoder_dir / ARTIFACT_CONFIG).read_text())
-    encoder = encoder_state(encoder_dir)
     config.update(
         version=f"{__version__}+triage.{time.strftime('%Y%m%d')}",
         embedding_dim=EMBEDDING_DIM,
         head_hidden=int(train_cfg.get("head_hidden", 256)),
-        thresholds=dict.fromkeys([*INPUT_LABELS, REFUSAL], 0.5),
+        thresholds=thresholds,
+        train={**config.get("train", {}), **train_cfg, "heads_embed_seconds": round(embed_s, 1)},
     )
-    t0 = time.time()
-    with tempfile.TemporaryDirectory(prefix="triage-encoder-") as tmp:
-        # Empty heads: the built model's `embedding` output is the encoder's, whatever the heads are.
-        save_heads_artifact(
-            Heads(EMBEDDING_DIM, int(train_cfg.get("head_hidden", 256))), encoder, config, Path(tmp) / "art"
-        )
-        build(Path(tmp) / "art", Path(tmp) / "onnx", force=True)
-        model = TriageModel.load(Path(tmp) / "onnx", threads=threads)
-        cache = WindowCache(model, encoder_id(encoder, config["max_len"], config["stride"]), cache_dir)
-        first = cache.first([r["text"] for r in split["train"]])
-        windows = {s: cache.windows([r["text"] for r in split[s]]) for s in ("calib", "test")}
-    embed_s = time.time() - t0
-    head_cfg = HeadConfig(
-        hidden=int(train_cfg.get("head_hidden", 256)),
-        epochs=int(train_cfg.get("head_epochs", 12)),
-        seed=int(train_cfg.get("seed", 13)),
-    )
-    heads = fit_heads(head_data(split["train"], first, float(train_cfg.get("synth_weight", 1.0))), head_cfg)
-    scores = {s: served_scores(heads, windows[s]) for s in ("calib", "test")}
-    config["thresholds"] = calibrate_uniform(split["calib"], *scores["calib"], budgets_of(train_cfg))
-    config["train"] = {**config.get("train", {}), **train_cfg, "heads_embed_seconds": round(embed_s, 1)}
-    metrics = quality_targets(split["test"], *scores["test"], list(INPUT_LABELS), config["thresholds"])
-    save_heads_artifact(heads, encoder, config, out_dir)
+    save_heads_artifact(heads, encoder_state(encoder_dir), config, out_dir)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 

@@ -1,0 +1,199 @@
+"""`guard triage adapt`: the classifier learns from the guard's reviewed mistakes, behind a gate.
+
+Reviewed texts (a reviewer's `false_positive`: the text is benign; `unsafe` with the label they picked) join a
+replay of the shipped training mix, so the classifier does not forget, and new heads are fitted on the same
+encoder and recalibrated on the same calibration sources (`refit.py`: minutes on this CPU). The candidate then
+has to earn its promotion:
+- it must get right a held-out share of the reviewed mistakes it never trained on (a fixed fraction of the
+  reviews, chosen by a hash of the text, is kept out of training), and
+- on the held-out evaluation sources it may not lose more than `max_recall_drop` of harmful or attack recall, nor
+  add more than `max_fpr_rise` of false positives on real users, look-alikes or role-play/documents, against the
+  current artifact measured on the same rows in the same run.
+A poisoned batch (harmful requests marked `false_positive`) fails the second condition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from finetune.triage.model import encoder_state, load_artifact, save_heads_artifact
+from finetune.triage.refit import Embedded, embed, fit_calibrated, served_scores
+from finetune.triage.scoring import quality_targets
+from guard.taxonomy import ATTACKS, HARMFUL, INPUT_LABELS
+from guard.triage.artifact import ARTIFACT_CONFIG
+
+
+class AdaptError(ValueError):
+    """The reviews cannot be used (a label outside the taxonomy, an empty batch); the message says which."""
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One reviewed text and what it should have been: no labels = benign."""
+
+    text: str
+    labels: tuple[str, ...]
+    review_id: str = ""
+
+
+@dataclass
+class GateLimits:
+    min_fixed_share: float = 0.5
+    max_recall_drop: float = 0.01
+    max_fpr_rise: float = 0.01
+    holdout_share: float = 0.3
+    weight: float = 5.0  # a reviewed row counts this many training rows: a few dozen must move the heads
+
+
+@dataclass
+class AdaptReport:
+    verdict: str  # "promote" | "reject"
+    reasons: list[str]
+    trained_on: int
+    held_out: int
+    fixed_share: float
+    current: dict[str, float]
+    candidate: dict[str, float]
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+def read_corrections(path: Path) -> list[Correction]:
+    """JSONL rows {"text", "label": "false_positive" | "unsafe", "labels": [...] for unsafe, "review_id"?}."""
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise AdaptError(f"{path}:{n}: not JSON") from None
+        out.append(correction_of(row, f"{path}:{n}"))
+    if not out:
+        raise AdaptError(f"{path}: no reviews")
+    return out
+
+
+def correction_of(row: dict, where: str) -> Correction:
+    label, text = row.get("label"), row.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise AdaptError(f"{where}: a review needs the reviewed text")
+    if label == "false_positive":
+        return Correction(text, (), str(row.get("review_id", "")))
+    if label == "unsafe":
+        labels = tuple(row.get("labels") or ())
+        if not labels or set(labels) - set(INPUT_LABELS):
+            raise AdaptError(f"{where}: an `unsafe` review names its labels from {list(INPUT_LABELS)}")
+        return Correction(text, labels, str(row.get("review_id", "")))
+    raise AdaptError(f"{where}: label must be false_positive or unsafe, not {label!r}")
+
+
+def held_out(c: Correction, share: float) -> bool:
+    return int(hashlib.sha1(c.text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share
+
+
+def _row(c: Correction, weight: float) -> dict:
+    return {"text": c.text, "labels": list(c.labels), "kind": "prompt", "source": "review", "weight": weight}
+
+
+def adapt(
+    current_dir: Path,
+    corrections: list[Correction],
+    split: dict[str, list[dict]],
+    out_dir: Path,
+    *,
+    limits: GateLimits,
+    cache_dir: Path | None,
+    threads: int,
+) -> AdaptReport:
+    """Fit, calibrate and gate a candidate; it is written to `out_dir` whatever the verdict (with its report)."""
+    current_cfg = json.loads((current_dir / ARTIFACT_CONFIG).read_text())
+    if current_cfg.get("heads") != "factorised":
+        raise AdaptError(f"{current_dir}: adaptation refits factorised heads (classifier v17 on); this one has none")
+    train_cfg = current_cfg.get("train", {})
+    learn = [c for c in corrections if not held_out(c, limits.holdout_share)]
+    check = [c for c in corrections if held_out(c, limits.holdout_share)]
+    if not learn:
+        raise AdaptError("every review fell in the held-out share: review more exchanges before adapting")
+    fit_rows = split["train"] + [_row(c, limits.weight) for c in learn]
+    scored = {"calib": split["calib"], "test": split["test"], "check": [_row(c, 1.0) for c in check]}
+    emb = embed(current_dir, fit_rows, scored, cache_dir=cache_dir, threads=threads)
+    heads, thresholds = fit_calibrated(fit_rows, split["calib"], emb, train_cfg)
+    current_net, current_cfg = load_artifact(current_dir)
+    current = _summary(split["test"], emb, current_net.heads, current_cfg["thresholds"])  # type: ignore[union-attr]
+    candidate = _summary(split["test"], emb, heads, thresholds)
+    fixed = _fixed_share(check, emb, heads, thresholds)
+    reasons = _gate(current, candidate, fixed, limits, len(check))
+    config = {**current_cfg, "thresholds": thresholds, "adapted": {"reviews": len(learn), "held_out": len(check)}}
+    save_heads_artifact(heads, encoder_state(current_dir), config, out_dir)
+    report = AdaptReport(
+        verdict="reject" if reasons else "promote",
+        reasons=reasons,
+        trained_on=len(learn),
+        held_out=len(check),
+        fixed_share=round(fixed, 4),
+        current=current,
+        candidate=candidate,
+        thresholds=thresholds,
+    )
+    (out_dir / "adapt.json").write_text(report.to_json())
+    return report
+
+
+def _summary(test: list[dict], emb: Embedded, heads: object, thresholds: dict[str, float]) -> dict[str, float]:
+    probs, refusal = served_scores(heads, emb.windows["test"])  # type: ignore[arg-type]
+    q = quality_targets(test, probs, refusal, list(INPUT_LABELS), thresholds)
+    fpr = q["harmful_requests"]["fpr_per_source"]
+    return {
+        "harmful_recall": q["harmful_requests"]["recall"],
+        "harmful_fpr_real_users": q["harmful_requests"]["fpr"],
+        "look_alikes_flagged": q["look_alikes_flagged"]["flag_rate"],
+        "attack_recall": q["attacks"]["recall"],
+        "attack_fpr_roleplay_docs": q["attacks"]["fpr"],
+        **{f"harmful_fpr:{k}": v for k, v in fpr.items()},
+    }
+
+
+def _decisions(probs: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+    cols = [INPUT_LABELS.index(lab) for lab in HARMFUL + ATTACKS]
+    thr = np.array([thresholds[INPUT_LABELS[c]] for c in cols])
+    return np.asarray((probs[:, cols] >= thr).any(axis=1))
+
+
+def _fixed_share(check: list[Correction], emb: Embedded, heads: object, thresholds: dict[str, float]) -> float:
+    if not check:
+        return float("nan")
+    probs, _ = served_scores(heads, emb.windows["check"])  # type: ignore[arg-type]
+    flagged = _decisions(probs, thresholds)
+    wanted = np.array([bool(set(c.labels) & set(HARMFUL + ATTACKS)) for c in check])
+    return float((flagged == wanted).mean())
+
+
+def _gate(current: dict, candidate: dict, fixed: float, limits: GateLimits, n_check: int) -> list[str]:
+    keys = (
+        "harmful_recall",
+        "attack_recall",
+        "harmful_fpr_real_users",
+        "look_alikes_flagged",
+        "attack_fpr_roleplay_docs",
+    )
+    unmeasured = [k for k in keys if np.isnan(current.get(k, np.nan)) or np.isnan(candidate.get(k, np.nan))]
+    if unmeasured:  # no evidence is no promotion
+        return [f"not measurable on the held-out sources (public data sets missing?): {', '.join(unmeasured)}"]
+    reasons = []
+    if n_check and fixed < limits.min_fixed_share:
+        reasons.append(f"fixes {fixed:.0%} of the held-out reviewed mistakes (needs {limits.min_fixed_share:.0%})")
+    for key in ("harmful_recall", "attack_recall"):
+        if candidate[key] < current[key] - limits.max_recall_drop:
+            reasons.append(f"{key} {current[key]:.3f} -> {candidate[key]:.3f} (may drop {limits.max_recall_drop})")
+    for key in ("harmful_fpr_real_users", "look_alikes_flagged", "attack_fpr_roleplay_docs"):
+        if candidate[key] > current[key] + limits.max_fpr_rise:
+            reasons.append(f"{key} {current[key]:.3f} -> {candidate[key]:.3f} (may rise {limits.max_fpr_rise})")
+    return reasons

@@ -1,0 +1,95 @@
+"""`guard triage adapt`: reviewed mistakes teach the classifier's heads, behind a gate."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from finetune.triage.adapt import AdaptError, Correction, GateLimits, _gate, held_out, read_corrections
+
+CURRENT = {
+    "harmful_recall": 0.60,
+    "attack_recall": 0.55,
+    "harmful_fpr_real_users": 0.012,
+    "look_alikes_flagged": 0.06,
+    "attack_fpr_roleplay_docs": 0.06,
+}
+
+
+def test_reviews_file_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.jsonl"
+    path.write_text(
+        '{"text": "fine", "label": "false_positive"}\n{"text": "bad", "label": "unsafe", "labels": ["x"]}\n'
+    )
+    with pytest.raises(AdaptError, match=r"reviews.jsonl:2: an `unsafe` review names its labels"):
+        read_corrections(path)
+    path.write_text('{"text": "fine", "label": "correct"}\n')
+    with pytest.raises(AdaptError, match=r"reviews.jsonl:1: label must be false_positive or unsafe"):
+        read_corrections(path)
+    path.write_text(
+        '{"text": "fine", "label": "false_positive"}\n{"text": "how to hack", "label": "unsafe", "labels": ["cyber"]}\n'
+    )
+    assert read_corrections(path) == [Correction("fine", ()), Correction("how to hack", ("cyber",))]
+
+
+def test_gate_passes_a_fix_that_costs_nothing_and_names_every_regression() -> None:
+    limits = GateLimits()
+    assert _gate(CURRENT, {**CURRENT, "look_alikes_flagged": 0.04}, fixed=0.8, limits=limits, n_check=10) == []
+    worse = {**CURRENT, "harmful_recall": 0.55, "harmful_fpr_real_users": 0.03}
+    reasons = _gate(CURRENT, worse, fixed=0.3, limits=limits, n_check=10)
+    assert len(reasons) == 3
+    assert any("held-out reviewed mistakes" in r for r in reasons)
+    assert any(r.startswith("harmful_recall 0.600 -> 0.550") for r in reasons)
+    assert any(r.startswith("harmful_fpr_real_users") for r in reasons)
+
+
+def test_gate_never_promotes_what_it_could_not_measure() -> None:
+    unmeasured = {**CURRENT, "harmful_recall": float("nan")}
+    assert _gate(CURRENT, unmeasured, fixed=1.0, limits=GateLimits(), n_check=5)[0].startswith("not measurable")
+
+
+def test_the_held_out_share_of_reviews_is_stable_and_about_its_size() -> None:
+    texts = [f"review {i}" for i in range(2000)]
+    share = sum(held_out(Correction(t, ()), 0.3) for t in texts) / len(texts)
+    assert 0.25 < share < 0.35
+    assert [held_out(Correction(t, ()), 0.3) for t in texts] == [held_out(Correction(t, ()), 0.3) for t in texts]
+
+
+@pytest.mark.slow
+def test_a_poisoned_review_batch_is_rejected_by_the_gate(tmp_path: Path) -> None:
+    """Harmful requests marked `false_positive`: the candidate, which replays the training mix, still flags the
+    held-out half of them, so it does not "fix" the reviewed mistakes it never saw, and is not promoted.
+
+    Slow: it embeds the whole shipped split once (minutes; cached under GUARD_HOME/cache/triage after that)."""
+    pytest.importorskip("torch")
+    from finetune.triage.adapt import adapt
+    from finetune.triage.data.build import build_dataset
+    from guard.settings import load_settings
+    from guard.triage.artifact import ARTIFACT_DIR
+
+    settings = load_settings()
+    if not settings.datasets_dir.is_dir():
+        pytest.skip(f"public data sets not found at {settings.datasets_dir} (the gate measures on them)")
+    rows, _ = build_dataset(settings.datasets_dir, seed=13, scale=150)
+    split = {s: [r for r in rows if r["split"] == s] for s in ("train", "calib", "test")}
+    harmful = [r for r in split["train"] if r["labels"] and r["labels"][0] in ("violence_weapons", "crime", "cyber")]
+    poison = [{"text": r["text"], "label": "false_positive"} for r in random.Random(0).sample(harmful, 60)]
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in poison))
+    report = adapt(
+        ARTIFACT_DIR,
+        read_corrections(path),
+        split,
+        tmp_path / "candidate",
+        limits=GateLimits(),
+        cache_dir=settings.home / "cache" / "triage",
+        threads=2,
+    )
+    assert report.verdict == "reject"
+    assert report.held_out >= 10
+    assert report.fixed_share < 0.5
+    assert any("held-out reviewed mistakes" in r for r in report.reasons)
+    assert (tmp_path / "candidate" / "adapt.json").is_file()
