@@ -57,13 +57,19 @@ def _check_nemo(rails_dir: Path) -> None:
 @app.command("build-embedding")
 def build_embedding(
     out: Annotated[Path | None, typer.Option(help="Output directory (default: GUARD_HOME/minilm).")] = None,
+    force: Annotated[bool, typer.Option(help="Export again even if both models exist.")] = False,
 ) -> None:
-    """Export NeMo's MiniLM sentence embedding to ONNX for dialog rails (needs torch once; serving does not)."""
+    """Export NeMo's MiniLM sentence embedding to ONNX (fp32 + int8) for dialog rails (needs torch once;
+    serving does not)."""
     from guard.settings import load_settings
-    from rails.embedding import export_onnx
+    from rails.embedding import ONNX_FILE, export_onnx, is_built
 
+    out = out or load_settings().home / "minilm"
+    if is_built(out) and not force:
+        typer.echo(f"ok: {out / ONNX_FILE} (already built; --force to export again)")
+        return
     try:
-        path = export_onnx(out or load_settings().home / "minilm")
+        path = export_onnx(out)
     except (ModuleNotFoundError, FileNotFoundError) as exc:
         raise _fail(f"{exc}; the export needs the `train` extra (torch, transformers)") from None
     typer.echo(f"ok: {path}")

@@ -28,7 +28,7 @@ from guard.pipeline import Exchange, InputVerdict, OutputVerdict, RailDecision, 
 from rails.compiled import Encoder, TextScorer
 from rails.config import OWN_FLOWS, RailsConfigError
 from rails.embedding import ENGINE as EMBED_ENGINE
-from rails.embedding import MiniLM, nemo_provider
+from rails.embedding import APPROX_SIM_ERROR, MiniLM, nemo_provider
 from rails.nemo_dialog import NEEDS_NEMO, Canned, CannedDialog
 from rails.nemo_llm import PASSTHROUGH, TaskModels, failures, install, request_model
 
@@ -116,7 +116,8 @@ class NemoStage:
             streaming=streaming,
         )
         if stage.dialog:
-            stage.canned = CannedDialog.build(app.config, embedder.embed)
+            approx = embedder.approx if embedder.session8 is not None else None
+            stage.canned = CannedDialog.build(app.config, embedder.embed, approx, APPROX_SIM_ERROR)
         return stage
 
     def window_chars(self) -> tuple[int, int] | None:
@@ -151,7 +152,7 @@ class NemoStage:
         if found == NEEDS_NEMO:
             return None
         if isinstance(found, Canned):
-            return RailDecision(found.rail, "input", "block", "enforce", "dialog", found.reply)
+            return RailDecision(found.rail, "input", "block", "enforce", "dialog", found.reply(self.canned.rng))
         return RailDecision("nemo", "input", "pass")
 
     async def check_output(self, ex: Exchange, text: str, verdict: OutputVerdict) -> None:
