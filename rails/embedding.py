@@ -115,7 +115,9 @@ class MiniLM:
         path = path or model_dir()
         self.session: Any = _session(onnx_dir / ONNX_FILE) if onnx_dir is not None else None
         # int8 screening only beside its exact fp32 model: a confirmation must always be possible in ONNX time.
-        self.session8: Any = _session(onnx_dir / INT8_FILE) if onnx_dir is not None and self.session is not None else None
+        self.session8: Any = (
+            _session(onnx_dir / INT8_FILE) if onnx_dir is not None and self.session is not None else None
+        )
         self._blas = _one_blas_thread()
         self._cache: OrderedDict[tuple[bool, str], np.ndarray] = OrderedDict()
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rails_support import WordScorer, exchange, write_rails
@@ -173,3 +174,46 @@ def test_onnx_export_of_minilm_matches_the_numpy_runtime(tmp_path: Path) -> None
     onnx, plain = MiniLM(onnx_dir=tmp_path), MiniLM()
     assert onnx.session is not None and plain.session is None
     assert np.min(np.sum(onnx.embed(texts) * plain.embed(texts), axis=1)) > 0.9999
+
+
+TASK_MODEL_CONFIG = """\
+models:
+  - type: checker
+    engine: vllm_openai
+    parameters: {{base_url: "{url}", model_name: guard-checker}}
+rails:
+  input:
+    flows: [check with model]
+"""
+TASK_MODEL_FLOW = """\
+    define subflow check with model
+      $ok = execute guard_check_input(text=$user_message)
+    """
+
+
+@pytest.mark.parametrize("on_error", ["closed", "open"])
+def test_a_config_model_endpoint_is_probed_at_load(
+    tmp_path: Path, upstream: Any, on_error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rails.config import RailsConfigError
+    from rails.nemo_llm import TaskModels
+
+    policy = f"input: {{}}\nstream: {{on_error: {on_error}}}\n"
+    probe = TaskModels(None, connect_timeout_s=1.0)
+    up = write_rails(
+        tmp_path / "up", policy, rails__co=TASK_MODEL_FLOW, config__yml=TASK_MODEL_CONFIG.format(url=upstream.v1)
+    )
+    assert RailsEngine.load(up, models=probe).nemo is not None  # reachable: loads, nothing asked
+    down_url = "http://127.0.0.1:9/v1"  # the discard port: nothing listens there
+    down = write_rails(
+        tmp_path / "down", policy, rails__co=TASK_MODEL_FLOW, config__yml=TASK_MODEL_CONFIG.format(url=down_url)
+    )
+    assert RailsEngine.load(down).nemo is not None  # `guard rails check` loads with no models: no probe
+    if on_error == "closed":
+        with pytest.raises(RailsConfigError) as err:
+            RailsEngine.load(down, models=probe)
+        assert f"unreachable models[checker] at {down_url}" in str(err.value) and "\n" not in str(err.value)
+    else:
+        with caplog.at_level("WARNING", logger="rails.nemo"):
+            assert RailsEngine.load(down, models=probe).nemo is not None
+        assert any(down_url in r.message and "fail-open" in r.message for r in caplog.records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,41 @@ def test_example_config_that_cannot_serve_fails_check_with_the_serving_message(n
     with pytest.raises(RailsConfigError) as serving:  # what the proxy's startup raises
         RailsEngine.load(rails_dir)
     assert f"error: {serving.value}" == out.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("name", sorted(SPEC["startup_errors"]))
+def test_example_config_with_an_unreachable_model_fails_startup_in_one_line_when_fail_closed(
+    name: str, tmp_path: Path
+) -> None:
+    from guard.server import preflight
+    from guard.settings import Settings, SettingsError
+
+    rails_dir = _copy(name, tmp_path)
+    check = subprocess.run(
+        [sys.executable, "-m", "guard.cli", "rails", "check", str(rails_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert check.returncode == 0, check.stderr  # the check is offline: a config is not wrong for a down endpoint
+    with socket.socket() as sock:  # a free port: preflight checks that it could listen there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(
+        home=tmp_path / "home",
+        host="127.0.0.1",
+        port=port,
+        upstream_url="http://127.0.0.1:9/v1",
+        triage_enabled=False,
+        rails_enabled=True,
+        rails_dir=rails_dir,
+        upstream_connect_timeout_s=1.0,
+    )
+    with pytest.raises(SettingsError) as startup:
+        preflight(settings)
+    message = str(startup.value)
+    assert SPEC["startup_errors"][name] in message and "fail-closed" in message
+    assert "\n" not in message
 
 
 def test_check_prints_the_policy_in_force(tmp_path: Path) -> None:
