@@ -27,8 +27,8 @@ from guard.domain import Message
 from guard.pipeline import Exchange, InputVerdict, OutputVerdict, RailDecision, screener
 from rails.compiled import Encoder, TextScorer
 from rails.config import OWN_FLOWS, RailsConfigError
-from rails.embedding import ENGINE as EMBED_ENGINE
 from rails.embedding import APPROX_SIM_ERROR, MiniLM, nemo_provider
+from rails.embedding import ENGINE as EMBED_ENGINE
 from rails.nemo_dialog import NEEDS_NEMO, Canned, CannedDialog
 from rails.nemo_llm import PASSTHROUGH, Target, TaskModels, failures, install, request_model, resolve_targets
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 NEEDS_NEMO = "needs_nemo"  # the intent's flow branches, calls actions or generates text: LLMRails decides
+_UNSURE = "unsure"  # an approximate similarity leaves the answer open: the exact embedding decides
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +81,11 @@ class CannedDialog:
             return self.only
         if self.approx is not None:
             found = self._pick(self.matrix @ self.approx([text])[0], self.approx_error)
-            if found is not _UNSURE:
+            if found != _UNSURE:
                 return found
         return self._pick(self.matrix @ self.embed([text])[0], 0.0)
 
-    def _pick(self, sims: np.ndarray, error: float) -> Canned | str | None | object:
+    def _pick(self, sims: np.ndarray, error: float) -> Canned | str | None:
         """NeMo's rule on similarities known to within `error`; `_UNSURE` where the error could change it."""
         best = int(np.argmax(sims))
         if self.threshold is not None and error and abs(float(sims[best]) - self.threshold) <= error:
@@ -96,9 +97,6 @@ class CannedDialog:
         if self.fallback is not None:
             return self.flows.get(self.fallback)
         return NEEDS_NEMO  # NeMo asks the LLM for the intent
-
-
-_UNSURE = object()
 
 
 def _canned(flow: dict[str, Any], steps: list[dict[str, Any]], bot_messages: dict[str, list[str]]) -> Canned | str:

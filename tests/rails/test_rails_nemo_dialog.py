@@ -25,7 +25,7 @@ EXAMPLES = [
     ("is this stock a good buy", "ask stocks"),
 ]
 FLOWS: dict[str, Canned | str] = {"express greeting": GREETING, "ask politics": POLITICS, "ask stocks": STOCKS}
-WORDS = "hello hi there friend how are you who should I vote for what do think about the party stock buy good a".split()
+WORDS = "hello hi there friend how are you who should I vote for what do think about the party stock buy good a"
 
 
 class Noisy:
@@ -44,7 +44,7 @@ class Noisy:
 
 def _prompts(n: int) -> list[str]:
     rng = np.random.default_rng(0)
-    return [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 7)))) for _ in range(n)]
+    return [" ".join(rng.choice(WORDS.split(), size=int(rng.integers(2, 7)))) for _ in range(n)]
 
 
 @pytest.mark.parametrize("threshold", [None, 0.3, 0.5])
