@@ -76,6 +76,7 @@ class NemoStage:
         self.on_error, self.refusal = on_error, refusal
         self.streaming = streaming or {}  # NeMo's rails.output.streaming, if the config has it
         self.canned: CannedDialog | None = None  # embeddings-only dialog answered without the Colang runtime
+        self.notes: list[str] = []  # what of the config the guard does not run (`guard rails check` prints them)
 
     @classmethod
     def load(
@@ -119,6 +120,9 @@ class NemoStage:
             refusal=policy.refusal_message if policy is not None else "I'm sorry, but I can't help with that.",
             streaming=streaming,
         )
+        stage.notes = _unsupported(config, path)
+        for note in stage.notes:
+            log.warning("%s", note)
         if stage.dialog:
             approx = embedder.approx if embedder.session8 is not None else None
             stage.canned = CannedDialog.build(app.config, embedder.embed, approx, APPROX_SIM_ERROR)
@@ -230,6 +234,20 @@ class NemoStage:
             "fail_closed" if closed else "fail_open",
             self.refusal if closed else None,
         )
+
+
+def _unsupported(config: Any, path: Path) -> list[str]:
+    parts = []
+    if config.rails.retrieval.flows:
+        parts.append(f"rails.retrieval.flows {list(config.rails.retrieval.flows)}")
+    if docs := len(config.docs or []):
+        parts.append(f"kb/ with {docs} document{'s' if docs != 1 else ''}")
+    if not parts:
+        return []
+    return [
+        f"{path}: retrieval rails are not run ({', '.join(parts)} ignored): the model answers without the "
+        "knowledge base's chunks in its prompt, where NeMo would add them"
+    ]
 
 
 def _probe(models: TaskModels, targets: list[Target], on_error: str, path: Path) -> None:

@@ -56,7 +56,7 @@ def test_screening_with_an_approximate_embedding_never_changes_the_decision(
     approx = Noisy(exact, 0.08, seed=1)
     screened = CannedDialog(exact.embed, EXAMPLES, FLOWS, threshold, fallback, approx, 0.08)
     plain = CannedDialog(exact.embed, EXAMPLES, FLOWS, threshold, fallback)
-    prompts = _prompts(600)
+    prompts = _prompts(300)
     exact_calls = 0
 
     def counting(texts: list[str]) -> np.ndarray:

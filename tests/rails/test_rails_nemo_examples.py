@@ -135,6 +135,26 @@ def test_example_config_with_an_unreachable_model_fails_startup_in_one_line_when
     assert "\n" not in message
 
 
+def test_check_says_that_retrieval_rails_and_the_kb_are_not_run(tmp_path: Path) -> None:
+    rails_dir = _copy("bots_abc", tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "guard.cli", "rails", "check", str(rails_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert f"note: {rails_dir}: retrieval rails are not run (kb/ with 1 document ignored)" in out.stderr
+    hello = subprocess.run(
+        [sys.executable, "-m", "guard.cli", "rails", "check", str(_copy("bots_hello_world", tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert "retrieval" not in hello.stderr
+
+
 def test_check_prints_the_policy_in_force(tmp_path: Path) -> None:
     rails_dir = _copy("bots_hello_world", tmp_path)
     out = subprocess.run(
