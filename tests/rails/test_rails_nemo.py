@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rails_support import WordScorer, exchange, write_rails
+from rails_support import DIALOG_CONFIG, WordScorer, exchange, write_rails
 
 from guard.settings import SHIPPED_RAILS
 from rails.engine import RailsEngine
@@ -88,17 +88,6 @@ DIALOG = """\
       user ask about politics
       bot refuse politics
     """
-
-
-DIALOG_CONFIG = """\
-models: []
-rails:
-  dialog:
-    user_messages:
-      embeddings_only: true
-      embeddings_only_similarity_threshold: 0.6
-      embeddings_only_fallback_intent: something else
-"""
 
 
 async def test_dialog_rails_answer_matched_intents_and_pass_the_rest(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rails_support import HashEncoder, exchange, write_rails
+from rails_support import DIALOG_CONFIG, HashEncoder, exchange, write_rails
 
 from rails.nemo_dialog import NEEDS_NEMO, Canned, CannedDialog
 
@@ -115,21 +115,12 @@ MULTI_STEP = """\
       bot offer help
     """
 
-CONFIG = """\
-models: []
-rails:
-  dialog:
-    user_messages:
-      embeddings_only: true
-      embeddings_only_similarity_threshold: 0.6
-"""
-
 
 async def test_variant_greetings_are_answered_on_the_fast_path_with_nemos_variants(tmp_path: Path) -> None:
     pytest.importorskip("nemoguardrails", reason="the `nemo` extra (nemoguardrails) is not installed")
     from rails.engine import RailsEngine
 
-    write_rails(tmp_path, "input: {}\n", greeting__co=MULTI_STEP, config__yml=CONFIG)
+    write_rails(tmp_path, "input: {}\n", greeting__co=MULTI_STEP, config__yml=DIALOG_CONFIG)
     stage = RailsEngine.load(tmp_path).nemo
     assert stage is not None and stage.canned is not None
     stage.canned.rng.seed(1)
