@@ -152,7 +152,7 @@ async def test_embeddings_only_dialog_fast_path_decides_as_nemo_llmrails(tmp_pat
 
 
 @pytest.mark.slow  # a full torch export: minutes on the shared 2-core box
-def test_onnx_export_of_minilm_matches_the_numpy_runtime(tmp_path: Path) -> None:
+def test_onnx_export_of_minilm_matches_the_numpy_runtime_and_its_int8_twin_is_close(tmp_path: Path) -> None:
     pytest.importorskip("torch", reason="the export needs torch (the train extra)")
     import numpy as np
 
@@ -161,8 +161,10 @@ def test_onnx_export_of_minilm_matches_the_numpy_runtime(tmp_path: Path) -> None
     export_onnx(tmp_path)
     texts = ["Tell me about Paris.", "Which party should I vote for?", "hi"]
     onnx, plain = MiniLM(onnx_dir=tmp_path), MiniLM()
-    assert onnx.session is not None and plain.session is None
+    assert onnx.session is not None and onnx.session8 is not None and plain.session is None
     assert np.min(np.sum(onnx.embed(texts) * plain.embed(texts), axis=1)) > 0.9999
+    screen = np.sum(onnx.approx(texts) * plain.embed(texts), axis=1)  # int8: close, not equal
+    assert 0.95 < np.min(screen) < 0.9999
 
 
 TASK_MODEL_CONFIG = """\
