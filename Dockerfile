@@ -107,9 +107,11 @@ FROM runtime AS full
 COPY --from=ml-build /opt/venv /opt/venv
 RUN mkdir -p /opt/guard-home && chown 10001:10001 /opt/guard-home
 USER 10001:10001
-# Built once into the image (read-only seed); at run time the proxy only loads them.
+# Built once into the image (read-only seed); at run time the proxy only loads them. The MiniLM embedding
+# (fp32 + int8 ONNX) is what NeMo dialog rails match intents with; the `proxy` images have no `nemo` extra.
 RUN GUARD_HOME=/opt/guard-home guard models prepare \
-    && GUARD_HOME=/opt/guard-home guard triage build
+    && GUARD_HOME=/opt/guard-home guard triage build \
+    && GUARD_HOME=/opt/guard-home guard rails build-embedding
 # First start on an empty /data (e.g. a fresh volume): real directories, files linked to the seed, so
 # promoting a new model version writes into /data and the image's copy stays untouched.
 CMD ["sh", "-c", "[ -d /data/models ] || cp -rs /opt/guard-home/. /data/; exec guard serve"]

@@ -34,6 +34,7 @@ lock:
 run: install
 	$(BIN)/guard models prepare
 	$(BIN)/guard triage build
+	$(BIN)/guard rails build-embedding
 	$(BIN)/guard db upgrade
 	$(BIN)/guard serve
 
@@ -45,6 +46,7 @@ system-deps:
 
 test: install system-deps
 	$(BIN)/guard triage build
+	$(BIN)/guard rails build-embedding
 	$(BIN)/python scripts/install_helm.py
 	$(BIN)/ruff check guard rails finetune tests bench scripts
 	$(BIN)/ruff format --check guard rails finetune tests bench scripts

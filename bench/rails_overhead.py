@@ -267,8 +267,19 @@ async def bench_nemo_dialog(tmp: Path, n: int) -> dict[str, dict[str, float]]:
     onnx_dir = load_settings().home / "minilm"  # `guard rails build-embedding`; NumPy when absent
     engine = RailsEngine.load(tmp, models=TaskModels(None, embedding_dir=onnx_dir))
     embedder = minilm(onnx_dir)
-    print(f"# MiniLM runtime: {'onnxruntime' if embedder.session is not None else 'numpy'}", file=sys.stderr)
+    runtime = "numpy" if embedder.session is None else "onnxruntime fp32"
+    runtime += " + int8 screening" if embedder.session8 is not None else ""
+    print(f"# MiniLM runtime: {runtime}", file=sys.stderr)
     assert engine.nemo is not None and engine.nemo.canned is not None
+    canned = engine.nemo.canned
+    exact_calls = 0
+
+    def counted(texts: list[str]) -> np.ndarray:
+        nonlocal exact_calls
+        exact_calls += 1
+        return embedder.embed(texts)
+
+    canned.embed = counted  # how often the int8 screen left the answer to the exact embedding
     exchanges = [Exchange.of([Message.user(p)], tenant="bench") for p in DIALOG_PROMPTS]
     config = RailsConfig.from_path(str(tmp))
     config.models.append(
@@ -302,6 +313,7 @@ async def bench_nemo_dialog(tmp: Path, n: int) -> dict[str, dict[str, float]]:
         "guard_fast_path": _summary(ours),
         "nemo_llmrails": _summary(theirs),
         "agreement": {"n": n + n // 10, "same_answer": agree},
+        "exact_embeddings": {"n": n + n // 10, "runtime": runtime, "calls": exact_calls},
     }  # type: ignore[dict-item]
 
 
@@ -462,7 +474,8 @@ async def _dialog(n: int, results: dict[str, object]) -> None:
         f"{ours['p50_ms']:.2f} ms, NeMo LLMRails {theirs['p50_ms']:.2f} ms "
         f"({theirs['p50_ms'] / ours['p50_ms']:.1f}x); "
         f"mean {ours['mean_ms']:.2f} vs {theirs['mean_ms']:.2f} ms; same answer "
-        f"{r['agreement']['same_answer']}/{r['agreement']['n']}"
+        f"{r['agreement']['same_answer']}/{r['agreement']['n']}; exact (fp32) embeddings "
+        f"{r['exact_embeddings']['calls']}/{r['exact_embeddings']['n']} ({r['exact_embeddings']['runtime']})"
     )
 
 

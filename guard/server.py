@@ -63,9 +63,12 @@ def preflight(settings: Settings) -> None:
     if settings.rails_enabled:
         from rails.config import RailsConfigError
         from rails.engine import RailsEngine
+        from rails.nemo_llm import TaskModels
 
+        # No backend: nothing is asked; the endpoints a NeMo config names are probed as serving would.
+        probe = TaskModels(None, connect_timeout_s=settings.upstream_connect_timeout_s)
         try:
-            RailsEngine.load(settings.rails_dir)
+            RailsEngine.load(settings.rails_dir, models=probe)
         except RailsConfigError as exc:
             raise SettingsError(f"rails config: {exc}") from None
 

@@ -26,20 +26,23 @@ def check(rails_dir: Annotated[Path, typer.Argument(help="Rails directory (guard
     from rails.policy import effective
 
     logging.getLogger("rails.compiled").setLevel(logging.ERROR)  # intents without an encoder are expected here
+    notes: list[str] = []
     try:
         spec = read_rails_dir(rails_dir)
         for name in spec.policy.profile_names:
             compile_profile(effective(spec.policy, name), encoder=None)
         if spec.needs_nemo:
-            _check_nemo(rails_dir)
+            notes = _check_nemo(rails_dir)
     except RailsConfigError as exc:
         raise _fail(str(exc)) from None
     nemo = " (Colang flows: runs NeMo LLMRails as a stage; needs the `nemo` extra)" if spec.needs_nemo else ""
     typer.echo(f"ok: {rails_dir} hash={spec.rails_hash} profiles={','.join(spec.policy.profile_names)}{nemo}")
     typer.echo(f"policy: {spec.policy_source}")
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
 
 
-def _check_nemo(rails_dir: Path) -> None:
+def _check_nemo(rails_dir: Path) -> list[str]:
     """Build the NeMo stage exactly as serving does (Colang parsed, models resolved, no model called)."""
     import logging
 
@@ -47,23 +50,31 @@ def _check_nemo(rails_dir: Path) -> None:
         import nemoguardrails  # noqa: F401
     except ModuleNotFoundError:
         typer.echo("note: nemoguardrails is not installed; Colang files were not parsed", err=True)
-        return
+        return []
     from rails.engine import RailsEngine
 
     logging.getLogger("nemoguardrails").setLevel(logging.ERROR)
-    RailsEngine.load(rails_dir)
+    logging.getLogger("rails.nemo").setLevel(logging.ERROR)  # its notes are printed once, below the verdict
+    nemo = RailsEngine.load(rails_dir).nemo
+    return nemo.notes if nemo is not None else []
 
 
 @app.command("build-embedding")
 def build_embedding(
     out: Annotated[Path | None, typer.Option(help="Output directory (default: GUARD_HOME/minilm).")] = None,
+    force: Annotated[bool, typer.Option(help="Export again even if both models exist.")] = False,
 ) -> None:
-    """Export NeMo's MiniLM sentence embedding to ONNX for dialog rails (needs torch once; serving does not)."""
+    """Export NeMo's MiniLM sentence embedding to ONNX (fp32 + int8) for dialog rails (needs torch once;
+    serving does not)."""
     from guard.settings import load_settings
-    from rails.embedding import export_onnx
+    from rails.embedding import ONNX_FILE, export_onnx, is_built
 
+    out = out or load_settings().home / "minilm"
+    if is_built(out) and not force:
+        typer.echo(f"ok: {out / ONNX_FILE} (already built; --force to export again)")
+        return
     try:
-        path = export_onnx(out or load_settings().home / "minilm")
+        path = export_onnx(out)
     except (ModuleNotFoundError, FileNotFoundError) as exc:
         raise _fail(f"{exc}; the export needs the `train` extra (torch, transformers)") from None
     typer.echo(f"ok: {path}")

@@ -27,10 +27,10 @@ from guard.domain import Message
 from guard.pipeline import Exchange, InputVerdict, OutputVerdict, RailDecision, screener
 from rails.compiled import Encoder, TextScorer
 from rails.config import OWN_FLOWS, RailsConfigError
+from rails.embedding import APPROX_SIM_ERROR, MiniLM, nemo_provider
 from rails.embedding import ENGINE as EMBED_ENGINE
-from rails.embedding import MiniLM, nemo_provider
 from rails.nemo_dialog import NEEDS_NEMO, Canned, CannedDialog
-from rails.nemo_llm import PASSTHROUGH, TaskModels, failures, install, request_model
+from rails.nemo_llm import PASSTHROUGH, Target, TaskModels, failures, install, request_model, resolve_targets
 
 if TYPE_CHECKING:
     from rails.engine import RailsEngine
@@ -76,6 +76,7 @@ class NemoStage:
         self.on_error, self.refusal = on_error, refusal
         self.streaming = streaming or {}  # NeMo's rails.output.streaming, if the config has it
         self.canned: CannedDialog | None = None  # embeddings-only dialog answered without the Colang runtime
+        self.notes: list[str] = []  # what of the config the guard does not run (`guard rails check` prints them)
 
     @classmethod
     def load(
@@ -95,7 +96,12 @@ class NemoStage:
         config = RailsConfig.from_path(str(path))
         if str(config.colang_version).startswith("2"):
             raise RailsConfigError(f"{path / 'config.yml'}: {COLANG_2}")
-        main = install(config, models, str(path / "config.yml"))
+        policy = engine.dir.policy if engine is not None else None
+        on_error = policy.stream.on_error if policy is not None else "closed"
+        targets = resolve_targets(config, str(path / "config.yml"))
+        if models is not None:
+            _probe(models, list(targets.values()), on_error, path / "config.yml")
+        main = install(config, targets, models)
         embedder = minilm(models.embedding_dir if models is not None else None)
         use_local_embeddings(config, embedder)
         config.rails.dialog.single_call.enabled = False  # the answer comes from the model, not a combined prompt
@@ -104,19 +110,22 @@ class NemoStage:
         register_guard_actions(app, engine, scorer)
         own = [f for f in config.rails.input.flows if f not in OWN_FLOWS]
         out = [f for f in config.rails.output.flows if f not in OWN_FLOWS]
-        policy = engine.dir.policy if engine is not None else None
         streaming = config.rails.output.streaming.model_dump() if config.rails.output.streaming else None
         stage = cls(
             app,
             own,
             out,
             bool(config.user_messages),
-            on_error=policy.stream.on_error if policy is not None else "closed",
+            on_error=on_error,
             refusal=policy.refusal_message if policy is not None else "I'm sorry, but I can't help with that.",
             streaming=streaming,
         )
+        stage.notes = _unsupported(config, path)
+        for note in stage.notes:
+            log.warning("%s", note)
         if stage.dialog:
-            stage.canned = CannedDialog.build(app.config, embedder.embed)
+            approx = embedder.approx if embedder.session8 is not None else None
+            stage.canned = CannedDialog.build(app.config, embedder.embed, approx, APPROX_SIM_ERROR)
         return stage
 
     def window_chars(self) -> tuple[int, int] | None:
@@ -151,7 +160,7 @@ class NemoStage:
         if found == NEEDS_NEMO:
             return None
         if isinstance(found, Canned):
-            return RailDecision(found.rail, "input", "block", "enforce", "dialog", found.reply)
+            return RailDecision(found.rail, "input", "block", "enforce", "dialog", found.reply(self.canned.rng))
         return RailDecision("nemo", "input", "pass")
 
     async def check_output(self, ex: Exchange, text: str, verdict: OutputVerdict) -> None:
@@ -225,6 +234,36 @@ class NemoStage:
             "fail_closed" if closed else "fail_open",
             self.refusal if closed else None,
         )
+
+
+def _unsupported(config: Any, path: Path) -> list[str]:
+    parts = []
+    if config.rails.retrieval.flows:
+        parts.append(f"rails.retrieval.flows {list(config.rails.retrieval.flows)}")
+    if docs := len(config.docs or []):
+        parts.append(f"kb/ with {docs} document{'s' if docs != 1 else ''}")
+    if not parts:
+        return []
+    return [
+        f"{path}: retrieval rails are not run ({', '.join(parts)} ignored): the model answers without the "
+        "knowledge base's chunks in its prompt, where NeMo would add them"
+    ]
+
+
+def _probe(models: TaskModels, targets: list[Target], on_error: str, path: Path) -> None:
+    """An endpoint that cannot be reached now: fail-closed, every request would be refused, so startup (or
+    the reload) fails in one line; fail-open, serving starts and each request records the rail's `error`."""
+    down = models.unreachable(targets)
+    if not down:
+        return
+    names = {t.base_url: t.type for t in targets}
+    what = "; ".join(f"models[{names[url]}] at {url}: {why}" for url, why in down.items())
+    if on_error == "closed":
+        raise RailsConfigError(
+            f"{path}: unreachable {what}. The policy is fail-closed (stream.on_error: closed), so every request "
+            "would be refused: start the endpoint, correct parameters.base_url, or choose stream.on_error: open"
+        )
+    log.warning("%s: unreachable %s; fail-open: its rails record `error` and let text pass", path, what)
 
 
 def _build_indexes(app: Any) -> None:

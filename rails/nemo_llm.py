@@ -10,11 +10,13 @@ Every model in a directory's `config.yml` is given to NeMo as a `TaskLLM`:
 When NeMo would let the main LLM write the answer (`general`, `generate_bot_message`, ...), `TaskLLM`
 answers with a marker instead and the request goes on to the real model through the pipeline.
 Failed calls are remembered per request, so a rail that could not ask its model is an `error`, not a block.
+Serving probes each endpoint once at load (`TaskModels.unreachable`, a TCP connection, no prompt sent).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +24,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from guard import metrics
 from guard.errors import UpstreamUnavailable
@@ -85,6 +88,26 @@ class TaskModels:
     async def aclose(self) -> None:
         for up in self._endpoints.values():
             await up.aclose()
+
+    def unreachable(self, targets: list[Target]) -> dict[str, str]:
+        """{endpoint URL: why it cannot be connected to} for the targets outside the proxy: a TCP connection
+        with the configured connect timeout, nothing sent, so no prompt, key or token is spent."""
+        down: dict[str, str] = {}
+        for url in dict.fromkeys(t.base_url for t in targets if t.base_url is not None):
+            why = _connect_error(url, self._timeouts["connect_timeout_s"])
+            if why is not None:
+                down[url] = why
+        return down
+
+
+def _connect_error(url: str, timeout_s: float) -> str | None:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
+            return None
+    except (OSError, ValueError) as exc:
+        return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,11 +209,15 @@ class TaskLLM:
         return reply.text
 
 
-def install(config: Any, models: TaskModels | None, path: str) -> TaskLLM:
+def resolve_targets(config: Any, path: str) -> dict[str, Target]:
+    """Where each LLM model of a NeMo `RailsConfig` is answered, by model type."""
+    return {m.type: resolve_target(m, path) for m in config.models if m.type not in _SKIPPED_TYPES}
+
+
+def install(config: Any, targets: dict[str, Target], models: TaskModels | None) -> TaskLLM:
     """Point every LLM model of a NeMo `RailsConfig` at a `TaskLLM`; returns the main one."""
     from nemoguardrails.llm.providers import register_provider
 
-    targets = {m.type: resolve_target(m, path) for m in config.models if m.type not in _SKIPPED_TYPES}
     engine = f"guard_{uuid.uuid4().hex[:12]}"  # NeMo's provider registry is process-wide: one name per load
 
     def make(model: str | None = None, guard_type: str = "main", **_: Any) -> TaskLLM:

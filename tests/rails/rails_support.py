@@ -71,6 +71,18 @@ class HashEncoder:
         return out / np.maximum(norms, 1e-12)
 
 
+# NeMo config.yml for dialog rails decided by embedding alone (NeMo's threshold and fallback semantics).
+DIALOG_CONFIG = """\
+models: []
+rails:
+  dialog:
+    user_messages:
+      embeddings_only: true
+      embeddings_only_similarity_threshold: 0.6
+      embeddings_only_fallback_intent: something else
+"""
+
+
 def exchange(
     text: str, *, tenant: str = "t1", profile: str | None = None, system: str | None = None, stream: bool = False
 ) -> Exchange:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,12 @@ def _copy(name: str, tmp_path: Path) -> Path:
     dest = tmp_path / name.replace("/", "_")
     shutil.copytree(EXAMPLES / name, dest)
     return dest
+
+
+def _check(rails_dir: Path, *, ok: bool = False) -> subprocess.CompletedProcess[str]:
+    """`guard rails check DIR` as a user runs it; `ok`: it must pass."""
+    cmd = [sys.executable, "-m", "guard.cli", "rails", "check", str(rails_dir)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=ok)
 
 
 def _ask(v1: str, text: str, *, stream: bool = False) -> tuple[str, str | None]:
@@ -85,12 +92,7 @@ def test_example_config_that_cannot_serve_fails_check_with_the_serving_message(n
     from rails.engine import RailsEngine
 
     rails_dir = _copy(name, tmp_path)
-    out = subprocess.run(
-        [sys.executable, "-m", "guard.cli", "rails", "check", str(rails_dir)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = _check(rails_dir)
     assert out.returncode != 0
     assert SPEC["check_errors"][name] in out.stderr
     assert "Traceback" not in out.stderr
@@ -99,24 +101,50 @@ def test_example_config_that_cannot_serve_fails_check_with_the_serving_message(n
     assert f"error: {serving.value}" == out.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("name", sorted(SPEC["startup_errors"]))
+def test_example_config_with_an_unreachable_model_fails_startup_in_one_line_when_fail_closed(
+    name: str, tmp_path: Path
+) -> None:
+    from guard.server import preflight
+    from guard.settings import Settings, SettingsError
+
+    rails_dir = _copy(name, tmp_path)
+    check = _check(rails_dir)
+    assert check.returncode == 0, check.stderr  # the check is offline: a config is not wrong for a down endpoint
+    with socket.socket() as sock:  # a free port: preflight checks that it could listen there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(
+        home=tmp_path / "home",
+        host="127.0.0.1",
+        port=port,
+        upstream_url="http://127.0.0.1:9/v1",
+        triage_enabled=False,
+        rails_enabled=True,
+        rails_dir=rails_dir,
+        upstream_connect_timeout_s=1.0,
+    )
+    with pytest.raises(SettingsError) as startup:
+        preflight(settings)
+    message = str(startup.value)
+    assert SPEC["startup_errors"][name] in message and "fail-closed" in message
+    assert "\n" not in message
+
+
+def test_check_says_that_retrieval_rails_and_the_kb_are_not_run(tmp_path: Path) -> None:
+    rails_dir = _copy("bots_abc", tmp_path)
+    out = _check(rails_dir, ok=True)
+    assert f"note: {rails_dir}: retrieval rails are not run (kb/ with 1 document ignored)" in out.stderr
+    hello = _check(_copy("bots_hello_world", tmp_path), ok=True)
+    assert "retrieval" not in hello.stderr
+
+
 def test_check_prints_the_policy_in_force(tmp_path: Path) -> None:
     rails_dir = _copy("bots_hello_world", tmp_path)
-    out = subprocess.run(
-        [sys.executable, "-m", "guard.cli", "rails", "check", str(rails_dir)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
+    out = _check(rails_dir, ok=True)
     assert "policy: default (no guard.yml" in out.stdout
     (rails_dir / "config.yml").write_text((rails_dir / "config.yml").read_text() + "guard_policy: none\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "guard.cli", "rails", "check", str(rails_dir)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
+    out = _check(rails_dir, ok=True)
     assert "policy: none" in out.stdout
 
 
