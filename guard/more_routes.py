@@ -16,7 +16,7 @@ from guard import moderation, wire
 from guard.domain import Message, ModelReply, StreamEvent
 from guard.errors import GuardError, NotImplementedYet
 from guard.pipeline import Exchange, Streamed
-from guard.routes import JSON, count, new_exchange_id, parse_body, read_body, resources, sse_body
+from guard.routes import JSON, count, exchange_headers, new_exchange_id, parse_body, read_body, resources, sse_body
 from guard.tenancy import requested_profile
 
 if TYPE_CHECKING:
@@ -79,12 +79,12 @@ async def completions(request: Request) -> Response:
         ),
         rails_hash=res.rails_hash,
     )
-    headers = {"x-guard-exchange-id": ex.id}
     try:
         reply = await res.pipeline.handle(ex, model)
     except GuardError:
         count("completions", "error")
         raise
+    headers = exchange_headers(ex)
     created = int(ex.started_at)
     if isinstance(reply, Streamed):
         own = {"id": ex.id, "object": "text_completion", "created": created, "model": ex.model}

@@ -44,6 +44,22 @@ class TriageResult:
 
 
 @dataclass(frozen=True, slots=True)
+class CorrectionMatch:
+    """A reviewed text this request paraphrases closely enough that the review overrides the classifier."""
+
+    override_id: int
+    review_id: int
+    exchange_id: str  # the reviewed exchange
+    label: str  # the review's label (false_positive, unsafe, correct)
+    similarity: float
+    classifier_labels: tuple[str, ...]  # what the classifier decided before the override
+
+    @property
+    def header(self) -> str:
+        return f"review={self.review_id}; override={self.override_id}; label={self.label}"
+
+
+@dataclass(frozen=True, slots=True)
 class RailDecision:
     rail: str
     stage: Stage
@@ -104,6 +120,7 @@ class Exchange:
     model_version: str | None = None
     rails_hash: str | None = None
     triage: TriageResult | None = None
+    correction: CorrectionMatch | None = None  # a review overrode the classifier's result (`triage`)
     output_triage: TriageResult | None = None
     decisions: list[RailDecision] = field(default_factory=list)
     model_messages: list[Message] | None = None
@@ -132,6 +149,12 @@ class Exchange:
 
 class Triage(Protocol):
     async def classify(self, exchange: Exchange) -> TriageResult | None: ...
+
+
+class Corrections(Protocol):
+    def correct(self, tenant: str, triage: TriageResult) -> tuple[TriageResult, CorrectionMatch] | None:
+        """The triage result a reviewed close paraphrase imposes, or None."""
+        ...
 
 
 class InputRails(Protocol):
@@ -175,6 +198,11 @@ class Recorder(Protocol):
 
 class NoTriage:
     async def classify(self, exchange: Exchange) -> TriageResult | None:
+        return None
+
+
+class NoCorrections:
+    def correct(self, tenant: str, triage: TriageResult) -> tuple[TriageResult, CorrectionMatch] | None:
         return None
 
 
@@ -281,11 +309,19 @@ class _Choice:
 
 
 class Pipeline:
-    def __init__(self, triage: Triage, input_rails: InputRails, output_rails: OutputRails, recorder: Recorder) -> None:
+    def __init__(
+        self,
+        triage: Triage,
+        input_rails: InputRails,
+        output_rails: OutputRails,
+        recorder: Recorder,
+        corrections: Corrections | None = None,
+    ) -> None:
         self.triage = triage
         self.input_rails = input_rails
         self.output_rails = output_rails
         self.recorder = recorder
+        self.corrections: Corrections = corrections or NoCorrections()
 
     async def handle(self, ex: Exchange, model: ChatModel) -> Completed | Streamed:
         """One exchange end to end: triage, input rails, model, output rails, record. A failure before the
@@ -308,12 +344,19 @@ class Pipeline:
         caller (rails cases, LangChain, NeMo actions, the deployed-view gate) runs this same function."""
         t0 = time.perf_counter()
         ex.triage = await self.triage.classify(ex)
+        tc = time.perf_counter()
+        corrected = self.corrections.correct(ex.tenant, ex.triage) if ex.triage is not None else None
+        if corrected is not None:
+            ex.triage, ex.correction = corrected
         t1 = time.perf_counter()
         verdict = await self.input_rails.check_input(ex)
         ex.timings["triage"] = t1 - t0
         ex.timings["input_rails"] = time.perf_counter() - t1
-        ex.decisions.extend(verdict.decisions)
-        record_decisions(verdict.decisions)
+        decisions = list(verdict.decisions)
+        if ex.correction is not None:
+            decisions.insert(0, _correction_decision(ex.correction, t1 - tc))
+        ex.decisions.extend(decisions)
+        record_decisions(decisions)
         ex.model_messages = verdict.messages
         if verdict.block is not None:
             metrics.REFUSALS.labels("policy").inc()
@@ -540,6 +583,13 @@ class _ScoredTriage:
         last = next((m.text for m in reversed(exchange.messages) if m.role == "user"), "")
         result: TriageResult = await self.scorer.score_text(last)
         return result
+
+
+def _correction_decision(match: CorrectionMatch, latency_s: float) -> RailDecision:
+    """The override as a decision of its own, so that the record and the metrics show which review acted."""
+    return RailDecision(
+        "review_override", "input", "pass", "enforce", match.label, score=match.similarity, latency_s=latency_s
+    )
 
 
 def _calls_text(calls: tuple[ToolCall, ...]) -> str:
