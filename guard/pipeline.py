@@ -118,6 +118,7 @@ class Exchange:
     profile: str | None = None
     started_at: float = field(default_factory=time.time)
     model_version: str | None = None
+    upstream_model: str | None = None  # the model the upstream says answered (its body's or chunks' `model`)
     rails_hash: str | None = None
     triage: TriageResult | None = None
     correction: CorrectionMatch | None = None  # a review overrode the classifier's result (`triage`)
@@ -374,6 +375,7 @@ class Pipeline:
         ex.timings["model"] = t1 - t0
         metrics.UPSTREAM_LATENCY.labels(model.name).observe(t1 - t0)
         ex.usage = reply.usage
+        ex.upstream_model = _served_by(reply.body)
         answers = [await self.check_answer(ex, a, verdict.disclaimer) for a in reply.choices]
         ex.timings["output_rails"] = time.perf_counter() - t1
         self._settle(ex, answers[0], reply.choices[0])
@@ -419,6 +421,7 @@ class Pipeline:
         except BaseException:
             await events.aclose()  # type: ignore[attr-defined]
             raise
+        ex.upstream_model = _served_by(first.envelope if first else None)
         return Streamed(self._stream(ex, _chain(first, events), verdict), first.envelope if first else None)
 
     async def _stream(
@@ -590,6 +593,11 @@ def _correction_decision(match: CorrectionMatch, latency_s: float) -> RailDecisi
     return RailDecision(
         "review_override", "input", "pass", "enforce", match.label, score=match.similarity, latency_s=latency_s
     )
+
+
+def _served_by(body: dict[str, Any] | None) -> str | None:
+    name = (body or {}).get("model")
+    return name[:256] if isinstance(name, str) and name else None
 
 
 def _calls_text(calls: tuple[ToolCall, ...]) -> str:

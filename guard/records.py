@@ -67,6 +67,7 @@ class ExchangeRecord(BaseModel):
     created_at: datetime
     model: str
     model_version: str | None = None
+    upstream_model: str | None = None  # upstream mode: the model the upstream API says answered
     rails_hash: str | None = None
     messages: list[Message]
     # What the model was sent, when the input rails rewrote the conversation (a safe-completion instruction,
@@ -103,6 +104,7 @@ class ExchangeRecord(BaseModel):
             created_at=datetime.fromtimestamp(ex.started_at, UTC),
             model=ex.model,
             model_version=ex.model_version,
+            upstream_model=ex.upstream_model,
             rails_hash=ex.rails_hash,
             messages=[Message(role=msg.role, content=m(msg.text)) for msg in ex.messages],
             model_messages=[Message(role=msg.role, content=m(msg.text)) for msg in ex.model_messages]
