@@ -124,7 +124,7 @@ def review_page_routes() -> APIRouter:
         )
         return RedirectResponse(target, status_code=303)
 
-    @router.get("/overrides", response_class=HTMLResponse)
+    @router.get("/corrections", response_class=HTMLResponse)
     async def overrides_page(request: Request) -> Response:
         who = signed_in(request)
         if who is None:
@@ -132,7 +132,7 @@ def review_page_routes() -> APIRouter:
         rows = await asyncio.to_thread(active_overrides, store_engine(request))
         return HTMLResponse(templates.overrides_page(rows, who, request.query_params.get("revoked")))
 
-    @router.post("/overrides/{override_id}/revoke-form")
+    @router.post("/corrections/{override_id}/revoke")
     async def revoke_from_page(override_id: int, request: Request) -> Response:
         who = signed_in(request)
         if who is None:
@@ -140,6 +140,6 @@ def review_page_routes() -> APIRouter:
         if not await asyncio.to_thread(revoke_override, store_engine(request), override_id, who):
             raise NotFound(f"no active override {override_id}")
         await apply_now(request.app.state)
-        return RedirectResponse(f"/admin/overrides?revoked={override_id}", status_code=303)
+        return RedirectResponse(f"/admin/corrections?revoked={override_id}", status_code=303)
 
     return router

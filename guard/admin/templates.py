@@ -1,5 +1,6 @@
 """HTML for the review page: plain templates, every value escaped, no build step. The only script is the label
-hotkeys; without it the buttons' access keys still work. No form has a text field that Enter would submit."""
+hotkeys; without it the buttons' access keys still work. No form saves a label on Enter: the review form's only
+text box is multi-line and its default button is disabled."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ _PAGE = Template("""<!doctype html>
 <body><header><strong>guardtune review</strong>$nav</header><main>$body</main></body></html>""")
 
 _NAV = (
-    '<a href="/admin/review" id="nav-queue">Queue</a><a href="/admin/overrides" id="nav-overrides">Overrides</a>'
+    '<a href="/admin/review" id="nav-queue">Queue</a><a href="/admin/corrections" id="nav-overrides">Overrides</a>'
     '<span style="margin-left:auto" id="reviewer">$who</span>'
     '<form method="post" action="/admin/logout"><button type="submit" id="logout">Log out</button></form>'
 )
@@ -251,7 +252,7 @@ def overrides_page(rows: list[Any], who: str = "", revoked: str | None = None) -
         f"<td>{escape(o.label)}{' (' + escape(o.unsafe_label) + ')' if o.unsafe_label else ''}</td>"
         f'<td><a href="/admin/review/{quote(o.exchange_id, safe="")}">review {o.review_id}</a></td>'
         f"<td>{escape(o.created_by or '—')}</td><td>{escape(o.text[:140])}</td>"
-        f'<td><form method="post" action="/admin/overrides/{o.id}/revoke-form">'
+        f'<td><form method="post" action="/admin/corrections/{o.id}/revoke">'
         f'<button type="submit" id="revoke-{o.id}">Revoke</button></form></td></tr>'
         for o in rows
     )

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import Connection, Engine, create_engine, delete, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from guard.records import ExchangeRecord
 from guard.store.overrides import OVERRIDING_LABELS, add_override, revoke_for_exchange
+from guard.store.query import disputed_count
 from guard.store.schema import REVIEW_LABELS, exchange_flags, exchanges, feedback, reviews
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -320,10 +321,7 @@ def _stored_record(conn: Connection, exchange_id: str) -> ExchangeRecord | None:
 
 
 def _disputed(conn: Connection, exchange_id: str) -> bool:
-    current = select(func.count(func.distinct(reviews.c.label))).where(
-        reviews.c.exchange_id == exchange_id, reviews.c.superseded_at.is_(None)
-    )
-    return (conn.scalar(current) or 0) > 1
+    return (conn.scalar(select(disputed_count(exchange_id))) or 0) > 1
 
 
 def reviewed_decision(record: ExchangeRecord) -> dict[str, Any]:

@@ -112,39 +112,29 @@ def add_override(
 
 def revoke_for_exchange(conn: Connection, exchange_id: str, by: str) -> int:
     """Revoke the exchange's active overrides (a new review supersedes them, or reviewers disagree)."""
-    now = datetime.now(UTC)
-    stmt = (
-        update(overrides)
-        .where(overrides.c.exchange_id == exchange_id, _ACTIVE)
-        .values(revoked_at=now, revoked_by=by, changed_at=now)
-    )
-    return conn.execute(stmt).rowcount or 0
+    return _deactivate(conn, overrides.c.exchange_id == exchange_id, revoked_by=by)
 
 
 def revoke_override(engine: Engine, override_id: int, by: str) -> bool:
     """Revoke one active override; False when there is none with that id (or it is already inactive)."""
-    now = datetime.now(UTC)
-    stmt = (
-        update(overrides)
-        .where(overrides.c.id == override_id, _ACTIVE)
-        .values(revoked_at=now, revoked_by=by, changed_at=now)
-    )
     with engine.begin() as conn:
-        return bool(conn.execute(stmt).rowcount)
+        return bool(_deactivate(conn, overrides.c.id == override_id, revoked_by=by))
 
 
 def retire_overrides(engine: Engine, override_ids: list[int], version: str) -> int:
     """Retire overrides that classifier `version` now gets right on its own (classifier adaptation)."""
     if not override_ids:
         return 0
-    now = datetime.now(UTC)
-    stmt = (
-        update(overrides)
-        .where(overrides.c.id.in_(override_ids), _ACTIVE)
-        .values(retired_at=now, retired_by_version=version, changed_at=now)
-    )
     with engine.begin() as conn:
-        return conn.execute(stmt).rowcount or 0
+        return _deactivate(conn, overrides.c.id.in_(override_ids), retired_by_version=version)
+
+
+def _deactivate(conn: Connection, which: Any, **by: str) -> int:
+    """Revoke (`revoked_by`) or retire (`retired_by_version`) the active overrides `which` selects."""
+    now = datetime.now(UTC)
+    stamp = "revoked_at" if "revoked_by" in by else "retired_at"
+    stmt = update(overrides).where(which, _ACTIVE).values(**by, **{stamp: now}, changed_at=now)
+    return conn.execute(stmt).rowcount or 0
 
 
 def active_overrides(engine: Engine, *, tenant: str | None = None) -> list[Override]:

@@ -44,21 +44,10 @@ def _flags_of_row() -> Any:
     )
 
 
-def _records_query(
-    *,
-    since: datetime | None,
-    until: datetime | None,
-    flags: set[str] | None,
-    tenant: str | None,
-    profile: str | None,
-    model: str | None,
-    reviewed: bool | None,
-    flagged: bool | None,
-    needs_review: bool | None = None,
-    rail: str | None = None,
-) -> Select:
+def _records_query(*, needs_review: bool | None = None, rail: str | None = None, **base: Any) -> Select:
+    """`base`: the plain criteria of `_conditions` (since, until, flags, tenant, profile, model, reviewed, flagged)."""
     q = select(exchanges.c.record, _flags_of_row().label("flags"))
-    conds = _conditions(since, until, flags, tenant, profile, model, reviewed, flagged)
+    conds = _conditions(**base)
     if needs_review is not None:
         # Never reviewed, or its current reviews disagree (two reviewers, two labels): back in the queue.
         todo = ~exists().where(reviews.c.exchange_id == exchanges.c.exchange_id) | (disputed_count() > 1)
@@ -68,16 +57,17 @@ def _records_query(
     return q.where(*conds).order_by(exchanges.c.created_at, exchanges.c.exchange_id)
 
 
-def disputed_count() -> Any:
-    """Distinct labels among the exchange's current (not superseded) reviews."""
+def disputed_count(exchange_id: Any = exchanges.c.exchange_id) -> Any:
+    """Distinct labels among the exchange's current (not superseded) reviews: more than one is a dispute."""
     return (
         select(func.count(func.distinct(reviews.c.label)))
-        .where(reviews.c.exchange_id == exchanges.c.exchange_id, reviews.c.superseded_at.is_(None))
+        .where(reviews.c.exchange_id == exchange_id, reviews.c.superseded_at.is_(None))
         .scalar_subquery()
     )
 
 
 def _conditions(
+    *,
     since: datetime | None,
     until: datetime | None,
     flags: set[str] | None,

@@ -210,3 +210,21 @@ def test_queue_pages_carry_the_true_total_and_filters_narrow_it(base: str, seede
     assert acme["total"] == 1 and acme["data"][0]["exchange_id"] == seeded[0].exchange_id
     bad = httpx.get(f"{base}/admin/queue", headers=ADMIN, params={"offset": "-1"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "offset"
+
+
+def test_the_overrides_page_lists_an_active_override_and_its_revoke_button_revokes_it(
+    base: str, seeded: list, engine: Engine
+) -> None:
+    target = seeded[0].exchange_id
+    made = httpx.post(f"{base}/admin/exchanges/{target}/review", headers=ANN, json={"label": "false_positive"}).json()
+    override_id = made["override_id"]
+    assert override_id is not None
+    with httpx.Client(base_url=base) as browser:
+        assert browser.post("/admin/login", data={"key": "key-bob"}).status_code == 303
+        listing = browser.get("/admin/corrections")
+        assert listing.status_code == 200
+        assert f'data-id="{override_id}"' in listing.text and f"review {made['id']}" in listing.text
+        revoked = browser.post(f"/admin/corrections/{override_id}/revoke", headers={"origin": base})
+        assert revoked.status_code == 303 and revoked.headers["location"] == f"/admin/corrections?revoked={override_id}"
+        assert 'id="overrides-empty"' in browser.get("/admin/corrections").text
+    assert httpx.get(f"{base}/admin/overrides", headers=ADMIN).json()["data"] == []
