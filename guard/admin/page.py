@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 from urllib.parse import parse_qs, quote
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import Engine
 
@@ -19,6 +20,7 @@ from guard.store.overrides import active_overrides, revoke_override
 from guard.store.query import count_matching, fetch_feedback, fetch_record, fetch_records, fetch_reviews
 
 QUEUE_PAGE_SIZE = 50
+OverrideId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # a database integer id, not any number a client sends
 _MAX_FORM = 64 * 1024
 
 
@@ -133,7 +135,7 @@ def review_page_routes() -> APIRouter:
         return HTMLResponse(templates.overrides_page(rows, who, request.query_params.get("revoked")))
 
     @router.post("/corrections/{override_id}/revoke")
-    async def revoke_from_page(override_id: int, request: Request) -> Response:
+    async def revoke_from_page(override_id: OverrideId, request: Request) -> Response:
         who = signed_in(request)
         if who is None:
             return _to_login(request)

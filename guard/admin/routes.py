@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from guard.admin.auth import require_admin
 from guard.admin.deps import store_engine
 from guard.admin.filters import Filters, parse_filters, parse_limit, parse_offset
-from guard.admin.page import review_page_routes
+from guard.admin.page import OverrideId, review_page_routes
 from guard.admin.review import ReviewRequest, apply_now, save_review
 from guard.errors import InvalidRequest, NotFound
 from guard.store.overrides import active_overrides, revoke_override
@@ -88,7 +88,7 @@ def admin_router() -> APIRouter:
         return _json({"object": "list", "data": [override_json(o) for o in rows]})
 
     @api.post("/overrides/{override_id}/revoke")
-    async def revoke(override_id: int, request: Request, who: str = Depends(require_admin)) -> Response:
+    async def revoke(override_id: OverrideId, request: Request, who: str = Depends(require_admin)) -> Response:
         if not await asyncio.to_thread(revoke_override, store_engine(request), override_id, who):
             raise NotFound(f"no active override {override_id}")
         await apply_now(request.app.state)
