@@ -228,3 +228,14 @@ def test_the_overrides_page_lists_an_active_override_and_its_revoke_button_revok
         assert revoked.status_code == 303 and revoked.headers["location"] == f"/admin/corrections?revoked={override_id}"
         assert 'id="overrides-empty"' in browser.get("/admin/corrections").text
     assert httpx.get(f"{base}/admin/overrides", headers=ADMIN).json()["data"] == []
+
+
+def test_the_review_page_queue_filters_by_tenant_and_flag_and_counts_every_match(base: str, seeded: list) -> None:
+    with httpx.Client(base_url=base) as browser:
+        assert browser.post("/admin/login", data={"key": "key-ann"}).status_code == 303
+        everything = browser.get("/admin/review")
+        assert '<b id="queue-total">3</b>' in everything.text and 'id="reviewer">ann<' in everything.text
+        acme = browser.get("/admin/review", params={"tenant": "acme", "flag": "blocked_input"})
+        assert '<b id="queue-total">1</b>' in acme.text and seeded[0].exchange_id in acme.text
+        assert seeded[2].exchange_id not in acme.text
+        assert browser.get("/admin/review", params={"flag": "nonsense"}).status_code == 400

@@ -83,6 +83,14 @@ def test_a_false_positive_review_lets_paraphrases_through_on_the_next_request_an
     )
     unrelated = _ask(p, UNRELATED)
     assert _blocked(unrelated) and "x-guard-override" not in unrelated.headers
+    streamed = httpx.post(
+        f"{p.v1}/chat/completions",
+        timeout=30,
+        json={"model": "gpt-fake", "stream": True, "messages": [{"role": "user", "content": PARAPHRASE}]},
+    )
+    # The model was asked (its echo streams back); what the output rails do with the echo is theirs to decide.
+    assert streamed.status_code == 200 and '"content":"echo:' in streamed.text.replace(" ", "")
+    assert streamed.headers["x-guard-override"] == again.headers["x-guard-override"]
 
     listed = httpx.get(f"{p.url}/admin/overrides", headers=ANN).json()["data"]
     assert [(o["id"], o["review_id"], o["label"], o["created_by"]) for o in listed] == [
