@@ -110,3 +110,19 @@ def test_a_classifier_with_another_embedding_size_embeds_the_reviewed_texts_agai
     wide = replace(result, embedding=_wide_embed([cached.text])[0])
     corrected = new.correct("acme", wide)
     assert corrected is not None and corrected[1].similarity > 0.999
+
+
+def test_a_classifier_version_retires_the_overrides_it_already_gets_right_and_keeps_the_others(
+    engine: Engine, triage_model: Any
+) -> None:
+    from guard.corrections.retire import retire_settled
+
+    wrong = insert_review(engine, _flagged(engine, "acme"), "false_positive", reviewer="ann")
+    rec = make_record(1, tenant="acme", flags=("blocked_input",))
+    rec.messages = [Message(role="user", content="What's a good recipe for banana bread?")]
+    rec.triage_scores = triage_model.predict(["What's a good recipe for banana bread?"])[0].scores
+    insert_records(engine, [rec])
+    right = insert_review(engine, rec.exchange_id, "correct", reviewer="ann")
+    assert retire_settled(engine, triage_model) == 1
+    assert [o.id for o in active_overrides(engine)] == [wrong.override_id]  # the model still flags the keylogger
+    assert right.override_id not in {o.id for o in active_overrides(engine)}
