@@ -123,17 +123,19 @@ def prefs_build(
     from finetune import pairs
     from finetune.collect import Watermark, collect
     from finetune.cycle import pair_sources
+    from finetune.upstream import deployment_meta, record_model
     from guard.store.db import make_engine
 
+    s = _settings()
     opts = _options(model, None, None, 0, False, 0.0, caution_anchors)
     if not sample:
         opts.sample_candidates = False
-    cur = _registry(opts.model).current()
+    cur = None if s.upstream_url else _registry(opts.model).current()
     start = _since(since) or Watermark(opts.state_dir, opts.model).get()
-    col = collect(make_engine(opts.db_url), since=start, model=opts.model)
+    col = collect(make_engine(opts.db_url), since=start, model=record_model(model, s.upstream_url, opts.model))
     src, _ = pair_sources(opts, cur.path if cur else None)
     manifest = pairs.write(
-        pairs.build(col, src, opts.pairs), out, opts.pairs, model=opts.model, since=start, until=col.until
+        pairs.build(col, src, opts.pairs), out, opts.pairs, model=opts.model, **deployment_meta(col, s.upstream_url)
     )
     typer.echo(json.dumps(manifest["counts"]))
 
@@ -305,13 +307,21 @@ def retrain(
     from finetune.cycle import run_cycle
     from finetune.schedule import LockBusy, parse_interval, retrain_lock
     from finetune.schedule import every as run_every
+    from finetune.upstream import export_cycle, record_model
     from guard.store.db import make_engine
 
+    s = _settings()
     opts = _options(model, config, gates, min_pairs, promote, settle_s, caution_anchors)
     engine = make_engine(opts.db_url)
 
     def once() -> None:
         with retrain_lock(opts.state_dir, opts.model, engine):
+            if s.upstream_url:  # a hosted model: export the pairs for its own trainer
+                exported = export_cycle(
+                    opts, s.upstream_url, record_model(model, s.upstream_url, opts.model), typer.echo
+                )
+                typer.echo(f"exported: {exported.report()}")
+                return
             res = run_cycle(opts, log=typer.echo)
         typer.echo(f"{res.status}: {res.message}")
 

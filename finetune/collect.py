@@ -29,6 +29,7 @@ class Collected:
     since: datetime | None
     until: datetime
     counts: dict[str, int] = field(default_factory=dict)
+    disputed: set[str] = field(default_factory=set)  # reviewers disagree: back in the queue, never trained on
 
 
 class Watermark:
@@ -71,9 +72,13 @@ def collect(
     records = {r.exchange_id: r for r in in_window}  # windows are [since, until): contiguous, no overlap
 
     reviews: dict[str, Any] = {}
+    current: dict[str, set[str]] = {}
     for rv in sorted(fetch_reviews(engine, since=since), key=lambda r: _aware(r.created_at)):
         if _aware(rv.created_at) < until:
             reviews[rv.exchange_id] = rv  # the latest label for an exchange wins
+            if not rv.superseded:
+                current.setdefault(rv.exchange_id, set()).add(rv.label)
+    disputed = {ex_id for ex_id, labels in current.items() if len(labels) > 1}
     feedback: dict[str, list[Any]] = {}
     for fb in fetch_feedback(engine, since=since):
         if _aware(fb.created_at) < until:
@@ -86,5 +91,10 @@ def collect(
         for r in fetch_records(engine, since=start, until=until, model=model):
             if r.exchange_id in missing:
                 records[r.exchange_id] = r
-    counts = {"records": len(records), "reviews": len(reviews), "feedback": sum(map(len, feedback.values()))}
-    return Collected(records, reviews, feedback, since, until, counts)
+    counts = {
+        "records": len(records),
+        "reviews": len(reviews),
+        "feedback": sum(map(len, feedback.values())),
+        "disputed": len(disputed),
+    }
+    return Collected(records, reviews, feedback, since, until, counts, disputed)

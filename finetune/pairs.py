@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from finetune.collect import Collected
+from finetune.openai_prefs import openai_row
 from finetune.policy import CautionFor, OutputCheck, RefusalFor, accept_all, default_refusal, no_caution
 from guard.records import ExchangeRecord
 
@@ -254,6 +255,9 @@ def raw_pairs(col: Collected, src: PairSources, opts: PairOptions) -> PairSet:
     out = PairSet([], [])
     cautions = 0
     for ex_id, rec in col.records.items():
+        if ex_id in col.disputed:  # two reviewers disagree: neither label is trusted until they agree
+            out.dropped["disputed_review"] += 1
+            continue
         review = col.reviews.get(ex_id)
         if review is not None:
             if review.label == "correct":
@@ -399,6 +403,9 @@ def write(ps: PairSet, out_dir: Path, opts: PairOptions | None = None, **meta: A
         "train.jsonl": _write_jsonl(out_dir / "train.jsonl", [p.row() for p in train]),
         "eval.jsonl": _write_jsonl(out_dir / "eval.jsonl", [p.row() for p in held]),
         "review.jsonl": _write_jsonl(out_dir / "review.jsonl", ps.pending),
+        # The same pairs for OpenAI's preference fine-tuning (a hosted model's own trainer).
+        "openai_train.jsonl": _write_jsonl(out_dir / "openai_train.jsonl", [openai_row(p.row()) for p in train]),
+        "openai_eval.jsonl": _write_jsonl(out_dir / "openai_eval.jsonl", [openai_row(p.row()) for p in held]),
     }
     manifest = {
         "counts": {

@@ -78,6 +78,15 @@ TRIAGE_DEVICE = Gauge(
     "guard_triage_device_info", "Execution provider of the classifier", ["device"], multiprocess_mode="max"
 )
 
+# Instant corrections: reviews overriding the classifier (label: false_positive, unsafe, correct).
+REVIEW_OVERRIDES = Counter(
+    "guard_review_overrides_total", "Requests whose triage result a reviewed close paraphrase overrode", ["label"]
+)
+# Every replica loads the same overrides from the store: the max is the fleet's count.
+REVIEW_OVERRIDES_ACTIVE = Gauge(
+    "guard_review_overrides_active", "Active overrides loaded by this process", multiprocess_mode="livemax"
+)
+
 # Rails -------------------------------------------------------------------------------------------
 RAIL_EVALUATIONS = Counter("guard_rail_evaluations_total", "Rail decisions", ["rail", "stage", "result", "mode"])
 RAIL_LATENCY = Histogram("guard_rail_duration_seconds", "Rail evaluation time", ["stage"], buckets=_FAST_BUCKETS)

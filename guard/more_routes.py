@@ -19,6 +19,7 @@ from guard.pipeline import Exchange, Streamed
 from guard.routes import (
     JSON,
     count,
+    exchange_headers,
     new_exchange_id,
     outcome_of,
     parse_body,
@@ -89,12 +90,12 @@ async def completions(request: Request) -> Response:
         ),
         rails_hash=res.rails_hash,
     )
-    headers = {"x-guard-exchange-id": ex.id}
     try:
         reply = await unless_hung_up(request, res.pipeline.handle(ex, model))
     except GuardError as exc:
         count("completions", outcome_of(exc))
         raise
+    headers = exchange_headers(ex)
     created = int(ex.started_at)
     if isinstance(reply, Streamed):
         own = {"id": ex.id, "object": "text_completion", "created": created, "model": ex.model}

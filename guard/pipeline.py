@@ -45,6 +45,22 @@ class TriageResult:
 
 
 @dataclass(frozen=True, slots=True)
+class CorrectionMatch:
+    """A reviewed text this request paraphrases closely enough that the review overrides the classifier."""
+
+    override_id: int
+    review_id: int
+    exchange_id: str  # the reviewed exchange
+    label: str  # the review's label (false_positive, unsafe, correct)
+    similarity: float
+    classifier_labels: tuple[str, ...]  # what the classifier decided before the override
+
+    @property
+    def header(self) -> str:
+        return f"review={self.review_id}; override={self.override_id}; label={self.label}"
+
+
+@dataclass(frozen=True, slots=True)
 class RailDecision:
     rail: str
     stage: Stage
@@ -103,8 +119,10 @@ class Exchange:
     profile: str | None = None
     started_at: float = field(default_factory=time.time)
     model_version: str | None = None
+    upstream_model: str | None = None  # the model the upstream says answered (its body's or chunks' `model`)
     rails_hash: str | None = None
     triage: TriageResult | None = None
+    correction: CorrectionMatch | None = None  # a review overrode the classifier's result (`triage`)
     output_triage: TriageResult | None = None
     decisions: list[RailDecision] = field(default_factory=list)
     model_messages: list[Message] | None = None
@@ -133,6 +151,12 @@ class Exchange:
 
 class Triage(Protocol):
     async def classify(self, exchange: Exchange) -> TriageResult | None: ...
+
+
+class Corrections(Protocol):
+    def correct(self, tenant: str, triage: TriageResult) -> tuple[TriageResult, CorrectionMatch] | None:
+        """The triage result a reviewed close paraphrase imposes, or None."""
+        ...
 
 
 class InputRails(Protocol):
@@ -176,6 +200,11 @@ class Recorder(Protocol):
 
 class NoTriage:
     async def classify(self, exchange: Exchange) -> TriageResult | None:
+        return None
+
+
+class NoCorrections:
+    def correct(self, tenant: str, triage: TriageResult) -> tuple[TriageResult, CorrectionMatch] | None:
         return None
 
 
@@ -282,11 +311,19 @@ class _Choice:
 
 
 class Pipeline:
-    def __init__(self, triage: Triage, input_rails: InputRails, output_rails: OutputRails, recorder: Recorder) -> None:
+    def __init__(
+        self,
+        triage: Triage,
+        input_rails: InputRails,
+        output_rails: OutputRails,
+        recorder: Recorder,
+        corrections: Corrections | None = None,
+    ) -> None:
         self.triage = triage
         self.input_rails = input_rails
         self.output_rails = output_rails
         self.recorder = recorder
+        self.corrections: Corrections = corrections or NoCorrections()
 
     async def handle(self, ex: Exchange, model: ChatModel) -> Completed | Streamed:
         """One exchange end to end: triage, input rails, model, output rails, record. A failure before the
@@ -313,12 +350,19 @@ class Pipeline:
         caller (rails cases, LangChain, NeMo actions, the deployed-view gate) runs this same function."""
         t0 = time.perf_counter()
         ex.triage = await self.triage.classify(ex)
+        tc = time.perf_counter()
+        corrected = self.corrections.correct(ex.tenant, ex.triage) if ex.triage is not None else None
+        if corrected is not None:
+            ex.triage, ex.correction = corrected
         t1 = time.perf_counter()
         verdict = await self.input_rails.check_input(ex)
         ex.timings["triage"] = t1 - t0
         ex.timings["input_rails"] = time.perf_counter() - t1
-        ex.decisions.extend(verdict.decisions)
-        record_decisions(verdict.decisions)
+        decisions = list(verdict.decisions)
+        if ex.correction is not None:
+            decisions.insert(0, _correction_decision(ex.correction, t1 - tc))
+        ex.decisions.extend(decisions)
+        record_decisions(decisions)
         ex.model_messages = verdict.messages
         if verdict.block is not None:
             metrics.REFUSALS.labels("policy").inc()
@@ -336,6 +380,7 @@ class Pipeline:
         ex.timings["model"] = t1 - t0
         metrics.UPSTREAM_LATENCY.labels(model.name).observe(t1 - t0)
         ex.usage = reply.usage
+        ex.upstream_model = _served_by(reply.body)
         answers = [await self.check_answer(ex, a, verdict.disclaimer) for a in reply.choices]
         ex.timings["output_rails"] = time.perf_counter() - t1
         self._settle(ex, answers[0], reply.choices[0])
@@ -381,6 +426,7 @@ class Pipeline:
         except BaseException:
             await events.aclose()  # type: ignore[attr-defined]
             raise
+        ex.upstream_model = _served_by(first.envelope if first else None)
         return Streamed(self._stream(ex, _chain(first, events), verdict), first.envelope if first else None)
 
     async def _stream(
@@ -545,6 +591,18 @@ class _ScoredTriage:
         last = next((m.text for m in reversed(exchange.messages) if m.role == "user"), "")
         result: TriageResult = await self.scorer.score_text(last)
         return result
+
+
+def _correction_decision(match: CorrectionMatch, latency_s: float) -> RailDecision:
+    """The override as a decision of its own, so that the record and the metrics show which review acted."""
+    return RailDecision(
+        "review_override", "input", "pass", "enforce", match.label, score=match.similarity, latency_s=latency_s
+    )
+
+
+def _served_by(body: dict[str, Any] | None) -> str | None:
+    name = (body or {}).get("model")
+    return name[:256] if isinstance(name, str) and name else None
 
 
 def _calls_text(calls: tuple[ToolCall, ...]) -> str:

@@ -45,6 +45,18 @@ class Decision(BaseModel):
     latency_s: float = 0.0
 
 
+class AppliedOverride(BaseModel):
+    """A review that overrode the classifier on this exchange (instant correction)."""
+
+    model_config = ConfigDict(extra="forbid")
+    override_id: int
+    review_id: int
+    exchange_id: str  # the reviewed exchange
+    label: str
+    similarity: float
+    classifier_labels: list[str]  # what the classifier decided on its own
+
+
 class ExchangeRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -55,6 +67,7 @@ class ExchangeRecord(BaseModel):
     created_at: datetime
     model: str
     model_version: str | None = None
+    upstream_model: str | None = None  # upstream mode: the model the upstream API says answered
     rails_hash: str | None = None
     messages: list[Message]
     # What the model was sent, when the input rails rewrote the conversation (a safe-completion instruction,
@@ -65,7 +78,8 @@ class ExchangeRecord(BaseModel):
     model_response: str = ""  # the model's own text before output rails replaced or masked it
     tool_calls: list[RecordedToolCall] = Field(default_factory=list)  # what the model asked to call (even if blocked)
     triage_scores: dict[str, float] = Field(default_factory=dict)
-    triage_labels: list[str] = Field(default_factory=list)
+    triage_labels: list[str] = Field(default_factory=list)  # after a review override, when `override` is set
+    override: AppliedOverride | None = None
     output_scores: dict[str, float] = Field(default_factory=dict)
     decisions: list[Decision] = Field(default_factory=list)
     flags: list[str] = Field(default_factory=list)
@@ -90,6 +104,7 @@ class ExchangeRecord(BaseModel):
             created_at=datetime.fromtimestamp(ex.started_at, UTC),
             model=ex.model,
             model_version=ex.model_version,
+            upstream_model=ex.upstream_model,
             rails_hash=ex.rails_hash,
             messages=[Message(role=msg.role, content=m(msg.text)) for msg in ex.messages],
             model_messages=[Message(role=msg.role, content=m(msg.text)) for msg in ex.model_messages]
@@ -100,6 +115,7 @@ class ExchangeRecord(BaseModel):
             tool_calls=[RecordedToolCall(name=c.name, arguments=m(c.arguments), id=c.id) for c in ex.tool_calls],
             triage_scores=dict(ex.triage.scores) if ex.triage else {},
             triage_labels=list(ex.triage.labels) if ex.triage else [],
+            override=_applied(ex),
             output_scores=dict(ex.output_triage.scores) if ex.output_triage else {},
             decisions=[
                 Decision(
@@ -119,3 +135,17 @@ class ExchangeRecord(BaseModel):
             finish_reason=ex.finish_reason,
             error=ex.error,
         )
+
+
+def _applied(ex: Exchange) -> AppliedOverride | None:
+    c = ex.correction
+    if c is None:
+        return None
+    return AppliedOverride(
+        override_id=c.override_id,
+        review_id=c.review_id,
+        exchange_id=c.exchange_id,
+        label=c.label,
+        similarity=round(c.similarity, 4),
+        classifier_labels=list(c.classifier_labels),
+    )

@@ -52,6 +52,7 @@ class Resources:
     rails: Any = None
     store_engine: Any = None
     limiter: Any = None  # guard.limits.Limiter when any limit is set
+    corrections: Any = None  # guard.corrections.memory.CorrectionMemory when triage and records are on
 
     @property
     def rails_hash(self) -> str | None:
@@ -143,6 +144,25 @@ async def _rails(settings: Settings, triage: Any, models: ModelRouter, stack: As
     return holder
 
 
+async def _corrections(settings: Settings, triage: Any, store: Any, stack: AsyncExitStack) -> Any:
+    """Reviewed texts overriding the classifier: needs the classifier's embedding and the shared store."""
+    if not (settings.overrides_enabled and store is not None and hasattr(triage, "embed")):
+        return None
+    from guard.corrections.memory import CorrectionMemory
+
+    memory = CorrectionMemory(
+        store.engine,
+        triage.embed,
+        triage.version,
+        threshold=settings.override_threshold,
+        refresh_s=settings.override_refresh_s,
+        max_per_tenant=settings.override_max_per_tenant,
+    )
+    await memory.start()
+    stack.push_async_callback(memory.aclose)
+    return memory
+
+
 async def _store(settings: Settings, recent: Any, stack: AsyncExitStack) -> Any:
     if not settings.record_enabled:
         return None
@@ -188,9 +208,10 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         models = await _model_backend(settings, stack)
         triage = await _triage(settings, stack)
         rails = await _rails(settings, triage, models, stack)
+        corrections = await _corrections(settings, triage, store, stack)
         meter = UsageMeter(labels, limiter)
         recorder = Recorders(store.writer, meter) if store is not None else meter
-        pipeline = Pipeline(triage, rails, rails, recorder)
+        pipeline = Pipeline(triage, rails, rails, recorder, corrections)
         res = Resources(
             settings,
             auth,
@@ -200,6 +221,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             rails=rails,
             store_engine=store.engine if store is not None else None,
             limiter=limiter,
+            corrections=corrections,
         )
         metrics.set_build_info(__version__, models.backend.version, res.rails_hash)
         yield res

@@ -82,6 +82,14 @@ def new_exchange_id(prefix: str = "chatcmpl-") -> str:
     return f"{prefix}{os.urandom(16).hex()}"  # 128 random bits, as uuid4 has, without building a UUID
 
 
+def exchange_headers(ex: Exchange) -> dict[str, str]:
+    """The exchange's id, and the review that overrode the classifier when one did (instant corrections)."""
+    headers = {"x-guard-exchange-id": ex.id}
+    if ex.correction is not None:
+        headers["x-guard-override"] = ex.correction.header
+    return headers
+
+
 # Label children looked up once: `labels()` takes a lock and builds a key on every call.
 @functools.cache
 def _requests(outcome: str, route: str = ROUTE) -> Any:
@@ -149,12 +157,12 @@ async def chat_completions(request: Request) -> Response:
         model_version=model.version,
         rails_hash=res.rails_hash,
     )
-    headers = {"x-guard-exchange-id": ex.id}
     try:
         reply = await unless_hung_up(request, res.pipeline.handle(ex, model))
     except GuardError as exc:
         _requests(outcome_of(exc)).inc()
         raise
+    headers = exchange_headers(ex)
     if isinstance(reply, Streamed):
         return StreamingResponse(sse_body(ex, reply, t0, model.name), media_type="text/event-stream", headers=headers)
     out = wire.completion_body(

@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     # Auth: Bearer key -> tenant (or {tenant, profiles_allowed}). Keys from here and/or a YAML/JSON file.
     api_keys: dict[str, str | KeyGrant] = Field(default_factory=dict)
     api_keys_file: Path | None = None
-    admin_key: str | None = None
+    admin_key: str | None = None  # the reviewer "admin"
+    admin_keys: dict[str, str] = Field(default_factory=dict)  # admin key -> reviewer name, one key per reviewer
 
     # Rails
     rails_enabled: bool = True
@@ -80,6 +81,12 @@ class Settings(BaseSettings):
     triage_threads: int = Field(1, ge=1, le=64)
     triage_max_batch: int = Field(32, ge=1, le=512)
     triage_max_wait_ms: float = Field(2.0, ge=0, le=100)
+    # Instant corrections: reviewed texts override the classifier for paraphrases this close (cosine of the
+    # triage embedding; see the README for the measured rate of unrelated prompts it touches).
+    overrides_enabled: bool = True
+    override_threshold: float = Field(0.97, ge=0.5, le=1.0)
+    override_refresh_s: float = Field(2.0, gt=0, le=3600)  # how often a replica polls the store for changes
+    override_max_per_tenant: int = Field(10_000, ge=1, le=1_000_000)
 
     # Records
     record_enabled: bool = True
@@ -128,6 +135,14 @@ class Settings(BaseSettings):
             parse_many(v)
         except ValueError:
             raise ValueError(f"{v!r} is not a rate limit: use e.g. '20/second' or '100/minute;10000/day'") from None
+        return v
+
+    @field_validator("admin_keys")
+    @classmethod
+    def _reviewers(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, reviewer in v.items():
+            if not key.strip() or not reviewer.strip() or len(reviewer) > 128:
+                raise ValueError("each entry maps a non-empty admin key to a reviewer name of 1 to 128 characters")
         return v
 
     @field_validator("redis_url")

@@ -24,6 +24,7 @@ class Filters:
     model: str | None = None
     reviewed: bool | None = None
     flagged: bool | None = None
+    rail: str | None = None
 
     def kwargs(self) -> dict[str, Any]:
         return {
@@ -35,6 +36,7 @@ class Filters:
             "model": self.model,
             "reviewed": self.reviewed,
             "flagged": self.flagged,
+            "rail": self.rail,
         }
 
 
@@ -76,6 +78,7 @@ def parse_filters(request: Request) -> Filters:
         model=q.get("model") or None,
         reviewed=_bool("reviewed", q.get("reviewed")),
         flagged=_bool("flagged", q.get("flagged")),
+        rail=q.get("rail") or None,
     )
 
 
@@ -86,4 +89,13 @@ def parse_limit(request: Request, default: int | None) -> int | None:
     # isdigit() alone accepts '²' and other Unicode digits that int() refuses.
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_LIMIT}", param="limit")
+    return int(raw)
+
+
+def parse_offset(request: Request) -> int:
+    raw = request.query_params.get("offset")
+    if raw is None or raw == "":
+        return 0
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > 10**9:
+        raise InvalidRequest("'offset' must be a non-negative integer", param="offset")
     return int(raw)

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
+from typing import Annotated
 from urllib.parse import parse_qs, quote
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import Engine
 
 from guard.admin import templates
-from guard.admin.auth import COOKIE, SESSION_S, admin_key, is_admin, new_session
+from guard.admin.auth import COOKIE, SESSION_S, admin_keys, new_session, reviewer_for_key, signed_in
 from guard.admin.deps import store_engine
-from guard.admin.review import ReviewRequest, save_review
-from guard.errors import InvalidRequest
-from guard.store.query import fetch_feedback, fetch_record, fetch_records, fetch_reviews
-from guard.store.schema import REVIEW_LABELS
+from guard.admin.filters import Filters, parse_filters, parse_offset
+from guard.admin.review import ReviewRequest, apply_now, save_review
+from guard.errors import InvalidRequest, NotFound
+from guard.store.overrides import active_overrides, revoke_override
+from guard.store.query import count_matching, fetch_feedback, fetch_record, fetch_records, fetch_reviews
 
-QUEUE_PAGE_SIZE = 200
+QUEUE_PAGE_SIZE = 50
+OverrideId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # a database integer id, not any number a client sends
 _MAX_FORM = 64 * 1024
 
 
@@ -38,8 +40,11 @@ def _safe_next(value: str | None) -> str:
     return value if value and value.startswith("/admin/review") and "//" not in value else "/admin/review"
 
 
-def _queue(engine: Engine) -> list:
-    return fetch_records(engine, flagged=True, reviewed=False, limit=QUEUE_PAGE_SIZE)
+def _queue(engine: Engine, filters: Filters = Filters(), offset: int = 0) -> tuple[list, int]:
+    """A page of the queue (flagged, never reviewed or disputed) and its true total."""
+    criteria = {**filters.kwargs(), "flagged": True, "needs_review": True}
+    page = fetch_records(engine, limit=QUEUE_PAGE_SIZE, offset=offset, **criteria)
+    return page, count_matching(engine, **criteria)
 
 
 def review_page_routes() -> APIRouter:
@@ -52,14 +57,14 @@ def review_page_routes() -> APIRouter:
     @router.post("/login")
     async def login(request: Request) -> Response:
         form = await _form(request)
-        key = admin_key(request)
         given = form.get("key", "")
-        if not key or not hmac.compare_digest(given.encode(), key.encode()):
+        reviewer = reviewer_for_key(request, given) if given and admin_keys(request) else None
+        if reviewer is None:
             return HTMLResponse(templates.login_page("Wrong admin key.", _safe_next(form.get("next"))), status_code=401)
         resp = RedirectResponse(_safe_next(form.get("next")), status_code=303)
         resp.set_cookie(
             COOKIE,
-            new_session(key),
+            new_session(given, reviewer),
             max_age=SESSION_S,
             path="/admin",
             httponly=True,
@@ -76,16 +81,20 @@ def review_page_routes() -> APIRouter:
 
     @router.get("/review", response_class=HTMLResponse)
     async def queue(request: Request) -> Response:
-        if not is_admin(request):
+        who = signed_in(request)
+        if who is None:
             return _to_login(request)
-        records = await asyncio.to_thread(_queue, store_engine(request))
+        filters, offset = parse_filters(request), parse_offset(request)
+        records, total = await asyncio.to_thread(_queue, store_engine(request), filters, offset)
         done = request.query_params.get("done")
         notice = f"Saved review of {done}." if done else None
-        return HTMLResponse(templates.queue_page(records, notice))
+        view = templates.QueueView(records, total, offset, QUEUE_PAGE_SIZE, request.query_params)
+        return HTMLResponse(templates.queue_page(view, who, notice))
 
     @router.get("/review/{exchange_id}", response_class=HTMLResponse)
     async def exchange(exchange_id: str, request: Request) -> Response:
-        if not is_admin(request):
+        who = signed_in(request)
+        if who is None:
             return _to_login(request)
         engine = store_engine(request)
         rec = await asyncio.to_thread(fetch_record, engine, exchange_id)
@@ -93,28 +102,46 @@ def review_page_routes() -> APIRouter:
             return HTMLResponse(templates.page("Not found", "<p>No such exchange.</p>"), status_code=404)
         reviews = await asyncio.to_thread(fetch_reviews, engine, exchange_id=exchange_id)
         feedback = await asyncio.to_thread(fetch_feedback, engine, exchange_id=exchange_id)
-        return HTMLResponse(templates.exchange_page(rec, reviews, feedback))
+        return HTMLResponse(templates.exchange_page(rec, reviews, feedback, who))
 
     @router.post("/review/{exchange_id}")
     async def submit(exchange_id: str, request: Request) -> Response:
-        if not is_admin(request):  # raises Forbidden for a cross-site post carrying the cookie
+        who = signed_in(request)  # raises Forbidden for a cross-site post carrying the cookie
+        if who is None:
             return _to_login(request)
         form = await _form(request)
-        label = form.get("label", "")
-        if label not in REVIEW_LABELS:
-            raise InvalidRequest(f"'label' must be one of {', '.join(REVIEW_LABELS)}", param="label")
         review = ReviewRequest(
-            label=label,
+            label=form.get("label", ""),
+            unsafe_label=form.get("unsafe_label") or None,
             correction=form.get("correction", "").strip() or None,
-            reviewer=form.get("reviewer", "").strip()[:128] or None,
         )
-        await asyncio.to_thread(save_review, store_engine(request), exchange_id, review)
-        remaining = await asyncio.to_thread(_queue, store_engine(request))
+        await asyncio.to_thread(save_review, store_engine(request), exchange_id, review, who)
+        await apply_now(request.app.state)
+        remaining, _ = await asyncio.to_thread(_queue, store_engine(request))
+        nxt = next((r for r in remaining if r.exchange_id != exchange_id), None)
         target = (
-            f"/admin/review/{quote(remaining[0].exchange_id, safe='')}"
-            if remaining
+            f"/admin/review/{quote(nxt.exchange_id, safe='')}"
+            if nxt is not None
             else f"/admin/review?done={quote(exchange_id, safe='')}"
         )
         return RedirectResponse(target, status_code=303)
+
+    @router.get("/corrections", response_class=HTMLResponse)
+    async def overrides_page(request: Request) -> Response:
+        who = signed_in(request)
+        if who is None:
+            return _to_login(request)
+        rows = await asyncio.to_thread(active_overrides, store_engine(request))
+        return HTMLResponse(templates.overrides_page(rows, who, request.query_params.get("revoked")))
+
+    @router.post("/corrections/{override_id}/revoke")
+    async def revoke_from_page(override_id: OverrideId, request: Request) -> Response:
+        who = signed_in(request)
+        if who is None:
+            return _to_login(request)
+        if not await asyncio.to_thread(revoke_override, store_engine(request), override_id, who):
+            raise NotFound(f"no active override {override_id}")
+        await apply_now(request.app.state)
+        return RedirectResponse(f"/admin/corrections?revoked={override_id}", status_code=303)
 
     return router

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import socket
 import weakref
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import Connection, Engine, create_engine, delete, event, select
+from sqlalchemy import Connection, Engine, create_engine, delete, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from guard.records import ExchangeRecord
+from guard.store.overrides import OVERRIDING_LABELS, add_override, revoke_for_exchange
+from guard.store.query import disputed_count
 from guard.store.schema import REVIEW_LABELS, exchange_flags, exchanges, feedback, reviews
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -260,22 +264,75 @@ def _insert_pg(conn: Connection, rows: list[dict[str, Any]], flag_rows: list[dic
     return set(new)
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewOutcome:
+    review_id: int
+    override_id: int | None  # the instant correction the review created, if any
+    disputed: bool  # current reviews of the exchange disagree: back in the queue, no override, no training
+
+
 def insert_review(
-    engine: Engine, exchange_id: str, label: str, correction: str | None = None, reviewer: str | None = None
-) -> None:
-    """Append a review; the newest one per exchange is the current label."""
+    engine: Engine,
+    exchange_id: str,
+    label: str,
+    correction: str | None = None,
+    reviewer: str | None = None,
+    *,
+    unsafe_label: str | None = None,
+) -> ReviewOutcome:
+    """Append a review: it supersedes the same reviewer's earlier ones, stores the decision it overrides, and
+    (when the exchange is stored and reviewers agree) replaces the exchange's override with its own."""
     if label not in REVIEW_LABELS:
         raise ValueError(f"label must be one of {', '.join(REVIEW_LABELS)}")
+    now = datetime.now(UTC)
     with engine.begin() as conn:
+        record = _stored_record(conn, exchange_id)
+        mine = reviews.c.reviewer.is_(None) if reviewer is None else reviews.c.reviewer == reviewer
         conn.execute(
-            reviews.insert().values(
+            update(reviews)
+            .where(reviews.c.exchange_id == exchange_id, reviews.c.superseded_at.is_(None), mine)
+            .values(superseded_at=now)
+        )
+        review_id = conn.execute(
+            reviews.insert()
+            .values(
                 exchange_id=exchange_id,
                 label=label,
                 correction=correction or None,
                 reviewer=reviewer,
-                created_at=datetime.now(UTC),
+                created_at=now,
+                decision=json.dumps(reviewed_decision(record)) if record is not None else None,
+                unsafe_label=unsafe_label if label == "unsafe" else None,
             )
-        )
+            .returning(reviews.c.id)
+        ).scalar_one()
+        disputed = _disputed(conn, exchange_id)
+        why = "reviewers disagree" if disputed else f"superseded by review {review_id}"
+        revoke_for_exchange(conn, exchange_id, why)
+        override_id = None
+        if record is not None and not disputed and label in OVERRIDING_LABELS:
+            override_id = add_override(conn, review_id, record, label, unsafe_label, reviewer)
+    return ReviewOutcome(review_id, override_id, disputed)
+
+
+def _stored_record(conn: Connection, exchange_id: str) -> ExchangeRecord | None:
+    raw = conn.scalar(select(exchanges.c.record).where(exchanges.c.exchange_id == exchange_id))
+    return ExchangeRecord.model_validate_json(raw) if raw is not None else None
+
+
+def _disputed(conn: Connection, exchange_id: str) -> bool:
+    return (conn.scalar(select(disputed_count(exchange_id))) or 0) > 1
+
+
+def reviewed_decision(record: ExchangeRecord) -> dict[str, Any]:
+    """What the reviewer saw the guard decide, stored with the review."""
+    blocked = next((d.rail for d in record.decisions if d.result == "block" and d.mode == "enforce"), None)
+    return {
+        "flags": record.flags,
+        "triage_labels": record.triage_labels,
+        "blocked_by": blocked,
+        "override": record.override.model_dump() if record.override else None,
+    }
 
 
 def insert_feedback(engine: Engine, exchange_id: str, tenant: str, rating: int, comment: str | None = None) -> None:
@@ -295,7 +352,8 @@ def insert_feedback(engine: Engine, exchange_id: str, tenant: str, rating: int, 
 
 
 def prune(engine: Engine, older_than: timedelta) -> int:
-    """Delete exchanges created before now - older_than, with their flags, reviews and feedback."""
+    """Delete exchanges created before now - older_than, with their flags, reviews and feedback. Overrides stay:
+    they carry their own text, and a correction does not lapse with the records' retention."""
     cutoff = datetime.now(UTC) - older_than
     old = select(exchanges.c.exchange_id).where(exchanges.c.created_at < cutoff)
     with engine.begin() as conn:

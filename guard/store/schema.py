@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -63,6 +63,10 @@ reviews = Table(
     Column("correction", Text),
     Column("reviewer", String(128)),
     Column("created_at", UTCDateTime(), nullable=False),
+    # What the reviewer saw and overrides: the exchange's flags, triage labels and blocking rail, as JSON.
+    Column("decision", Text),
+    Column("unsafe_label", String(64)),  # the triage label a reviewer picked for an `unsafe` verdict
+    Column("superseded_at", UTCDateTime()),  # the same reviewer reviewed the exchange again
     Index("ix_guard_reviews_exchange", "exchange_id"),
     Index("ix_guard_reviews_created", "created_at"),
 )
@@ -78,6 +82,34 @@ feedback = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Index("ix_guard_feedback_exchange", "exchange_id"),
     Index("ix_guard_feedback_created", "created_at"),
+)
+
+# Instant corrections: a reviewed text that overrides the classifier for close paraphrases of it, per tenant.
+# `scores` replace the classifier's label scores on a match; `embedding` is cached per triage version (a
+# retrained classifier re-embeds `text`). Revoked by a reviewer, or retired once a classifier version gets it right.
+overrides = Table(
+    "guard_overrides",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("review_id", Integer, nullable=False),
+    Column("exchange_id", String(64), nullable=False),
+    Column("tenant", String(128), nullable=False),
+    Column("profile", String(128)),
+    Column("label", String(32), nullable=False),
+    Column("unsafe_label", String(64)),
+    Column("text", Text, nullable=False),
+    Column("scores", Text, nullable=False),
+    Column("embedding", LargeBinary),
+    Column("embedding_version", String(128)),
+    Column("created_by", String(128)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("changed_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime()),
+    Column("revoked_by", String(128)),
+    Column("retired_at", UTCDateTime()),
+    Column("retired_by_version", String(128)),
+    Index("ix_guard_overrides_changed", "changed_at"),
+    Index("ix_guard_overrides_exchange", "exchange_id"),
 )
 
 REVIEW_LABELS = ("correct", "false_positive", "over_refusal", "unsafe")

@@ -19,6 +19,9 @@ from guard.store.query import fetch_feedback, fetch_record, fetch_reviews
 from guard.store.writer import RecordWriter
 
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+REVIEWER_KEYS = {"key-ann": "ann", "key-bob": "bob"}
+ANN = {"authorization": "Bearer key-ann"}
+BOB = {"authorization": "Bearer key-bob"}
 ACME = {"authorization": "Bearer key-acme"}
 GLOBEX = {"authorization": "Bearer key-globex"}
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -38,7 +41,7 @@ def seeded(engine: Engine) -> list:
 
 @pytest.fixture
 def base(engine: Engine, tmp_path: Path) -> Iterator[str]:
-    settings = load_settings(home=tmp_path, api_keys=TENANT_KEYS, admin_key=ADMIN_KEY)
+    settings = load_settings(home=tmp_path, api_keys=TENANT_KEYS, admin_key=ADMIN_KEY, admin_keys=REVIEWER_KEYS)
     with serve(build_app(settings, engine)) as url:
         yield url
 
@@ -112,15 +115,20 @@ def test_reviewer_labels_a_flagged_exchange_with_a_correction_and_it_leaves_the_
     ]
     resp = httpx.post(
         f"{base}/admin/exchanges/{target}/review",
-        headers=ADMIN,
-        json={"label": "over_refusal", "correction": "Here is how to reset it.", "reviewer": "ann"},
+        headers=ANN,
+        json={"label": "over_refusal", "correction": "Here is how to reset it."},
     )
     assert resp.status_code == 200, resp.text
+    assert resp.json()["reviewer"] == "ann" and resp.json()["disputed"] is False
     assert target not in _ids(httpx.get(f"{base}/admin/queue", headers=ADMIN))
     detail = httpx.get(f"{base}/admin/exchanges/{target}", headers=ADMIN).json()
     assert detail["record"]["flags"] == ["model_refused", "over_refused"]
     assert [(r["label"], r["correction"]) for r in detail["reviews"]] == [("over_refusal", "Here is how to reset it.")]
-    assert [r.label for r in fetch_reviews(engine)] == ["over_refusal"]
+    assert [(r.label, r.reviewer) for r in fetch_reviews(engine)] == [("over_refusal", "ann")]
+    claimed = httpx.post(
+        f"{base}/admin/exchanges/{target}/review", headers=ANN, json={"label": "correct", "reviewer": "bob"}
+    )
+    assert claimed.status_code == 400 and claimed.json()["error"]["param"] == "reviewer"
     bad = httpx.post(f"{base}/admin/exchanges/{target}/review", headers=ADMIN, json={"label": "fine"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "label"
     missing = httpx.post(f"{base}/admin/exchanges/nope/review", headers=ADMIN, json={"label": "correct"})
@@ -162,3 +170,72 @@ async def test_feedback_on_a_clean_unsampled_exchange_keeps_it(engine: Engine, t
     await writer.aclose()
     rec = fetch_record(engine, ex.id)
     assert rec is not None and rec.flags == ["negative_feedback"] and rec.tenant == "acme"
+
+
+def test_two_reviewers_disagreeing_put_the_exchange_back_in_the_queue_until_they_agree(
+    base: str, seeded: list, engine: Engine
+) -> None:
+    target = seeded[0].exchange_id
+    review = f"{base}/admin/exchanges/{target}/review"
+    assert httpx.post(review, headers=ANN, json={"label": "false_positive"}).json()["disputed"] is False
+    assert target not in _ids(httpx.get(f"{base}/admin/queue", headers=ADMIN))
+    second = httpx.post(review, headers=BOB, json={"label": "unsafe", "unsafe_label": "crime"}).json()
+    assert second["disputed"] is True and second["override_id"] is None
+    assert target in _ids(httpx.get(f"{base}/admin/queue", headers=ADMIN))
+    # Ann changes her mind: her earlier review is superseded, the reviewers agree, the exchange leaves the queue.
+    third = httpx.post(review, headers=ANN, json={"label": "unsafe", "unsafe_label": "crime"}).json()
+    assert third["disputed"] is False and third["override_id"] is not None
+    assert target not in _ids(httpx.get(f"{base}/admin/queue", headers=ADMIN))
+    stored = fetch_reviews(engine, exchange_id=target)
+    assert [(r.reviewer, r.label, r.superseded) for r in stored] == [
+        ("ann", "false_positive", True),
+        ("bob", "unsafe", False),
+        ("ann", "unsafe", False),
+    ]
+    assert stored[0].decision is not None and json.loads(stored[0].decision)["flags"] == ["blocked_input"]
+
+
+def test_unsafe_without_the_label_it_should_have_had_is_a_400_naming_the_choices(base: str, seeded: list) -> None:
+    resp = httpx.post(f"{base}/admin/exchanges/{seeded[0].exchange_id}/review", headers=ANN, json={"label": "unsafe"})
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"] == "unsafe_label" and "violence_weapons" in resp.json()["error"]["message"]
+
+
+def test_queue_pages_carry_the_true_total_and_filters_narrow_it(base: str, seeded: list) -> None:
+    first = httpx.get(f"{base}/admin/queue", headers=ADMIN, params={"limit": 2}).json()
+    assert first["total"] == 3 and len(first["data"]) == 2
+    rest = httpx.get(f"{base}/admin/queue", headers=ADMIN, params={"limit": 2, "offset": 2}).json()
+    assert rest["total"] == 3 and [r["exchange_id"] for r in rest["data"]] == [seeded[2].exchange_id]
+    acme = httpx.get(f"{base}/admin/queue", headers=ADMIN, params={"tenant": "acme", "flag": "blocked_input"}).json()
+    assert acme["total"] == 1 and acme["data"][0]["exchange_id"] == seeded[0].exchange_id
+    bad = httpx.get(f"{base}/admin/queue", headers=ADMIN, params={"offset": "-1"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "offset"
+
+
+def test_the_overrides_page_lists_an_active_override_and_its_revoke_button_revokes_it(
+    base: str, seeded: list, engine: Engine
+) -> None:
+    target = seeded[0].exchange_id
+    made = httpx.post(f"{base}/admin/exchanges/{target}/review", headers=ANN, json={"label": "false_positive"}).json()
+    override_id = made["override_id"]
+    assert override_id is not None
+    with httpx.Client(base_url=base) as browser:
+        assert browser.post("/admin/login", data={"key": "key-bob"}).status_code == 303
+        listing = browser.get("/admin/corrections")
+        assert listing.status_code == 200
+        assert f'data-id="{override_id}"' in listing.text and f"review {made['id']}" in listing.text
+        revoked = browser.post(f"/admin/corrections/{override_id}/revoke", headers={"origin": base})
+        assert revoked.status_code == 303 and revoked.headers["location"] == f"/admin/corrections?revoked={override_id}"
+        assert 'id="overrides-empty"' in browser.get("/admin/corrections").text
+    assert httpx.get(f"{base}/admin/overrides", headers=ADMIN).json()["data"] == []
+
+
+def test_the_review_page_queue_filters_by_tenant_and_flag_and_counts_every_match(base: str, seeded: list) -> None:
+    with httpx.Client(base_url=base) as browser:
+        assert browser.post("/admin/login", data={"key": "key-ann"}).status_code == 303
+        everything = browser.get("/admin/review")
+        assert '<b id="queue-total">3</b>' in everything.text and 'id="reviewer">ann<' in everything.text
+        acme = browser.get("/admin/review", params={"tenant": "acme", "flag": "blocked_input"})
+        assert '<b id="queue-total">1</b>' in acme.text and seeded[0].exchange_id in acme.text
+        assert seeded[2].exchange_id not in acme.text
+        assert browser.get("/admin/review", params={"flag": "nonsense"}).status_code == 400

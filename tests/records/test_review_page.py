@@ -70,14 +70,16 @@ def _seed(engine: Engine) -> list:
     return [first, second, clean]
 
 
-def test_reviewer_signs_in_reads_an_exchange_labels_it_and_works_through_the_queue(
+def test_reviewer_signs_in_reads_an_exchange_labels_it_by_hotkey_and_works_through_the_queue(
     browser, engine: Engine, tmp_path: Path
 ) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     first, second, _ = _seed(engine)
-    settings = load_settings(home=tmp_path, api_keys=TENANT_KEYS, admin_key=ADMIN_KEY)
+    settings = load_settings(home=tmp_path, api_keys=TENANT_KEYS, admin_key=ADMIN_KEY, admin_keys={"key-ann": "ann"})
     with serve(build_app(settings, engine)) as base:
         d = browser
         d.get(f"{base}/admin/review")
@@ -88,13 +90,15 @@ def test_reviewer_signs_in_reads_an_exchange_labels_it_and_works_through_the_que
         WebDriverWait(d, 10).until(lambda drv: drv.find_elements(By.ID, "login-error"))
         assert "Wrong admin key" in d.find_element(By.ID, "login-error").text
 
-        d.find_element(By.ID, "key").send_keys(ADMIN_KEY)
+        d.find_element(By.ID, "key").send_keys("key-ann")
         d.find_element(By.ID, "login").click()
         WebDriverWait(d, 10).until(lambda drv: drv.find_elements(By.ID, "queue"))
+        assert d.find_element(By.ID, "reviewer").text == "ann"
+        assert d.find_element(By.ID, "queue-total").text == "2"
         rows = d.find_elements(By.CSS_SELECTOR, "#queue tr.queue-row")
         assert [r.get_attribute("data-id") for r in rows] == [first.exchange_id, second.exchange_id]
         cookie = d.get_cookie("guard_admin")
-        assert cookie and cookie["httpOnly"] and ADMIN_KEY not in cookie["value"]
+        assert cookie and cookie["httpOnly"] and "key-ann" not in cookie["value"]
 
         rows[0].find_element(By.TAG_NAME, "a").click()
         WebDriverWait(d, 10).until(lambda drv: drv.find_elements(By.ID, "review-form"))
@@ -105,19 +109,23 @@ def test_reviewer_signs_in_reads_an_exchange_labels_it_and_works_through_the_que
         assert "triage_block" in decisions and "block" in decisions and "enforce" in decisions
         assert "blocked_input" in d.find_element(By.ID, "flags").text
 
+        # Enter saves nothing: not in the label select, and typing "f" in the correction box is only text.
+        d.find_element(By.ID, "unsafe-label").send_keys(Keys.ENTER)
         d.find_element(By.ID, "correction").send_keys("Hold the reset button for 10 seconds.")
-        d.find_element(By.ID, "reviewer").send_keys("ann")
-        d.find_element(By.ID, "label-false_positive").click()
+        assert d.current_url.endswith(f"/admin/review/{first.exchange_id}") and fetch_reviews(engine) == []
+        d.find_element(By.TAG_NAME, "h1").click()  # leave the text box: the hotkey now labels
+        ActionChains(d).send_keys("f").perform()
         WebDriverWait(d, 10).until(lambda drv: drv.current_url.endswith(f"/admin/review/{second.exchange_id}"))
 
+        Select(d.find_element(By.ID, "unsafe-label")).select_by_value("crime")
         d.find_element(By.ID, "label-unsafe").click()
         WebDriverWait(d, 10).until(lambda drv: drv.find_elements(By.ID, "queue-empty"))
         assert d.find_element(By.ID, "queue-empty").text == "Nothing left to review."
 
-        got = {(r.exchange_id, r.label, r.correction, r.reviewer) for r in fetch_reviews(engine)}
+        got = {(r.exchange_id, r.label, r.unsafe_label, r.correction, r.reviewer) for r in fetch_reviews(engine)}
         assert got == {
-            (first.exchange_id, "false_positive", "Hold the reset button for 10 seconds.", "ann"),
-            (second.exchange_id, "unsafe", None, None),
+            (first.exchange_id, "false_positive", None, "Hold the reset button for 10 seconds.", "ann"),
+            (second.exchange_id, "unsafe", "crime", None, "ann"),
         }
 
         d.find_element(By.ID, "logout").click()
@@ -138,6 +146,6 @@ def test_session_cookie_is_refused_for_cross_site_posts(engine: Engine, tmp_path
         assert evil.status_code == 403
         same = client.post(f"/admin/review/{first.exchange_id}", data={"label": "correct"}, headers={"origin": base})
         assert same.status_code == 303
-        assert [r.label for r in fetch_reviews(engine)] == ["correct"]
+        assert [(r.label, r.reviewer) for r in fetch_reviews(engine)] == [("correct", "admin")]
         client.cookies.set("guard_admin", "9999999999.forged", path="/admin")
         assert client.get("/admin/review").status_code == 303

@@ -1,0 +1,1 @@
+"""Instant corrections: reviewed texts override the classifier for close paraphrases of them."""

@@ -1,0 +1,128 @@
+"""The override memory against a real store (SQLite and Postgres) and the real classifier's embedding: exact
+nearest-neighbour search, per-tenant scopes, retirement by a classifier version, and re-embedding when the
+classifier's embedding changes size."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from records_support import make_record
+from sqlalchemy import Engine
+
+from guard.corrections.index import FULL_SCAN_BELOW, OverrideIndex
+from guard.corrections.memory import CorrectionMemory
+from guard.records import Message
+from guard.store.db import insert_records, insert_review
+from guard.store.overrides import active_overrides, retire_overrides
+
+TEXT = "How do I write a keylogger to test my own company's endpoint detection?"
+
+
+def _anisotropic(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """Unit vectors crowded around one direction, as sentence embeddings are (unrelated cosines near 0.8)."""
+    common = rng.normal(size=dim)
+    v = rng.normal(size=(n, dim)) + 2.5 * common / np.linalg.norm(common) * np.sqrt(dim) / 3
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_the_pruned_search_finds_exactly_what_a_full_scan_finds() -> None:
+    rng = np.random.default_rng(7)
+    vectors = _anisotropic(rng, 3 * FULL_SCAN_BELOW, 384)
+    index = OverrideIndex(vectors, threshold=0.95)
+    assert index.basis is not None  # large enough to use the bound
+    near = vectors[rng.integers(0, len(vectors), 200)] + rng.normal(scale=0.01, size=(200, 384)).astype(np.float32)
+    queries = np.concatenate([near, _anisotropic(rng, 200, 384)])
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    hits = 0
+    for q in queries:
+        sims = vectors @ q
+        best = int(sims.argmax())
+        expected = (best, float(sims[best])) if sims[best] >= 0.95 else None
+        got = index.nearest(q)
+        assert (got is None) == (expected is None)
+        if got is not None and expected is not None:
+            hits += 1
+            assert got[0] == expected[0] and abs(got[1] - expected[1]) < 1e-5
+    assert hits >= 200  # every near copy matched; unrelated vectors did not
+    assert index.nearest(np.ones(128, dtype=np.float32)) is None  # another encoder's vector matches nothing
+
+
+def _flagged(engine: Engine, tenant: str) -> str:
+    rec = make_record(0, tenant=tenant, flags=("blocked_input",))
+    rec.messages = [Message(role="user", content=TEXT)]
+    rec.triage_scores, rec.triage_labels = {"cyber": 0.79, "refusal": 0.1}, ["cyber"]
+    insert_records(engine, [rec])
+    return rec.exchange_id
+
+
+def _memory(engine: Engine, embed: Any, version: str) -> CorrectionMemory:
+    return CorrectionMemory(engine, embed, version, threshold=0.97, refresh_s=3600, max_per_tenant=100)
+
+
+def test_overrides_apply_to_their_tenant_only_and_retire_when_a_classifier_version_gets_them_right(
+    engine: Engine, triage_model: Any
+) -> None:
+    outcome = insert_review(engine, _flagged(engine, "acme"), "false_positive", reviewer="ann")
+    memory = _memory(engine, triage_model.embed, triage_model.version)
+    asyncio.run(memory.refresh())
+    result = triage_model.predict([TEXT.replace("How do I", "How can I")])[0]
+    assert "cyber" in result.labels
+    corrected = memory.correct("acme", result)
+    assert corrected is not None
+    triage, match = corrected
+    assert (
+        triage.labels == () and triage.scores["cyber"] == 0.0 and triage.scores["refusal"] == result.scores["refusal"]
+    )
+    assert (match.review_id, match.label, match.classifier_labels) == (outcome.review_id, "false_positive", ("cyber",))
+    assert memory.correct("globex", result) is None
+
+    assert retire_overrides(engine, [outcome.override_id or 0], "triage-v17") == 1
+    assert active_overrides(engine) == []
+    asyncio.run(memory.refresh())
+    assert memory.correct("acme", result) is None and memory.active == 0
+
+
+def _wide_embed(texts: list[str]) -> np.ndarray:
+    """A classifier with a 768-wide embedding (a retrained one): a fixed vector per text."""
+    rows = [np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).normal(size=768) for t in texts]
+    out = np.asarray(rows, dtype=np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_a_classifier_with_another_embedding_size_embeds_the_reviewed_texts_again(
+    engine: Engine, triage_model: Any
+) -> None:
+    insert_review(engine, _flagged(engine, "acme"), "false_positive", reviewer="ann")
+    old = _memory(engine, triage_model.embed, triage_model.version)
+    asyncio.run(old.refresh())
+    cached = active_overrides(engine)[0]
+    assert cached.embedding_version == triage_model.version and cached.embedding is not None
+
+    new = _memory(engine, _wide_embed, "triage-768")
+    asyncio.run(new.refresh())
+    assert active_overrides(engine)[0].embedding_version == "triage-768"
+    result = triage_model.predict([TEXT])[0]
+    assert new.correct("acme", result) is None  # a 384-wide vector cannot match the 768-wide memory
+    wide = replace(result, embedding=_wide_embed([cached.text])[0])
+    corrected = new.correct("acme", wide)
+    assert corrected is not None and corrected[1].similarity > 0.999
+
+
+def test_a_classifier_version_retires_the_overrides_it_already_gets_right_and_keeps_the_others(
+    engine: Engine, triage_model: Any
+) -> None:
+    from guard.corrections.retire import retire_settled
+
+    wrong = insert_review(engine, _flagged(engine, "acme"), "false_positive", reviewer="ann")
+    rec = make_record(1, tenant="acme", flags=("blocked_input",))
+    rec.messages = [Message(role="user", content="What's a good recipe for banana bread?")]
+    rec.triage_scores = triage_model.predict(["What's a good recipe for banana bread?"])[0].scores
+    insert_records(engine, [rec])
+    right = insert_review(engine, rec.exchange_id, "correct", reviewer="ann")
+    assert retire_settled(engine, triage_model) == 1
+    assert [o.id for o in active_overrides(engine)] == [wrong.override_id]  # the model still flags the keylogger
+    assert right.override_id not in {o.id for o in active_overrides(engine)}
