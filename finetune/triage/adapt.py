@@ -81,6 +81,24 @@ def read_corrections(path: Path) -> list[Correction]:
     return out
 
 
+def corrections_from_store(db_url: str | None) -> list[Correction]:
+    """The active review overrides (`guard/store/overrides.py`): the reviewed mistakes the proxy corrects now."""
+    from guard.store.db import make_engine
+    from guard.store.overrides import active_overrides
+
+    if not db_url:
+        raise AdaptError("no database configured (GUARD_DB_URL)")
+    out = []
+    for o in active_overrides(make_engine(db_url)):
+        if o.label == "false_positive":
+            out.append(Correction(o.text, (), str(o.review_id)))
+        elif o.label == "unsafe" and o.unsafe_label in INPUT_LABELS:
+            out.append(Correction(o.text, (o.unsafe_label,), str(o.review_id)))
+    if not out:
+        raise AdaptError("no active `false_positive` or `unsafe` reviews in the store")
+    return out
+
+
 def correction_of(row: dict, where: str) -> Correction:
     label, text = row.get("label"), row.get("text")
     if not isinstance(text, str) or not text.strip():

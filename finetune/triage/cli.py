@@ -126,28 +126,33 @@ def refit(
 
 @app.command()
 def adapt(
-    reviews: Annotated[
-        Path, typer.Option(help="JSONL of reviewed texts: {text, label: false_positive|unsafe, labels}.")
-    ],
     out: Annotated[Path, typer.Option(help="Where the candidate artifact and its adapt.json report go.")],
+    reviews: Annotated[
+        Path | None, typer.Option(help="JSONL of reviewed texts: {text, label: false_positive|unsafe, labels}.")
+    ] = None,
+    from_store: Annotated[
+        bool, typer.Option("--from-store", help="Use the store's active review overrides (GUARD_DB_URL).")
+    ] = False,
     artifact: Annotated[Path | None, typer.Option(help="Current artifact (default: the shipped one).")] = None,
     datasets_dir: Annotated[Path | None, typer.Option(help="Public data sets (default GUARD_DATASETS_DIR).")] = None,
     threads: Annotated[int, typer.Option(min=1)] = 2,
 ) -> None:
     """Fit the classifier's heads on reviewed mistakes plus a replay of its training mix, recalibrate, and gate
     the candidate (held-out reviews fixed; no recall lost, no false positives added on held-out sources)."""
-    from finetune.triage.adapt import AdaptError, GateLimits, read_corrections
+    from finetune.triage.adapt import AdaptError, GateLimits, corrections_from_store, read_corrections
     from finetune.triage.adapt import adapt as run_adapt
     from finetune.triage.data.build import build_dataset
     from guard.triage.artifact import ARTIFACT_CONFIG, ARTIFACT_DIR
 
+    if (reviews is None) == (not from_store):
+        raise _fail("name the reviews: --reviews FILE.jsonl or --from-store (one of them)")
     current = artifact or ARTIFACT_DIR
     if not (current / ARTIFACT_CONFIG).is_file():
         raise _fail(f"not a triage artifact (no {ARTIFACT_CONFIG}): {current}")
     ds = datasets_dir if datasets_dir is not None else _settings().datasets_dir
     train_cfg = json.loads((current / ARTIFACT_CONFIG).read_text()).get("train", {})
     try:
-        corrections = read_corrections(reviews)
+        corrections = read_corrections(reviews) if reviews else corrections_from_store(_settings().database_url)
         rows, _ = build_dataset(
             ds if ds.is_dir() else None, seed=int(train_cfg.get("seed", 13)), scale=int(train_cfg.get("scale", 150))
         )
