@@ -10,7 +10,6 @@ Rounds are interleaved and the median reported.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -45,7 +44,7 @@ async def measure(url: str, n: int, rounds: int) -> dict[str, float]:
         "guard.resp": guard_resp,
     }
     samples: dict[str, list[float]] = {name: [] for name in cases}
-    for name, call in cases.items():  # warm-up: connections, scripts
+    for call in cases.values():  # warm-up: connections, scripts
         await call()
     for _ in range(rounds):
         for name, call in cases.items():

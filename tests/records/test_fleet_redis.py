@@ -18,6 +18,7 @@ import redis.asyncio as aredis
 from limits import parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter, SlidingWindowCounterRateLimiter
+from support.localredis import REDIS_URL, needs_redis
 
 from guard import metrics
 from guard.errors import RateLimited
@@ -28,18 +29,7 @@ from guard.redisbatch import Command, RedisBatch, Script
 from guard.resp import Connection
 from guard.wire import Usage
 
-REDIS_URL = "redis://127.0.0.1:6379/5"
-
-
-def redis_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not redis_reachable(), reason="Redis is not reachable on 127.0.0.1:6379")
+pytestmark = needs_redis
 
 
 class CountingBatch(RedisBatch):
