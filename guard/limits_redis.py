@@ -17,6 +17,7 @@ from typing import Any
 
 from guard.limits import OnError, OnSpent, Refusal, Window
 from guard.redisbatch import Command, RedisBatch, Script
+from guard.resp import ReplyError
 
 # Requests from one caller (the same windows) come as a group: ARGV is the number of groups, then per group its
 # number of requests c, its number of windows n and n times (limit, expiry s); KEYS: per window its previous and
@@ -151,6 +152,8 @@ class RedisCounters:
                 argv += [w.rule.item.amount, w.rule.item.get_expiry()]
 
         def answer(reply: Any) -> None:
+            if not isinstance(reply, BaseException) and (not isinstance(reply, list) or len(reply) != len(admits)):
+                reply = ReplyError(f"unexpected reply to the admission script: {reply!r:.100}")
             for (windows, answers), result in zip(admits, _or_repeat(reply, len(admits)), strict=True):
                 failed = isinstance(result, BaseException)
                 admitted, refused = (0, []) if failed else (result[0], result[1:])

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from guard.resp import Connection, ReplyError
+
+log = logging.getLogger("guard.redisbatch")
 
 OnReply = Callable[[Any], None]  # the command's reply (`guard.resp`), or the exception that stopped it
 
@@ -102,7 +105,10 @@ class RedisBatch:
         except Exception as exc:
             replies = [exc] * len(commands)
         for command, reply in zip(commands, replies, strict=True):
-            command.on_reply(reply)
+            try:
+                command.on_reply(reply)
+            except Exception:  # one producer's bug must not stop the round trips of the others
+                log.exception("Redis reply not handled: %r", command.script.args(command.keys, command.argv)[:2])
 
     async def _execute(self, commands: list[Command]) -> list[Any]:
         return await self.connection.execute([c.script.args(c.keys, c.argv) for c in commands])

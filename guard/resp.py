@@ -133,13 +133,19 @@ class Connection:
         proto.waiting.append((len(commands), [], future))
         assert proto.transport is not None
         proto.transport.write(b"".join(encode(c) for c in commands))
-        timer = loop.call_later(
-            self.timeout_s, proto._fail, TimeoutError(f"Redis did not answer in {self.timeout_s} s")
-        )
+        timer = loop.call_later(self.timeout_s, self._late, proto, future, False)
         try:
             return await future
         finally:
-            timer.cancel()
+            timer.cancel()  # a grace timer, if one was set, finds the future done
+
+    def _late(self, proto: _Protocol, future: asyncio.Future[list[Any]], again: bool) -> None:
+        if future.done():
+            return
+        if not again:  # after the process stalled, timers run before pending reads: let one I/O turn pass first
+            asyncio.get_running_loop().call_later(0.01, self._late, proto, future, True)
+            return
+        proto._fail(TimeoutError(f"Redis did not answer in {self.timeout_s} s"))
 
     async def _connect(self) -> _Protocol:
         o = self.options
