@@ -7,7 +7,8 @@ trip is in flight goes out together in the next one, one Lua call per kind of wo
 as the load rises.
 
 Urgent work (a request waiting for its admission) starts a round trip at once when none is in flight;
-background work (writes after the response) goes with the first round trip `linger_s` after it was queued.
+background work (writes after the response) goes with the next one, or in one of its own `linger_s` after it
+was queued when no request starts one.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class RedisBatch:
         self.client = client  # redis.asyncio.Redis, for the rare calls that need no batching (feedback claims)
         self.linger_s = linger_s
         self._ready: dict[Drain, None] = {}  # drained into the next round trip
-        self._later: dict[Drain, None] = {}  # moved to _ready linger_s after the first of them was queued
+        self._later: dict[Drain, None] = {}  # with the next round trip, or sent by the timer
         self._sender: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -65,8 +66,7 @@ class RedisBatch:
             self._sender = asyncio.get_running_loop().create_task(self._send_all())
 
     def later(self, drain: Drain) -> None:
-        """Background work: in the first round trip `linger_s` from now (with whatever requests wait for then),
-        so that under load it costs one more command per `linger_s`, not one per round trip."""
+        """Background work: in the next round trip that requests start, or one of its own `linger_s` from now."""
         self._later[drain] = None
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._due)
@@ -88,7 +88,10 @@ class RedisBatch:
 
     async def _send_all(self) -> None:
         while self._ready:
-            drains, self._ready = list(self._ready), {}
+            drains, self._ready, self._later = list({**self._ready, **self._later}), {}, {}
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             commands = [c for drain in drains for c in drain()]
             if commands:
                 await self._send(commands)

@@ -123,6 +123,15 @@ async def test_token_charges_between_round_trips_go_as_one_and_a_used_up_window_
     assert 3500 < refused.value.retry_after <= 3600
 
 
+async def test_background_work_rides_along_with_the_next_request_s_round_trip(batch) -> None:
+    key = uuid.uuid4().hex
+    lim = limiter(batch, ("key", "requests", "100/minute"), ("key", "tokens", "100/hour"))
+    lim.charge("acme", key, Usage(prompt_tokens=10, completion_tokens=10, total_tokens=20))
+    await lim.admit("acme", key)
+    assert batch.round_trips == 1  # the charge went with the admission, not 5 ms later on its own
+    assert await batch.client.get("LIMITS:" + parse("100/hour").key_for("tokens", "key", key)) == b"20"
+
+
 async def test_a_script_redis_does_not_know_is_loaded_and_the_command_sent_again(batch) -> None:
     script = Script(f"return ARGV[1] .. '{uuid.uuid4().hex}'")  # never loaded before: NOSCRIPT at first
     replies: list[Any] = []
