@@ -152,8 +152,8 @@ class Limiter:
     def charge(self, tenant: str, key_hash: str | None, usage: Usage | None) -> None:
         """Add the exchange's tokens to the token windows (the response is already out).
 
-        A replica learns that a window is spent from the answer to its own charge, so each may serve the
-        requests it already has in flight, and one more, past a budget another replica used up.
+        A replica learns that a window is spent from the answer to its own charge, so each may serve, past a
+        budget another replica used up, the requests it has in flight and those that arrive before that answer.
         """
         if not self._token_rules or usage is None or not usage.total_tokens:
             return
