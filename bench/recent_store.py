@@ -3,8 +3,9 @@
 Both keep the same JSON snapshot of a typical exchange. Measured: CPU per kept exchange in this process (the
 serving process pays it on every clean request) and in the server (Redis, or the Postgres backend: the store
 that every replica shares), wall time to keep N, and the latency of one feedback lookup. Servers on this machine.
-Redis: `guard.recent.RedisRecent` as served (background pipeline). Postgres: the cheapest equivalent, rows
-batched 256 per `executemany` into an unlogged table with an expiry column (what a writer thread would do).
+Redis: `guard.recent.RedisRecent` as served (batched round trips, `guard.redisbatch`). Postgres: the cheapest
+equivalent, rows batched 256 per `executemany` into an unlogged table with an expiry column (what a writer
+thread would do).
 
     python bench/recent_store.py [--n 5000] [--redis redis://127.0.0.1:6379/5]
                                  [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
@@ -59,9 +60,12 @@ async def redis_case(url: str, n: int) -> dict[str, float]:
     import redis.asyncio as aredis
 
     from guard.recent import RedisRecent
+    from guard.redisbatch import RedisBatch
+    from guard.resp import Connection
 
     client = aredis.Redis.from_url(url)
-    recent = RedisRecent(client, ttl_s=60)
+    batch = RedisBatch(Connection(url), client)
+    recent = RedisRecent(batch, ttl_s=60)
     await recent.start()
     snaps = [snapshot(i) for i in range(n)]
     server = int((await client.info("server"))["process_id"])
@@ -70,7 +74,7 @@ async def redis_case(url: str, n: int) -> dict[str, float]:
         recent.remember(s[0], "team-a", s)
         if len(recent._queue) >= 16:  # as under 16 concurrent requests: yield to the loop now and then
             await asyncio.sleep(0)
-    await recent.aclose()
+    await batch.aclose()
     cpu, wall, server_cpu = time.process_time() - c0, time.perf_counter() - t0, proc_cpu(server) - s0
     lookups = []
     for s in snaps[:200]:

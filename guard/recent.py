@@ -19,7 +19,10 @@ import time
 from collections import OrderedDict
 from typing import Any, Protocol
 
+import orjson
+
 from guard import metrics
+from guard.redisbatch import Command, RedisBatch, Script
 from guard.store.snapshot import Snapshot
 
 log = logging.getLogger("guard.recent")
@@ -73,29 +76,30 @@ class LocalRecent:
 class RedisRecent:
     """One key per exchange (`guard:recent:<id>`, JSON [tenant, snapshot or null]) expiring after `ttl_s`.
 
-    `remember` runs on the event loop and does not wait: a background task sends the write while the response
-    goes out, so it has landed long before a user can send feedback. A claim swaps the entry for its "kept"
-    form with one `SET ... XX KEEPTTL GET`, so two replicas claiming at once store the exchange once.
+    `remember` does not wait: the entries go out with the process's next Redis round trip (`guard.redisbatch`),
+    one Lua call for all of them, while the response goes out, so they have landed long before a user can send
+    feedback. At most `max_pending` wait for a round trip (Redis slow or down); past that an entry is not kept,
+    and counted. A claim swaps the entry for its "kept" form with one `SET ... XX KEEPTTL GET`, so two replicas
+    claiming at once store the exchange once.
     """
 
     PREFIX = "guard:recent:"
+    KEEP = Script("for i, key in ipairs(KEYS) do redis.call('set', key, ARGV[i + 1], 'EX', ARGV[1]) end")
 
-    def __init__(self, client: Any, ttl_s: float = 900.0) -> None:
-        self.client = client  # redis.asyncio.Redis
+    def __init__(self, batch: RedisBatch, ttl_s: float = 900.0, max_pending: int = 10_000) -> None:
+        self.batch = batch
+        self.client = batch.client  # redis.asyncio.Redis, for claims
         self.ttl_s = ttl_s
-        self._queue: list[tuple[str, str]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self.max_pending = max_pending
+        self._queue: list[tuple[str, bytes]] = []  # key, JSON
+        self._dropped = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
 
-    async def aclose(self) -> None:
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
-
     def remember(self, exchange_id: str, tenant: str, snap: Snapshot | None) -> None:
-        item = (self.PREFIX + exchange_id, json.dumps([tenant, snap], separators=(",", ":")))
+        item = (self.PREFIX + exchange_id, _dumps([tenant, snap]))
         try:
             asyncio.get_running_loop()
         except RuntimeError:  # called off the loop (a worker thread): hand it over
@@ -104,24 +108,28 @@ class RedisRecent:
             return
         self._push(item)
 
-    def _push(self, item: tuple[str, str]) -> None:
+    def _push(self, item: tuple[str, bytes]) -> None:
+        if len(self._queue) >= self.max_pending:
+            metrics.RECENT_STORE_ERRORS.inc()
+            if not self._dropped:  # one line per backlog, not one per request
+                log.warning("recent exchanges not kept: %d already wait for Redis", len(self._queue))
+            self._dropped += 1
+            return
         self._queue.append(item)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        self.batch.later(self._drain)
 
-    async def _flush(self) -> None:
-        # Sent at once when alone; under load, what queued while a batch was in flight goes as one pipeline.
-        ttl = max(1, int(self.ttl_s))
-        while self._queue:
-            batch, self._queue = self._queue, []
-            try:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for key, value in batch:
-                        pipe.set(key, value, ex=ttl)
-                    await pipe.execute()
-            except Exception as exc:
+    def _drain(self) -> list[Command]:
+        if not self._queue:
+            return []
+        batch, self._queue, self._dropped = self._queue, [], 0
+
+        def kept(reply: Any) -> None:
+            if isinstance(reply, BaseException):
                 metrics.RECENT_STORE_ERRORS.inc(len(batch))
-                log.warning("%d recent exchanges not kept in Redis: %s", len(batch), exc)
+                log.warning("%d recent exchanges not kept in Redis: %s", len(batch), reply)
+
+        keys = [key for key, _ in batch]
+        return [Command(self.KEEP, keys, [max(1, int(self.ttl_s)), *(value for _, value in batch)], kept)]
 
     async def claim(self, exchange_id: str, tenant: str) -> Claim | None:
         key = self.PREFIX + exchange_id
@@ -143,3 +151,11 @@ class RedisRecent:
             return None  # expired between the two calls
         _, snap = json.loads(old)
         return Claim(tuple(snap) if snap is not None else None)  # JSON lists unpack as the tuples did
+
+
+def _dumps(value: Any) -> bytes:
+    """JSON, by orjson: 0.5 µs for a typical snapshot where `json.dumps` takes 9, paid on every clean request."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # what orjson refuses and json takes (a lone surrogate in a text, an int past 64 bits)
+        return json.dumps(value, separators=(",", ":")).encode()

@@ -10,6 +10,7 @@ from typing import Any
 from guard import __version__, metrics
 from guard.auth import Authenticator
 from guard.errors import ModelNotFound
+from guard.limits import Limiter
 from guard.modelstore import ModelStore
 from guard.pipeline import ChatModel, NoRails, NoTriage, Pipeline
 from guard.settings import Settings
@@ -174,37 +175,40 @@ async def _store(settings: Settings, recent: Any, stack: AsyncExitStack) -> Any:
     )
 
 
-async def _recent(settings: Settings, stack: AsyncExitStack) -> Any:
+async def _redis(settings: Settings, stack: AsyncExitStack) -> Any:
+    """The fleet's Redis, when it shares one: one batched round trip at a time for limits and recent exchanges."""
+    if not settings.redis_url:
+        return None
+    from guard.redisbatch import RedisBatch
+    from guard.redisconn import open_redis
+    from guard.resp import Connection
+
+    client = await stack.enter_async_context(open_redis(settings.redis_url))
+    batch = RedisBatch(Connection(settings.redis_url), client)
+    stack.push_async_callback(batch.aclose)  # sends what is queued before the connection closes
+    return batch
+
+
+async def _recent(settings: Settings, redis: Any) -> Any:
     """Recently served exchanges: in Redis when the fleet shares one, else in this process."""
     from guard.recent import LocalRecent, RedisRecent
 
-    if not settings.redis_url:
+    if redis is None:
         return LocalRecent(settings.recent_ttl_s)
-    from guard.redisconn import open_redis
-
-    recent = RedisRecent(await stack.enter_async_context(open_redis(settings.redis_url)), settings.recent_ttl_s)
+    recent = RedisRecent(redis, settings.recent_ttl_s)
     await recent.start()
-    stack.push_async_callback(recent.aclose)
     return recent
-
-
-async def _limits(settings: Settings, labels: metrics.TenantLabels, stack: AsyncExitStack) -> Any:
-    from guard.limits import Limiter
-
-    limiter = Limiter.from_settings(settings, labels)
-    if limiter is not None:
-        stack.push_async_callback(limiter.aclose)
-    return limiter
 
 
 @asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     async with AsyncExitStack() as stack:
         auth = Authenticator.from_settings(settings)
-        recent = await _recent(settings, stack)
-        store = await _store(settings, recent, stack)  # first in, last out: drains records after everything else
+        redis = await _redis(settings, stack)
+        recent = await _recent(settings, redis)
+        store = await _store(settings, recent, stack)  # drains records after everything else but Redis
         labels = metrics.TenantLabels(auth.tenants, settings.metrics_tenants)
-        limiter = await _limits(settings, labels, stack)
+        limiter = Limiter.from_settings(settings, labels, redis)
         models = await _model_backend(settings, stack)
         triage = await _triage(settings, stack)
         rails = await _rails(settings, triage, models, stack)

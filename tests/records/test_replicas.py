@@ -184,7 +184,9 @@ def test_feedback_on_an_exchange_nobody_kept_is_a_404_naming_why(fleet_factory) 
 
 def test_a_rate_limit_shared_by_two_replicas_holds_within_5_percent(fleet_factory) -> None:
     limit = 60
-    fleet = fleet_factory(GUARD_LIMIT_KEY_REQUESTS=f"{limit}/minute")
+    # an hour, not a minute: on a loaded machine the 150 requests can take longer than a minute, and a sliding
+    # window then rightly admits more
+    fleet = fleet_factory(GUARD_LIMIT_KEY_REQUESTS=f"{limit}/hour")
     urls = [fleet.a.url, fleet.b.url] * 75  # 150 requests, alternating replicas, 8 at a time
 
     with ThreadPoolExecutor(8) as pool:
@@ -195,7 +197,7 @@ def test_a_rate_limit_shared_by_two_replicas_holds_within_5_percent(fleet_factor
     assert ok + len(limited) == len(urls)
     err = limited[0].json()["error"]
     assert err["code"] == "rate_limit_exceeded" and err["type"] == "requests"
-    assert 1 <= int(limited[0].headers["retry-after"]) <= 60
+    assert 1 <= int(limited[0].headers["retry-after"]) <= 3600
     # Both replicas refused some: the budget is one, not one each.
     served_by = {
         u: sum(1 for url, r in zip(urls, codes, strict=True) if url == u and r.status_code == 200)
