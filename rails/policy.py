@@ -10,6 +10,7 @@ from typing import Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from guard.refusal import HEAD_THRESHOLD
 from guard.taxonomy import INPUT_LABELS, REFUSAL
 from rails.pii import KINDS
 
@@ -108,10 +109,11 @@ class LengthLimit(Strict):
 
 
 class RefusalDetection(Strict):
-    """Did the model refuse? The scorer's `refusal` head plus phrase patterns on the opening of the answer."""
+    """Did the model refuse? The one refusal detector (guard/refusal.py): its phrase patterns on the opening of the
+    answer, plus the triage model's `refusal` head at `threshold` or above (null: phrases only)."""
 
     enabled: bool = True
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    threshold: float | None = Field(HEAD_THRESHOLD, ge=0.0, le=1.0)
     patterns: list[str] = Field(default_factory=list)  # extra regexes beside the built-in phrases
 
     @field_validator("patterns")
