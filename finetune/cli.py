@@ -84,6 +84,8 @@ def _options(
         # the gate measures the candidate as this proxy serves it
         eval=EvalOptions(context="deployed" if s.rails_enabled else "bare", triage=s.triage_enabled),
         datasets_dir=s.datasets_dir,
+        upstream_url=s.upstream_url,
+        upstream_api_key=s.upstream_api_key,
     )
     if caution_anchors is not None:
         opts.pairs.caution_anchors = caution_anchors

@@ -18,9 +18,10 @@ from finetune.collect import Watermark, collect
 from finetune.config import DPOSettings
 from finetune.evaluate import EvalOptions, IsRefusal, Suites, compare, deployed_view
 from finetune.gates import GateConfig, decide
-from finetune.policy import load_engine, profile_cautions, profile_refusals, rails_output_check
+from finetune.policy import load_engine, profile_cautions, profile_principles, profile_refusals, rails_output_check
 from finetune.registry import Registry
 from finetune.report import write_report
+from finetune.revise import local_generate, revise, upstream_generate
 from finetune.train import train_dpo
 from guard.refusal import HEAD_THRESHOLD, shipped
 
@@ -46,6 +47,9 @@ class CycleOptions:
     # small shipped suites. `extra_suites`: the users' own suite folders, added to those.
     datasets_dir: Path | None = None
     extra_suites: list[Path] = field(default_factory=list)
+    # Critique and revise runs on the upstream when one is set (the proxy's upstream mode), else on the local model.
+    upstream_url: str | None = None
+    upstream_api_key: str | None = None
 
 
 @dataclass
@@ -80,22 +84,36 @@ def pair_sources(opts: CycleOptions, current_path: Path | None) -> tuple[pairs_m
         mask = pii_mask
     except ImportError:
         pass
-    sample = None
+    lm = None
     if opts.sample_candidates and current_path is not None:
         from finetune.generate import LocalLM
 
-        sample = LocalLM(current_path, threads=opts.dpo.threads).sampler()
+        lm = LocalLM(current_path, threads=opts.dpo.threads)
     rails = load_engine(opts.rails_dir)
     src = pairs_mod.PairSources(
         refusal_for=profile_refusals(rails),
         is_refusal=lambda text: flags([text])[0],
         output_ok=rails_output_check(rails),
-        sample=sample,
+        sample=lm.sampler() if lm is not None else None,
         embed=embed,
         mask=mask,
         caution_for=profile_cautions(rails),
+        revise=reviser(opts, lm, profile_principles(rails)),
     )
     return src, flags
+
+
+def reviser(
+    opts: CycleOptions, lm: Any, principles: Callable[[str | None], tuple[str, ...]]
+) -> pairs_mod.Revise | None:
+    """Critique and revise on the upstream when configured, else on the local model; None without either."""
+    if opts.upstream_url:
+        generate = upstream_generate(opts.upstream_url, opts.upstream_api_key, opts.model)
+    elif lm is not None:
+        generate = local_generate(lm)
+    else:
+        return None
+    return lambda messages, refusal, profile: revise(messages, refusal, principles(profile), generate)
 
 
 def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:

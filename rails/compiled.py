@@ -204,6 +204,7 @@ class CompiledProfile:
     output_json: bool
     refusal: RefusalDetector | None
     shadow: bool
+    principles: tuple[str, ...] = ()
 
     @property
     def needs_output_scores(self) -> bool:
@@ -236,6 +237,7 @@ def compile_profile(prof: EffectiveProfile, encoder: Encoder | None) -> Compiled
         output_json=out.format == "json",
         refusal=compile_refusal(out.refusal),
         shadow=prof.shadow,
+        principles=tuple(prof.principles),
     )
 
 

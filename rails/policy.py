@@ -197,6 +197,7 @@ class ProfilePatch(Strict):
 
     shadow: bool | None = None
     refusal_message: str | None = None
+    principles: list[str] | None = None  # replaces the base policy's list
     input: InputPolicy | None = None
     output: OutputPolicy | None = None
     description: str | None = None
@@ -207,6 +208,9 @@ class GuardPolicy(Strict):
     description: str | None = None
     shadow: bool = False  # global shadow mode
     refusal_message: str = DEFAULT_REFUSAL
+    # What a good answer does, in plain words: the retraining loop rewrites over-refusals against these
+    # (finetune/revise.py, critique and revise); no principles, no rewriting.
+    principles: list[str] = Field(default_factory=list)
     default_profile: str = "default"
     tenants: dict[str, str] = Field(default_factory=dict)  # tenant -> profile
     stream: StreamSettings = Field(default_factory=StreamSettings)
@@ -239,6 +243,7 @@ class EffectiveProfile(Strict):
     refusal_message: str
     input: InputPolicy
     output: OutputPolicy
+    principles: list[str] = Field(default_factory=list)
 
 
 def effective(policy: GuardPolicy, name: str) -> EffectiveProfile:
@@ -249,6 +254,7 @@ def effective(policy: GuardPolicy, name: str) -> EffectiveProfile:
         refusal_message=patch.refusal_message or policy.refusal_message,
         input=_merge(policy.input, patch.input),
         output=_merge(policy.output, patch.output),
+        principles=policy.principles if patch.principles is None else patch.principles,
     )
 
 
