@@ -270,8 +270,11 @@ def flipped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def run_seeds(a: argparse.Namespace, seeds: list[int]) -> None:
     """Each seed in its own process and folder (a fresh proxy, registry and store), then the summary."""
-    passthrough = [x for x in sys.argv[1:] if not x.startswith(("--seeds", "--work"))]
-    passthrough = [x for i, x in enumerate(passthrough) if not (i and passthrough[i - 1] in ("--seeds", "--work"))]
+    args, passthrough = sys.argv[1:], []
+    for i, x in enumerate(args):
+        own = x.startswith(("--seeds", "--work", "--seed=")) or x == "--seed"
+        if not own and not (i and args[i - 1] in ("--seeds", "--work", "--seed")):
+            passthrough.append(x)
     results = []
     for seed in seeds:
         work = a.work / f"seed-{seed}"
