@@ -89,14 +89,19 @@ def test_profile_patterns_are_added_in_re2() -> None:
     assert d("Nope, not today.") and d("I cannot assist with that.") and not d("Paris.")
 
 
-def test_a_bad_pattern_file_names_the_file_and_key(tmp_path: Path) -> None:
-    bad = tmp_path / "refusal.yml"
-    bad.write_text("patterns: ['ok']\nscan_charz: 10\n")
-    with pytest.raises(RefusalConfigError, match=r"refusal\.yml: scan_charz: Extra inputs"):
-        load_detector(bad)
-    bad.write_text("patterns: ['(unclosed']\n")
-    with pytest.raises(RefusalConfigError, match=r"refusal\.yml: patterns: "):
-        load_detector(bad)
-    with pytest.raises(RefusalConfigError, match="no such refusal pattern file"):
-        load_detector(tmp_path / "missing.yml")
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("patterns: ['ok']\nscan_charz: 10\n", r"refusal\.yml: scan_charz: Extra inputs"),
+        ("patterns: ['(unclosed']\n", r"refusal\.yml: patterns: "),
+        ("patterns: []\n", r"refusal\.yml: patterns: List should have at least 1 item"),
+        (None, "no such refusal pattern file"),
+    ],
+)
+def test_a_bad_pattern_file_names_the_file_and_key(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "refusal.yml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(RefusalConfigError, match=message):
+        load_detector(path)
     assert REFUSAL_FILE.name == "refusal.yml"
