@@ -27,13 +27,14 @@ SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
 
 BENIGN_FILES = ("benign_scary", "benign_ordinary", "benign")  # "benign": the shipped small suite
+SUITE_FILES = (*BENIGN_FILES, "harmful", "general")
 
 
-def _read_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()][:limit]
+        return [json.loads(line) for line in fh if line.strip()]
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Suites:
     ) -> Suites:
         """The suites in `folder` (any of benign_scary, benign_ordinary, benign, harmful, general .jsonl), plus
         the users' own suite folders in `extra`, appended kind by kind."""
-        kinds = {k: _read_jsonl(Path(folder) / f"{k}.jsonl") for k in (*BENIGN_FILES, "harmful", "general")}
+        kinds = {k: _read_jsonl(Path(folder) / f"{k}.jsonl") for k in SUITE_FILES}
         return cls._with_extra(kinds, {}, None, held_out, limit, extra)
 
     @classmethod
@@ -94,7 +95,7 @@ class Suites:
         for folder in extra:
             if not Path(folder).is_dir():
                 raise FileNotFoundError(f"suite folder {folder}: no such directory")
-            for k in (*BENIGN_FILES, "harmful", "general"):
+            for k in SUITE_FILES:
                 kinds.setdefault(k, []).extend(_read_jsonl(Path(folder) / f"{k}.jsonl"))
         kinds = {k: rows[:limit] for k, rows in kinds.items() if rows}
         out = cls.from_rows(kinds, held_out)
