@@ -220,3 +220,6 @@ def test_prefs_build_command_writes_pairs_and_manifest(tmp_path: Path, monkeypat
         app, ["finetune", "eval", "--candidate", str(tmp_path), "--out", str(tmp_path / "r"), "--context", "sideways"]
     )
     assert out.exit_code == 2 and "--context 'sideways': use deployed or bare" in out.output
+    base = ["finetune", "eval", "--candidate", str(tmp_path), "--current", str(tmp_path), "--out", str(tmp_path / "r")]
+    out = CliRunner().invoke(app, [*base, "--context", "bare", "--suites", str(tmp_path / "nope")])
+    assert out.exit_code == 2 and f"suite folder {tmp_path / 'nope'}: no such directory" in out.output
