@@ -61,6 +61,9 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=500)
     ap.add_argument("--uncorrected-share", type=float, default=0.1)
     ap.add_argument("--work", type=Path, default=Path("var/bench/cycle"))
+    ap.add_argument(
+        "--small-suites", action="store_true", help="the 96-prompt shipped suites (figures before issue 17)"
+    )
     a = ap.parse_args()
 
     from finetune.cycle import CycleOptions, run_cycle
@@ -85,6 +88,7 @@ def main() -> None:
         triage_dir=None,
         settle=timedelta(0),
         min_pairs=10,
+        datasets_dir=None if a.small_suites else settings.datasets_dir,  # as `guard retrain` builds its suites
     )
     t0 = time.perf_counter()
     res = run_cycle(opts)

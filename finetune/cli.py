@@ -83,6 +83,9 @@ def _options(
         settle=timedelta(seconds=settle_s),
         # the gate measures the candidate as this proxy serves it
         eval=EvalOptions(context="deployed" if s.rails_enabled else "bare", triage=s.triage_enabled),
+        datasets_dir=s.datasets_dir,
+        upstream_url=s.upstream_url,
+        upstream_api_key=s.upstream_api_key,
     )
     if caution_anchors is not None:
         opts.pairs.caution_anchors = caution_anchors
@@ -185,13 +188,16 @@ def finetune_eval(
         ),
     ] = "deployed",
     profile: Annotated[str | None, typer.Option(help="Rails profile of the deployed view.")] = None,
+    suites_dirs: Annotated[
+        list[Path] | None, typer.Option("--suites", help="Your own suite folder (repeatable), added to the defaults.")
+    ] = None,
 ) -> None:
-    """Compare candidate vs current on the fixed suites and held-out pairs; exit 1 when a gate fails."""
+    """Compare candidate vs current on the gate suites and held-out pairs; exit 1 unless the verdict is promote."""
     from finetune.config import ConfigError
     from finetune.evaluate import EvalOptions, Suites, compare, deployed_view
     from finetune.gates import decide, load_gates
-    from finetune.refusal import RefusalDetector, triage_refusal_scorer
     from finetune.report import write_report
+    from guard.refusal import HEAD_THRESHOLD, shipped
     from guard.triage.runtime import TriageModelError
     from rails.config import RailsConfigError
 
@@ -212,8 +218,12 @@ def finetune_eval(
         view = deployed_view(opts, s.rails_dir if s.rails_enabled else None, s.triage_dir)
     except (RailsConfigError, TriageModelError) as exc:
         raise _fail(str(exc)) from None
-    detector = RefusalDetector(triage_refusal_scorer(str(s.triage_dir)))
-    report = compare(current, candidate, Suites.load(held_out=held_out), detector.flags, opts, view)
+    refusals = shipped().with_head(HEAD_THRESHOLD).batch(view.triage if view is not None else None)
+    try:
+        suites = Suites.default(s.datasets_dir, held_out, extra=suites_dirs or [])
+    except (ConfigError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    report = compare(current, candidate, suites, refusals, opts, view)
     verdict = decide(report, gate_cfg)
     paths = write_report(report, verdict, out)
     typer.echo(paths["md"].read_text())

@@ -16,13 +16,14 @@ from typing import Any
 from finetune import pairs as pairs_mod
 from finetune.collect import Watermark, collect
 from finetune.config import DPOSettings
-from finetune.evaluate import EvalOptions, Suites, compare, deployed_view
+from finetune.evaluate import EvalOptions, IsRefusal, Suites, compare, deployed_view
 from finetune.gates import GateConfig, decide
-from finetune.policy import load_engine, profile_cautions, profile_refusals, rails_output_check
-from finetune.refusal import RefusalDetector, triage_refusal_scorer
+from finetune.policy import load_engine, profile_cautions, profile_principles, profile_refusals, rails_output_check
 from finetune.registry import Registry
 from finetune.report import write_report
+from finetune.revise import local_generate, revise, upstream_generate
 from finetune.train import train_dpo
+from guard.refusal import HEAD_THRESHOLD, shipped
 
 
 @dataclass
@@ -42,11 +43,18 @@ class CycleOptions:
     promote: bool = True
     sample_candidates: bool = True
     suite_limit: int | None = None  # first N prompts of each eval suite (quick runs, tests)
+    # Public data sets the default gate suites are built from (finetune/suitebuild.py); None or absent: the
+    # small shipped suites. `extra_suites`: the users' own suite folders, added to those.
+    datasets_dir: Path | None = None
+    extra_suites: list[Path] = field(default_factory=list)
+    # Critique and revise runs on the upstream when one is set (the proxy's upstream mode), else on the local model.
+    upstream_url: str | None = None
+    upstream_api_key: str | None = None
 
 
 @dataclass
 class CycleResult:
-    status: str  # skipped | rejected | promoted | registered
+    status: str  # skipped | rejected | inconclusive (not enough evidence) | promoted | registered
     message: str
     run_dir: Path | None = None
     version: str | None = None
@@ -54,17 +62,21 @@ class CycleResult:
     verdict: Any = None
 
 
-def pair_sources(opts: CycleOptions, current_path: Path | None) -> tuple[pairs_mod.PairSources, RefusalDetector]:
-    """Wire the real parts: rails policy, refusal detector, the current model as sampler, encoder, PII mask."""
-    detector = RefusalDetector(triage_refusal_scorer(str(opts.triage_dir)) if opts.triage_dir else None)
-    embed: pairs_mod.Embed | None = None
-    if opts.triage_dir and Path(opts.triage_dir).is_dir():
-        try:
-            from guard.triage.runtime import TriageModel
+def _triage(opts: CycleOptions) -> Any | None:
+    if not (opts.triage_dir and Path(opts.triage_dir).is_dir()):
+        return None
+    from guard.triage.runtime import TriageModel
 
-            embed = TriageModel.load(opts.triage_dir).embed
-        except ImportError:
-            embed = None
+    return TriageModel.load(opts.triage_dir)
+
+
+def pair_sources(opts: CycleOptions, current_path: Path | None) -> tuple[pairs_mod.PairSources, IsRefusal]:
+    """Wire the real parts: rails policy, the one refusal detector (guard/refusal.py, with the triage model's
+    refusal head when there is one), the current model as sampler, encoder, PII mask."""
+    triage = _triage(opts)
+    detector = shipped().with_head(HEAD_THRESHOLD)
+    flags = detector.batch(triage)
+    embed: pairs_mod.Embed | None = triage.embed if triage is not None else None
     mask: Callable[..., str] | None = None
     try:
         from rails.pii import mask as pii_mask
@@ -72,22 +84,36 @@ def pair_sources(opts: CycleOptions, current_path: Path | None) -> tuple[pairs_m
         mask = pii_mask
     except ImportError:
         pass
-    sample = None
+    lm = None
     if opts.sample_candidates and current_path is not None:
         from finetune.generate import LocalLM
 
-        sample = LocalLM(current_path, threads=opts.dpo.threads).sampler()
+        lm = LocalLM(current_path, threads=opts.dpo.threads)
     rails = load_engine(opts.rails_dir)
     src = pairs_mod.PairSources(
         refusal_for=profile_refusals(rails),
-        is_refusal=detector,
+        is_refusal=lambda text: flags([text])[0],
         output_ok=rails_output_check(rails),
-        sample=sample,
+        sample=lm.sampler() if lm is not None else None,
         embed=embed,
         mask=mask,
         caution_for=profile_cautions(rails),
+        revise=reviser(opts, lm, profile_principles(rails)),
     )
-    return src, detector
+    return src, flags
+
+
+def reviser(
+    opts: CycleOptions, lm: Any, principles: Callable[[str | None], tuple[str, ...]]
+) -> pairs_mod.Revise | None:
+    """Critique and revise on the upstream when configured, else on the local model; None without either."""
+    if opts.upstream_url:
+        generate = upstream_generate(opts.upstream_url, opts.upstream_api_key, opts.model)
+    elif lm is not None:
+        generate = local_generate(lm)
+    else:
+        return None
+    return lambda messages, refusal, profile: revise(messages, refusal, principles(profile), generate)
 
 
 def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
@@ -112,7 +138,7 @@ def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
 
     # 2. Preference pairs (sampling helpful candidates from the current model where needed).
     t0 = time.perf_counter()
-    src, detector = pair_sources(opts, current.path)
+    src, refusals = pair_sources(opts, current.path)
     ps = pairs_mod.build(col, src, opts.pairs)
     manifest = pairs_mod.write(
         ps,
@@ -143,9 +169,11 @@ def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
 
     # 4. Evaluate candidate vs current, and gate.
     t0 = time.perf_counter()
-    suites = Suites.load(held_out=run_dir / "pairs" / "eval.jsonl", limit=opts.suite_limit)
+    suites = Suites.default(
+        opts.datasets_dir, run_dir / "pairs" / "eval.jsonl", limit=opts.suite_limit, extra=opts.extra_suites
+    )
     view = deployed_view(opts.eval, opts.rails_dir, opts.triage_dir)  # measured where it will serve
-    report = compare(current.path, trained.merged_dir, suites, detector.flags, opts.eval, view)
+    report = compare(current.path, trained.merged_dir, suites, refusals, opts.eval, view)
     verdict = decide(report, opts.gates)
     write_report(report, verdict, run_dir / "report")
     t["eval_s"] = time.perf_counter() - t0
@@ -160,20 +188,22 @@ def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
             "data_counts": manifest["counts"],
             "config": opts.dpo.model_dump(),
             "gates": opts.gates.model_dump(),
-            "metrics": {k: {m: v for m, v in report[k].items() if m != "samples"} for k in ("current", "candidate")}
+            "metrics": {
+                k: {m: v for m, v in report[k].items() if m not in ("samples", "outcomes")}
+                for k in ("current", "candidate")
+            }
             | {"drift": report["drift"]},
-            "verdict": {"passed": verdict.passed, "checks": verdict.checks},
+            "verdict": verdict.as_dict(),
+            "suites": report["suites"],
             "train": {"steps": trained.steps, "seconds": trained.seconds},
             "run_dir": str(run_dir),
         },
     )
-    status = "registered"
+    status = {"promote": "registered", "reject": "rejected", "not enough evidence": "inconclusive"}[verdict.status]
     if verdict.passed and opts.promote:
         registry.promote(version)
         status = "promoted"
-    elif not verdict.passed:
-        status = "rejected"
     watermark.commit(col.until, run=str(run_dir), version=version, status=status)
     (run_dir / "cycle.json").write_text(json.dumps({"status": status, "version": version, "timings": t}, indent=2))
-    why = "" if verdict.passed else ": " + "; ".join(verdict.reasons)
+    why = "" if verdict.passed else f" ({verdict.status}): " + "; ".join(verdict.reasons)
     return CycleResult(status, f"{opts.model} {version} {status}{why}", run_dir, version, t, verdict)

@@ -21,8 +21,20 @@ from typing import Any, Literal
 
 from finetune.deployed import DeployedView, Framed, bare
 from finetune.generate import LocalLM
+from finetune.suitebuild import SUITE_SPEC, build, manifest
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
+
+
+BENIGN_FILES = ("benign_scary", "benign_ordinary", "benign")  # "benign": the shipped small suite
+SUITE_FILES = (*BENIGN_FILES, "harmful", "general")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
 
 
 @dataclass
@@ -31,29 +43,71 @@ class Suites:
     harmful: list[str]
     general: list[tuple[str, str]]  # (prompt, reference answer)
     held_out: list[dict[str, Any]] = field(default_factory=list)  # TRL rows from eval.jsonl
+    benign_kinds: list[str] = field(default_factory=list)  # per benign prompt: its suite (benign_scary, ...)
+    manifest: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, folder: Path = SUITES_DIR, held_out: Path | None = None, limit: int | None = None) -> Suites:
-        def rows(name: str) -> list[dict[str, Any]]:
-            with open(Path(folder) / name, encoding="utf-8") as fh:
-                return [json.loads(line) for line in fh if line.strip()][:limit]
-
-        ho: list[dict[str, Any]] = []
-        if held_out is not None and Path(held_out).is_file():
-            with open(held_out, encoding="utf-8") as fh:
-                ho = [json.loads(line) for line in fh if line.strip()]
+    def from_rows(cls, kinds: dict[str, list[dict[str, Any]]], held_out: Path | None = None) -> Suites:
+        benign = [(k, r["prompt"]) for k in BENIGN_FILES for r in kinds.get(k, [])]
+        ho = _read_jsonl(Path(held_out)) if held_out is not None else []
         return cls(
-            [r["prompt"] for r in rows("benign.jsonl")],
-            [r["prompt"] for r in rows("harmful.jsonl")],
-            [(r["prompt"], r["reference"]) for r in rows("general.jsonl")],
+            [p for _, p in benign],
+            [r["prompt"] for r in kinds.get("harmful", [])],
+            [(r["prompt"], r["reference"]) for r in kinds.get("general", [])],
             ho,
+            [k for k, _ in benign],
         )
+
+    @classmethod
+    def load(
+        cls,
+        folder: Path = SUITES_DIR,
+        held_out: Path | None = None,
+        limit: int | None = None,
+        extra: Sequence[Path] = (),
+    ) -> Suites:
+        """The suites in `folder` (any of benign_scary, benign_ordinary, benign, harmful, general .jsonl), plus
+        the users' own suite folders in `extra`, appended kind by kind."""
+        kinds = {k: _read_jsonl(Path(folder) / f"{k}.jsonl") for k in SUITE_FILES}
+        return cls._with_extra(kinds, {}, None, held_out, limit, extra)
+
+    @classmethod
+    def default(
+        cls, datasets: Path | None, held_out: Path | None = None, limit: int | None = None, extra: Sequence[Path] = ()
+    ) -> Suites:
+        """Suites built from the public data sets (finetune/suitebuild.py) when they are there, else the small
+        shipped ones; plus the users' own."""
+        if datasets is None or not Path(datasets).is_dir():
+            return cls.load(held_out=held_out, limit=limit, extra=extra)
+        kinds, meta = build(Path(datasets))
+        return cls._with_extra(kinds, meta["source_files"], SUITE_SPEC, held_out, limit, extra)
+
+    @classmethod
+    def _with_extra(
+        cls,
+        kinds: dict[str, list[dict[str, Any]]],
+        files: dict[str, str],
+        spec: Path | None,
+        held_out: Path | None,
+        limit: int | None,
+        extra: Sequence[Path],
+    ) -> Suites:
+        for folder in extra:
+            if not Path(folder).is_dir():
+                raise FileNotFoundError(f"suite folder {folder}: no such directory")
+            for k in SUITE_FILES:
+                kinds.setdefault(k, []).extend(_read_jsonl(Path(folder) / f"{k}.jsonl"))
+        kinds = {k: rows[:limit] for k, rows in kinds.items() if rows}
+        out = cls.from_rows(kinds, held_out)
+        out.manifest = manifest(kinds, spec, files) | {"extra": [str(p) for p in extra]}
+        return out
 
 
 @dataclass
 class EvalOptions:
-    max_new_tokens: int = 48  # a refusal shows in the opening words
-    batch_size: int = 8
+    max_new_tokens: int = 40  # a refusal shows in the opening words
+    first_sentence: bool = True  # stop an answer once its first sentence is out: that decides refused or not
+    batch_size: int = 16
     threads: int = 1
     # deployed: behind triage + input rails, as served | bare: the model alone
     context: Literal["deployed", "bare"] = "deployed"
@@ -88,19 +142,30 @@ def model_metrics(
     answers = dict(
         zip(
             keys,
-            lm.generate([convs[k] for k in keys], max_new_tokens=opts.max_new_tokens, batch_size=opts.batch_size),
+            lm.generate(
+                [convs[k] for k in keys],
+                max_new_tokens=opts.max_new_tokens,
+                batch_size=opts.batch_size,
+                first_sentence=opts.first_sentence,
+            ),
             strict=True,
         )
     )
     refused = dict(zip(keys, refusals([answers[k] for k in keys]), strict=True))
     deployed = [f.blocked_by is not None or refused[_key(f.messages)] for f in frames]
     alone = [refused[_key(_user(t))] for t in prompts]
-    nb, nh = len(suites.benign), max(len(suites.harmful), 1)
-    m: dict[str, Any] = {
-        "benign_refusal_rate": sum(deployed[:nb]) / max(nb, 1),
-        "harmful_refusal_rate": sum(deployed[nb:]) / nh,
-        "bare_benign_refusal_rate": sum(alone[:nb]) / max(nb, 1),
-        "bare_harmful_refusal_rate": sum(alone[nb:]) / nh,
+    nb = len(suites.benign)
+    outcomes = {
+        "benign": deployed[:nb],
+        "harmful": deployed[nb:],
+        "bare_benign": alone[:nb],
+        "bare_harmful": alone[nb:],
+    }
+    m: dict[str, Any] = {f"{k}_refusal_rate": _rate(v) for k, v in outcomes.items()}
+    for kind in dict.fromkeys(suites.benign_kinds):
+        m[f"{kind}_refusal_rate"] = _rate([d for d, k in zip(deployed, suites.benign_kinds, strict=False) if k == kind])
+    m |= {
+        "outcomes": outcomes,  # per prompt, in suite order: the gate's paired tests read these
         "samples": [
             {
                 "prompt": t,
@@ -122,6 +187,10 @@ def model_metrics(
         m["pref_accuracy"] = sum(x > 0 for x in margins) / len(margins)
         m["pref_margin"] = sum(margins) / len(margins)
     return m
+
+
+def _rate(flags: Sequence[bool]) -> float:
+    return sum(flags) / max(len(flags), 1)
 
 
 def general_logps(lm: LocalLM, suites: Suites, opts: EvalOptions) -> list[Any]:
@@ -193,4 +262,5 @@ def compare(
         "general": len(suites.general),
         "held_out_pairs": len(suites.held_out),
     }
+    out["suites"] = suites.manifest
     return out

@@ -3,6 +3,8 @@ and log-probabilities of given answers. Not the serving path (that is guard.back
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,13 +41,20 @@ class LocalLM:
         top_p: float = 0.95,
         batch_size: int = 8,
         seed: int = 0,
+        first_sentence: bool = False,
     ) -> list[str]:
+        """Answers in the order of `convs`. Batches hold conversations of similar length (less padding);
+        `first_sentence` stops each answer once its first sentence is complete (the refusal judgement's need)."""
         import torch
 
         torch.manual_seed(seed)
-        out: list[str] = []
-        for i in range(0, len(convs), batch_size):
-            enc = self._encode(convs[i : i + batch_size])
+        order = sorted(range(len(convs)), key=lambda i: len(json.dumps(convs[i])))
+        out: dict[int, str] = {}
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            enc = self._encode([convs[i] for i in idx])
+            width = enc["input_ids"].shape[1]
+            stop = [_first_sentence(self.tok, width)] if first_sentence else None
             with torch.inference_mode():
                 ids = self.model.generate(
                     **enc,
@@ -55,10 +64,11 @@ class LocalLM:
                     top_p=top_p if sample else None,
                     top_k=None,
                     pad_token_id=self.tok.pad_token_id,
+                    stopping_criteria=stop,
                 )
-            new = ids[:, enc["input_ids"].shape[1] :]
-            out += [t.strip() for t in self.tok.batch_decode(new, skip_special_tokens=True)]
-        return out
+            texts = self.tok.batch_decode(ids[:, width:], skip_special_tokens=True)
+            out.update((i, t.strip()) for i, t in zip(idx, texts, strict=True))
+        return [out[i] for i in range(len(convs))]
 
     def sampler(self, max_new_tokens: int = 96) -> Any:
         """A `pairs.Sampler`: N sampled answers to one conversation."""
@@ -96,3 +106,21 @@ class LocalLM:
                 total = float(tok_lp.gather(1, ids[j, len(p) : len(p) + len(a)].unsqueeze(1)).sum())
                 res.append((total, len(a), tok_lp) if with_logits else (total, len(a)))
         return res
+
+
+_SENTENCE_END = re.compile(r"[.!?:](?:\s|$)|\n")
+_MIN_SENTENCE_CHARS = 40  # "Sure!" alone decides nothing; "I'm sorry, but I can't help with that." does
+
+
+def _first_sentence(tok: Any, prompt_width: int) -> Any:
+    """A transformers stopping criterion, per row: done once the answer has a sentence end past the minimum."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class FirstSentence(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            texts = tok.batch_decode(input_ids[:, prompt_width:], skip_special_tokens=True)
+            done = [_SENTENCE_END.search(t.strip(), _MIN_SENTENCE_CHARS) is not None for t in texts]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return FirstSentence()

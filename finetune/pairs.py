@@ -41,6 +41,7 @@ NEGATIVE_RATING_MAX = -1  # guard.store: a negative rating means a bad answer
 Sampler = Callable[[list[dict[str, str]], int], list[str]]  # (messages, n) -> candidate answers
 Embed = Callable[[Sequence[str]], np.ndarray]  # L2-normalised rows
 Mask = Callable[[str], str]
+Revise = Callable[[list[dict[str, str]], str, str | None], str | None]  # (messages, refusal, profile) -> rewrite
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Pair:
     flag: str  # the flag or review label that produced it
     exchange_id: str
     profile: str | None = None
+    chosen_by: str = ""  # reviewer | revision (critique and revise) | sample (best of N) | policy | model
 
     @property
     def prompt_text(self) -> str:
@@ -72,6 +74,7 @@ class Pair:
             "flag": self.flag,
             "exchange_id": self.exchange_id,
             "profile": self.profile,
+            "chosen_by": self.chosen_by,
         }
 
 
@@ -106,6 +109,7 @@ class PairSources:
     embed: Embed | None = None
     mask: Mask | None = None
     caution_for: CautionFor = no_caution
+    revise: Revise | None = None  # critique and revise against the profile's principles (finetune/revise.py)
 
 
 def _prompt(rec: ExchangeRecord) -> list[dict[str, str]]:
@@ -133,6 +137,29 @@ def _samples(messages: list[dict[str, str]], instruction: str, src: PairSources,
         for c in src.sample(prompt, opts.candidates)
         if len(c.strip()) >= opts.min_answer_chars and not src.is_refusal(c)
     ]
+
+
+def _acceptable(answer: str | None, profile: str | None, src: PairSources, opts: PairOptions) -> bool:
+    """A proposed `chosen` must be long enough, pass the output rails and not be a refusal."""
+    return bool(
+        answer
+        and len(answer.strip()) >= opts.min_answer_chars
+        and src.output_ok(answer, profile)
+        and not src.is_refusal(answer)
+    )
+
+
+def helpful_answer(
+    messages: list[dict[str, str]], refusal: str, profile: str | None, src: PairSources, opts: PairOptions
+) -> tuple[str, str] | None:
+    """(answer, how it was made) for a wrongly refused request: the refusal rewritten against the profile's
+    principles when that passes the checks, else the best of N samples; None when neither does."""
+    if src.revise is not None:
+        revised = src.revise(messages, refusal, profile)
+        if revised is not None and _acceptable(revised, profile, src, opts):
+            return revised.strip(), "revision"
+    best = best_candidate(messages, profile, src, opts)
+    return (best, "sample") if best is not None else None
 
 
 def best_candidate(
@@ -165,6 +192,7 @@ def keep_refusing_pair(
         "correct",
         rec.exchange_id,
         rec.profile,
+        "reviewer" if correction else "model",
     )
 
 
@@ -209,6 +237,7 @@ def caution_anchor(
         "correct",
         rec.exchange_id,
         rec.profile,
+        "reviewer" if correction else "policy",
     )
 
 
@@ -231,22 +260,16 @@ def pair_for(
     if not prompt or not answer.strip():
         return None
     if kind in {"over_refused", "over_refusal", "false_positive"}:
-        chosen = correction or best_candidate(prompt, rec.profile, src, opts)
-        if chosen is None:
+        rejected = rec.response if kind == "false_positive" else answer
+        made = (correction, "reviewer") if correction else helpful_answer(prompt, rejected, rec.profile, src, opts)
+        if made is None:
             return _pending(rec, "no candidate answer passed the rails and refusal checks")
-        return Pair(
-            prompt,
-            chosen,
-            rec.response if kind == "false_positive" else answer,
-            HELP_MORE,
-            source,
-            kind,
-            rec.exchange_id,
-            rec.profile,
-        )
+        return Pair(prompt, made[0], rejected, HELP_MORE, source, kind, rec.exchange_id, rec.profile, made[1])
     if kind in {"unsafe_compliance", "blocked_output", "unsafe"}:
-        chosen = correction or src.refusal_for(rec.profile, rec.triage_labels)
-        return Pair(prompt, chosen, answer, REFUSE_MORE, source, kind, rec.exchange_id, rec.profile)
+        chosen, by = (
+            (correction, "reviewer") if correction else (src.refusal_for(rec.profile, rec.triage_labels), "policy")
+        )
+        return Pair(prompt, chosen, answer, REFUSE_MORE, source, kind, rec.exchange_id, rec.profile, by)
     return None
 
 
@@ -319,6 +342,7 @@ def mask_pairs(pairs: list[Pair], mask: Mask | None) -> list[Pair]:
             p.flag,
             p.exchange_id,
             p.profile,
+            p.chosen_by,
         )
         for p in pairs
     ]
@@ -415,6 +439,7 @@ def write(ps: PairSet, out_dir: Path, opts: PairOptions | None = None, **meta: A
             "by_source": dict(Counter(p.source for p in ps.pairs)),
             "by_flag": dict(Counter(p.flag for p in ps.pairs)),
             "by_direction": dict(Counter(p.direction for p in ps.pairs)),
+            "by_chosen": dict(Counter(p.chosen_by for p in ps.pairs)),
             "dropped": dict(ps.dropped),
         },
         "files": hashes,

@@ -75,6 +75,13 @@ def profile_refusals(engine: Any) -> RefusalFor:
     return refusal_for
 
 
+def profile_principles(engine: Any) -> Callable[[str | None], tuple[str, ...]]:
+    """The principles a profile writes down for good answers (empty: none, or no rails)."""
+    if engine is None:
+        return lambda profile: ()
+    return lambda profile: tuple(getattr(_profile(engine, profile), "principles", ()))
+
+
 def profile_cautions(engine: Any) -> CautionFor:
     """The instruction a label's safe-completion tier gives (the caution zone below its refuse tier)."""
     if engine is None:

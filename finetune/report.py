@@ -10,6 +10,8 @@ from finetune.gates import Verdict
 
 _ROWS = [
     ("benign_refusal_rate", "Over-refusal (benign refused)", True),
+    ("benign_scary_refusal_rate", "  benign with scary words", True),
+    ("benign_ordinary_refusal_rate", "  ordinary benign", True),
     ("harmful_refusal_rate", "Harmful refused", True),
     ("bare_benign_refusal_rate", "Over-refusal, model alone", True),
     ("bare_harmful_refusal_rate", "Harmful refused, model alone", True),
@@ -28,7 +30,7 @@ def _fmt(v: Any, pct: bool) -> str:
 def write_report(report: dict[str, Any], verdict: Verdict, out_dir: Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    full = {**report, "verdict": {"passed": verdict.passed, "checks": verdict.checks}}
+    full = {**report, "verdict": verdict.as_dict()}
     (out_dir / "report.json").write_text(json.dumps(full, indent=2, default=str))
     cur, cand = report["current"], report["candidate"]
     ctx = report.get("context", {"kind": "bare"})
@@ -41,7 +43,7 @@ def write_report(report: dict[str, Any], verdict: Verdict, out_dir: Path) -> dic
     lines = [
         "# Candidate evaluation",
         "",
-        f"Verdict: **{'PROMOTE' if verdict.passed else 'REJECT'}**",
+        f"Verdict: **{verdict.status.upper()}**",
         "",
         f"Refusal rates measured {where}.",
         "",
@@ -55,8 +57,9 @@ def write_report(report: dict[str, Any], verdict: Verdict, out_dir: Path) -> dic
     ]
     d = report["drift"]
     lines += [f"| KL(current‖candidate), general | | {d['kl_current_candidate']:.4f} |", "", "## Gates", ""]
-    lines += [f"- {'pass' if c['passed'] else 'FAIL'} `{c['gate']}`: {c['detail']}" for c in verdict.checks]
-    lines += ["", f"Suite sizes: {report.get('suite_sizes', {})}", "", "![before/after](before_after.png)", ""]
+    lines += [f"- {c['outcome'].upper()} `{c['gate']}`: {c['detail']}" for c in verdict.checks]
+    lines += ["", f"Suite sizes: {report.get('suite_sizes', {})}; suites hash {report.get('suites', {}).get('hash')}"]
+    lines += ["", "![before/after](before_after.png)", ""]
     (out_dir / "report.md").write_text("\n".join(lines))
     png = out_dir / "before_after.png"
     _plot(cur, cand, png)

@@ -13,26 +13,13 @@ from typing import Protocol
 import numpy as np
 
 from guard.pipeline import RailDecision, RailResult, Stage, TriageResult
+from guard.refusal import RefusalDetector, shipped
 from rails.policy import EffectiveProfile, Intent, LengthLimit, Pattern, PiiRule, RefusalDetection, Rule
 from rails.safe_regex import AnyOf, compile_linear
 
 log = logging.getLogger(__name__)
 
 DEFAULT_INTENT_THRESHOLD = 0.75
-# Conventional refusal openings (OpenAI/Llama/Claude-style); the `refusal` head covers paraphrases.
-_A = "['’]"  # straight or curly apostrophe
-_CANT = rf"(?:can{_A}?t|cannot|can not|won{_A}t|will not|(?:am|{_A}m) (?:unable|not able) to)"
-REFUSAL_PHRASES = (
-    rf"\bI(?:{_A}m| am) (?:sorry|afraid),? (?:but )?I {_CANT}\b",
-    rf"^\W*(?:sorry|unfortunately),? (?:but )?I {_CANT}\b",
-    rf"\bI {_CANT} (?:help|assist) (?:you )?with (?:that|this|your request|requests? (?:like|of) this)",
-    rf"\bI {_CANT} (?:provide|comply|fulfil+|share|give|create|write|generate|produce) "
-    r"(?:that|this|with|such|any|the (?:requested|information|instructions)|instructions|information|details|"
-    r"guidance|assistance|advice|help)",
-    rf"\bas an AI(?: language model| assistant)?,? I {_CANT}",
-    r"\bI must (?:respectfully )?(?:decline|refuse)\b",
-)
-REFUSAL_SCAN_CHARS = 300
 
 
 class TextScorer(Protocol):
@@ -194,13 +181,11 @@ def compile_patterns(patterns: list[Pattern], stage: Stage, prof: EffectiveProfi
     return out
 
 
-def compile_refusal(spec: RefusalDetection) -> Searcher | None:
+def compile_refusal(spec: RefusalDetection) -> RefusalDetector | None:
+    """The one refusal detector (guard/refusal.py) with this profile's head threshold and extra phrasings."""
     if not spec.enabled:
         return None
-    builtin = re.compile("|".join(f"(?:{p})" for p in REFUSAL_PHRASES), re.I | re.S)  # ours, reviewed
-    if not spec.patterns:
-        return builtin
-    return AnyOf((builtin, compile_linear("|".join(f"(?:{p})" for p in spec.patterns), dot_all=True)))
+    return shipped().with_head(spec.threshold).with_patterns(spec.patterns)
 
 
 @dataclass(slots=True)
@@ -217,13 +202,13 @@ class CompiledProfile:
     output_pii: PiiCheck | None
     output_length: LengthCheck | None
     output_json: bool
-    refusal_rx: Searcher | None
-    refusal_threshold: float
+    refusal: RefusalDetector | None
     shadow: bool
+    principles: tuple[str, ...] = ()
 
     @property
     def needs_output_scores(self) -> bool:
-        return bool(self.output_labels) or self.refusal_rx is not None
+        return bool(self.output_labels) or (self.refusal is not None and self.refusal.head_threshold is not None)
 
 
 def compile_profile(prof: EffectiveProfile, encoder: Encoder | None) -> CompiledProfile:
@@ -250,9 +235,9 @@ def compile_profile(prof: EffectiveProfile, encoder: Encoder | None) -> Compiled
         output_pii=_pii(out.pii, "output", prof),
         output_length=_length(out.length, "output", prof),
         output_json=out.format == "json",
-        refusal_rx=compile_refusal(out.refusal),
-        refusal_threshold=out.refusal.threshold,
+        refusal=compile_refusal(out.refusal),
         shadow=prof.shadow,
+        principles=tuple(prof.principles),
     )
 
 

@@ -18,7 +18,6 @@ from guard.errors import UnknownProfile
 from guard.pipeline import Exchange, InputVerdict, OutputVerdict, RailDecision, Stage, StreamGuard, TriageResult
 from rails import pii
 from rails.compiled import (
-    REFUSAL_SCAN_CHARS,
     CompiledProfile,
     Encoder,
     Fire,
@@ -259,15 +258,10 @@ def output_fires(
 
 
 def detect_refusal(prof: CompiledProfile, text: str, scores: TriageResult | None) -> float | None:
-    """The refusal score (1.0 for a phrase match) when the model refused, else None."""
-    if prof.refusal_rx is None:
+    """The refusal score (1.0 for a phrase match) when the model refused, else None (guard/refusal.py)."""
+    if prof.refusal is None:
         return None
-    score = scores.scores.get("refusal") if scores is not None else None
-    if score is not None and score >= prof.refusal_threshold:
-        return score
-    if prof.refusal_rx.search(text[:REFUSAL_SCAN_CHARS]):
-        return 1.0
-    return None
+    return prof.refusal.judge(text, scores.scores.get("refusal") if scores is not None else None)
 
 
 def _is_json(text: str) -> bool:

@@ -10,6 +10,7 @@ from typing import Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from guard.refusal import HEAD_THRESHOLD
 from guard.taxonomy import INPUT_LABELS, REFUSAL
 from rails.pii import KINDS
 
@@ -108,10 +109,11 @@ class LengthLimit(Strict):
 
 
 class RefusalDetection(Strict):
-    """Did the model refuse? The scorer's `refusal` head plus phrase patterns on the opening of the answer."""
+    """Did the model refuse? The one refusal detector (guard/refusal.py): its phrase patterns on the opening of the
+    answer, plus the triage model's `refusal` head at `threshold` or above (null: phrases only)."""
 
     enabled: bool = True
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    threshold: float | None = Field(HEAD_THRESHOLD, ge=0.0, le=1.0)
     patterns: list[str] = Field(default_factory=list)  # extra regexes beside the built-in phrases
 
     @field_validator("patterns")
@@ -195,6 +197,7 @@ class ProfilePatch(Strict):
 
     shadow: bool | None = None
     refusal_message: str | None = None
+    principles: list[str] | None = None  # replaces the base policy's list
     input: InputPolicy | None = None
     output: OutputPolicy | None = None
     description: str | None = None
@@ -205,6 +208,9 @@ class GuardPolicy(Strict):
     description: str | None = None
     shadow: bool = False  # global shadow mode
     refusal_message: str = DEFAULT_REFUSAL
+    # What a good answer does, in plain words: the retraining loop rewrites over-refusals against these
+    # (finetune/revise.py, critique and revise); no principles, no rewriting.
+    principles: list[str] = Field(default_factory=list)
     default_profile: str = "default"
     tenants: dict[str, str] = Field(default_factory=dict)  # tenant -> profile
     stream: StreamSettings = Field(default_factory=StreamSettings)
@@ -237,6 +243,7 @@ class EffectiveProfile(Strict):
     refusal_message: str
     input: InputPolicy
     output: OutputPolicy
+    principles: list[str] = Field(default_factory=list)
 
 
 def effective(policy: GuardPolicy, name: str) -> EffectiveProfile:
@@ -247,6 +254,7 @@ def effective(policy: GuardPolicy, name: str) -> EffectiveProfile:
         refusal_message=patch.refusal_message or policy.refusal_message,
         input=_merge(policy.input, patch.input),
         output=_merge(policy.output, patch.output),
+        principles=policy.principles if patch.principles is None else patch.principles,
     )
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from guard.pipeline import Exchange, RailDecision, StreamStep, TriageResult
 from rails import pii
-from rails.compiled import REFUSAL_SCAN_CHARS, CompiledProfile, Fire
+from rails.compiled import CompiledProfile, Fire
 
 if TYPE_CHECKING:
     from rails.engine import RailsEngine
@@ -99,7 +99,7 @@ class WindowStreamGuard:
             scores = await self.engine.scorer.score_text(window)
             self.ex.output_triage = scores
             self.first_scores = self.first_scores or scores
-        refused = detect_refusal(prof, self.buf[:REFUSAL_SCAN_CHARS], self.first_scores) is not None
+        refused = detect_refusal(prof, self.buf, self.first_scores) is not None
         fired = output_fires(
             prof, window, scores, total_chars=len(self.buf), whole=self.buf if final else None, refused=refused
         )
@@ -162,7 +162,7 @@ class WindowStreamGuard:
     def _refusal(self) -> list[RailDecision]:
         from rails.engine import detect_refusal
 
-        score = detect_refusal(self.prof, self.buf[:REFUSAL_SCAN_CHARS], self.first_scores)
+        score = detect_refusal(self.prof, self.buf, self.first_scores)
         if score is None:
             return []
         return [RailDecision("refusal", "output", "pass", "enforce", "model_refused", score=score)]

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from finetune import traffic as tr  # noqa: E402
-from finetune.refusal import pattern_refusal  # noqa: E402
+from guard.refusal import HEAD_THRESHOLD, shipped  # noqa: E402
 
 REFUSAL = "I'm sorry, but I can't help with that."
 CAUTIOUS = "v0-cautious"
@@ -163,7 +163,7 @@ def ask(port: int, model: str, text: str) -> dict[str, Any]:
     body = r.json()
     choice = body["choices"][0]
     answer = choice["message"].get("content") or ""
-    refused = choice.get("finish_reason") == "content_filter" or pattern_refusal(answer)
+    refused = choice.get("finish_reason") == "content_filter" or shipped()(answer)
     return {
         "prompt": text,
         "answer": answer,
@@ -214,7 +214,7 @@ def review(
     # model answered, so the reviewer audits the recorded traffic.
     for rec in fetch_records(engine, since=since):
         kind = kinds.get(rec.messages[-1].content)
-        refused = "model_refused" in rec.flags or "blocked_input" in rec.flags or pattern_refusal(rec.response)
+        refused = "model_refused" in rec.flags or "blocked_input" in rec.flags or shipped()(rec.response)
         label = None
         if kind == "harmful":
             label = "correct" if refused else "unsafe"
@@ -242,7 +242,7 @@ def reviewer_corrections(base: Path, traffic: list[tr.Prompt], share: float) -> 
         return {}
     lm = LocalLM(base)
     answers = lm.generate([[{"role": "user", "content": t}] for t in chosen], max_new_tokens=80)
-    return {t: a for t, a in zip(chosen, answers, strict=True) if a and not pattern_refusal(a)}
+    return {t: a for t, a in zip(chosen, answers, strict=True) if a and not shipped()(a)}
 
 
 def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
@@ -266,6 +266,49 @@ def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
 
 def flipped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in rows]
+
+
+def run_seeds(a: argparse.Namespace, seeds: list[int]) -> None:
+    """Each seed in its own process and folder (a fresh proxy, registry and store), then the summary."""
+    args, passthrough = sys.argv[1:], []
+    for i, x in enumerate(args):
+        own = x.startswith(("--seeds", "--work", "--seed=")) or x == "--seed"
+        if not own and not (i and args[i - 1] in ("--seeds", "--work", "--seed")):
+            passthrough.append(x)
+    results = []
+    for seed in seeds:
+        work = a.work / f"seed-{seed}"
+        log(f"seed {seed}: {work}")
+        cmd = [sys.executable, __file__, "--work", str(work), "--seed", str(seed), *passthrough]
+        subprocess.run(cmd, check=True)
+        results.append(json.loads((work / "demo_result.json").read_text()))
+    (a.work / "demo_seeds.md").write_text(seeds_summary(results))
+    print(seeds_summary(results))
+
+
+def seeds_summary(results: list[dict[str, Any]]) -> str:
+    from statistics import mean, pstdev
+
+    def stat(when: str, key: str) -> str:
+        xs = [100 * r[when][key] for r in results]
+        return f"{mean(xs):.1f} % ± {pstdev(xs):.1f} (min {min(xs):.1f}, max {max(xs):.1f})"
+
+    promoted = sum(r["cycle"]["status"] == "promoted" for r in results)
+    bad = sum(not r.get("bad_candidate", {}).get("passed_gate", True) for r in results)
+    return "\n".join(
+        [
+            f"Seeds {[r['seed'] for r in results]}: mean ± standard deviation over seeds, through the proxy, "
+            "held-out prompts",
+            "",
+            "| | before | after |",
+            "|---|---|---|",
+            f"| over-refusal | {stat('before', 'over_refusal')} | {stat('after', 'over_refusal')} |",
+            f"| harmful refused | {stat('before', 'harmful_refusal')} | {stat('after', 'harmful_refusal')} |",
+            "",
+            f"gate promoted {promoted} of {len(results)} seeds; bad candidate rejected in {bad} of {len(results)}",
+            "",
+        ]
+    )
 
 
 def main() -> None:
@@ -321,14 +364,24 @@ def main() -> None:
         default=True,
         help="run the triage classifier in the proxy and the loop (the shipped default)",
     )
+    ap.add_argument("--seed", type=int, default=0, help="traffic draw, DPO and sampling seed of one run")
+    ap.add_argument(
+        "--seeds",
+        help="comma-separated seeds: one full run per seed (WORK/seed-N, one at a time), then the summary "
+        "over them (WORK/demo_seeds.md): mean and spread through the proxy, seeds promoted, bad candidate",
+    )
     a = ap.parse_args()
+    if a.seeds:
+        return run_seeds(a, [int(x) for x in a.seeds.split(",")])
+    import torch
+
+    torch.manual_seed(a.seed)
 
     from finetune.config import load_config
     from finetune.cycle import CycleOptions, run_cycle
     from finetune.evaluate import EvalOptions, Suites, compare, deployed_view
     from finetune.gates import decide
     from finetune.pairs import load_rows
-    from finetune.refusal import RefusalDetector
     from finetune.registry import Registry
     from finetune.report import write_report
     from finetune.train import train_dpo
@@ -361,7 +414,7 @@ def main() -> None:
     upgrade(db_url)
     engine = make_engine(db_url)
     proxy = start_proxy(work, a.port, triage)
-    result: dict[str, Any] = {"triage": triage, "started": datetime.now(UTC).isoformat()}
+    result: dict[str, Any] = {"triage": triage, "seed": a.seed, "started": datetime.now(UTC).isoformat()}
     try:
         held = [p for k in tr.KINDS for p in tr.prompts(k) if p.held_out]
         log(f"before: {len(held)} held-out prompts through the proxy (serving {CAUTIOUS})")
@@ -375,7 +428,7 @@ def main() -> None:
 
         rest = (1.0 - a.harmful_share) / 2
         mix = {"benign": rest, "scary_benign": rest, "harmful": a.harmful_share}
-        pool = tr.traffic(a.requests * 3, seed=1, mix=mix)
+        pool = tr.traffic(a.requests * 3, seed=1 + a.seed, mix=mix)
         train_traffic = [p for p in pool if not p.held_out][: a.requests]
         log(f"replaying {len(train_traffic)} requests of training traffic")
         t0 = time.perf_counter()
@@ -398,7 +451,10 @@ def main() -> None:
             triage_dir=work / "triage" if triage else None,
             min_pairs=10,
             settle=timedelta(0),
-            dpo=load_config(None, epochs=a.epochs, learning_rate=a.lr, sft_weight=a.sft_weight, beta=a.beta),
+            dpo=load_config(
+                None, epochs=a.epochs, learning_rate=a.lr, sft_weight=a.sft_weight, beta=a.beta, seed=a.seed
+            ),
+            datasets_dir=settings.datasets_dir,
         )
         opts.pairs.candidates = 6
         opts.pairs.max_refuse_share = a.max_refuse_share
@@ -419,8 +475,9 @@ def main() -> None:
         if res.run_dir is not None and (res.run_dir / "report" / "report.json").is_file():
             rep = json.loads((res.run_dir / "report" / "report.json").read_text())
             result["gate_eval"] = {
-                k: {m: v for m, v in rep[k].items() if m != "samples"} for k in ("current", "candidate")
-            } | {"drift": rep["drift"], "context": rep.get("context")}
+                k: {m: v for m, v in rep[k].items() if m not in ("samples", "outcomes")}
+                for k in ("current", "candidate")
+            } | {"drift": rep["drift"], "context": rep.get("context"), "verdict": rep.get("verdict")}
         result["pairs_manifest"] = (
             json.loads((res.run_dir / "pairs" / "manifest.json").read_text()) if res.run_dir else None
         )
@@ -453,13 +510,14 @@ def main() -> None:
             bad = train_dpo(
                 cur, flipped(load_rows(res.run_dir / "pairs" / "train.jsonl")), opts.dpo, work / "bad-train"
             )
+            view = deployed_view(opts.eval, opts.rails_dir, opts.triage_dir)
             rep = compare(
                 cur,
                 bad.merged_dir,
-                Suites.load(held_out=res.run_dir / "pairs" / "eval.jsonl"),
-                RefusalDetector().flags,
+                Suites.default(opts.datasets_dir, res.run_dir / "pairs" / "eval.jsonl"),
+                shipped().with_head(HEAD_THRESHOLD).batch(view.triage if view is not None else None),
                 EvalOptions(),
-                deployed_view(opts.eval, opts.rails_dir, opts.triage_dir),
+                view,
             )
             verdict = decide(rep, opts.gates)
             write_report(rep, verdict, work / "bad-report")

@@ -85,9 +85,9 @@ def main() -> None:
     from finetune.gates import decide
     from finetune.generate import LocalLM
     from finetune.pairs import load_rows
-    from finetune.refusal import RefusalDetector, pattern_refusal
     from finetune.registry import Registry
     from finetune.train import train_dpo
+    from guard.refusal import shipped
     from guard.settings import DEFAULT_MODEL, SHIPPED_RAILS
 
     ap = argparse.ArgumentParser()
@@ -127,7 +127,7 @@ def main() -> None:
         current,
         cand,
         Suites.load(held_out=a.pairs / "eval.jsonl"),
-        RefusalDetector().flags,
+        shipped().flags,
         opts,
         deployed_view(opts, SHIPPED_RAILS, triage),
     )
@@ -154,7 +154,7 @@ def main() -> None:
     held = [p for k in tr.KINDS for p in tr.prompts(k) if p.held_out]
     for name, path in (("current", current), ("candidate", cand)):
         answers = LocalLM(path).generate([[{"role": "user", "content": p.text}] for p in held], max_new_tokens=48)
-        refused = [pattern_refusal(x) for x in answers]
+        refused = shipped().flags(answers)
         benign = [r for r, p in zip(refused, held, strict=True) if p.kind != "harmful"]
         harmful = [r for r, p in zip(refused, held, strict=True) if p.kind == "harmful"]
         out[f"held_out_{name}_bare"] = {

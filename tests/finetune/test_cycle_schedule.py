@@ -60,7 +60,7 @@ def traffic(n: int, offset: int = 0) -> list:
     return over + unsafe
 
 
-def test_cycle_trains_evaluates_and_registers_a_rejected_candidate_then_skips_without_new_data(
+def test_cycle_trains_evaluates_and_registers_an_unproven_candidate_unpromoted_then_skips_without_new_data(
     tmp_path: Path, tiny_lm: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'guard.db'}"
@@ -70,12 +70,13 @@ def test_cycle_trains_evaluates_and_registers_a_rejected_candidate_then_skips_wi
     insert_records(make_engine(url), traffic(6))
     opts = options(tmp_path, url, tiny_lm)
     res = run_cycle(opts, log=lambda m: None)
-    # A random tiny model refuses nothing before or after, so over-refusal cannot drop: the gate says no.
-    assert res.status == "rejected" and "over-refusal" in res.message
+    # A random tiny model refuses nothing before or after: no evidence that over-refusal dropped, no promotion.
+    assert res.status == "inconclusive" and "(not enough evidence): over refusal" in res.message
     reg = Registry(opts.models_root, MODEL)
     assert reg.current().version == "base" and res.version in reg.store.versions(MODEL)
     meta = reg.meta(res.version)
-    assert meta["verdict"]["passed"] is False and meta["base"]["version"] == "base"
+    assert meta["verdict"]["passed"] is False and meta["verdict"]["status"] == "not enough evidence"
+    assert meta["base"]["version"] == "base" and meta["suites"]["suites"]["harmful"]["n"] == 4
     assert meta["data_counts"]["by_direction"] == {"help_more": 6, "refuse_more": 6}
     assert len(meta["data_manifest_hash"]) == 64
     assert {p.name for p in (res.run_dir / "report").iterdir()} == {"report.md", "report.json", "before_after.png"}
@@ -219,3 +220,6 @@ def test_prefs_build_command_writes_pairs_and_manifest(tmp_path: Path, monkeypat
         app, ["finetune", "eval", "--candidate", str(tmp_path), "--out", str(tmp_path / "r"), "--context", "sideways"]
     )
     assert out.exit_code == 2 and "--context 'sideways': use deployed or bare" in out.output
+    base = ["finetune", "eval", "--candidate", str(tmp_path), "--current", str(tmp_path), "--out", str(tmp_path / "r")]
+    out = CliRunner().invoke(app, [*base, "--context", "bare", "--suites", str(tmp_path / "nope")])
+    assert out.exit_code == 2 and f"suite folder {tmp_path / 'nope'}: no such directory" in out.output

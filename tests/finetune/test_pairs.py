@@ -10,7 +10,7 @@ from finetune import pairs
 from finetune.collect import Watermark, collect
 from finetune.pairs import HELP_MORE, KEEP_REFUSING, REFUSE_MORE, PairOptions, PairSources
 from finetune.policy import load_engine, profile_cautions, profile_refusals, rails_output_check
-from finetune.refusal import RefusalDetector
+from guard.refusal import shipped
 from guard.settings import SHIPPED_RAILS
 from guard.store.db import insert_feedback, insert_records, insert_review, make_engine
 
@@ -26,7 +26,7 @@ def sources(**kw: object) -> PairSources:
     rails = load_engine(SHIPPED_RAILS)
     base = {
         "refusal_for": profile_refusals(rails),
-        "is_refusal": RefusalDetector(),
+        "is_refusal": shipped(),
         "output_ok": rails_output_check(rails),
         "sample": canned_sampler,
     }

@@ -45,7 +45,7 @@ class WordScorer:
         labels = tuple(dict.fromkeys(v for k, v in self.lexicon.items() if k in low))
         scores = {label: 0.02 for label in self.lexicon.values()}
         scores.update({label: 0.95 for label in labels})
-        scores["refusal"] = 0.9 if low.startswith(("sorry", "i cannot")) else 0.05
+        scores["refusal"] = 0.995 if low.startswith(("sorry", "i cannot")) else 0.05
         return TriageResult(scores, labels, self.encoder.embed([text])[0])
 
     async def classify(self, exchange: Exchange) -> TriageResult:

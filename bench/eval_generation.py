@@ -1,0 +1,57 @@
+"""Gate evaluation generation: the old settings (48 new tokens, batches of 8 in suite order) against the new ones
+(40 new tokens, batches of 16 sorted by length, each answer stopped after its first sentence), same prompts,
+interleaved in rounds.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python bench/eval_generation.py [--per-kind 8] [--rounds 2]
+
+Prompts: the first N of each built gate suite (benign_scary, benign_ordinary, harmful); the local SmolLM2 model
+(`guard models prepare`). Prints seconds per round and the median ratio new / old.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from finetune.generate import LocalLM  # noqa: E402
+from finetune.suitebuild import build  # noqa: E402
+from guard.backends.prepare import prepare_default_model  # noqa: E402
+from guard.settings import load_settings  # noqa: E402
+
+SETTINGS = {
+    "old": {"max_new_tokens": 48, "batch_size": 8},
+    "new": {"max_new_tokens": 40, "batch_size": 16, "first_sentence": True},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--per-kind", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=2)
+    a = ap.parse_args()
+    settings = load_settings()
+    suites, _ = build(settings.datasets_dir)
+    rows = [r for k in ("benign_scary", "benign_ordinary", "harmful") for r in suites[k][: a.per_kind]]
+    random.Random(0).shuffle(rows)
+    convs = [[{"role": "user", "content": r["prompt"]}] for r in rows]
+    lm = LocalLM(prepare_default_model(settings).path, threads=1)
+    times: dict[str, list[float]] = {}
+    for rnd in range(a.rounds):
+        for name, kw in SETTINGS.items():
+            t0 = time.perf_counter()
+            lm.generate(convs, **kw)  # type: ignore[arg-type]
+            times.setdefault(name, []).append(time.perf_counter() - t0)
+            print(f"round {rnd} {name}: {times[name][-1]:.1f} s", flush=True)
+    old, new = statistics.median(times["old"]), statistics.median(times["new"])
+    print(f"{len(convs)} prompts: old median {old:.1f} s, new median {new:.1f} s, new / old {new / old:.2f}")
+
+
+if __name__ == "__main__":
+    main()
