@@ -114,9 +114,8 @@ async def chat_completions(request: Request) -> Response:
         include_usage=opts is not None and opts.include_usage,
         call=req,
         api_key_hash=principal.key_hash,
-        profile=profile,
+        requested_profile=profile,
         model_version=model.version,
-        rails_hash=res.rails_hash,
     )
     headers = {"x-guard-exchange-id": ex.id}
     try:

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from guard import domain
 from guard.domain import Answer, Message, ModelReply, ToolCall
 
+# A chunk's top-level fields (id, created, model, system_fingerprint, fields the guard does not know), passed on as
+# the upstream sent them: the guard never reads the values.
+Envelope = dict[str, object]
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "function_call"]
 
@@ -238,7 +241,7 @@ def _answer(position: int, choice: dict[str, Any]) -> Answer:
     )
 
 
-def chunk_parts(data: Any) -> tuple[list[domain.Delta], Usage | None, dict[str, Any]]:
+def chunk_parts(data: Any) -> tuple[list[domain.Delta], Usage | None, Envelope]:
     """One `chat.completion.chunk` as deltas, its usage and its envelope (every top-level field but those)."""
     usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
     deltas = []
@@ -312,11 +315,11 @@ def _own_choice(answer: Answer) -> dict[str, Any]:
     return {"index": answer.index, "message": msg, "finish_reason": answer.finish_reason}
 
 
-def own_envelope(exchange_id: str, model: str, created: int) -> dict[str, Any]:
+def own_envelope(exchange_id: str, model: str, created: int) -> Envelope:
     return {"id": exchange_id, "object": "chat.completion.chunk", "created": created, "model": model}
 
 
-def chunk_frame(envelope: dict[str, Any], delta: domain.Delta, *, role: bool = False) -> bytes:
+def chunk_frame(envelope: Envelope, delta: domain.Delta, *, role: bool = False) -> bytes:
     """One `chat.completion.chunk` SSE frame, written directly: it runs once per streamed piece, and this is
     several times cheaper than building and dumping a pydantic chunk."""
     d: dict[str, Any] = {"role": "assistant", "content": delta.text} if role else {}
@@ -334,7 +337,7 @@ def chunk_frame(envelope: dict[str, Any], delta: domain.Delta, *, role: bool = F
     return b"data: " + pydantic_core.to_json({**envelope, "choices": [choice]}) + b"\n\n"
 
 
-def usage_frame(envelope: dict[str, Any], usage: Usage) -> bytes:
+def usage_frame(envelope: Envelope, usage: Usage) -> bytes:
     return b"data: " + pydantic_core.to_json({**envelope, "choices": [], "usage": usage.model_dump()}) + b"\n\n"
 
 
@@ -389,7 +392,7 @@ def text_reply_from_body(data: Any, raw: bytes | None = None) -> ModelReply:
     return ModelReply(answers, usage, body=data, raw=raw)
 
 
-def text_chunk_parts(data: Any) -> tuple[list[domain.Delta], Usage | None, dict[str, Any]]:
+def text_chunk_parts(data: Any) -> tuple[list[domain.Delta], Usage | None, Envelope]:
     usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
     deltas = [
         domain.Delta(index=c.get("index", 0), text=c.get("text") or "", finish_reason=c.get("finish_reason"))
@@ -423,7 +426,7 @@ def text_completion_body(
     )
 
 
-def text_chunk_frame(envelope: dict[str, Any], delta: domain.Delta, *, role: bool = False) -> bytes:
+def text_chunk_frame(envelope: Envelope, delta: domain.Delta, *, role: bool = False) -> bytes:
     choice = {"index": delta.index, "text": delta.text, "logprobs": None, "finish_reason": delta.finish_reason}
     return b"data: " + pydantic_core.to_json({**envelope, "choices": [choice]}) + b"\n\n"
 
