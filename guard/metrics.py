@@ -73,6 +73,10 @@ TRIAGE_LATENCY = Histogram(
 TRIAGE_BATCH_SIZE = Histogram(
     "guard_triage_batch_size", "Texts per classifier batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
 )
+TRIAGE_SAMPLED = Counter(
+    "guard_triage_sampled_total",
+    "Requests over the classifier's window budget, scored on a sample of their text (GUARD_TRIAGE_MAX_WINDOWS)",
+)
 TRIAGE_PREDICTIONS = Counter("guard_triage_predictions_total", "Labels predicted over threshold", ["label"])
 TRIAGE_DEVICE = Gauge(
     "guard_triage_device_info", "Execution provider of the classifier", ["device"], multiprocess_mode="max"

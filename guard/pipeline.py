@@ -6,6 +6,8 @@ Each stage is a small protocol; `create_app` plugs real implementations in. The 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from guard import metrics
 from guard.domain import BLOCKED, Answer, Delta, Message, ModelReply, StreamEvent, ToolCall, assemble_tool_calls
-from guard.errors import GuardError
+from guard.errors import GuardError, UpstreamTimeout
 from guard.taxonomy import HARMFUL
 from guard.wire import ChatCompletionRequest, Envelope, Usage
 
@@ -353,20 +355,31 @@ class _Choice:
 
 
 class Pipeline:
-    def __init__(self, triage: Triage, input_rails: InputRails, output_rails: OutputRails, recorder: Recorder) -> None:
+    def __init__(
+        self,
+        triage: Triage,
+        input_rails: InputRails,
+        output_rails: OutputRails,
+        recorder: Recorder,
+        *,
+        timeout_s: float | None = None,
+    ) -> None:
         self.triage = triage
         self.input_rails = input_rails
         self.output_rails = output_rails
         self.recorder = recorder
+        self.timeout_s = timeout_s  # the whole exchange, streamed answers included (GUARD_REQUEST_TIMEOUT_S)
 
     async def handle(self, ex: Exchange, model: ChatModel) -> Completed | Streamed:
         """One exchange end to end: triage, input rails, model, output rails, record. A failure before the
         first response byte is raised (the route maps it to its status); the exchange is recorded either way."""
+        deadline = None if self.timeout_s is None else asyncio.get_running_loop().time() + self.timeout_s
         try:
-            verdict = await self.screen(ex)
-            if ex.stream:
-                return await self._open_stream(ex, model, verdict)
-            done = await self._complete(ex, model, verdict)
+            async with _deadline(deadline, self.timeout_s):
+                verdict = await self.screen(ex)
+                if ex.stream:
+                    return await self._open_stream(ex, model, verdict, deadline)
+                done = await self._complete(ex, model, verdict)
         except GuardError as exc:
             ex.error = exc.code
             exc.exchange_id = ex.id  # type: ignore[attr-defined]  # the error response names the exchange too
@@ -471,10 +484,14 @@ class Pipeline:
             ex.tool_calls = model.tool_calls
 
     # Streams ----------------------------------------------------------------------------------------------
-    async def _open_stream(self, ex: Exchange, model: ChatModel, verdict: InputVerdict) -> Streamed:
+    async def _open_stream(
+        self, ex: Exchange, model: ChatModel, verdict: InputVerdict, deadline: float | None
+    ) -> Streamed:
         if verdict.block is not None:
             return Streamed(self._stream(ex, None, verdict), None)
         events = model.stream(ex.call, verdict.messages)
+        if deadline is not None:
+            events = _until(events, deadline, self.timeout_s)
         # Wait for the first event before answering, so an unreachable upstream is a 502, not a broken 200.
         try:
             first = await anext(events, None)
@@ -661,6 +678,37 @@ class _ScoredTriage:
 
     async def score_text(self, text: str) -> TriageResult | None:
         return await self.scorer.score_text(text)
+
+
+def _deadline(deadline: float | None, timeout_s: float | None) -> contextlib.AbstractAsyncContextManager[None]:
+    """Ends what runs inside at `deadline` (loop time) with the upstream timeout the client sees as a 504."""
+    if deadline is None:
+        return contextlib.nullcontext()
+    return _timeout_at(deadline, timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def _timeout_at(deadline: float, timeout_s: float | None) -> AsyncIterator[None]:
+    try:
+        async with asyncio.timeout_at(deadline):
+            yield
+    except TimeoutError:
+        raise UpstreamTimeout(f"the request did not complete within its deadline of {timeout_s:g} s") from None
+
+
+async def _until(
+    events: AsyncIterator[StreamEvent], deadline: float, timeout_s: float | None
+) -> AsyncIterator[StreamEvent]:
+    """`events` up to `deadline`: each wait for the next event is bounded by what is left of it."""
+    try:
+        while True:
+            async with _timeout_at(deadline, timeout_s):
+                event = await anext(events, None)
+            if event is None:
+                return
+            yield event
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
 
 
 def _calls_text(calls: tuple[ToolCall, ...]) -> str:

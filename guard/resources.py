@@ -190,7 +190,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         rails = await _rails(settings, triage, models, stack)
         meter = UsageMeter(labels, limiter)
         recorder = Recorders(store.writer, meter) if store is not None else meter
-        pipeline = Pipeline(triage, rails, rails, recorder)
+        pipeline = Pipeline(triage, rails, rails, recorder, timeout_s=settings.request_timeout_s)
         res = Resources(
             settings,
             auth,
