@@ -7,10 +7,11 @@ import functools
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
@@ -57,7 +58,7 @@ def new_exchange_id(prefix: str = "chatcmpl-") -> str:
 
 # Label children looked up once: `labels()` takes a lock and builds a key on every call.
 @functools.cache
-def _requests(outcome: str, route: str = ROUTE) -> Any:
+def _requests(outcome: str, route: str = ROUTE) -> Counter:
     return metrics.REQUESTS.labels(route, outcome)
 
 
@@ -66,7 +67,7 @@ def count(route: str, outcome: str) -> None:
 
 
 @functools.cache
-def _upstream_latency(backend: str) -> Any:
+def _upstream_latency(backend: str) -> Histogram:
     return metrics.UPSTREAM_LATENCY.labels(backend)
 
 
@@ -140,7 +141,7 @@ async def sse_body(
     *,
     route: str = ROUTE,
     frame: Frame = wire.chunk_frame,
-    own: dict[str, Any] | None = None,
+    own: wire.Envelope | None = None,
 ) -> AsyncIterator[bytes]:
     """The client's event stream: the pipeline's deltas as chunk frames in the upstream's envelope."""
     envelope = stream.envelope or own or wire.own_envelope(ex.id, ex.model, int(ex.started_at))
