@@ -7,7 +7,6 @@ Each stage is a small protocol; `create_app` plugs real implementations in. The 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -374,12 +373,18 @@ class Pipeline:
         """One exchange end to end: triage, input rails, model, output rails, record. A failure before the
         first response byte is raised (the route maps it to its status); the exchange is recorded either way."""
         deadline = None if self.timeout_s is None else asyncio.get_running_loop().time() + self.timeout_s
+        timer = asyncio.timeout_at(deadline)
         try:
-            async with _deadline(deadline, self.timeout_s):
-                verdict = await self.screen(ex)
-                if ex.stream:
-                    return await self._open_stream(ex, model, verdict, deadline)
-                done = await self._complete(ex, model, verdict)
+            try:
+                async with timer:
+                    verdict = await self.screen(ex)
+                    if ex.stream:
+                        return await self._open_stream(ex, model, verdict, deadline)
+                    done = await self._complete(ex, model, verdict)
+            except TimeoutError:
+                if not timer.expired():
+                    raise
+                raise self._overdue() from None
         except GuardError as exc:
             ex.error = exc.code
             exc.exchange_id = ex.id  # type: ignore[attr-defined]  # the error response names the exchange too
@@ -491,7 +496,7 @@ class Pipeline:
             return Streamed(self._stream(ex, None, verdict), None)
         events = model.stream(ex.call, verdict.messages)
         if deadline is not None:
-            events = _until(events, deadline, self.timeout_s)
+            events = _until(events, deadline, self._overdue())
         # Wait for the first event before answering, so an unreachable upstream is a 502, not a broken 200.
         try:
             first = await anext(events, None)
@@ -621,6 +626,9 @@ class Pipeline:
         return True
 
     # Shared -----------------------------------------------------------------------------------------------
+    def _overdue(self) -> GuardError:
+        return UpstreamTimeout(f"the request did not complete within its deadline of {self.timeout_s:g} s")
+
     def _apply_output(self, ex: Exchange, out: OutputVerdict, *, refusals: bool = True) -> None:
         ex.decisions.extend(out.decisions)
         record_decisions(out.decisions)
@@ -680,30 +688,20 @@ class _ScoredTriage:
         return await self.scorer.score_text(text)
 
 
-def _deadline(deadline: float | None, timeout_s: float | None) -> contextlib.AbstractAsyncContextManager[None]:
-    """Ends what runs inside at `deadline` (loop time) with the upstream timeout the client sees as a 504."""
-    if deadline is None:
-        return contextlib.nullcontext()
-    return _timeout_at(deadline, timeout_s)
-
-
-@contextlib.asynccontextmanager
-async def _timeout_at(deadline: float, timeout_s: float | None) -> AsyncIterator[None]:
-    try:
-        async with asyncio.timeout_at(deadline):
-            yield
-    except TimeoutError:
-        raise UpstreamTimeout(f"the request did not complete within its deadline of {timeout_s:g} s") from None
-
-
 async def _until(
-    events: AsyncIterator[StreamEvent], deadline: float, timeout_s: float | None
+    events: AsyncIterator[StreamEvent], deadline: float, overdue: GuardError
 ) -> AsyncIterator[StreamEvent]:
-    """`events` up to `deadline`: each wait for the next event is bounded by what is left of it."""
+    """`events` up to `deadline` (loop time): each wait for the next event is bounded by what is left of it."""
     try:
         while True:
-            async with _timeout_at(deadline, timeout_s):
-                event = await anext(events, None)
+            timer = asyncio.timeout_at(deadline)
+            try:
+                async with timer:
+                    event = await anext(events, None)
+            except TimeoutError:
+                if not timer.expired():
+                    raise
+                raise overdue from None
             if event is None:
                 return
             yield event

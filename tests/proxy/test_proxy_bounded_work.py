@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
+from support.records import wait_for_record
 
 FILLER = "The committee reviewed the quarterly figures and agreed to meet again next week. "
 BIG = FILLER * 12_000  # 972 kB: under the 1 MB body limit
@@ -25,18 +26,6 @@ TRICKLE_INTERVAL_S = 0.4
 def _chat(url: str, content: str, *, model: str = "gpt-fake", stream: bool = False, timeout: float = 120) -> Any:
     body = {"model": model, "stream": stream, "messages": [{"role": "user", "content": content}]}
     return httpx.post(f"{url}/chat/completions", json=body, timeout=timeout)
-
-
-def _records(proxy: Any, exchange_id: str, timeout_s: float = 10.0) -> Any:
-    from guard.store.query import fetch_records
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = [r for r in fetch_records(proxy.resources.store_engine) if r.exchange_id == exchange_id]
-        if found:
-            return found[0]
-        time.sleep(0.05)
-    raise AssertionError(f"exchange {exchange_id} was not recorded within {timeout_s}s")
 
 
 def test_a_990_kB_message_does_not_stall_a_concurrent_tiny_request(proxy: Any, triage_model_dir: Path) -> None:
@@ -76,7 +65,7 @@ def test_an_oversized_request_is_refused_by_the_length_rail_without_reaching_the
     r = _chat(p.v1, BIG)
     body = r.json()
     assert r.status_code == 200 and body["choices"][0]["finish_reason"] == "content_filter"
-    record = _records(p, r.headers["x-guard-exchange-id"])
+    record = wait_for_record(p, r.headers["x-guard-exchange-id"])
     assert [d.rail for d in record.decisions if d.result == "block"] == ["length"]
     assert record.triage_scores == {}  # the classifier never ran
     assert record.profile == "default" and record.rails_hash == p.resources.rails_hash
@@ -132,7 +121,7 @@ def test_an_upstream_trickling_its_answer_gets_a_504_at_the_request_deadline(pro
     assert r.status_code == 504, r.text
     assert r.json()["error"]["code"] == "upstream_timeout"
     assert 1.4 < elapsed < 4.0  # the deadline, not the ~25 s the whole body would take
-    record = _records(p, r.headers["x-guard-exchange-id"])
+    record = wait_for_record(p, r.headers["x-guard-exchange-id"])
     assert record.error == "upstream_timeout"
 
 
@@ -149,5 +138,5 @@ def test_a_stream_trickling_after_its_first_chunk_ends_with_an_error_event_at_th
     assert frames[-1]["error"]["code"] == "upstream_timeout"
     assert "data: [DONE]" not in r.text
     assert 1.4 < elapsed < 4.0
-    record = _records(p, r.headers["x-guard-exchange-id"])
+    record = wait_for_record(p, r.headers["x-guard-exchange-id"])
     assert record.error == "upstream_timeout"
