@@ -6,7 +6,6 @@ Each stage is a small protocol; `create_app` plugs real implementations in. The 
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -14,8 +13,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from guard import metrics
+from guard.deadline import Deadline, until, within
 from guard.domain import BLOCKED, Answer, Delta, Message, ModelReply, StreamEvent, ToolCall, assemble_tool_calls
-from guard.errors import GuardError, UpstreamTimeout
+from guard.errors import GuardError
 from guard.taxonomy import HARMFUL
 from guard.wire import ChatCompletionRequest, Envelope, Usage
 
@@ -372,24 +372,22 @@ class Pipeline:
     async def handle(self, ex: Exchange, model: ChatModel) -> Completed | Streamed:
         """One exchange end to end: triage, input rails, model, output rails, record. A failure before the
         first response byte is raised (the route maps it to its status); the exchange is recorded either way."""
-        deadline = None if self.timeout_s is None else asyncio.get_running_loop().time() + self.timeout_s
-        timer = asyncio.timeout_at(deadline)
+        deadline = None if self.timeout_s is None else Deadline(self.timeout_s)
         try:
-            try:
-                async with timer:
-                    verdict = await self.screen(ex)
-                    if ex.stream:
-                        return await self._open_stream(ex, model, verdict, deadline)
-                    done = await self._complete(ex, model, verdict)
-            except TimeoutError:
-                if not timer.expired():
-                    raise
-                raise self._overdue() from None
-        except GuardError as exc:
-            ex.error = exc.code
-            exc.exchange_id = ex.id  # type: ignore[attr-defined]  # the error response names the exchange too
-            self.finish(ex)
+            if ex.stream:
+                verdict = await within(deadline, self.screen(ex))
+                return await self._open_stream(ex, model, verdict, deadline)
+            done = await within(deadline, self._complete(ex, model))
+        except BaseException as exc:
+            if deadline is not None:
+                deadline.cancel()
+            if isinstance(exc, GuardError):
+                ex.error = exc.code
+                exc.exchange_id = ex.id  # type: ignore[attr-defined]  # the error response names the exchange too
+                self.finish(ex)
             raise
+        if deadline is not None:
+            deadline.cancel()
         self.finish(ex)
         return done
 
@@ -415,9 +413,7 @@ class Pipeline:
         return verdict
 
     async def classify_output(self, ex: Exchange, text: str) -> TriageResult | None:
-        """The classifier on a piece of the answer, when the output rules decide from its scores."""
-        if not self.output_rails.wants_scores(ex):
-            return None
+        """The classifier on a piece of the answer (asked only when the output rules decide from scores)."""
         scores = await self.triage.score_text(text)
         if scores is not None:
             ex.output_triage = scores
@@ -426,24 +422,29 @@ class Pipeline:
     async def check_output(self, ex: Exchange, text: str, *, tool_calls: bool = False) -> OutputVerdict:
         """Output rules on a whole text, deciding from the classifier's scores on it. A classifier failure
         is the rails' to decide (fail closed or open): it reaches them as an error decision, not a crash."""
-        try:
-            scores = await self.classify_output(ex, text)
-        except Exception as exc:
-            return self.output_rails.scoring_failed(ex, exc)
+        scores = None
+        if self.output_rails.wants_scores(ex):
+            try:
+                scores = await self.classify_output(ex, text)
+            except Exception as exc:
+                return self.output_rails.scoring_failed(ex, exc)
         return await self.output_rails.check_output(ex, text, scores, tool_calls=tool_calls)
 
     async def stream_step(self, ex: Exchange, guard: StreamGuard, window: str | None, *, final: bool) -> StreamStep:
         """A stream guard's window classified and decided (nothing when no window is due)."""
         if window is None:
             return StreamStep()
-        try:
-            scores = await self.classify_output(ex, window)
-        except Exception as exc:
-            return guard.scoring_failed(exc)
+        scores = None
+        if self.output_rails.wants_scores(ex):
+            try:
+                scores = await self.classify_output(ex, window)
+            except Exception as exc:
+                return guard.scoring_failed(exc)
         return await guard.check(window, scores, final=final)
 
     # Whole answers ----------------------------------------------------------------------------------------
-    async def _complete(self, ex: Exchange, model: ChatModel, verdict: InputVerdict) -> Completed:
+    async def _complete(self, ex: Exchange, model: ChatModel) -> Completed:
+        verdict = await self.screen(ex)
         if verdict.block is not None:
             answers = [self._blocked(i, verdict.block) for i in range(ex.choices)]
             self._settle(ex, answers[0], None)
@@ -452,7 +453,7 @@ class Pipeline:
         reply = await model.complete(ex.call, verdict.messages)
         t1 = time.perf_counter()
         ex.timings["model"] = t1 - t0
-        metrics.UPSTREAM_LATENCY.labels(model.name).observe(t1 - t0)
+        metrics.upstream_latency(model.name).observe(t1 - t0)
         ex.usage = reply.usage
         answers = [await self.check_answer(ex, a, verdict.disclaimer) for a in reply.choices]
         ex.timings["output_rails"] = time.perf_counter() - t1
@@ -478,7 +479,9 @@ class Pipeline:
             ex.flags.add("model_refused")
         if disclaimer and text:
             text += disclaimer
-        return replace(answer, text=text, changed=text != answer.text)
+        if text == answer.text:
+            return answer
+        return replace(answer, text=text, changed=True)
 
     def _settle(self, ex: Exchange, answer: Answer, model: Answer | None) -> None:
         """The one place the answer's fields of the exchange are written (first choice)."""
@@ -490,13 +493,15 @@ class Pipeline:
 
     # Streams ----------------------------------------------------------------------------------------------
     async def _open_stream(
-        self, ex: Exchange, model: ChatModel, verdict: InputVerdict, deadline: float | None
+        self, ex: Exchange, model: ChatModel, verdict: InputVerdict, deadline: Deadline | None
     ) -> Streamed:
         if verdict.block is not None:
+            if deadline is not None:
+                deadline.cancel()
             return Streamed(self._stream(ex, None, verdict), None)
         events = model.stream(ex.call, verdict.messages)
         if deadline is not None:
-            events = _until(events, deadline, self._overdue())
+            events = until(events, deadline)
         # Wait for the first event before answering, so an unreachable upstream is a 502, not a broken 200.
         try:
             first = await anext(events, None)
@@ -626,9 +631,6 @@ class Pipeline:
         return True
 
     # Shared -----------------------------------------------------------------------------------------------
-    def _overdue(self) -> GuardError:
-        return UpstreamTimeout(f"the request did not complete within its deadline of {self.timeout_s:g} s")
-
     def _apply_output(self, ex: Exchange, out: OutputVerdict, *, refusals: bool = True) -> None:
         ex.decisions.extend(out.decisions)
         record_decisions(out.decisions)
@@ -686,27 +688,6 @@ class _ScoredTriage:
 
     async def score_text(self, text: str) -> TriageResult | None:
         return await self.scorer.score_text(text)
-
-
-async def _until(
-    events: AsyncIterator[StreamEvent], deadline: float, overdue: GuardError
-) -> AsyncIterator[StreamEvent]:
-    """`events` up to `deadline` (loop time): each wait for the next event is bounded by what is left of it."""
-    try:
-        while True:
-            timer = asyncio.timeout_at(deadline)
-            try:
-                async with timer:
-                    event = await anext(events, None)
-            except TimeoutError:
-                if not timer.expired():
-                    raise
-                raise overdue from None
-            if event is None:
-                return
-            yield event
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
 
 
 def _calls_text(calls: tuple[ToolCall, ...]) -> str:

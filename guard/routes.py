@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
@@ -64,11 +64,6 @@ def _requests(outcome: str, route: str = ROUTE) -> Counter:
 
 def count(route: str, outcome: str) -> None:
     _requests(outcome, route).inc()
-
-
-@functools.cache
-def _upstream_latency(backend: str) -> Histogram:
-    return metrics.UPSTREAM_LATENCY.labels(backend)
 
 
 def parse_body(parse: Callable[[bytes], _T], body: bytes, what: str) -> _T:
