@@ -129,11 +129,15 @@ class RailsEngine:
 
     @staticmethod
     def _cheap_fires(prof: CompiledProfile, messages: list[Message]) -> Fired:
-        """Rules that cost no more than a pass over the text: patterns on the last user turn, total length."""
-        last_user = next((m.text for m in reversed(messages) if m.role == "user"), "")
-        fired: Fired = [(r.fire, None) for r in prof.input_patterns if r.rx.search(last_user)]
+        """Rules that cost no more than a pass over the text: total length, then patterns on the last user turn
+        (not read at all when the length rule already refuses the request)."""
+        fired: Fired = []
         if prof.input_length is not None and sum(len(m.text) for m in messages) > prof.input_length.max_chars:
             fired.append((prof.input_length.fire, None))
+            if fired[0][0].decision().blocks:
+                return fired
+        last_user = next((m.text for m in reversed(messages) if m.role == "user"), "")
+        fired += [(r.fire, None) for r in prof.input_patterns if r.rx.search(last_user)]
         return fired
 
     async def check_input(self, exchange: Exchange, early: InputVerdict | None = None) -> InputVerdict:
