@@ -6,6 +6,7 @@ Each stage is a small protocol; `create_app` plugs real implementations in. The 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -384,6 +385,9 @@ class Pipeline:
             if isinstance(exc, GuardError):
                 ex.error = exc.code
                 exc.exchange_id = ex.id  # type: ignore[attr-defined]  # the error response names the exchange too
+                self.finish(ex)
+            elif isinstance(exc, asyncio.CancelledError):  # the client hung up (its work is cancelled) or shutdown
+                ex.error = "client_disconnected"
                 self.finish(ex)
             raise
         if deadline is not None:
