@@ -475,29 +475,20 @@ def table(result: dict[str, Any]) -> str:
             + (f" errors: {m['errors']}" if m["errors"] else "")
         )
     for mode_conc in sorted({k.rsplit("|", 1)[0] for k in med}):
-        fleet, rec = med.get(f"{mode_conc}|guard-fleet"), med.get(f"{mode_conc}|guard-rec")
-        if fleet and rec:
-            lines.append(
-                f"\n{mode_conc.replace('|', ', conc ')}: Redis limits + feedback cache vs the same guard "
-                f"without them: req/s {fleet['rps'] / rec['rps']:.0%}, "
-                f"p50 {fleet['p50_ms'] - rec['p50_ms']:+.2f} ms, "
-                f"CPU/req {fleet['cpu_us_per_req'] / rec['cpu_us_per_req']:.2f}x"
-            )
-        for target in ("guard", "guard-full"):
-            after, before = med.get(f"{mode_conc}|{target}"), med.get(f"{mode_conc}|{target}@base")
-            if after and before:
+        pairs = [
+            ("Redis limits + feedback cache vs the same guard without them", "guard-fleet", "guard-rec"),
+            ("guard vs the baseline's", "guard", "guard@base"),
+            ("guard-full vs the baseline's", "guard-full", "guard-full@base"),
+            ("full pipeline vs pass-through guard", "guard-full", "guard"),
+        ]
+        for what, a, b in pairs:
+            this, that = med.get(f"{mode_conc}|{a}"), med.get(f"{mode_conc}|{b}")
+            if this and that:
                 lines.append(
-                    f"\n{mode_conc.replace('|', ', conc ')}: {target} vs the baseline's: "
-                    f"req/s {after['rps'] / before['rps']:.0%}, p50 {after['p50_ms'] - before['p50_ms']:+.2f} ms, "
-                    f"CPU/req {after['cpu_us_per_req'] / before['cpu_us_per_req']:.2f}x"
+                    f"\n{mode_conc.replace('|', ', conc ')}: {what}: req/s {this['rps'] / that['rps']:.0%}, "
+                    f"p50 {this['p50_ms'] - that['p50_ms']:+.2f} ms, "
+                    f"CPU/req {this['cpu_us_per_req'] / that['cpu_us_per_req']:.2f}x"
                 )
-        full, plain = med.get(f"{mode_conc}|guard-full"), med.get(f"{mode_conc}|guard")
-        if full and plain:
-            lines.append(
-                f"\n{mode_conc.replace('|', ', conc ')}: full pipeline vs pass-through guard: "
-                f"req/s {full['rps'] / plain['rps']:.0%}, p50 {full['p50_ms'] - plain['p50_ms']:+.2f} ms, "
-                f"CPU/req {full['cpu_us_per_req'] / plain['cpu_us_per_req']:.2f}x"
-            )
     return "\n".join(lines)
 
 
