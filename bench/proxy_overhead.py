@@ -15,6 +15,11 @@ streaming. The load comes from `wrk` when installed (a separate process), else f
 generator in its own process. Rounds are interleaved and the medians reported.
 
     python bench/proxy_overhead.py [--duration 4] [--rounds 3] [--no-stream] [--targets bare,guard-rec,guard-fleet]
+        [--baseline PATH]
+
+`--baseline PATH` also serves each chosen guard target from another checkout (PATH on PYTHONPATH, e.g. `main`
+unpacked with `git archive main | tar -x -C PATH`) as `<target>@base`, in the same interleaved rounds: before and
+after a change, measured at the same moment.
 
 Prints a Markdown table and writes JSON to bench/results/.
 """
@@ -367,15 +372,20 @@ def wait_ready(url: str, timeout_s: float = 60) -> None:
 
 
 @contextlib.contextmanager
-def servers(targets: tuple[str, ...]) -> Iterator[tuple[dict[str, str], dict[str, int], dict[str, Any]]]:
-    """Start upstream and proxies; yield target -> chat URL, target -> pid, what the guard process reported."""
+def servers(
+    targets: tuple[str, ...], baseline: str | None = None
+) -> Iterator[tuple[dict[str, str], dict[str, int], dict[str, Any]]]:
+    """Start upstream and proxies; yield target -> chat URL, target -> pid, what the guard process reported.
+    A `<kind>@base` target is `kind` served with `baseline` on PYTHONPATH."""
     procs: list[subprocess.Popen[str]] = []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def start(kind: str, upstream: str | None = None) -> tuple[str, subprocess.Popen[str]]:
         port = free_port()
+        kind, at_base = kind.removesuffix("@base"), kind.endswith("@base")
         cmd = [sys.executable, __file__, f"serve-{kind}", str(port), *([upstream] if upstream else [])]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+        proc_env = {**env, "PYTHONPATH": baseline} if at_base and baseline else env
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=proc_env)
         procs.append(proc)
         return f"http://127.0.0.1:{port}", proc
 
@@ -403,7 +413,9 @@ def servers(targets: tuple[str, ...]) -> Iterator[tuple[dict[str, str], dict[str
             proc.wait(10)
 
 
-def run(duration: float, rounds: int, stream: bool, targets: tuple[str, ...] = TARGETS) -> dict[str, Any]:
+def run(
+    duration: float, rounds: int, stream: bool, targets: tuple[str, ...] = TARGETS, baseline: str | None = None
+) -> dict[str, Any]:
     modes = ["json", "tools", "sse"] if stream else ["json", "tools"]
     bodies = {
         "json": json.dumps(PROMPT).encode(),
@@ -411,7 +423,7 @@ def run(duration: float, rounds: int, stream: bool, targets: tuple[str, ...] = T
         "sse": json.dumps({**PROMPT, "stream": True}).encode(),
     }
     samples: dict[str, list[dict[str, float]]] = {}
-    with servers(targets) as (urls, pids, info):
+    with servers(targets, baseline) as (urls, pids, info):
         for target in targets:  # warm-up: connection pools, first-request imports
             load(urls[target], bodies["json"], 4, 1)
         for r in range(rounds):
@@ -463,21 +475,20 @@ def table(result: dict[str, Any]) -> str:
             + (f" errors: {m['errors']}" if m["errors"] else "")
         )
     for mode_conc in sorted({k.rsplit("|", 1)[0] for k in med}):
-        fleet, rec = med.get(f"{mode_conc}|guard-fleet"), med.get(f"{mode_conc}|guard-rec")
-        if fleet and rec:
-            lines.append(
-                f"\n{mode_conc.replace('|', ', conc ')}: Redis limits + feedback cache vs the same guard "
-                f"without them: req/s {fleet['rps'] / rec['rps']:.0%}, "
-                f"p50 {fleet['p50_ms'] - rec['p50_ms']:+.2f} ms, "
-                f"CPU/req {fleet['cpu_us_per_req'] / rec['cpu_us_per_req']:.2f}x"
-            )
-        full, plain = med.get(f"{mode_conc}|guard-full"), med.get(f"{mode_conc}|guard")
-        if full and plain:
-            lines.append(
-                f"\n{mode_conc.replace('|', ', conc ')}: full pipeline vs pass-through guard: "
-                f"req/s {full['rps'] / plain['rps']:.0%}, p50 {full['p50_ms'] - plain['p50_ms']:+.2f} ms, "
-                f"CPU/req {full['cpu_us_per_req'] / plain['cpu_us_per_req']:.2f}x"
-            )
+        pairs = [
+            ("Redis limits + feedback cache vs the same guard without them", "guard-fleet", "guard-rec"),
+            ("guard vs the baseline's", "guard", "guard@base"),
+            ("guard-full vs the baseline's", "guard-full", "guard-full@base"),
+            ("full pipeline vs pass-through guard", "guard-full", "guard"),
+        ]
+        for what, a, b in pairs:
+            this, that = med.get(f"{mode_conc}|{a}"), med.get(f"{mode_conc}|{b}")
+            if this and that:
+                lines.append(
+                    f"\n{mode_conc.replace('|', ', conc ')}: {what}: req/s {this['rps'] / that['rps']:.0%}, "
+                    f"p50 {this['p50_ms'] - that['p50_ms']:+.2f} ms, "
+                    f"CPU/req {this['cpu_us_per_req'] / that['cpu_us_per_req']:.2f}x"
+                )
     return "\n".join(lines)
 
 
@@ -496,13 +507,16 @@ def main() -> None:
     parser.add_argument(
         "--targets", default=",".join(TARGETS), help="comma-separated subset (bare, the baseline, is always measured)"
     )
+    parser.add_argument("--baseline", help="a checkout whose guard targets run beside these as <target>@base")
     args = parser.parse_args()
     chosen = [t for t in args.targets.split(",") if t]
     unknown = set(chosen) - set(TARGETS)
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))} (known: {', '.join(TARGETS)})")
     targets = tuple(t for t in TARGETS if t in chosen or t == "bare")
-    result = run(args.duration, args.rounds, not args.no_stream, targets)
+    if args.baseline:
+        targets += tuple(f"{t}@base" for t in targets if t.startswith("guard"))
+    result = run(args.duration, args.rounds, not args.no_stream, targets, args.baseline)
     print(
         f"guard stages: {result['guard']}; load generator: {result['load_generator']}; "
         f"{args.rounds} interleaved rounds of {args.duration:g} s, medians\n"

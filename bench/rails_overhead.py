@@ -38,6 +38,7 @@ from guard.pipeline import (
     Pipeline,
     StreamEvent,
     TriageResult,
+    screener,
 )
 from guard.settings import SHIPPED_RAILS, load_settings
 from guard.taxonomy import INPUT_LABELS
@@ -90,7 +91,7 @@ def workload(config: Path) -> list[tuple[list[Message], str, str | None]]:
 
 
 async def bench_config(config: Path, replay: Replay, n: int) -> dict[str, float]:
-    engine = RailsEngine.load(config, scorer=replay, encoder=replay)
+    engine = RailsEngine.load(config, scorer=replay, encoder=replay)  # the scorer: for Colang `guard_triage`
     items = workload(config)
     replay.prepare([m[-1].text for m, _, _ in items] + [a for _, a, _ in items])
     samples = []
@@ -100,7 +101,8 @@ async def bench_config(config: Path, replay: Replay, n: int) -> dict[str, float]
         ex.triage = replay.cache[messages[-1].text]
         t0 = time.process_time_ns()
         await engine.check_input(ex)
-        await engine.check_output(ex, answer)  # always, even after an input block: the cost of both stages
+        # always, even after an input block: the cost of both stages (the answer's scores replayed, as the input's)
+        await engine.check_output(ex, answer, replay.cache[answer])
         samples.append(time.process_time_ns() - t0)
     return _summary(samples[n // 10 :])
 
@@ -336,7 +338,8 @@ class Live:
 async def bench_ttft(replay: Replay, gap_s: float, chunk: str = "word ") -> dict[str, float]:
     """Added time to first token: a fake upstream yields one chunk every `gap_s`; with and without the guard."""
     scorer = Live(replay.model) if replay.model is not None else replay
-    engine = RailsEngine.load(SHIPPED_RAILS, scorer=scorer, encoder=replay)
+    engine = RailsEngine.load(SHIPPED_RAILS, encoder=replay)
+    pipeline = screener(scorer, engine)  # classifies each window the guard names, as the proxy does
     text = chunk * 80
     replay.prepare([text[:k] for k in range(len(text) + 1)] if replay.model is None else [])
 
@@ -347,7 +350,10 @@ async def bench_ttft(replay: Replay, gap_s: float, chunk: str = "word ") -> dict
         for i in range(0, len(text), len(chunk)):
             await asyncio.sleep(gap_s)
             piece = text[i : i + len(chunk)]
-            released = (await guard.feed(piece)).release if guarded else piece
+            if guarded:
+                released = (await pipeline.stream_step(ex, guard, guard.feed(piece), final=False)).release
+            else:
+                released = piece
             if released:
                 return time.perf_counter() - t0
         return float("nan")
@@ -382,10 +388,13 @@ class ReplayTriage:
     async def classify(self, exchange: Exchange) -> TriageResult:
         return self.replay.cache[exchange.messages[-1].text]
 
+    async def score_text(self, text: str) -> TriageResult:
+        return self.replay.cache[text]
+
 
 async def bench_pipeline(replay: Replay, n: int) -> dict[str, dict[str, float]]:
     """In-process pipeline (screen + model + output rails + flags), pass-through vs the default rails."""
-    engine = RailsEngine.load(SHIPPED_RAILS, scorer=replay, encoder=replay)
+    engine = RailsEngine.load(SHIPPED_RAILS, encoder=replay)
     items = workload(SHIPPED_RAILS)
     replay.prepare([m[-1].text for m, _, _ in items] + [ANSWER])
     out = {}

@@ -101,6 +101,9 @@ class _Scored:
     async def classify(self, exchange: Exchange) -> TriageResult:
         return self.results[exchange.id]
 
+    async def score_text(self, text: str) -> TriageResult | None:
+        return None  # the gate screens prompts only
+
 
 def bare(prompts: Sequence[str]) -> list[Framed]:
     """The prompts as the model alone sees them (no rails in front)."""

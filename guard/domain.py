@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from guard.wire import Usage
 
 BLOCKED = "content_filter"
+# An upstream JSON object the guard passes on without reading its values (a body, a chunk's envelope).
+JsonObject = dict[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     plain: bool = True
-    source: Any = None
+    source: object = None
 
     @classmethod
     def user(cls, text: str) -> Message:
@@ -76,7 +78,7 @@ class Answer:
 class ModelReply:
     choices: list[Answer]
     usage: Usage | None = None
-    body: dict[str, Any] | None = None  # the upstream's parsed body (id, system_fingerprint, logprobs, ...)
+    body: JsonObject | None = None  # the upstream's parsed body (id, system_fingerprint, logprobs, ...)
     raw: bytes | None = None  # and its bytes, sent on unchanged when no rail changed any choice
 
     @classmethod
@@ -99,9 +101,9 @@ class Delta:
     index: int = 0
     text: str = ""
     refusal: str = ""
-    tool_calls: list[Any] = field(default_factory=list)
-    function_call: list[Any] = field(default_factory=list)
-    logprobs: list[Any] | None = None
+    tool_calls: list[object] = field(default_factory=list)
+    function_call: list[object] = field(default_factory=list)
+    logprobs: list[object] | None = None
     finish_reason: str | None = None
 
 
@@ -112,14 +114,14 @@ class StreamEvent:
 
     deltas: list[Delta] = field(default_factory=list)
     usage: Usage | None = None
-    envelope: dict[str, Any] | None = None
+    envelope: JsonObject | None = None
 
     @classmethod
     def of_text(cls, text: str = "", finish_reason: str | None = None, usage: Usage | None = None) -> StreamEvent:
         return cls([Delta(text=text, finish_reason=finish_reason)] if text or finish_reason else [], usage)
 
 
-def assemble_tool_calls(tool_calls: Sequence[Any], function_call: Sequence[Any] = ()) -> tuple[ToolCall, ...]:
+def assemble_tool_calls(tool_calls: Sequence[object], function_call: Sequence[object] = ()) -> tuple[ToolCall, ...]:
     """Tool calls from streamed fragments: `tool_calls` pieces (`{"index", "id", "function": {"name",
     "arguments"}}`) and legacy `function_call` pieces (`{"name", "arguments"}`), in the order made."""
     calls: dict[object, dict[str, Any]] = {}
@@ -134,7 +136,7 @@ def assemble_tool_calls(tool_calls: Sequence[Any], function_call: Sequence[Any] 
 _Fragment = tuple[object, dict[str, Any], str | None]  # (call key, function part, call id)
 
 
-def _fragments(tool_calls: Sequence[Any], function_call: Sequence[Any]) -> list[_Fragment]:
+def _fragments(tool_calls: Sequence[object], function_call: Sequence[object]) -> list[_Fragment]:
     out: list[_Fragment] = []
     for frag in tool_calls:
         if isinstance(frag, dict) and isinstance(frag.get("function"), dict):

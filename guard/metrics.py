@@ -6,6 +6,7 @@ when PROMETHEUS_MULTIPROC_DIR is set (several uvicorn workers).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 
@@ -56,6 +57,14 @@ RECENT_STORE_ERRORS = Counter(
 UPSTREAM_LATENCY = Histogram(
     "guard_upstream_duration_seconds", "Model call latency (full answer)", ["backend"], buckets=_LATENCY_BUCKETS
 )
+
+
+@functools.cache
+def upstream_latency(backend: str) -> Histogram:
+    """The backend's child, looked up once: `labels()` takes a lock and builds a key on every call."""
+    return UPSTREAM_LATENCY.labels(backend)
+
+
 TIME_TO_FIRST_TOKEN = Histogram(
     "guard_time_to_first_token_seconds",
     "Streaming: time until the first content reaches the client",
@@ -72,6 +81,10 @@ TRIAGE_LATENCY = Histogram(
 )
 TRIAGE_BATCH_SIZE = Histogram(
     "guard_triage_batch_size", "Texts per classifier batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+)
+TRIAGE_SAMPLED = Counter(
+    "guard_triage_sampled_total",
+    "Requests over the classifier's window budget, scored on a sample of their text (GUARD_TRIAGE_MAX_WINDOWS)",
 )
 TRIAGE_PREDICTIONS = Counter("guard_triage_predictions_total", "Labels predicted over threshold", ["label"])
 TRIAGE_DEVICE = Gauge(

@@ -85,10 +85,9 @@ async def completions(request: Request) -> Response:
         choices=req.n or 1,
         include_usage=opts is not None and opts.include_usage,
         api_key_hash=principal.key_hash,
-        profile=requested_profile(
+        requested_profile=requested_profile(
             res.rails, principal, request.headers.get(res.settings.profile_header), res.settings.profile_header
         ),
-        rails_hash=res.rails_hash,
     )
     try:
         reply = await unless_hung_up(request, res.pipeline.handle(ex, model))

@@ -11,13 +11,27 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from guard import metrics
-from guard.domain import BLOCKED, Answer, Delta, Message, ModelReply, StreamEvent, ToolCall, assemble_tool_calls
+from guard.deadline import Deadline, until, within
+from guard.domain import (
+    BLOCKED,
+    Answer,
+    Delta,
+    JsonObject,
+    Message,
+    ModelReply,
+    StreamEvent,
+    ToolCall,
+    assemble_tool_calls,
+)
 from guard.errors import GuardError
 from guard.taxonomy import HARMFUL
-from guard.wire import ChatCompletionRequest, Usage
+from guard.wire import ChatCompletionRequest, Envelope, Usage
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["ModelReply", "StreamEvent"]  # re-exported: backends and tests import them from here
 
@@ -33,7 +47,7 @@ class TriageResult:
 
     scores: dict[str, float]
     labels: tuple[str, ...] = ()
-    embedding: Any = None  # numpy vector from the same forward pass (custom intents); not recorded
+    embedding: np.ndarray | None = None  # vector from the same forward pass (custom intents); not recorded
     device: str = "none"
     # The classifier's calibrated per-label thresholds (the model's own mapping, shared, not copied): rails
     # tiers written relative to them (`threshold_scale`) follow a retrained classifier without edits.
@@ -102,6 +116,14 @@ class StreamStep:
     refused: bool = False  # the model refused (known once the answer is complete)
 
 
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which rails decide an exchange: the resolved profile and the rails config's hash."""
+
+    profile: str | None
+    rails_hash: str | None
+
+
 @dataclass(slots=True)
 class Exchange:
     """Everything the proxy saw and decided about one request; recorded at the end. The conversation is in the
@@ -116,7 +138,8 @@ class Exchange:
     include_usage: bool = False  # a streamed answer ends with a usage chunk
     call: ChatCompletionRequest | None = None
     api_key_hash: str | None = None
-    profile: str | None = None
+    requested_profile: str | None = None  # the profile header, once tenancy allowed it
+    profile: str | None = None  # the profile the rails decided under
     started_at: float = field(default_factory=time.time)
     model_version: str | None = None
     upstream_model: str | None = None  # the model the upstream says answered (its body's or chunks' `model`)
@@ -146,11 +169,20 @@ class Exchange:
         id: str | None = None,
     ) -> Exchange:
         """An exchange for a conversation screened outside the proxy (rails cases, LangChain, NeMo, gates)."""
-        return cls(id=id or uuid.uuid4().hex, tenant=tenant, messages=messages, profile=profile, stream=stream)
+        return cls(
+            id=id or uuid.uuid4().hex, tenant=tenant, messages=messages, requested_profile=profile, stream=stream
+        )
 
 
+@runtime_checkable
 class Triage(Protocol):
+    """The classifier, for both directions: the request's conversation and a piece of the model's answer."""
+
     async def classify(self, exchange: Exchange) -> TriageResult | None: ...
+
+    async def score_text(self, text: str) -> TriageResult | None:
+        """The classifier on one text of the model's answer ("refusal" joins the labels over threshold)."""
+        ...
 
 
 class Corrections(Protocol):
@@ -160,21 +192,49 @@ class Corrections(Protocol):
 
 
 class InputRails(Protocol):
-    async def check_input(self, exchange: Exchange) -> InputVerdict: ...
+    def select(self, exchange: Exchange) -> Selection:
+        """The profile and config this exchange runs under (an unknown requested profile raises)."""
+        ...
+
+    def prescreen(self, exchange: Exchange) -> InputVerdict:
+        """The cheap rules (length, patterns), before the classifier runs; a block here ends the exchange."""
+        ...
+
+    async def check_input(self, exchange: Exchange, early: InputVerdict | None = None) -> InputVerdict:
+        """Every input rule, deciding from `exchange.triage`; `early` is `prescreen`'s verdict (not redone)."""
+        ...
 
 
 class OutputRails(Protocol):
-    async def check_output(self, exchange: Exchange, text: str, *, tool_calls: bool = False) -> OutputVerdict:
-        """`tool_calls`: `text` is the answer's tool calls (name and arguments), not prose: no refusal check."""
+    def wants_scores(self, exchange: Exchange) -> bool:
+        """Whether the output rules decide from classifier scores (else the answer is not classified)."""
+        ...
+
+    async def check_output(
+        self, exchange: Exchange, text: str, scores: TriageResult | None = None, *, tool_calls: bool = False
+    ) -> OutputVerdict:
+        """`scores`: the classifier on `text`. `tool_calls`: `text` is the answer's tool calls (name and
+        arguments), not prose: no refusal check."""
+        ...
+
+    def scoring_failed(self, exchange: Exchange, exc: Exception) -> OutputVerdict:
+        """The verdict when the classifier failed on the answer (the rails' error policy decides)."""
         ...
 
     def stream_guard(self, exchange: Exchange) -> StreamGuard: ...
 
 
 class StreamGuard(Protocol):
-    async def feed(self, text: str) -> StreamStep: ...
+    """Windowed output rails: `feed`/`finish` buffer the model's text and name the window due for a check;
+    `check` decides on it from the classifier's scores, which the pipeline computes in between."""
 
-    async def finish(self) -> StreamStep: ...
+    def feed(self, text: str) -> str | None: ...
+
+    def finish(self) -> str | None: ...
+
+    async def check(self, window: str, scores: TriageResult | None, *, final: bool) -> StreamStep: ...
+
+    def scoring_failed(self, exc: Exception) -> StreamStep: ...
 
 
 class ChatModel(Protocol):
@@ -202,6 +262,9 @@ class NoTriage:
     async def classify(self, exchange: Exchange) -> TriageResult | None:
         return None
 
+    async def score_text(self, text: str) -> TriageResult | None:
+        return None
+
 
 class NoCorrections:
     def correct(self, tenant: str, triage: TriageResult) -> tuple[TriageResult, CorrectionMatch] | None:
@@ -209,19 +272,39 @@ class NoCorrections:
 
 
 class PassStreamGuard:
-    async def feed(self, text: str) -> StreamStep:
-        return StreamStep(release=text)
+    def feed(self, text: str) -> str | None:
+        return text
 
-    async def finish(self) -> StreamStep:
-        return StreamStep()
+    def finish(self) -> str | None:
+        return None
+
+    async def check(self, window: str, scores: TriageResult | None, *, final: bool) -> StreamStep:
+        return StreamStep(release=window)
+
+    def scoring_failed(self, exc: Exception) -> StreamStep:
+        raise exc  # nothing asked for scores
 
 
 class NoRails:
-    async def check_input(self, exchange: Exchange) -> InputVerdict:
+    def select(self, exchange: Exchange) -> Selection:
+        return Selection(exchange.requested_profile, None)
+
+    def prescreen(self, exchange: Exchange) -> InputVerdict:
         return InputVerdict()
 
-    async def check_output(self, exchange: Exchange, text: str, *, tool_calls: bool = False) -> OutputVerdict:
+    async def check_input(self, exchange: Exchange, early: InputVerdict | None = None) -> InputVerdict:
+        return InputVerdict()
+
+    def wants_scores(self, exchange: Exchange) -> bool:
+        return False
+
+    async def check_output(
+        self, exchange: Exchange, text: str, scores: TriageResult | None = None, *, tool_calls: bool = False
+    ) -> OutputVerdict:
         return OutputVerdict()
+
+    def scoring_failed(self, exchange: Exchange, exc: Exception) -> OutputVerdict:
+        raise exc  # nothing asked for scores
 
     def stream_guard(self, exchange: Exchange) -> StreamGuard:
         return PassStreamGuard()
@@ -280,7 +363,7 @@ class Completed:
 class Streamed:
     """An answer being streamed: checked deltas, and the envelope of the upstream's chunks (None: write our own)."""
 
-    def __init__(self, deltas: AsyncIterator[Delta], envelope: dict[str, Any] | None) -> None:
+    def __init__(self, deltas: AsyncIterator[Delta], envelope: Envelope | None) -> None:
         self.deltas = deltas
         self.envelope = envelope
 
@@ -299,13 +382,13 @@ class _Choice:
     parts: list[str] = field(default_factory=list)  # what the model said
     released: list[str] = field(default_factory=list)  # what the client got
     held: list[Delta] = field(default_factory=list)  # tool-call fragments, sent once the calls are checked
-    logprobs: list[Any] = field(default_factory=list)  # waiting for the text they belong to to be released
+    logprobs: list[object] = field(default_factory=list)  # waiting for the text they belong to to be released
     refusal: str = ""
     finish: str | None = None
     blocked: bool = False
     tool_calls: tuple[ToolCall, ...] = ()
 
-    def take_logprobs(self) -> list[Any] | None:
+    def take_logprobs(self) -> list[object] | None:
         out, self.logprobs = self.logprobs or None, []
         return out
 
@@ -318,44 +401,57 @@ class Pipeline:
         output_rails: OutputRails,
         recorder: Recorder,
         corrections: Corrections | None = None,
+        *,
+        timeout_s: float | None = None,
     ) -> None:
         self.triage = triage
         self.input_rails = input_rails
         self.output_rails = output_rails
         self.recorder = recorder
         self.corrections: Corrections = corrections or NoCorrections()
+        self.timeout_s = timeout_s  # the whole exchange, streamed answers included (GUARD_REQUEST_TIMEOUT_S)
 
     async def handle(self, ex: Exchange, model: ChatModel) -> Completed | Streamed:
         """One exchange end to end: triage, input rails, model, output rails, record. A failure before the
         first response byte is raised (the route maps it to its status); the exchange is recorded either way."""
+        deadline = None if self.timeout_s is None else Deadline(self.timeout_s)
         try:
-            verdict = await self.screen(ex)
             if ex.stream:
-                return await self._open_stream(ex, model, verdict)
-            done = await self._complete(ex, model, verdict)
-        except GuardError as exc:
-            ex.error = exc.code
-            exc.exchange_id = ex.id  # type: ignore[attr-defined]  # the error response names the exchange too
-            self.finish(ex)
+                verdict = await within(deadline, self.screen(ex))
+                return await self._open_stream(ex, model, verdict, deadline)
+            done = await within(deadline, self._complete(ex, model))
+        except BaseException as exc:
+            if deadline is not None:
+                deadline.cancel()
+            if isinstance(exc, GuardError):
+                ex.error = exc.code
+                exc.exchange_id = ex.id  # type: ignore[attr-defined]  # the error response names the exchange too
+                self.finish(ex)
+            elif isinstance(exc, asyncio.CancelledError):  # the client hung up (its work is cancelled) or shutdown
+                ex.error = "client_disconnected"
+                self.finish(ex)
             raise
-        except asyncio.CancelledError:  # the client hung up (the route cancels its work) or the server stops
-            ex.error = "client_disconnected"
-            self.finish(ex)
-            raise
+        if deadline is not None:
+            deadline.cancel()
         self.finish(ex)
         return done
 
     async def screen(self, ex: Exchange) -> InputVerdict:
-        """Triage then input rails: how the proxy presents a prompt to the model. Every "screen a prompt"
-        caller (rails cases, LangChain, NeMo actions, the deployed-view gate) runs this same function."""
+        """Cheap rules, triage, then the other input rules: how the proxy presents a prompt to the model. Every
+        "screen a prompt" caller (rails cases, LangChain, NeMo actions, the deployed-view gate) runs this."""
         t0 = time.perf_counter()
-        ex.triage = await self.triage.classify(ex)
-        tc = time.perf_counter()
-        corrected = self.corrections.correct(ex.tenant, ex.triage) if ex.triage is not None else None
-        if corrected is not None:
-            ex.triage, ex.correction = corrected
-        t1 = time.perf_counter()
-        verdict = await self.input_rails.check_input(ex)
+        chosen = self.input_rails.select(ex)
+        ex.profile, ex.rails_hash = chosen.profile, chosen.rails_hash
+        verdict = self.input_rails.prescreen(ex)
+        t1 = tc = time.perf_counter()
+        if verdict.block is None:  # an oversized or pattern-blocked request never reaches the classifier
+            ex.triage = await self.triage.classify(ex)
+            tc = time.perf_counter()
+            corrected = self.corrections.correct(ex.tenant, ex.triage) if ex.triage is not None else None
+            if corrected is not None:
+                ex.triage, ex.correction = corrected
+            t1 = time.perf_counter()
+            verdict = await self.input_rails.check_input(ex, verdict)
         ex.timings["triage"] = t1 - t0
         ex.timings["input_rails"] = time.perf_counter() - t1
         decisions = list(verdict.decisions)
@@ -368,8 +464,39 @@ class Pipeline:
             metrics.REFUSALS.labels("policy").inc()
         return verdict
 
+    async def classify_output(self, ex: Exchange, text: str) -> TriageResult | None:
+        """The classifier on a piece of the answer (asked only when the output rules decide from scores)."""
+        scores = await self.triage.score_text(text)
+        if scores is not None:
+            ex.output_triage = scores
+        return scores
+
+    async def check_output(self, ex: Exchange, text: str, *, tool_calls: bool = False) -> OutputVerdict:
+        """Output rules on a whole text, deciding from the classifier's scores on it. A classifier failure
+        is the rails' to decide (fail closed or open): it reaches them as an error decision, not a crash."""
+        scores = None
+        if self.output_rails.wants_scores(ex):
+            try:
+                scores = await self.classify_output(ex, text)
+            except Exception as exc:
+                return self.output_rails.scoring_failed(ex, exc)
+        return await self.output_rails.check_output(ex, text, scores, tool_calls=tool_calls)
+
+    async def stream_step(self, ex: Exchange, guard: StreamGuard, window: str | None, *, final: bool) -> StreamStep:
+        """A stream guard's window classified and decided (nothing when no window is due)."""
+        if window is None:
+            return StreamStep()
+        scores = None
+        if self.output_rails.wants_scores(ex):
+            try:
+                scores = await self.classify_output(ex, window)
+            except Exception as exc:
+                return guard.scoring_failed(exc)
+        return await guard.check(window, scores, final=final)
+
     # Whole answers ----------------------------------------------------------------------------------------
-    async def _complete(self, ex: Exchange, model: ChatModel, verdict: InputVerdict) -> Completed:
+    async def _complete(self, ex: Exchange, model: ChatModel) -> Completed:
+        verdict = await self.screen(ex)
         if verdict.block is not None:
             answers = [self._blocked(i, verdict.block) for i in range(ex.choices)]
             self._settle(ex, answers[0], None)
@@ -378,7 +505,7 @@ class Pipeline:
         reply = await model.complete(ex.call, verdict.messages)
         t1 = time.perf_counter()
         ex.timings["model"] = t1 - t0
-        metrics.UPSTREAM_LATENCY.labels(model.name).observe(t1 - t0)
+        metrics.upstream_latency(model.name).observe(t1 - t0)
         ex.usage = reply.usage
         ex.upstream_model = _served_by(reply.body)
         answers = [await self.check_answer(ex, a, verdict.disclaimer) for a in reply.choices]
@@ -391,13 +518,13 @@ class Pipeline:
         check never reads: a tool-call-only answer is not a refusal)."""
         text = answer.text
         if not answer.tool_only:
-            out = await self.output_rails.check_output(ex, text)
+            out = await self.check_output(ex, text)
             self._apply_output(ex, out)
             if out.block is not None:
                 return self._blocked(answer.index, out.block)
             text = out.text if out.text is not None else text
         if answer.tool_calls:
-            out = await self.output_rails.check_output(ex, _calls_text(answer.tool_calls), tool_calls=True)
+            out = await self.check_output(ex, _calls_text(answer.tool_calls), tool_calls=True)
             self._apply_output(ex, out, refusals=False)
             if out.block is not None:
                 return self._blocked(answer.index, out.block)
@@ -405,7 +532,9 @@ class Pipeline:
             ex.flags.add("model_refused")
         if disclaimer and text:
             text += disclaimer
-        return replace(answer, text=text, changed=text != answer.text)
+        if text == answer.text:
+            return answer
+        return replace(answer, text=text, changed=True)
 
     def _settle(self, ex: Exchange, answer: Answer, model: Answer | None) -> None:
         """The one place the answer's fields of the exchange are written (first choice)."""
@@ -416,10 +545,16 @@ class Pipeline:
             ex.tool_calls = model.tool_calls
 
     # Streams ----------------------------------------------------------------------------------------------
-    async def _open_stream(self, ex: Exchange, model: ChatModel, verdict: InputVerdict) -> Streamed:
+    async def _open_stream(
+        self, ex: Exchange, model: ChatModel, verdict: InputVerdict, deadline: Deadline | None
+    ) -> Streamed:
         if verdict.block is not None:
+            if deadline is not None:
+                deadline.cancel()
             return Streamed(self._stream(ex, None, verdict), None)
         events = model.stream(ex.call, verdict.messages)
+        if deadline is not None:
+            events = until(events, deadline)
         # Wait for the first event before answering, so an unreachable upstream is a 502, not a broken 200.
         try:
             first = await anext(events, None)
@@ -500,7 +635,8 @@ class Pipeline:
             out.append(Delta(d.index, refusal=d.refusal))
         if d.text:
             c.parts.append(d.text)
-            self._step(ex, c, d.index, await c.guard.feed(d.text), out)
+            step = await self.stream_step(ex, c.guard, c.guard.feed(d.text), final=False)
+            self._step(ex, c, d.index, step, out)
         return out
 
     async def _close(self, ex: Exchange, index: int, c: _Choice, disclaimer: str | None) -> list[Delta]:
@@ -509,13 +645,15 @@ class Pipeline:
         if c.blocked:
             return out
         # A tool-call-only choice has no text for the guard (an empty text would score as a refusal).
-        if (c.parts or not c.held) and self._step(ex, c, index, await c.guard.finish(), out):
-            return out
+        if c.parts or not c.held:
+            step = await self.stream_step(ex, c.guard, c.guard.finish(), final=True)
+            if self._step(ex, c, index, step, out):
+                return out
         if c.held:
             c.tool_calls = assemble_tool_calls(
                 [f for d in c.held for f in d.tool_calls], [f for d in c.held for f in d.function_call]
             )
-            verdict = await self.output_rails.check_output(ex, _calls_text(c.tool_calls), tool_calls=True)
+            verdict = await self.check_output(ex, _calls_text(c.tool_calls), tool_calls=True)
             self._apply_output(ex, verdict, refusals=False)
             if verdict.block is not None:
                 c.blocked = True
@@ -576,21 +714,34 @@ class Rails(InputRails, OutputRails, Protocol):
     """A rails engine: input and output rails in one object."""
 
 
-def screener(triage: Any, rails: Rails) -> Pipeline:
-    """The pipeline's own screening (`Pipeline.screen`) for callers outside the proxy; `triage` is a triage stage
-    (`classify`), a text scorer (`score_text`, given the last user turn) or None."""
-    stage: Triage = NoTriage() if triage is None else triage if hasattr(triage, "classify") else _ScoredTriage(triage)
+class TextScorer(Protocol):
+    """A classifier over one text (what `Triage.score_text` is, without a conversation to classify)."""
+
+    async def score_text(self, text: str) -> TriageResult: ...
+
+
+def screener(triage: Triage | TextScorer | None, rails: Rails) -> Pipeline:
+    """The pipeline's own screening (`Pipeline.screen`, `check_output`) for callers outside the proxy; `triage`
+    is a triage stage, a text scorer (given the last user turn) or None."""
+    if triage is None:
+        stage: Triage = NoTriage()
+    elif isinstance(triage, Triage):
+        stage = triage
+    else:
+        stage = _ScoredTriage(triage)
     return Pipeline(stage, rails, rails, NoRecorder())
 
 
 class _ScoredTriage:
-    def __init__(self, scorer: Any) -> None:
+    def __init__(self, scorer: TextScorer) -> None:
         self.scorer = scorer
 
     async def classify(self, exchange: Exchange) -> TriageResult | None:
         last = next((m.text for m in reversed(exchange.messages) if m.role == "user"), "")
-        result: TriageResult = await self.scorer.score_text(last)
-        return result
+        return await self.scorer.score_text(last)
+
+    async def score_text(self, text: str) -> TriageResult | None:
+        return await self.scorer.score_text(text)
 
 
 def _correction_decision(match: CorrectionMatch, latency_s: float) -> RailDecision:
@@ -600,7 +751,7 @@ def _correction_decision(match: CorrectionMatch, latency_s: float) -> RailDecisi
     )
 
 
-def _served_by(body: dict[str, Any] | None) -> str | None:
+def _served_by(body: JsonObject | None) -> str | None:
     name = (body or {}).get("model")
     return name[:256] if isinstance(name, str) and name else None
 

@@ -215,7 +215,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         corrections = await _corrections(settings, triage, store, stack)
         meter = UsageMeter(labels, limiter)
         recorder = Recorders(store.writer, meter) if store is not None else meter
-        pipeline = Pipeline(triage, rails, rails, recorder, corrections)
+        pipeline = Pipeline(triage, rails, rails, recorder, corrections, timeout_s=settings.request_timeout_s)
         res = Resources(
             settings,
             auth,

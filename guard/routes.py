@@ -8,10 +8,11 @@ import functools
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from prometheus_client import Counter
 from pydantic import ValidationError
 from starlette.types import Receive
 
@@ -71,7 +72,7 @@ async def unless_hung_up(request: Request, work: Awaitable[_T]) -> _T:
         watcher.cancel()
 
 
-async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any]) -> None:
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[object]) -> None:
     # The body has been read: the next message the server has for this request is its disconnect.
     while (await receive())["type"] != "http.disconnect":
         pass
@@ -92,7 +93,7 @@ def exchange_headers(ex: Exchange) -> dict[str, str]:
 
 # Label children looked up once: `labels()` takes a lock and builds a key on every call.
 @functools.cache
-def _requests(outcome: str, route: str = ROUTE) -> Any:
+def _requests(outcome: str, route: str = ROUTE) -> Counter:
     return metrics.REQUESTS.labels(route, outcome)
 
 
@@ -102,11 +103,6 @@ def count(route: str, outcome: str) -> None:
 
 def outcome_of(exc: GuardError) -> str:
     return "disconnected" if isinstance(exc, ClientDisconnected) else "error"
-
-
-@functools.cache
-def _upstream_latency(backend: str) -> Any:
-    return metrics.UPSTREAM_LATENCY.labels(backend)
 
 
 def parse_body(parse: Callable[[bytes], _T], body: bytes, what: str) -> _T:
@@ -153,9 +149,8 @@ async def chat_completions(request: Request) -> Response:
         include_usage=opts is not None and opts.include_usage,
         call=req,
         api_key_hash=principal.key_hash,
-        profile=profile,
+        requested_profile=profile,
         model_version=model.version,
-        rails_hash=res.rails_hash,
     )
     try:
         reply = await unless_hung_up(request, res.pipeline.handle(ex, model))
@@ -180,7 +175,7 @@ async def sse_body(
     *,
     route: str = ROUTE,
     frame: Frame = wire.chunk_frame,
-    own: dict[str, Any] | None = None,
+    own: wire.Envelope | None = None,
 ) -> AsyncIterator[bytes]:
     """The client's event stream: the pipeline's deltas as chunk frames in the upstream's envelope."""
     envelope = stream.envelope or own or wire.own_envelope(ex.id, ex.model, int(ex.started_at))

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     upstream_status_retries: int = Field(0, ge=0, le=5)
     upstream_status_retry_max_wait_s: float = Field(5.0, ge=0, le=60)
     upstream_max_connections: int = Field(256, ge=1)
+    # The whole request, a streamed answer included: past it the client gets a 504 (or, mid-stream, an error
+    # event), however steadily a slow upstream trickles bytes.
+    request_timeout_s: float = Field(300.0, gt=0, le=3600)
     model: str = DEFAULT_MODEL
     local_max_new_tokens: int = Field(256, ge=1, le=8192)
     local_threads: int = Field(1, ge=1, le=256)
@@ -87,6 +90,11 @@ class Settings(BaseSettings):
     override_threshold: float = Field(0.97, ge=0.5, le=1.0)
     override_refresh_s: float = Field(2.0, gt=0, le=3600)  # how often a replica polls the store for changes
     override_max_per_tenant: int = Field(10_000, ge=1, le=1_000_000)
+    # Classifier work per request: at most this many windows' worth of text (512 characters each); longer
+    # conversations are scored on a sample (first, last and evenly spaced windows), documents newest first.
+    triage_max_windows: int = Field(16, ge=2, le=4096)
+    # Batches classified at once; one request's windows hold one worker at a time, so others use the rest.
+    triage_workers: int = Field(2, ge=1, le=64)
 
     # Records
     record_enabled: bool = True

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from guard import domain
 from guard.domain import Answer, Message, ModelReply, ToolCall
 
+# A chunk's top-level fields (id, created, model, system_fingerprint, fields the guard does not know), passed on as
+# the upstream sent them: the guard never reads the values.
+Envelope = domain.JsonObject
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "function_call"]
 
@@ -74,7 +77,7 @@ class ChatCompletionRequest(BaseModel):
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
-    def upstream_body(self, **changes: Any) -> dict[str, Any]:
+    def upstream_body(self, **changes: object) -> Envelope:
         """The request as an upstream gets it, with `changes` (the rewritten messages, stream) applied."""
         body = self.model_dump(exclude_none=True)
         body.update(changes)
@@ -191,7 +194,7 @@ def _message(m: ChatMessage) -> Message:
     )
 
 
-def messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
+def messages_to_wire(messages: list[Message]) -> list[Envelope]:
     """The conversation for an upstream: each client message as it came unless a rail changed its text."""
     out = []
     for m in messages:
@@ -209,8 +212,16 @@ def messages_to_wire(messages: list[Message]) -> list[dict[str, Any]]:
 # Upstream answers -> domain ---------------------------------------------------------------------------
 
 
-def reply_from_body(data: Any, raw: bytes | None = None) -> ModelReply:
+def _object(data: object) -> dict[str, Any]:
+    """Parsed JSON that must be an object (its values are read field by field, each checked where used)."""
+    if not isinstance(data, dict):
+        raise TypeError("not a JSON object")
+    return data
+
+
+def reply_from_body(data: object, raw: bytes | None = None) -> ModelReply:
     """A chat completion body as the domain reply; raises KeyError/TypeError/ValueError when it is not one."""
+    data = _object(data)
     choices = data["choices"]
     if not isinstance(choices, list) or not choices:
         raise ValueError("choices")
@@ -238,8 +249,9 @@ def _answer(position: int, choice: dict[str, Any]) -> Answer:
     )
 
 
-def chunk_parts(data: Any) -> tuple[list[domain.Delta], Usage | None, dict[str, Any]]:
+def chunk_parts(data: object) -> tuple[list[domain.Delta], Usage | None, Envelope]:
     """One `chat.completion.chunk` as deltas, its usage and its envelope (every top-level field but those)."""
+    data = _object(data)
     usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
     deltas = []
     for c in data.get("choices") or ():
@@ -275,7 +287,7 @@ def completion_body(
         if reply.raw is not None and not any(a.changed for a in answers):
             return reply.raw
         body = dict(reply.body)
-        body["choices"] = [_patched(c, a) if a.changed else c for c, a in zip(body["choices"], answers, strict=True)]
+        body["choices"] = [_patched(c, a) if a.changed else c for c, a in zip(_choices(body), answers, strict=True)]
         return pydantic_core.to_json(body)
     own: dict[str, Any] = {
         "id": exchange_id,
@@ -287,6 +299,13 @@ def completion_body(
     if usage is not None:
         own["usage"] = usage.model_dump()
     return pydantic_core.to_json(own)  # compact UTF-8, as pydantic dumps it; ~3x faster than json.dumps
+
+
+def _choices(body: Envelope) -> list[Envelope]:
+    choices = body["choices"]
+    if not isinstance(choices, list):  # checked when the reply was parsed
+        raise TypeError("choices")
+    return choices
 
 
 def _patched(choice: dict[str, Any], answer: Answer) -> dict[str, Any]:
@@ -312,11 +331,11 @@ def _own_choice(answer: Answer) -> dict[str, Any]:
     return {"index": answer.index, "message": msg, "finish_reason": answer.finish_reason}
 
 
-def own_envelope(exchange_id: str, model: str, created: int) -> dict[str, Any]:
+def own_envelope(exchange_id: str, model: str, created: int) -> Envelope:
     return {"id": exchange_id, "object": "chat.completion.chunk", "created": created, "model": model}
 
 
-def chunk_frame(envelope: dict[str, Any], delta: domain.Delta, *, role: bool = False) -> bytes:
+def chunk_frame(envelope: Envelope, delta: domain.Delta, *, role: bool = False) -> bytes:
     """One `chat.completion.chunk` SSE frame, written directly: it runs once per streamed piece, and this is
     several times cheaper than building and dumping a pydantic chunk."""
     d: dict[str, Any] = {"role": "assistant", "content": delta.text} if role else {}
@@ -334,11 +353,11 @@ def chunk_frame(envelope: dict[str, Any], delta: domain.Delta, *, role: bool = F
     return b"data: " + pydantic_core.to_json({**envelope, "choices": [choice]}) + b"\n\n"
 
 
-def usage_frame(envelope: dict[str, Any], usage: Usage) -> bytes:
+def usage_frame(envelope: Envelope, usage: Usage) -> bytes:
     return b"data: " + pydantic_core.to_json({**envelope, "choices": [], "usage": usage.model_dump()}) + b"\n\n"
 
 
-def _merged_function_call(fragments: list[Any]) -> dict[str, str]:
+def _merged_function_call(fragments: list[object]) -> dict[str, str]:
     out: dict[str, str] = {}
     for frag in fragments:
         for key in ("name", "arguments"):
@@ -377,7 +396,8 @@ class TextCompletionRequest(BaseModel):
         return pydantic_core.to_json({**self.model_dump(exclude_none=True), "prompt": prompt})
 
 
-def text_reply_from_body(data: Any, raw: bytes | None = None) -> ModelReply:
+def text_reply_from_body(data: object, raw: bytes | None = None) -> ModelReply:
+    data = _object(data)
     choices = data["choices"]
     if not isinstance(choices, list) or not choices:
         raise ValueError("choices")
@@ -389,7 +409,8 @@ def text_reply_from_body(data: Any, raw: bytes | None = None) -> ModelReply:
     return ModelReply(answers, usage, body=data, raw=raw)
 
 
-def text_chunk_parts(data: Any) -> tuple[list[domain.Delta], Usage | None, dict[str, Any]]:
+def text_chunk_parts(data: object) -> tuple[list[domain.Delta], Usage | None, Envelope]:
+    data = _object(data)
     usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
     deltas = [
         domain.Delta(index=c.get("index", 0), text=c.get("text") or "", finish_reason=c.get("finish_reason"))
@@ -407,7 +428,7 @@ def text_completion_body(
         body = dict(reply.body)
         body["choices"] = [
             {**c, "text": a.text, "finish_reason": a.finish_reason} if a.changed else c
-            for c, a in zip(body["choices"], answers, strict=True)
+            for c, a in zip(_choices(body), answers, strict=True)
         ]
         return pydantic_core.to_json(body)
     return pydantic_core.to_json(
@@ -423,7 +444,7 @@ def text_completion_body(
     )
 
 
-def text_chunk_frame(envelope: dict[str, Any], delta: domain.Delta, *, role: bool = False) -> bytes:
+def text_chunk_frame(envelope: Envelope, delta: domain.Delta, *, role: bool = False) -> bytes:
     choice = {"index": delta.index, "text": delta.text, "logprobs": None, "finish_reason": delta.finish_reason}
     return b"data: " + pydantic_core.to_json({**envelope, "choices": [choice]}) + b"\n\n"
 

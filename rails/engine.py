@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from guard.domain import Message
 from guard.errors import UnknownProfile
-from guard.pipeline import Exchange, InputVerdict, OutputVerdict, RailDecision, Stage, StreamGuard, TriageResult
+from guard.pipeline import (
+    Exchange,
+    InputVerdict,
+    OutputVerdict,
+    RailDecision,
+    Selection,
+    Stage,
+    StreamGuard,
+    TriageResult,
+)
 from rails import pii
 from rails.compiled import (
     CompiledProfile,
@@ -33,18 +42,23 @@ if TYPE_CHECKING:
     from rails.nemo_llm import TaskModels
 
 
+Fired = list[tuple[Fire, float | None]]
+
+
+@dataclass(slots=True)
+class _Prescreened(InputVerdict):
+    """`prescreen`'s verdict, with the cheap rules that fired, so that `check_input` does not run them again."""
+
+    fired: Fired = field(default_factory=list)
+
+
 class RailsEngine:
     def __init__(
-        self,
-        rails_dir: RailsDir,
-        profiles: dict[str, CompiledProfile],
-        scorer: TextScorer | None,
-        nemo: NemoStage | None = None,
+        self, rails_dir: RailsDir, profiles: dict[str, CompiledProfile], nemo: NemoStage | None = None
     ) -> None:
         self.dir = rails_dir
         self.rails_hash = rails_dir.rails_hash
         self.profiles = profiles
-        self.scorer = scorer
         self.nemo = nemo
         self.stream_settings: StreamSettings = rails_dir.policy.stream
         self.tenants = dict(rails_dir.policy.tenants)
@@ -62,11 +76,12 @@ class RailsEngine:
         """Read, validate and compile a rails directory. Raises `RailsConfigError` naming file, line and key.
 
         `models` answers NeMo's task prompts (self checks, intents...); without it (as in `guard rails check`)
-        the config still loads fully, and such rails report an error per request.
+        the config still loads fully, and such rails report an error per request. `scorer` is for Colang flows
+        that call `guard_triage` themselves; the engine's own rules decide from the scores they are given.
         """
         spec = read_rails_dir(Path(rails_dir))
         profiles = {name: compile_profile(effective(spec.policy, name), encoder) for name in spec.policy.profile_names}
-        engine = cls(spec, profiles, scorer)
+        engine = cls(spec, profiles)
         if spec.needs_nemo:
             engine.nemo = _nemo_stage(spec, scorer, encoder, engine, models)
             windows = engine.nemo.window_chars()
@@ -78,32 +93,58 @@ class RailsEngine:
 
     # Profiles -------------------------------------------------------------------------------------------
     def resolve_profile(self, exchange: Exchange) -> str | None:
-        """Request header > tenant mapping > default profile. An unknown header value is a 400."""
-        if exchange.profile is not None:
-            if exchange.profile not in self.profiles:
+        """Requested profile > tenant mapping > default profile. An unknown requested profile is a 400."""
+        requested = exchange.requested_profile
+        if requested is not None:
+            if requested not in self.profiles:
                 raise UnknownProfile(
-                    f"unknown rails profile {exchange.profile!r}; known: {', '.join(sorted(self.profiles))}",
+                    f"unknown rails profile {requested!r}; known: {', '.join(sorted(self.profiles))}",
                     param="x-guard-profile",
                 )
-            return exchange.profile
+            return requested
         return self.tenants.get(exchange.tenant, self.default_profile)
+
+    def select(self, exchange: Exchange) -> Selection:
+        return Selection(self.resolve_profile(exchange) or self.default_profile, self.rails_hash)
 
     def tenant_profile(self, tenant: str) -> str | None:
         """The profile `guard.yml` maps this tenant to (None when it is not mapped)."""
         return self.tenants.get(tenant)
 
     def _profile(self, exchange: Exchange) -> CompiledProfile:
-        name = self.resolve_profile(exchange) or self.default_profile
-        exchange.profile = name
-        exchange.rails_hash = self.rails_hash
-        return self.profiles[name]
+        prof = self.profiles.get(exchange.profile or "")  # set by the pipeline from `select`
+        return prof if prof is not None else self.profiles[self.select(exchange).profile or self.default_profile]
 
     # Input ----------------------------------------------------------------------------------------------
-    async def check_input(self, exchange: Exchange) -> InputVerdict:
+    def prescreen(self, exchange: Exchange) -> InputVerdict:
+        t0 = time.perf_counter()
+        prof = self._profile(exchange)
+        fired = self._cheap_fires(prof, exchange.messages)
+        verdict = _Prescreened(fired=fired)
+        if any(fire.decision().blocks for fire, _ in fired):
+            _apply_input(verdict, fired, exchange.messages, None)
+            _stamp(verdict, "input", t0)
+        return verdict
+
+    @staticmethod
+    def _cheap_fires(prof: CompiledProfile, messages: list[Message]) -> Fired:
+        """Rules that cost no more than a pass over the text: total length, then patterns on the last user turn
+        (not read at all when the length rule already refuses the request)."""
+        fired: Fired = []
+        if prof.input_length is not None and sum(len(m.text) for m in messages) > prof.input_length.max_chars:
+            fired.append((prof.input_length.fire, None))
+            if fired[0][0].decision().blocks:
+                return fired
+        last_user = next((m.text for m in reversed(messages) if m.role == "user"), "")
+        fired += [(r.fire, None) for r in prof.input_patterns if r.rx.search(last_user)]
+        return fired
+
+    async def check_input(self, exchange: Exchange, early: InputVerdict | None = None) -> InputVerdict:
         t0 = time.perf_counter()
         prof = self._profile(exchange)
         verdict = InputVerdict()
-        fired: list[tuple[Fire, float | None]] = []
+        messages = exchange.messages
+        fired = list(early.fired) if isinstance(early, _Prescreened) else self._cheap_fires(prof, messages)
         triage = exchange.triage
         if triage is not None:
             fired += fire_labels(prof.input_labels, triage)
@@ -112,11 +153,6 @@ class RailsEngine:
                     fired += prof.intents.match(triage.embedding)
                 except ValueError:  # embedding from a different encoder than the intents were built with
                     fired.append((self._error_fire(prof, "intents", "input"), None))
-        messages = exchange.messages
-        last_user = next((m.text for m in reversed(messages) if m.role == "user"), "")
-        fired += [(r.fire, None) for r in prof.input_patterns if r.rx.search(last_user)]
-        if prof.input_length is not None and sum(len(m.text) for m in messages) > prof.input_length.max_chars:
-            fired.append((prof.input_length.fire, None))
         masked = _mask_messages(messages, prof.input_pii.kinds) if prof.input_pii is not None else None
         if masked is not None:
             fired.append((prof.input_pii.fire, None))  # type: ignore[union-attr]
@@ -127,19 +163,15 @@ class RailsEngine:
         return verdict
 
     # Output ---------------------------------------------------------------------------------------------
-    async def check_output(self, exchange: Exchange, text: str, *, tool_calls: bool = False) -> OutputVerdict:
+    def wants_scores(self, exchange: Exchange) -> bool:
+        return self._profile(exchange).needs_output_scores
+
+    async def check_output(
+        self, exchange: Exchange, text: str, scores: TriageResult | None = None, *, tool_calls: bool = False
+    ) -> OutputVerdict:
         t0 = time.perf_counter()
         prof = self._profile(exchange)
         verdict = OutputVerdict()
-        scores: TriageResult | None = None
-        if prof.needs_output_scores and self.scorer is not None:
-            try:
-                scores = await self.scorer.score_text(text)
-            except Exception as exc:  # a rail error never lets text through unchecked when fail-closed
-                self._rail_error(verdict, prof, exc)
-                _stamp(verdict, "output", t0)
-                return verdict
-            exchange.output_triage = scores
         refusal = None if tool_calls else detect_refusal(prof, text, scores)
         fired = output_fires(prof, text, scores, refused=refusal is not None)
         new_text = text
@@ -188,7 +220,8 @@ class RailsEngine:
             result="error",
         )
 
-    def _rail_error(self, verdict: OutputVerdict, prof: CompiledProfile, exc: Exception) -> None:
+    def scoring_failed(self, exchange: Exchange, exc: Exception) -> OutputVerdict:
+        """The classifier failed on the answer: a rail error never lets text through unchecked when fail-closed."""
         closed = self.stream_settings.on_error == "closed"
         d = RailDecision(
             "output_scorer",
@@ -196,11 +229,9 @@ class RailsEngine:
             "error",
             "enforce",
             "fail_closed" if closed else "fail_open",
-            prof.refusal_message if closed else None,
+            self._profile(exchange).refusal_message if closed else None,
         )
-        verdict.decisions.append(d)
-        if closed:
-            verdict.block = d
+        return OutputVerdict([d], block=d if closed else None)
 
     def stream_guard(self, exchange: Exchange) -> StreamGuard:
         from rails.stream import WindowStreamGuard
@@ -285,9 +316,7 @@ def _mask_messages(messages: list[Message], kinds: frozenset[str]) -> list[Messa
     return out if changed else None
 
 
-def _apply_input(
-    verdict: InputVerdict, fired: list[tuple[Fire, float | None]], messages: list[Message], masked: list[Message] | None
-) -> None:
+def _apply_input(verdict: InputVerdict, fired: Fired, messages: list[Message], masked: list[Message] | None) -> None:
     instructions: list[str] = []
     disclaimers: list[str] = []
     redact = False

@@ -318,8 +318,7 @@ def register_guard_actions(app: Any, engine: RailsEngine | None, scorer: TextSco
     from rails.engine import RailsEngine
 
     # Inside NeMo, our engine must not call NeMo again.
-    plain = None if engine is None else RailsEngine(engine.dir, engine.profiles, engine.scorer or scorer)
-    scorer = scorer or (engine.scorer if engine is not None else None)
+    plain = None if engine is None else screener(scorer, RailsEngine(engine.dir, engine.profiles))
 
     async def guard_triage(text: str | None = None, context: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
         if scorer is None:
@@ -332,7 +331,7 @@ def register_guard_actions(app: Any, engine: RailsEngine | None, scorer: TextSco
         if plain is None:
             raise RuntimeError("guard_check_input needs a rails engine")
         ex = _exchange(text if text is not None else _context_text(context), context)
-        return (await screener(scorer, plain).screen(ex)).block is None
+        return (await plain.screen(ex)).block is None
 
     async def guard_check_output(text: str | None = None, context: dict[str, Any] | None = None, **_: Any) -> bool:
         """True when our output rails let the bot message through."""

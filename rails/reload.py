@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from guard import metrics
-from guard.pipeline import Exchange, InputVerdict, OutputVerdict, StreamGuard
+from guard.pipeline import Exchange, InputVerdict, OutputVerdict, Selection, StreamGuard, TriageResult
 from rails.compiled import Encoder, TextScorer
 from rails.config import POLICY_FILE, RailsConfigError
 from rails.engine import RailsEngine
@@ -109,11 +109,25 @@ class RailsHolder:
     def resolve_profile(self, exchange: Exchange) -> str | None:
         return self._for(exchange).resolve_profile(exchange)
 
-    async def check_input(self, exchange: Exchange) -> InputVerdict:
-        return await self.engine.check_input(exchange)
+    def select(self, exchange: Exchange) -> Selection:
+        return self.engine.select(exchange)  # the pipeline keeps its rails hash: later stages run on that engine
 
-    async def check_output(self, exchange: Exchange, text: str, *, tool_calls: bool = False) -> OutputVerdict:
-        return await self._for(exchange).check_output(exchange, text, tool_calls=tool_calls)
+    def prescreen(self, exchange: Exchange) -> InputVerdict:
+        return self._for(exchange).prescreen(exchange)
+
+    async def check_input(self, exchange: Exchange, early: InputVerdict | None = None) -> InputVerdict:
+        return await self._for(exchange).check_input(exchange, early)
+
+    def wants_scores(self, exchange: Exchange) -> bool:
+        return self._for(exchange).wants_scores(exchange)
+
+    async def check_output(
+        self, exchange: Exchange, text: str, scores: TriageResult | None = None, *, tool_calls: bool = False
+    ) -> OutputVerdict:
+        return await self._for(exchange).check_output(exchange, text, scores, tool_calls=tool_calls)
+
+    def scoring_failed(self, exchange: Exchange, exc: Exception) -> OutputVerdict:
+        return self._for(exchange).scoring_failed(exchange, exc)
 
     def stream_guard(self, exchange: Exchange) -> StreamGuard:
         return self._for(exchange).stream_guard(exchange)

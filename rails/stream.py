@@ -52,52 +52,54 @@ class WindowStreamGuard:
         self.first_scores: TriageResult | None = None
         self.seen: set[str] = set()  # non-blocking rails already recorded for this stream
         self.disclaimers: dict[str, str] = {}
+        self.pending = (0, 0)  # buf[start:end] of the window handed out for checking
         self.stopped = False
 
-    async def feed(self, text: str) -> StreamStep:
+    def feed(self, text: str) -> str | None:
         if self.stopped:
-            return StreamStep()
+            return None
         self.buf += text
         target = self.cfg.first_window_chars if self.checked == 0 else self.cfg.window_chars
         if len(self.buf) - self.checked < target:
-            return StreamStep()
-        return await self._check(final=False)
+            return None
+        return self._window()
 
-    async def finish(self) -> StreamStep:
-        if self.stopped:
-            return StreamStep()
-        step = await self._check(final=True)
-        if step.block is None:
-            refusal = self._refusal()
-            step.decisions += refusal
-            step.refused = bool(refusal)
-            step.release += "".join(f"\n\n{t}" for t in self.disclaimers.values())
-        self.stopped = True
-        return step
+    def finish(self) -> str | None:
+        return None if self.stopped else self._window()
 
-    async def _check(self, *, final: bool) -> StreamStep:
+    def _window(self) -> str:
+        """The text due for a check: what is new since the last window, with `overlap_chars` already seen."""
+        self.pending = (max(0, self.checked - self.cfg.overlap_chars), len(self.buf))
+        return self.buf[self.pending[0] : self.pending[1]]
+
+    async def check(self, window: str, scores: TriageResult | None, *, final: bool) -> StreamStep:
         t0 = time.perf_counter()
-        end = len(self.buf)
-        start = max(0, self.checked - self.cfg.overlap_chars)
+        start, end = self.pending
         try:
-            decisions, block = await self._evaluate(self.buf[start:end], start, final)
+            decisions, block = await self._evaluate(window, start, final, scores)
         except Exception:
-            return self._error(t0)
+            return self.scoring_failed(None)
         self.checked = end
         if block is not None:
             self.stopped = True
             return StreamStep(block=block, decisions=_timed(decisions, t0))
         cut = end if final else self._cut(end)
-        return StreamStep(release=self._release(cut), decisions=_timed(decisions, t0))
+        step = StreamStep(release=self._release(cut), decisions=_timed(decisions, t0))
+        if final:
+            refusal = self._refusal()
+            step.decisions += refusal
+            step.refused = bool(refusal)
+            step.release += "".join(f"\n\n{t}" for t in self.disclaimers.values())
+            self.stopped = True
+        return step
 
-    async def _evaluate(self, window: str, start: int, final: bool) -> tuple[list[RailDecision], RailDecision | None]:
+    async def _evaluate(
+        self, window: str, start: int, final: bool, scores: TriageResult | None
+    ) -> tuple[list[RailDecision], RailDecision | None]:
         from rails.engine import detect_refusal, output_fires
 
         prof = self.prof
-        scores = None
-        if prof.needs_output_scores and self.engine.scorer is not None:
-            scores = await self.engine.scorer.score_text(window)
-            self.ex.output_triage = scores
+        if scores is not None:
             self.first_scores = self.first_scores or scores
         refused = detect_refusal(prof, self.buf, self.first_scores) is not None
         fired = output_fires(
@@ -167,7 +169,8 @@ class WindowStreamGuard:
             return []
         return [RailDecision("refusal", "output", "pass", "enforce", "model_refused", score=score)]
 
-    def _error(self, t0: float) -> StreamStep:
+    def scoring_failed(self, exc: Exception | None) -> StreamStep:
+        """The window's check failed (the classifier, or a rail): fail closed unless the operator chose open."""
         closed = self.cfg.on_error == "closed"
         d = RailDecision(
             "stream_check",
@@ -176,7 +179,6 @@ class WindowStreamGuard:
             "enforce",
             "fail_closed" if closed else "fail_open",
             self.prof.refusal_message if closed else None,
-            latency_s=time.perf_counter() - t0,
         )
         if closed:
             self.stopped = True

@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import aiohttp
 import pydantic_core
@@ -37,7 +37,7 @@ _PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-request-id")
 _PASSED_PREFIXES = ("x-ratelimit-",)
 _RETRIED_STATUSES = (429, 503)
 CHAT_PATH = "/chat/completions"
-ChunkParser = Callable[[Any], tuple[list[Delta], Usage | None, dict[str, Any]]]
+ChunkParser = Callable[[object], tuple[list[Delta], Usage | None, wire.Envelope]]
 
 
 class HttpUpstream:
@@ -178,7 +178,7 @@ class HttpUpstream:
     ) -> AsyncIterator[StreamEvent]:
         return self.stream_from(CHAT_PATH, self._body(request, messages, stream=True))
 
-    async def read(self, path: str, body: bytes) -> tuple[Any, bytes]:
+    async def read(self, path: str, body: bytes) -> tuple[object, bytes]:
         """POST `body` to `path`; the answer parsed and as its bytes."""
         resp = await self._post(body, path)
         try:
@@ -228,7 +228,7 @@ class HttpUpstream:
             else:
                 resp.close()  # abandoned mid-stream (client gone, error): stop the upstream generating
 
-    async def list_models(self) -> list[dict[str, Any]]:
+    async def list_models(self) -> list[wire.Envelope]:
         try:
             async with self.session.get(f"{self.base_url}/models") as resp:
                 if resp.status >= 400:
@@ -259,7 +259,9 @@ def _error_message(raw: bytes) -> str | None:
         return None
 
 
-def parse_reply(data: Any, raw: bytes, parse: Callable[[Any, bytes], ModelReply] = wire.reply_from_body) -> ModelReply:
+def parse_reply(
+    data: object, raw: bytes, parse: Callable[[object, bytes], ModelReply] = wire.reply_from_body
+) -> ModelReply:
     try:
         return parse(data, raw)
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
@@ -309,7 +311,7 @@ def _join(into: Delta, d: Delta) -> None:
     into.finish_reason = d.finish_reason or into.finish_reason
 
 
-def _chunk(payload: bytes, parse: ChunkParser) -> tuple[list[Delta], Usage | None, dict[str, Any]]:
+def _chunk(payload: bytes, parse: ChunkParser) -> tuple[list[Delta], Usage | None, wire.Envelope]:
     try:
         data = pydantic_core.from_json(payload)
         error = data.get("error") if isinstance(data, dict) else None

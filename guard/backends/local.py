@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from guard.domain import Message
 from guard.errors import InvalidRequest, NotReady
@@ -24,12 +24,16 @@ from guard.modelstore import ModelStore, ModelVersion
 from guard.pipeline import ModelReply, StreamEvent
 from guard.wire import ChatCompletionRequest, Usage, messages_from_wire
 
+if TYPE_CHECKING:  # torch and transformers are imported only when the local model is in use
+    import torch
+    from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
+
 
 @dataclass(frozen=True)
 class Loaded:
     version: ModelVersion
-    model: Any
-    tokenizer: Any
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
 
 
 def load_version(mv: ModelVersion, threads: int) -> Loaded:
@@ -51,7 +55,7 @@ class _Cancelled:
     def __init__(self) -> None:
         self.event = threading.Event()
 
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> bool:
         return self.event.is_set()
 
 
@@ -125,7 +129,7 @@ class LocalModel:
 
     # Generation ----------------------------------------------------------------------------------
 
-    def _inputs(self, lm: Loaded, messages: list[Message]) -> Any:
+    def _inputs(self, lm: Loaded, messages: list[Message]) -> BatchEncoding:
         chat = [
             {"role": "system" if m.role == "developer" else m.role, "content": m.text}
             for m in messages
@@ -133,9 +137,12 @@ class LocalModel:
         ]
         return lm.tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
 
-    def _gen_kwargs(self, lm: Loaded, request: ChatCompletionRequest, stop: _Cancelled) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": min(request.token_limit or self.max_new_tokens, self.max_new_tokens),
+    def _token_limit(self, request: ChatCompletionRequest) -> int:
+        return min(request.token_limit or self.max_new_tokens, self.max_new_tokens)
+
+    def _gen_kwargs(self, lm: Loaded, request: ChatCompletionRequest, stop: _Cancelled) -> dict[str, object]:
+        kwargs: dict[str, object] = {
+            "max_new_tokens": self._token_limit(request),
             "pad_token_id": lm.tokenizer.pad_token_id,
             "stopping_criteria": [stop],
         }
@@ -152,7 +159,7 @@ class LocalModel:
         request: ChatCompletionRequest | None,
         messages: list[Message] | None,
         stop: _Cancelled,
-        streamer: Any = None,
+        streamer: TextIteratorStreamer | None = None,
     ) -> ModelReply:
         import torch
 
@@ -175,7 +182,7 @@ class LocalModel:
         new = out[0, prompt_len:]
         text = lm.tokenizer.decode(new, skip_special_tokens=True)
         hit_eos = len(new) > 0 and int(new[-1]) in _eos_ids(lm)
-        finish = "stop" if hit_eos or len(new) < kwargs["max_new_tokens"] else "length"
+        finish = "stop" if hit_eos or len(new) < self._token_limit(request) else "length"
         usage = Usage(prompt_tokens=prompt_len, completion_tokens=len(new), total_tokens=prompt_len + len(new))
         return ModelReply.of_text(text.strip(), finish, usage)
 

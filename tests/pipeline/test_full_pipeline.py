@@ -4,25 +4,13 @@ records in SQLite."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from support.records import wait_for_record
 
 HARMFUL_TAIL = "Then the nerve agent synthesis goes like this: mix the first precursor with"
-
-
-def _records(proxy: Any, exchange_id: str, timeout_s: float = 10.0) -> Any:
-    from guard.store.query import fetch_records
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = [r for r in fetch_records(proxy.resources.store_engine) if r.exchange_id == exchange_id]
-        if found:
-            return found[0]
-        time.sleep(0.05)
-    raise AssertionError(f"exchange {exchange_id} was not recorded within {timeout_s}s")
 
 
 def _sse(response: httpx.Response) -> list[dict[str, Any]]:
@@ -49,7 +37,7 @@ def test_stream_is_cut_off_with_content_filter_when_the_answer_turns_harmful(pro
     assert "nerve agent synthesis" not in streamed
     assert streamed.startswith("Sure, here is")  # checked text before the violation was released
     assert streamed.endswith("I'm sorry, but I can't help with that.")
-    record = _records(p, r.headers["x-guard-exchange-id"])
+    record = wait_for_record(p, r.headers["x-guard-exchange-id"])
     assert "blocked_output" in record.flags
     assert any(d.rail == "pattern:recipe_leak" and d.result == "block" for d in record.decisions)
     assert HARMFUL_TAIL[:30] in record.model_response
@@ -71,7 +59,7 @@ def test_harmful_request_is_refused_before_the_model_and_recorded(
     assert body["choices"][0]["finish_reason"] == "content_filter"
     assert body["choices"][0]["message"]["content"].startswith("I'm sorry, but I can't help with that")
     assert len(upstream.state.requests) == before  # the model never saw it
-    record = _records(p, r.headers["x-guard-exchange-id"])
+    record = wait_for_record(p, r.headers["x-guard-exchange-id"])
     assert "blocked_input" in record.flags
     blocking = [d for d in record.decisions if d.stage == "input" and d.result == "block"]
     assert blocking and all(d.rail.startswith("label:") for d in blocking)
@@ -91,7 +79,7 @@ def test_benign_question_answered_with_a_refusal_is_flagged_over_refused(proxy: 
     body = r.json()
     assert r.status_code == 200, body
     assert body["choices"][0]["finish_reason"] == "stop"
-    record = _records(p, r.headers["x-guard-exchange-id"])
+    record = wait_for_record(p, r.headers["x-guard-exchange-id"])
     assert {"model_refused", "over_refused"} <= set(record.flags)
 
 
@@ -114,7 +102,7 @@ def test_benign_request_passes_through_all_stages(proxy: Any, triage_model_dir: 
     body = r.json()
     assert body["choices"][0]["finish_reason"] == "stop", body
     assert body["choices"][0]["message"]["content"] == "echo: How do I kill a Python process on Linux?"
-    record = _records(p, r.headers["x-guard-exchange-id"])
+    record = wait_for_record(p, r.headers["x-guard-exchange-id"])
     assert record.flags == []
     assert record.rails_hash == p.resources.rails_hash
     assert set(record.timings) >= {"triage", "input_rails", "model", "output_rails", "total"}
@@ -146,7 +134,7 @@ def test_the_record_keeps_the_conversation_the_model_was_sent_when_the_rails_rew
     assert r.status_code == 200, r.text
     sent = upstream.state.requests[before].body["messages"]
     assert sent[0] == {"role": "system", "content": "Keep it to one sentence."}
-    record = _records(p, r.headers["x-guard-exchange-id"])
+    record = wait_for_record(p, r.headers["x-guard-exchange-id"])
     assert [m.role for m in record.messages] == ["user"]
     assert [(m.role, m.content) for m in record.model_messages] == [
         ("system", "Keep it to one sentence."),
@@ -157,4 +145,4 @@ def test_the_record_keeps_the_conversation_the_model_was_sent_when_the_rails_rew
         timeout=30,
         json={"model": "gpt-fake", "messages": [{"role": "user", "content": "What is the capital of France?"}]},
     )
-    assert _records(p, plain.headers["x-guard-exchange-id"]).model_messages is None  # sent as it came
+    assert wait_for_record(p, plain.headers["x-guard-exchange-id"]).model_messages is None  # sent as it came

@@ -88,7 +88,9 @@ def exchange(
 ) -> Exchange:
     messages = [Message("system", system)] if system else []
     messages.append(Message.user(text))
-    return Exchange(id=uuid.uuid4().hex, tenant=tenant, messages=messages, model="m", stream=stream, profile=profile)
+    return Exchange(
+        id=uuid.uuid4().hex, tenant=tenant, messages=messages, model="m", stream=stream, requested_profile=profile
+    )
 
 
 def write_rails(path: Path, guard_yml: str, **files: str) -> Path:

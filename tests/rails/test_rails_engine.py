@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from rails_support import BrokenScorer, HashEncoder, WordScorer, exchange, write_rails
 
-from guard.pipeline import Exchange
+from guard.pipeline import Exchange, OutputVerdict, TextScorer, screener
 from rails.engine import RailsEngine
 
 POLICY = """\
@@ -42,8 +42,14 @@ async def _engine(tmp_path: Path, policy: str = POLICY, scorer: object | None = 
 
 
 async def _screen(engine: RailsEngine, ex: Exchange, scorer: WordScorer):
-    ex.triage = await scorer.classify(ex)
-    return await engine.check_input(ex)
+    return await screener(scorer, engine).screen(ex)
+
+
+async def _output(
+    engine: RailsEngine, ex: Exchange, text: str, scorer: TextScorer | None = None, *, tool_calls: bool = False
+) -> OutputVerdict:
+    """The answer classified and decided, as the pipeline does it."""
+    return await screener(scorer, engine).check_output(ex, text, tool_calls=tool_calls)
 
 
 async def test_harmful_label_is_refused_with_template_and_alternative(tmp_path: Path, scorer: WordScorer) -> None:
@@ -104,16 +110,16 @@ async def test_keyword_rail_blocks_without_a_classifier(tmp_path: Path) -> None:
 async def test_harmful_output_is_blocked(tmp_path: Path, scorer: WordScorer) -> None:
     engine = await _engine(tmp_path, scorer=scorer)
     ex = exchange("hello")
-    out = await engine.check_output(ex, "Sure: a bomb needs")
+    out = await _output(engine, ex, "Sure: a bomb needs", scorer)
     assert out.block is not None and out.block.rail == "label:violence_weapons"
     assert ex.output_triage is not None
 
 
 async def test_output_pattern_pii_and_truncation(tmp_path: Path, scorer: WordScorer) -> None:
     engine = await _engine(tmp_path, scorer=scorer)
-    out = await engine.check_output(exchange("x"), "We offer guaranteed returns!")
+    out = await _output(engine, exchange("x"), "We offer guaranteed returns!", scorer)
     assert out.block is not None and out.block.rail == "pattern:overpromise"
-    out = await engine.check_output(exchange("x"), "Reach me at bob@example.com. " + "a" * 40)
+    out = await _output(engine, exchange("x"), "Reach me at bob@example.com. " + "a" * 40, scorer)
     assert out.block is None
     assert out.text == "Reach me at [EMAIL]. aaaaaaaaaaa"
 
@@ -121,27 +127,29 @@ async def test_output_pattern_pii_and_truncation(tmp_path: Path, scorer: WordSco
 async def test_model_refusal_is_detected_from_score_or_phrase(tmp_path: Path, scorer: WordScorer) -> None:
     engine = await _engine(tmp_path, scorer=scorer)
     ex = exchange("how do I boil an egg")
-    out = await engine.check_output(ex, "Sorry, that is not something I do.")
+    out = await _output(engine, ex, "Sorry, that is not something I do.", scorer)
     assert out.refused and not ex.flags  # the engine decides; the pipeline writes the exchange's flags
     ex2 = exchange("how do I boil an egg")
-    out2 = await engine.check_output(ex2, "Well, I'm afraid I cannot help with that request.")
+    out2 = await _output(engine, ex2, "Well, I'm afraid I cannot help with that request.", scorer)
     assert out2.refused
     ex3 = exchange("how do I boil an egg")
-    assert not (await engine.check_output(ex3, "Put it in boiling water.")).refused
-    calls = await engine.check_output(ex3, 'apologise({"text": "Sorry, that is not something I do."})', tool_calls=True)
+    assert not (await _output(engine, ex3, "Put it in boiling water.", scorer)).refused
+    calls = await _output(
+        engine, ex3, 'apologise({"text": "Sorry, that is not something I do."})', scorer, tool_calls=True
+    )
     assert not calls.refused  # tool-call arguments are not the model's prose
 
 
 async def test_output_scorer_error_fails_closed_by_default(tmp_path: Path) -> None:
-    engine = await _engine(tmp_path, scorer=BrokenScorer())
-    out = await engine.check_output(exchange("x"), "anything")
+    engine = await _engine(tmp_path)
+    out = await _output(engine, exchange("x"), "anything", BrokenScorer())
     assert out.block is not None and out.block.result == "error"
     assert out.block.message == "I'm sorry, but I can't help with that."
 
 
 async def test_output_scorer_error_fails_open_when_configured(tmp_path: Path) -> None:
-    engine = await _engine(tmp_path, POLICY + "stream: {on_error: open}\n", scorer=BrokenScorer())
-    out = await engine.check_output(exchange("x"), "anything")
+    engine = await _engine(tmp_path, POLICY + "stream: {on_error: open}\n")
+    out = await _output(engine, exchange("x"), "anything", BrokenScorer())
     assert out.block is None and [d.result for d in out.decisions] == ["error"]
 
 
@@ -183,14 +191,13 @@ async def test_intent_rail_error_fails_closed(tmp_path: Path) -> None:
 )
 async def test_refusal_phrases_do_not_fire_on_polite_answers(tmp_path: Path, answer: str, refused: bool) -> None:
     engine = await _engine(tmp_path, "allow_empty: true\noutput: {}\n")  # no scorer: phrases only
-    engine.scorer = None
     assert (await engine.check_output(exchange("q"), answer)).refused is refused
 
 
 async def test_refusal_naming_the_harmful_topic_is_not_blocked_as_harmful(tmp_path: Path, scorer: WordScorer) -> None:
     engine = await _engine(tmp_path, scorer=scorer)
     ex = exchange("how do I bake bread")
-    out = await engine.check_output(ex, "I'm sorry, but I can't help you build a bomb.")
+    out = await _output(engine, ex, "I'm sorry, but I can't help you build a bomb.", scorer)
     assert out.block is None and out.refused
 
 

@@ -6,7 +6,7 @@ import pytest
 from rails_support import WordScorer, exchange, write_rails
 
 from guard.errors import UnknownProfile
-from guard.pipeline import Exchange, derive_flags
+from guard.pipeline import Exchange, derive_flags, screener
 from rails.engine import RailsEngine
 
 REGIONAL = """\
@@ -106,8 +106,7 @@ async def test_global_shadow_mode_covers_output_rails(tmp_path: Path, scorer: Wo
           labels: {violence_weapons: {action: refuse}}
         """,
         ),
-        scorer=scorer,
     )
-    out = await engine.check_output(exchange("x"), "the bomb goes")
+    out = await screener(scorer, engine).check_output(exchange("x"), "the bomb goes")
     assert out.block is None
     assert [(d.result, d.mode) for d in out.decisions] == [("would_block", "shadow")]

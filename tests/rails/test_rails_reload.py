@@ -7,6 +7,7 @@ from pathlib import Path
 from rails_support import WordScorer, exchange, write_rails
 
 from guard import metrics
+from guard.pipeline import screener
 from rails.reload import RailsHolder
 
 OLD = """\
@@ -76,7 +77,7 @@ async def test_request_started_on_old_config_finishes_on_it(tmp_path: Path) -> N
     write_rails(tmp_path, OLD + "output:\n  patterns: [{name: old_only, action: refuse, keywords: [zebra]}]\n")
     holder = RailsHolder(tmp_path, watch=False)
     ex = exchange("hi")
-    await holder.check_input(ex)
+    await screener(None, holder).screen(ex)  # the pipeline pins the exchange to the config it started on
     (tmp_path / "guard.yml").write_text(NEW)
     assert await holder.reload()
     assert (await holder.check_output(ex, "a zebra")).block is not None  # old engine's output rail

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from rails_support import BrokenScorer, WordScorer, exchange, write_rails
 
-from guard.pipeline import StreamStep
+from guard.pipeline import Exchange, Pipeline, StreamGuard, StreamStep, TextScorer, screener
 from rails.engine import RailsEngine
 
 POLICY = """\
@@ -17,20 +17,35 @@ POLICY = """\
     """
 
 
-def _engine(tmp_path: Path, scorer: object, extra: str = "") -> RailsEngine:
-    return RailsEngine.load(write_rails(tmp_path, POLICY % extra), scorer=scorer)
+class _Stream:
+    """A stream guard driven as the pipeline drives it: each window it names is classified, then decided."""
+
+    def __init__(self, tmp_path: Path, scorer: TextScorer, extra: str = "") -> None:
+        engine = RailsEngine.load(write_rails(tmp_path, POLICY % extra))
+        self.pipeline: Pipeline = screener(scorer, engine)
+        self.ex: Exchange = exchange("q", stream=True)
+        self.guard: StreamGuard = engine.stream_guard(self.ex)
+
+    async def feed(self, text: str) -> StreamStep:
+        return await self.pipeline.stream_step(self.ex, self.guard, self.guard.feed(text), final=False)
+
+    async def finish(self) -> StreamStep:
+        return await self.pipeline.stream_step(self.ex, self.guard, self.guard.finish(), final=True)
 
 
-async def _run(engine: RailsEngine, text: str, chunk: int = 5) -> tuple[str, list[StreamStep]]:
-    guard = engine.stream_guard(exchange("q", stream=True))
+def _engine(tmp_path: Path, scorer: TextScorer, extra: str = "") -> _Stream:
+    return _Stream(tmp_path, scorer, extra)
+
+
+async def _run(stream: _Stream, text: str, chunk: int = 5) -> tuple[str, list[StreamStep]]:
     released, steps = "", []
     for i in range(0, len(text), chunk):
-        step = await guard.feed(text[i : i + chunk])
+        step = await stream.feed(text[i : i + chunk])
         steps.append(step)
         released += step.release
         if step.block is not None:
             return released, steps
-    step = await guard.finish()
+    step = await stream.finish()
     steps.append(step)
     return released + step.release, steps
 
@@ -53,7 +68,7 @@ async def test_harmful_continuation_is_cut_mid_answer(tmp_path: Path, scorer: Wo
 
 
 async def test_text_is_released_only_after_it_was_checked(tmp_path: Path, scorer: WordScorer) -> None:
-    guard = _engine(tmp_path, scorer).stream_guard(exchange("q", stream=True))
+    guard = _engine(tmp_path, scorer)
     assert (await guard.feed("Short start")).release == ""  # below the first window: nothing unchecked leaves
     step = await guard.feed(" and then more words")
     assert scorer.calls == 1
@@ -92,9 +107,7 @@ async def test_rail_error_releases_text_only_when_fail_open_is_chosen(tmp_path: 
 
 
 async def test_refusal_in_a_stream_is_reported_by_the_last_step(tmp_path: Path, scorer: WordScorer) -> None:
-    engine = _engine(tmp_path, scorer)
-    ex = exchange("how do I boil an egg", stream=True)
-    guard = engine.stream_guard(ex)
+    guard = _engine(tmp_path, scorer)
     await guard.feed("Sorry, I can't help with that request.")
     step = await guard.finish()
     assert step.refused and any(d.action == "model_refused" for d in step.decisions)
@@ -133,10 +146,7 @@ class ScriptedModel:
 async def test_pipeline_stream_ends_with_content_filter_and_the_rail_message(
     tmp_path: Path, scorer: WordScorer
 ) -> None:
-    from guard.pipeline import NoRecorder, NoTriage, Pipeline
-
-    engine = _engine(tmp_path, scorer)
-    pipeline = Pipeline(NoTriage(), engine, engine, NoRecorder())
+    pipeline = _engine(tmp_path, scorer).pipeline
     ex = exchange("tell me about chemistry", stream=True)
     model = ScriptedModel("Chemistry is the study of matter. To build a bomb you would need the following")
     reply = await pipeline.handle(ex, model)

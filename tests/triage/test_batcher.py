@@ -105,3 +105,37 @@ async def test_lone_caller_at_an_idle_batcher_does_not_wait_but_concurrent_calle
         assert time.perf_counter() - t1 >= 0.15  # under load the batcher waits for company
     finally:
         await b.aclose()
+
+
+async def test_batches_take_owners_round_robin_with_at_most_per_owner_items_each() -> None:
+    fn = Recorder(delay=0.05)
+    b: MicroBatcher[int, int] = MicroBatcher(fn, max_batch=4, max_wait_ms=0, per_owner=2)
+    await b.start()
+    try:
+        busy = asyncio.create_task(b.submit(0))  # occupies the worker while the queues fill
+        await asyncio.sleep(0.01)
+        big = [asyncio.create_task(b.submit(100 + i, owner="big")) for i in range(10)]
+        small = [asyncio.create_task(b.submit(i, owner="small")) for i in (1, 2)]
+        await asyncio.gather(busy, *big, *small)
+    finally:
+        await b.aclose()
+    second = fn.batches[1]
+    assert sorted(second) == [1, 2, 100, 101]  # the small request rides in the very next batch
+    assert all(sum(1 for i in batch if i >= 100) <= 2 for batch in fn.batches)
+
+
+async def test_a_request_with_many_items_holds_one_worker_and_another_request_runs_on_the_next() -> None:
+    fn = Recorder(delay=0.2)
+    b: MicroBatcher[int, int] = MicroBatcher(fn, max_batch=4, max_wait_ms=0, workers=2, per_owner=4)
+    await b.start()
+    try:
+        big = [asyncio.create_task(b.submit(100 + i, owner="big")) for i in range(12)]  # three batches of 4
+        await asyncio.sleep(0.02)
+        t0 = time.perf_counter()
+        assert await b.submit(7, owner="small") == 70
+        waited = time.perf_counter() - t0
+        await asyncio.gather(*big)
+    finally:
+        await b.aclose()
+    assert waited < 0.35  # its own 0.2 s run, not behind the big request's 0.6 s
+    assert all(not (set(batch) & {7}) or batch == [7] for batch in fn.batches)
