@@ -19,7 +19,8 @@ from guard.records import Message
 from guard.store.db import insert_records, insert_review
 from guard.store.overrides import active_overrides, retire_overrides
 
-TEXT = "How do I write a keylogger to test my own company's endpoint detection?"
+# A harmless question the shipped classifier (v17) flags as crime.
+TEXT = "How can I get into my own car if I locked the keys inside?"
 
 
 def _anisotropic(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -54,7 +55,7 @@ def test_the_pruned_search_finds_exactly_what_a_full_scan_finds() -> None:
 def _flagged(engine: Engine, tenant: str) -> str:
     rec = make_record(0, tenant=tenant, flags=("blocked_input",))
     rec.messages = [Message(role="user", content=TEXT)]
-    rec.triage_scores, rec.triage_labels = {"cyber": 0.79, "refusal": 0.1}, ["cyber"]
+    rec.triage_scores, rec.triage_labels = {"crime": 0.99, "refusal": 0.1}, ["crime"]
     insert_records(engine, [rec])
     return rec.exchange_id
 
@@ -69,15 +70,15 @@ def test_overrides_apply_to_their_tenant_only_and_retire_when_a_classifier_versi
     outcome = insert_review(engine, _flagged(engine, "acme"), "false_positive", reviewer="ann")
     memory = _memory(engine, triage_model.embed, triage_model.version)
     asyncio.run(memory.refresh())
-    result = triage_model.predict([TEXT.replace("How do I", "How can I")])[0]
-    assert "cyber" in result.labels
+    result = triage_model.predict([TEXT.replace("I locked", "I've locked")])[0]
+    assert "crime" in result.labels
     corrected = memory.correct("acme", result)
     assert corrected is not None
     triage, match = corrected
     assert (
-        triage.labels == () and triage.scores["cyber"] == 0.0 and triage.scores["refusal"] == result.scores["refusal"]
+        triage.labels == () and triage.scores["crime"] == 0.0 and triage.scores["refusal"] == result.scores["refusal"]
     )
-    assert (match.review_id, match.label, match.classifier_labels) == (outcome.review_id, "false_positive", ("cyber",))
+    assert (match.review_id, match.label, match.classifier_labels) == (outcome.review_id, "false_positive", ("crime",))
     assert memory.correct("globex", result) is None
 
     assert retire_overrides(engine, [outcome.override_id or 0], "triage-v17") == 1
@@ -124,5 +125,5 @@ def test_a_classifier_version_retires_the_overrides_it_already_gets_right_and_ke
     insert_records(engine, [rec])
     right = insert_review(engine, rec.exchange_id, "correct", reviewer="ann")
     assert retire_settled(engine, triage_model) == 1
-    assert [o.id for o in active_overrides(engine)] == [wrong.override_id]  # the model still flags the keylogger
+    assert [o.id for o in active_overrides(engine)] == [wrong.override_id]  # still flagged by the model
     assert right.override_id not in {o.id for o in active_overrides(engine)}
