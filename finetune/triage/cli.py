@@ -104,7 +104,6 @@ def refit(
     threads: Annotated[int, typer.Option(min=1)] = 2,
 ) -> None:
     """Fit new factorised heads on an artifact's encoder and recalibrate (minutes, no encoder training)."""
-    from finetune.triage.data.build import build_dataset
     from finetune.triage.refit import finish
     from finetune.triage.refit import refit as run_refit
     from guard.triage.artifact import ARTIFACT_CONFIG
@@ -113,9 +112,7 @@ def refit(
         raise _fail(f"not a triage artifact (no {ARTIFACT_CONFIG}): {encoder}")
     ds = datasets_dir if datasets_dir is not None else _settings().datasets_dir
     train_cfg = json.loads((encoder / ARTIFACT_CONFIG).read_text()).get("train", {})
-    seed, scale = int(train_cfg.get("seed", 13)), int(train_cfg.get("scale", 150))
-    rows, manifest = build_dataset(ds if ds.is_dir() else None, seed=seed, scale=scale)
-    split = {s: [r for r in rows if r["split"] == s] for s in ("train", "calib", "test")}
+    split, manifest = _split(train_cfg, ds)
     cfg = {**train_cfg, "threads": threads}
     cache = _settings().home / "cache" / "triage"
     metrics = run_refit(encoder, split, out, train_cfg=cfg, cache_dir=cache, threads=threads)
@@ -141,7 +138,6 @@ def adapt(
     the candidate (held-out reviews fixed; no recall lost, no false positives added on held-out sources)."""
     from finetune.triage.adapt import AdaptError, GateLimits, corrections_from_store, read_corrections
     from finetune.triage.adapt import adapt as run_adapt
-    from finetune.triage.data.build import build_dataset
     from guard.triage.artifact import ARTIFACT_CONFIG, ARTIFACT_DIR
 
     if (reviews is None) == (not from_store):
@@ -153,10 +149,7 @@ def adapt(
     train_cfg = json.loads((current / ARTIFACT_CONFIG).read_text()).get("train", {})
     try:
         corrections = read_corrections(reviews) if reviews else corrections_from_store(_settings().database_url)
-        rows, _ = build_dataset(
-            ds if ds.is_dir() else None, seed=int(train_cfg.get("seed", 13)), scale=int(train_cfg.get("scale", 150))
-        )
-        split = {s: [r for r in rows if r["split"] == s] for s in ("train", "calib", "test")}
+        split, _ = _split(train_cfg, ds)
         cache = _settings().home / "cache" / "triage"
         report = run_adapt(current, corrections, split, out, limits=GateLimits(), cache_dir=cache, threads=threads)
     except (AdaptError, OSError) as exc:
@@ -183,6 +176,15 @@ def build(
     except ArtifactError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"triage model {'built' if built else 'up to date'} at {target}")
+
+
+def _split(train_cfg: dict, datasets_dir: Path) -> tuple[dict[str, list[dict]], dict]:
+    """The data set an artifact was trained on (its seed and scale), by split, and its manifest."""
+    from finetune.triage.data.build import build_dataset
+
+    seed, scale = int(train_cfg.get("seed", 13)), int(train_cfg.get("scale", 150))
+    rows, manifest = build_dataset(datasets_dir if datasets_dir.is_dir() else None, seed=seed, scale=scale)
+    return {s: [r for r in rows if r["split"] == s] for s in ("train", "calib", "test")}, manifest
 
 
 def _load(model_dir: Path | None, threads: int) -> TriageModel:
