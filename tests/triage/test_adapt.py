@@ -93,3 +93,18 @@ def test_a_poisoned_review_batch_is_rejected_by_the_gate(tmp_path: Path) -> None
     assert report.fixed_share < 0.5
     assert any("held-out reviewed mistakes" in r for r in report.reasons)
     assert (tmp_path / "candidate" / "adapt.json").is_file()
+
+
+def test_adapt_without_reviews_or_with_a_bad_file_fails_with_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from finetune.triage.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["adapt", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "error: name the reviews" in result.output
+    bad = tmp_path / "r.jsonl"
+    bad.write_text("not json\n")
+    result = runner.invoke(app, ["adapt", "--out", str(tmp_path / "c"), "--reviews", str(bad)])
+    assert result.exit_code == 2 and "r.jsonl:1: not JSON" in result.output
+    assert "Traceback" not in result.output
