@@ -171,10 +171,15 @@ def calibrate_thresholds(
         {HARMFUL: budgets[0], ATTACKS: budgets[1]},
         also={HARMFUL: [masks["real_user"], masks["look_alike"]], ATTACKS: [masks["real_user"], masks["roleplay_doc"]]},
     )
+    thresholds[REFUSAL] = _refusal_threshold(rows, refusal)
+    return thresholds
+
+
+def _refusal_threshold(rows: list[dict], refusal: np.ndarray) -> float:
+    """Best F1 on the calib answers."""
     resp = np.array([r.get("kind") == "response" for r in rows])
     truth = np.array([bool(r.get("refusal")) for r in rows])
-    thresholds[REFUSAL] = best_f1_threshold(refusal[resp], truth[resp])
-    return thresholds
+    return best_f1_threshold(refusal[resp], truth[resp])
 
 
 def calibrate_uniform(
@@ -190,11 +195,14 @@ def calibrate_uniform(
     on v16's encoder with factorised heads: look-alikes flagged 0.17 with per-label caps, 0.06 with one threshold,
     at a higher harmful recall (0.51 -> 0.57); chosen after seeing the held-out figures.
     """
-    from guard.taxonomy import INPUT_LABELS
+    from guard.taxonomy import INPUT_LABELS, REFUSAL
 
     harmful, attacks, look_alike = budgets
-    thresholds = calibrate_thresholds(rows, probs, refusal, (harmful, attacks))
     pop = population_masks(rows)
+    cols = [INPUT_LABELS.index(lab) for lab in ADVICE]
+    y = np.array([[1.0 if lab in r["labels"] else 0.0 for lab in ADVICE] for r in rows], dtype=np.float32)
+    thresholds = calibrate(probs[:, cols], y, list(ADVICE), benign=pop["benign"])  # each at a 1 % cap
+    thresholds[REFUSAL] = _refusal_threshold(rows, refusal)
     plan = {
         HARMFUL: {"benign": harmful, "real_user": harmful, "look_alike": look_alike},
         ATTACKS: {"benign": attacks, "real_user": attacks, "roleplay_doc": attacks},

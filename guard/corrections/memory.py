@@ -22,7 +22,7 @@ from guard import metrics
 from guard.corrections.index import OverrideIndex
 from guard.pipeline import CorrectionMatch, TriageResult
 from guard.store.overrides import Override, active_overrides, override_marker, save_embeddings
-from guard.taxonomy import REFUSAL
+from guard.taxonomy import REFUSAL, labels_over
 
 log = logging.getLogger("guard.corrections")
 
@@ -71,7 +71,7 @@ class CorrectionMemory:
         scores = dict(triage.scores)
         scores.update({k: v for k, v in o.scores.items() if k in scores and k != REFUSAL})
         thresholds = triage.thresholds
-        labels = tuple(k for k, v in scores.items() if k != REFUSAL and k in thresholds and v >= thresholds[k])
+        labels = labels_over(scores, thresholds, scores)
         metrics.REVIEW_OVERRIDES.labels(o.label).inc()
         match = CorrectionMatch(o.id, o.review_id, o.exchange_id, o.label, similarity, triage.labels)
         return TriageResult(scores, labels, triage.embedding, triage.device, thresholds), match

@@ -12,12 +12,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from guard.store.overrides import Override, active_overrides, retire_overrides
-from guard.taxonomy import REFUSAL
+from guard.taxonomy import labels_over
 
 
 def imposed_labels(override: Override, thresholds: dict[str, float]) -> set[str]:
     """The labels over threshold once the override's scores are applied."""
-    return {k for k, v in override.scores.items() if k != REFUSAL and k in thresholds and v >= thresholds[k]}
+    return set(labels_over(override.scores, thresholds, override.scores))
 
 
 def settled(overrides: list[Override], model: Any) -> list[int]:

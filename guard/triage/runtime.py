@@ -23,7 +23,7 @@ import numpy as np
 
 from guard.errors import GuardError
 from guard.pipeline import TriageResult
-from guard.taxonomy import REFUSAL
+from guard.taxonomy import REFUSAL, labels_over
 from guard.triage.artifact import MODEL_INT8, RUNTIME_CONFIG, TOKENIZER
 
 log = logging.getLogger(__name__)
@@ -153,10 +153,7 @@ class TriageModel:
         return results
 
     def over_threshold(self, scores: dict[str, float], *, output: bool = False) -> tuple[str, ...]:
-        labels = [lab for lab in self.labels if scores.get(lab, 0.0) >= self.thresholds[lab]]
-        if output and scores.get(REFUSAL, 0.0) >= self.thresholds.get(REFUSAL, 0.5):
-            labels.append(REFUSAL)
-        return tuple(labels)
+        return labels_over(scores, self.thresholds, self.labels, output=output)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.scores(list(texts))[2]
