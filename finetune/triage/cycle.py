@@ -14,8 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from finetune.triage.adapt import AdaptReport, Correction, GateLimits, adapt
-from finetune.triage.versions import current_artifact, current_name, promote, register_candidate, registry
+from finetune.triage.versions import (
+    commit_watermark,
+    current_artifact,
+    current_name,
+    promote,
+    register_candidate,
+    registry,
+    watermark,
+)
 from guard.triage.artifact import ARTIFACT_CONFIG
+
+Split = tuple[dict[str, list[dict]], dict]  # rows by split (train, calib, test), and the data manifest
 
 
 @dataclass(frozen=True)
@@ -51,20 +61,22 @@ def run(
     limits: GateLimits | None = None,
     threads: int = 2,
     out: Path | None = None,
+    split: Split | None = None,
 ) -> AdaptRun:
+    """`split`: the replay and evaluation data (default: the data the serving artifact was trained on)."""
     from finetune.triage.cli import training_split
 
     reg = registry(places.models_root)
     base_artifact = current_artifact(reg)
     base = current_name(reg, places.shipped_build)
     train_cfg = json.loads((base_artifact / ARTIFACT_CONFIG).read_text()).get("train", {})
-    split, manifest = training_split(train_cfg, places.datasets_dir)
+    rows, manifest = split or training_split(train_cfg, places.datasets_dir)
     with tempfile.TemporaryDirectory(prefix="triage-adapt-") as tmp:
         out_dir = out or Path(tmp) / "candidate"
         report = adapt(
             base_artifact,
             corrections,
-            split,
+            rows,
             out_dir,
             limits=limits or GateLimits(),
             cache_dir=places.cache_dir,
@@ -82,6 +94,32 @@ def run(
         return AdaptRun(report, version, base, False, 0)
     mv = promote(reg, version, places.shipped_build)
     return AdaptRun(report, version, base, True, retire(places.db_url, mv.path))
+
+
+def adapt_step(places: Places, *, threads: int = 2, split: Split | None = None) -> str:
+    """`guard retrain`'s classifier step: adapt on the store's reviews when new ones arrived since the last
+    adaptation (the watermark, an override id, is kept in the registry); one line saying what happened."""
+    from finetune.triage.adapt import AdaptError, corrections_from_store
+    from guard.store.db import make_engine
+    from guard.store.overrides import active_overrides
+
+    if not places.db_url:
+        return "classifier adaptation: not run (no database configured)"
+    reg = registry(places.models_root)
+    mark = watermark(reg)
+    engine = make_engine(places.db_url)
+    try:
+        reviews = [o for o in active_overrides(engine) if o.label in ("false_positive", "unsafe")]
+    finally:
+        engine.dispose()
+    if not any(o.id > mark for o in reviews):
+        return "classifier adaptation: not run (no new false_positive/unsafe reviews since the last adaptation)"
+    try:
+        result = run(places, corrections_from_store(places.db_url), threads=threads, split=split)
+    except AdaptError as exc:
+        return f"classifier adaptation: not run ({exc})"
+    commit_watermark(reg, max(o.id for o in reviews), version=result.version, verdict=result.report.verdict)
+    return f"classifier adaptation: {result.summary()}"
 
 
 def retire(db_url: str | None, built: Path) -> int:
