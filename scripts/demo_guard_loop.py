@@ -1,15 +1,16 @@
 """Issue 18 demonstration: the guard learns from its own reviewed mistakes, measured through the proxy.
 
-A simulated deployment in front of an upstream stub (real `create_app`, uvicorn on 127.0.0.1, SQLite store) gets
-traffic from a domain the shipped classifier over-flags: HateCheck's non-hateful functional cases (counter-speech
-quoting hate, reclaimed slurs, negated and identity-positive statements; the rows the classifier never trained on),
-plus ordinary traffic (Open Assistant prompts) and harmful requests (SORRY-Bench, SimpleSafetyTests), all from
-held-out sources. A simulated reviewer labels a few dozen blocked exchanges: `false_positive` for the domain's,
-`correct` for harmful ones. Every prompt is assigned by a hash of its text to the traffic (what is served and
+A simulated deployment (real `create_app` under uvicorn, an upstream stub, both on 127.0.0.1; SQLite store) gets
+traffic from a domain the shipped classifier over-flags: a moderation team's forum posts, the Stormfront posts that
+annotators judged not hateful (the classifier never trained on these rows; it blocks about 10 % of them, against
+~1-2 % of ordinary prompts), plus ordinary traffic (Open Assistant prompts) and harmful requests (SORRY-Bench,
+SimpleSafetyTests), all from sources held out of the classifier's training. A simulated reviewer labels a few
+dozen blocked exchanges: `false_positive` for the domain's, `correct` for harmful ones.
+Every prompt is assigned by a hash of its text to the traffic (what is served and
 reviewed) or to the held-out half (what is measured), so no measured prompt was ever reviewed.
 
 Measured on the held-out prompts, through the proxy: blocked share of the domain (false positives), of ordinary
-prompts (FPR), and the miss rate of harmful requests and of HateCheck's hateful cases (the domain's own harm), at
+prompts (FPR), and the miss rate of harmful requests and of the forum's hateful posts (the domain's own harm), at
 three points: the shipped classifier, (a) with instant corrections alone, (b) after one adaptation cycle
 (`finetune.triage.cycle.run`: adapt -> gate -> register -> promote) and the proxy's hot swap. Then a poisoned batch
 (harmful traffic labelled `false_positive`) goes through the same cycle and must be rejected by the gate.
@@ -39,6 +40,7 @@ from server import ServedApp  # noqa: E402  (the tests' uvicorn-in-a-thread help
 ADMIN = {"authorization": "Bearer demo-reviewer-key"}
 ANSWER = "Here is a short, helpful answer."
 HARMFUL_SOURCES = ("sorry_bench", "simple_safety_tests")
+DOMAIN = "stormfront_hate_speech"
 
 
 def log(msg: str) -> None:
@@ -58,8 +60,8 @@ def load_sets(datasets: Path, per_set: int) -> tuple[dict[str, list[str]], Any]:
     train_cfg = json.loads((ARTIFACT_DIR / ARTIFACT_CONFIG).read_text()).get("train", {})
     split = training_split(train_cfg, datasets)
     seen = {r["text"] for rows in split[0].values() for r in rows}
-    hatecheck = [json.loads(line) for line in (datasets / "hatecheck.jsonl").open()]
-    unseen = [r for r in hatecheck if r["text"] not in seen]
+    forum = [json.loads(line) for line in (datasets / f"{DOMAIN}.jsonl").open()]
+    unseen = [r for r in forum if r["text"] not in seen]
     test = split[0]["test"]
     pools = {
         "domain": [r["text"] for r in unseen if r["label"] == "benign"],
@@ -70,30 +72,54 @@ def load_sets(datasets: Path, per_set: int) -> tuple[dict[str, list[str]], Any]:
     sets: dict[str, list[str]] = {}
     for name, texts in pools.items():
         texts = sorted(set(texts))
-        traffic = per_set * 2 if name == "domain" else per_set // 3  # the domain's blocked ones get reviewed
+        traffic = per_set * 3 if name == "domain" else per_set // 3  # the domain's blocked ones get reviewed
         sets[f"{name}_traffic"] = [t for t in texts if not held_out(t)][:traffic]
-        sets[f"{name}_held_out"] = [t for t in texts if held_out(t)][:per_set]
+        sets[f"{name}_held_out"] = [t for t in texts if held_out(t)][: per_set * (2 if name == "domain" else 1)]
     return sets, split
 
 
 # Servers --------------------------------------------------------------------------------------------------------
-def upstream_app() -> Any:
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
+class Upstream:
+    """An OpenAI-style upstream stub (aiohttp, as bench/proxy_overhead.py's) on 127.0.0.1, in a thread."""
 
-    async def chat(request: Request) -> JSONResponse:
-        body = await request.json()
-        message = {"role": "assistant", "content": ANSWER}
-        usage = {"prompt_tokens": 7, "completion_tokens": 7, "total_tokens": 14}
-        choice = {"index": 0, "message": message, "finish_reason": "stop"}
-        return JSONResponse(
-            {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [choice]}
-            | {"usage": usage}
-        )
+    def __init__(self) -> None:
+        import threading
 
-    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        ready.wait(30)
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+
+    def _run(self, ready: Any) -> None:
+        from aiohttp import web
+
+        async def chat(request: web.Request) -> web.Response:
+            body = await request.json()
+            choice = {"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}
+            usage = {"prompt_tokens": 7, "completion_tokens": 7, "total_tokens": 14}
+            return web.json_response(
+                {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [choice]}
+                | {"usage": usage}
+            )
+
+        async def start() -> None:
+            app = web.Application()
+            app.router.add_post("/v1/chat/completions", chat)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(start())
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 def proxy_settings(home: Path, upstream: str) -> Any:
@@ -153,7 +179,7 @@ def measure(url: str, sets: dict[str, list[str]], reviewed: list[str]) -> dict[s
         "domain FP rate (held-out)": blocked_share(url, sets["domain_held_out"]),
         "reviewed domain texts, asked again": blocked_share(url, reviewed),
         "harmful miss rate (held-out)": 1 - blocked_share(url, sets["harmful_held_out"]),
-        "hateful miss rate (held-out HateCheck)": 1 - blocked_share(url, sets["hate_held_out"]),
+        "hateful forum posts, miss rate (held-out)": 1 - blocked_share(url, sets["hate_held_out"]),
         "ordinary FPR (held-out)": blocked_share(url, sets["ordinary_held_out"]),
     }
 
@@ -225,7 +251,7 @@ def main() -> None:
     p.add_argument("--reviews", type=int, default=40, help="false positives the reviewer labels")
     a = p.parse_args()
     datasets = a.datasets_dir or load_settings().datasets_dir
-    if not (datasets / "hatecheck.jsonl").is_file():
+    if not (datasets / f"{DOMAIN}.jsonl").is_file():
         raise SystemExit(f"public data sets not found at {datasets} (see ../shared/README.md)")
     t_start = time.perf_counter()
     sets, split = load_sets(datasets, a.per_set)
@@ -233,8 +259,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="demo-guard-loop-") as tmp:
         home = Path(tmp)
         prepare_home(home)
-        upstream = ServedApp(upstream_app())
-        settings = proxy_settings(home, f"{upstream.url}/v1")
+        upstream = Upstream()
+        settings = proxy_settings(home, upstream.url)
         proxy = ServedApp(create_app(settings))
         try:
             before = measure(proxy.url, sets, [])

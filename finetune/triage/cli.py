@@ -152,6 +152,7 @@ def adapt(
         raise _fail(str(exc)) from None
     typer.echo(result.report.to_json())
     typer.echo(result.summary())
+    _pinned_note(s)
     if result.report.verdict != "promote":
         raise typer.Exit(code=3)
 
@@ -182,6 +183,12 @@ def promote_(version: Annotated[str, typer.Argument(help="A version from `guard 
     except RegistryError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"triage {mv.version} promoted; {retired} overrides retired")
+    _pinned_note(s)
+
+
+def _pinned_note(s: Settings) -> None:
+    if s.triage_model is not None:
+        typer.echo(f"note: GUARD_TRIAGE_MODEL pins the proxy to {s.triage_model}; unset it to serve promoted versions")
 
 
 @app.command()
