@@ -65,7 +65,8 @@ def load_sets(datasets: Path, per_set: int) -> tuple[dict[str, list[str]], Any]:
     test = split[0]["test"]
     pools = {
         "domain": [r["text"] for r in unseen if r["label"] == "benign"],
-        "hate": [r["text"] for r in unseen if r["label"] == "harmful"],
+        # The forum's hateful posts the classifier never trained on (its test split: the gate measures on it too).
+        "hate": [r["text"] for r in test if r["labels"] and r["source"] == DOMAIN],
         "harmful": [r["text"] for r in test if r["labels"] and r["source"].startswith(HARMFUL_SOURCES)],
         "ordinary": [r["text"] for r in test if r["source"] == "oasst_prompts" and not r["labels"]],
     }

@@ -206,7 +206,12 @@ def rollback() -> None:
         mv = reg.rollback()
     except RegistryError as exc:
         raise _fail(str(exc)) from None
-    restored = restore_retired(make_engine(s.database_url), left.version) if left else 0
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        restored = str(restore_retired(make_engine(s.database_url), left.version) if left else 0)
+    except SQLAlchemyError as exc:  # the pointer moved; say so, and why the overrides did not come back
+        restored = f"no ({str(exc).splitlines()[0][:120]})"
     typer.echo(f"triage {mv.version} current again; {restored} overrides restored")
 
 
