@@ -63,6 +63,7 @@ def _options(
     from finetune.cycle import CycleOptions
     from finetune.evaluate import EvalOptions
     from finetune.gates import load_gates
+    from guard.triage.versions import serving_dir
 
     s = _settings()
     try:
@@ -75,7 +76,7 @@ def _options(
         models_root=s.model_dir,
         db_url=s.database_url,
         rails_dir=s.rails_dir,
-        triage_dir=s.triage_dir,
+        triage_dir=serving_dir(s),
         dpo=cfg,
         gates=gate_cfg,
         min_pairs=min_pairs,
@@ -317,6 +318,8 @@ def retrain(
     from finetune.cycle import run_cycle
     from finetune.schedule import LockBusy, parse_interval, retrain_lock
     from finetune.schedule import every as run_every
+    from finetune.triage.cli import _places
+    from finetune.triage.cycle import adapt_step
     from finetune.upstream import export_cycle, record_model
     from guard.store.db import make_engine
 
@@ -326,6 +329,7 @@ def retrain(
 
     def once() -> None:
         with retrain_lock(opts.state_dir, opts.model, engine):
+            typer.echo(adapt_step(_places(s), threads=opts.dpo.threads))  # the guard's own classifier
             if s.upstream_url:  # a hosted model: export the pairs for its own trainer
                 exported = export_cycle(
                     opts, s.upstream_url, record_model(model, s.upstream_url, opts.model), typer.echo

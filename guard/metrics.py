@@ -86,6 +86,11 @@ TRIAGE_SAMPLED = Counter(
     "guard_triage_sampled_total",
     "Requests over the classifier's window budget, scored on a sample of their text (GUARD_TRIAGE_MAX_WINDOWS)",
 )
+TRIAGE_SWAPS = Counter(
+    "guard_triage_swaps_total",
+    "Moves of the triage registry's current pointer acted on: ok (now serving it) or failed (old version kept)",
+    ["outcome"],
+)
 TRIAGE_PREDICTIONS = Counter("guard_triage_predictions_total", "Labels predicted over threshold", ["label"])
 TRIAGE_DEVICE = Gauge(
     "guard_triage_device_info", "Execution provider of the classifier", ["device"], multiprocess_mode="max"

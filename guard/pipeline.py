@@ -52,6 +52,7 @@ class TriageResult:
     # The classifier's calibrated per-label thresholds (the model's own mapping, shared, not copied): rails
     # tiers written relative to them (`threshold_scale`) follow a retrained classifier without edits.
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    version: str = ""  # the classifier version that scored it (they change under a running proxy: hot swap)
 
     @property
     def harmful(self) -> bool:

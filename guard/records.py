@@ -77,6 +77,7 @@ class ExchangeRecord(BaseModel):
     response: str
     model_response: str = ""  # the model's own text before output rails replaced or masked it
     tool_calls: list[RecordedToolCall] = Field(default_factory=list)  # what the model asked to call (even if blocked)
+    triage_version: str | None = None
     triage_scores: dict[str, float] = Field(default_factory=dict)
     triage_labels: list[str] = Field(default_factory=list)  # after a review override, when `override` is set
     override: AppliedOverride | None = None
@@ -113,6 +114,7 @@ class ExchangeRecord(BaseModel):
             response=m(ex.response_text),
             model_response=m(ex.model_text),
             tool_calls=[RecordedToolCall(name=c.name, arguments=m(c.arguments), id=c.id) for c in ex.tool_calls],
+            triage_version=ex.triage.version or None if ex.triage else None,
             triage_scores=dict(ex.triage.scores) if ex.triage else {},
             triage_labels=list(ex.triage.labels) if ex.triage else [],
             override=_applied(ex),

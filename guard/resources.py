@@ -70,6 +70,7 @@ class Resources:
             "model_version": backend.version,
             "backend": "upstream" if self.models.upstream else "local",
             "triage_device": self.triage_device,
+            "triage_version": getattr(self.triage, "version", None),
             "rails_hash": self.rails_hash,
         }
 
@@ -161,6 +162,8 @@ async def _corrections(settings: Settings, triage: Any, store: Any, stack: Async
     )
     await memory.start()
     stack.push_async_callback(memory.aclose)
+    if hasattr(triage, "on_swap"):
+        triage.on_swap(memory.retarget)  # a new classifier version serves with the overrides embedded by it
     return memory
 
 

@@ -88,6 +88,8 @@ def exchange_headers(ex: Exchange) -> dict[str, str]:
     headers = {"x-guard-exchange-id": ex.id}
     if ex.correction is not None:
         headers["x-guard-override"] = ex.correction.header
+    if ex.triage is not None and ex.triage.version:
+        headers["x-guard-triage-version"] = ex.triage.version
     return headers
 
 

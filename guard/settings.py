@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     triage_threads: int = Field(1, ge=1, le=64)
     triage_max_batch: int = Field(32, ge=1, le=512)
     triage_max_wait_ms: float = Field(2.0, ge=0, le=100)
+    # How often the proxy checks the triage registry's `current` pointer (a promoted version swaps in live).
+    triage_poll_s: float = Field(2.0, gt=0, le=3600)
     # Instant corrections: reviewed texts override the classifier for paraphrases this close (cosine of the
     # triage embedding; see the README for the measured rate of unrelated prompts it touches).
     overrides_enabled: bool = True

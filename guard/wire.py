@@ -463,4 +463,5 @@ class ReadyStatus(BaseModel):
     model_version: str | None = None
     backend: str
     triage_device: str
+    triage_version: str | None = None
     rails_hash: str | None = None

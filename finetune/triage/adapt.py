@@ -7,9 +7,15 @@ has to earn its promotion:
 - it must get right a held-out share of the reviewed mistakes it never trained on (a fixed fraction of the
   reviews, chosen by a hash of the text, is kept out of training), and
 - on the held-out evaluation sources it may not lose more than `max_recall_drop` of harmful or attack recall, nor
-  add more than `max_fpr_rise` of false positives on real users, look-alikes or role-play/documents, against the
-  current artifact measured on the same rows in the same run.
+  add more than `max_fpr_rise` of false positives on real users, look-alikes or role-play/documents, against a
+  control: heads fitted the same way, with the same seed, on the same rows with the reviews' weight set to ~0.
 A poisoned batch (harmful requests marked `false_positive`) fails the second condition.
+
+Why a control and not the serving heads: two fits of the heads differ by 2-4 points on these rates by the seed and
+the data order alone, more than the 1-point margins, so against the serving heads a harmless batch of three reviews
+was rejected (attack FPR 0.065 -> 0.080). The control shares the candidate's initialisation and its minibatch order
+(the same rows, so the same permutation), so what differs is what the reviews taught. The serving heads' figures
+are reported beside them (`serving`) and so is how far a plain refit lands from them.
 """
 
 from __future__ import annotations
@@ -57,8 +63,9 @@ class AdaptReport:
     trained_on: int
     held_out: int
     fixed_share: float
-    current: dict[str, float]
+    current: dict[str, float]  # the control refit (reviews weighted 0): what the gate compares with
     candidate: dict[str, float]
+    serving: dict[str, float] = field(default_factory=dict)  # the heads that serve now, on the same rows
     thresholds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -144,8 +151,12 @@ def adapt(
     scored = {"calib": split["calib"], "test": split["test"], "check": [_row(c, 1.0) for c in check]}
     emb = embed(current_dir, fit_rows, scored, cache_dir=cache_dir, threads=threads)
     heads, thresholds = fit_calibrated(fit_rows, split["calib"], emb, train_cfg)
+    # Same rows in the same order, so the same permutation; not 0: a minibatch of only review rows would divide by 0.
+    control_rows = split["train"] + [_row(c, 1e-6) for c in learn]
+    control_heads, control_thresholds = fit_calibrated(control_rows, split["calib"], emb, train_cfg)
+    current = _summary(split["test"], emb, control_heads, control_thresholds)
     current_net, current_cfg = load_artifact(current_dir)
-    current = _summary(split["test"], emb, current_net.heads, current_cfg["thresholds"])  # type: ignore[union-attr]
+    serving = _summary(split["test"], emb, current_net.heads, current_cfg["thresholds"])  # type: ignore[union-attr]
     candidate = _summary(split["test"], emb, heads, thresholds)
     fixed = _fixed_share(check, emb, heads, thresholds)
     reasons = _gate(current, candidate, fixed, limits, len(check))
@@ -159,6 +170,7 @@ def adapt(
         fixed_share=round(fixed, 4),
         current=current,
         candidate=candidate,
+        serving=serving,
         thresholds=thresholds,
     )
     (out_dir / "adapt.json").write_text(report.to_json())

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from finetune.triage.cycle import Places
     from guard.settings import Settings
     from guard.triage.runtime import TriageModel
 
@@ -112,7 +113,7 @@ def refit(
         raise _fail(f"not a triage artifact (no {ARTIFACT_CONFIG}): {encoder}")
     ds = datasets_dir if datasets_dir is not None else _settings().datasets_dir
     train_cfg = json.loads((encoder / ARTIFACT_CONFIG).read_text()).get("train", {})
-    split, manifest = _split(train_cfg, ds)
+    split, manifest = training_split(train_cfg, ds)
     cfg = {**train_cfg, "threads": threads}
     cache = _settings().home / "cache" / "triage"
     metrics = run_refit(encoder, split, out, train_cfg=cfg, cache_dir=cache, threads=threads)
@@ -123,41 +124,116 @@ def refit(
 
 @app.command()
 def adapt(
-    out: Annotated[Path, typer.Option(help="Where the candidate artifact and its adapt.json report go.")],
     reviews: Annotated[
         Path | None, typer.Option(help="JSONL of reviewed texts: {text, label: false_positive|unsafe, labels}.")
     ] = None,
     from_store: Annotated[
         bool, typer.Option("--from-store", help="Use the store's active review overrides (GUARD_DB_URL).")
     ] = False,
-    artifact: Annotated[Path | None, typer.Option(help="Current artifact (default: the shipped one).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Also keep the candidate artifact and adapt.json here.")] = None,
+    promote: Annotated[bool, typer.Option(help="Promote a candidate that passes the gate.")] = True,
     datasets_dir: Annotated[Path | None, typer.Option(help="Public data sets (default GUARD_DATASETS_DIR).")] = None,
     threads: Annotated[int, typer.Option(min=1)] = 2,
 ) -> None:
-    """Fit the classifier's heads on reviewed mistakes plus a replay of its training mix, recalibrate, and gate
-    the candidate (held-out reviews fixed; no recall lost, no false positives added on held-out sources)."""
-    from finetune.triage.adapt import AdaptError, GateLimits, corrections_from_store, read_corrections
-    from finetune.triage.adapt import adapt as run_adapt
-    from guard.triage.artifact import ARTIFACT_CONFIG, ARTIFACT_DIR
+    """Fit the serving classifier's heads on reviewed mistakes plus a replay of its training mix, recalibrate,
+    gate the candidate (held-out reviews fixed; no recall lost, no false positives added on held-out sources),
+    register it as a triage version, and promote it when it passes (the proxy swaps to it)."""
+    from finetune.registry import RegistryError
+    from finetune.triage.adapt import AdaptError, corrections_from_store, read_corrections
+    from finetune.triage.cycle import run
 
     if (reviews is None) == (not from_store):
         raise _fail("name the reviews: --reviews FILE.jsonl or --from-store (one of them)")
-    current = artifact or ARTIFACT_DIR
-    if not (current / ARTIFACT_CONFIG).is_file():
-        raise _fail(f"not a triage artifact (no {ARTIFACT_CONFIG}): {current}")
-    ds = datasets_dir if datasets_dir is not None else _settings().datasets_dir
-    train_cfg = json.loads((current / ARTIFACT_CONFIG).read_text()).get("train", {})
+    s = _settings()
     try:
-        corrections = read_corrections(reviews) if reviews else corrections_from_store(_settings().database_url)
-        split, _ = _split(train_cfg, ds)
-        cache = _settings().home / "cache" / "triage"
-        report = run_adapt(current, corrections, split, out, limits=GateLimits(), cache_dir=cache, threads=threads)
-    except (AdaptError, OSError) as exc:
+        corrections = read_corrections(reviews) if reviews else corrections_from_store(s.database_url)
+        result = run(_places(s, datasets_dir), corrections, promote_passing=promote, threads=threads, out=out)
+    except (AdaptError, RegistryError, OSError) as exc:
         raise _fail(str(exc)) from None
-    typer.echo(report.to_json())
-    if report.verdict != "promote":
+    typer.echo(result.report.to_json())
+    typer.echo(result.summary())
+    _pinned_note(s)
+    if result.report.verdict != "promote":
         raise typer.Exit(code=3)
-    typer.echo(f"candidate passed the gate: `guard triage build --artifact {out}` serves it")
+
+
+def _places(s: Settings, datasets_dir: Path | None = None) -> Places:
+    from finetune.triage.cycle import Places
+
+    return Places(
+        models_root=s.model_dir,
+        shipped_build=s.triage_dir,
+        datasets_dir=datasets_dir if datasets_dir is not None else s.datasets_dir,
+        cache_dir=s.home / "cache" / "triage",
+        db_url=s.database_url,
+    )
+
+
+@app.command("promote")
+def promote_(version: Annotated[str, typer.Argument(help="A version from `guard triage history`.")]) -> None:
+    """Serve VERSION (running proxies swap to it) and retire the overrides it gets right."""
+    from finetune.registry import RegistryError
+    from finetune.triage.cycle import retire
+    from finetune.triage.versions import promote, registry
+
+    s = _settings()
+    try:
+        mv = promote(registry(s.model_dir), version, s.triage_dir)
+        retired = retire(s.database_url, mv.path)
+    except RegistryError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"triage {mv.version} promoted; {retired} overrides retired")
+    _pinned_note(s)
+
+
+def _pinned_note(s: Settings) -> None:
+    if s.triage_model is not None:
+        typer.echo(f"note: GUARD_TRIAGE_MODEL pins the proxy to {s.triage_model}; unset it to serve promoted versions")
+
+
+@app.command()
+def rollback() -> None:
+    """Serve the version promoted before the current one; overrides the current one retired come back."""
+    from finetune.registry import RegistryError
+    from finetune.triage.versions import registry
+    from guard.store.db import make_engine
+    from guard.store.overrides import restore_retired
+
+    s = _settings()
+    reg = registry(s.model_dir)
+    try:
+        left = reg.current()
+        mv = reg.rollback()
+    except RegistryError as exc:
+        raise _fail(str(exc)) from None
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        restored = str(restore_retired(make_engine(s.database_url), left.version) if left else 0)
+    except SQLAlchemyError as exc:  # the pointer moved; say so, and why the overrides did not come back
+        restored = f"no ({str(exc).splitlines()[0][:120]})"
+    typer.echo(f"triage {mv.version} current again; {restored} overrides restored")
+
+
+@app.command()
+def history() -> None:
+    """Triage versions (current marked), their gate verdicts, and the promotions in order."""
+    from finetune.triage.versions import registry
+
+    s = _settings()
+    reg = registry(s.model_dir)
+    current = reg.current()
+    versions = reg.store.versions(reg.name)
+    if not versions:
+        typer.echo(f"no triage versions yet: the shipped build at {s.triage_dir} serves")
+        return
+    for v in versions:
+        meta = reg.meta(v)
+        verdict = meta.get("verdict", {}).get("status", "shipped" if meta.get("shipped") else "-")
+        mark = "*" if current and current.version == v else " "
+        typer.echo(f"{mark} {v}\tbase={meta.get('base', '-')}\tverdict={verdict}\tdata={meta.get('data_hash', '-')}")
+    for h in reg.history():
+        typer.echo(f"  {h['at']}  {h['action']} {h['version']} (previous {h['previous']})")
 
 
 @app.command()
@@ -178,7 +254,7 @@ def build(
     typer.echo(f"triage model {'built' if built else 'up to date'} at {target}")
 
 
-def _split(train_cfg: dict, datasets_dir: Path) -> tuple[dict[str, list[dict]], dict]:
+def training_split(train_cfg: dict, datasets_dir: Path) -> tuple[dict[str, list[dict]], dict]:
     """The data set an artifact was trained on (its seed and scale), by split, and its manifest."""
     from finetune.triage.data.build import build_dataset
 

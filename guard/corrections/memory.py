@@ -4,6 +4,10 @@ Each replica polls the store's change marker (one cheap query every `GUARD_OVERR
 change; the replica that saved a review or revoked an override reloads at once, so its next request sees it.
 Texts are embedded with the serving classifier; a vector cached in the store by another classifier version (whose
 embedding size may differ) is computed again and cached for the others.
+
+When the proxy swaps classifier versions (`TriageStage.on_swap`), `retarget` embeds the overrides with the new
+version before it serves. A request is matched only against vectors of the version that scored it: requests still
+running on the previous version keep its vectors until the next reload.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
@@ -52,7 +57,7 @@ class CorrectionMemory:
         self.threshold = threshold
         self.refresh_s = refresh_s
         self.max_per_tenant = max_per_tenant
-        self._scopes: dict[str, Scope] = {}
+        self._scopes: dict[str, dict[str, Scope]] = {}  # classifier version -> tenant -> scope
         self._marker: tuple[int, datetime | None] | None = None
         self._vectors: dict[int, np.ndarray] = {}  # by override id, for this classifier version
         self._lock = asyncio.Lock()
@@ -60,7 +65,7 @@ class CorrectionMemory:
 
     # Serving ----------------------------------------------------------------------------------------------
     def correct(self, tenant: str, triage: TriageResult) -> tuple[TriageResult, CorrectionMatch] | None:
-        scope = self._scopes.get(tenant)
+        scope = self._scopes.get(triage.version or self.version, {}).get(tenant)
         if scope is None or triage.embedding is None:
             return None
         hit = scope.index.nearest(triage.embedding)
@@ -74,11 +79,11 @@ class CorrectionMemory:
         labels = labels_over(scores, thresholds, scores)
         metrics.REVIEW_OVERRIDES.labels(o.label).inc()
         match = CorrectionMatch(o.id, o.review_id, o.exchange_id, o.label, similarity, triage.labels)
-        return TriageResult(scores, labels, triage.embedding, triage.device, thresholds), match
+        return replace(triage, scores=scores, labels=labels), match
 
     @property
     def active(self) -> int:
-        return sum(len(s.overrides) for s in self._scopes.values())
+        return sum(len(s.overrides) for s in self._scopes.get(self.version, {}).values())
 
     # Refreshing -------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -109,18 +114,38 @@ class CorrectionMemory:
             if marker == self._marker and not force:
                 return
             rows = await asyncio.to_thread(active_overrides, self.engine)
-            self._scopes = await asyncio.to_thread(self._build, rows)
+            scopes, self._vectors = await asyncio.to_thread(self._build, rows, self.version, self.embed, self._vectors)
+            self._scopes = {self.version: scopes}
             self._marker = marker
             metrics.REVIEW_OVERRIDES_ACTIVE.set(self.active)
 
-    def _build(self, rows: list[Override]) -> dict[str, Scope]:
-        self._vectors = {o.id: v for o in rows if (v := self._vector(o)) is not None}
-        missing = [o for o in rows if o.id not in self._vectors]
+    async def retarget(self, model: Any) -> None:
+        """Embed the active overrides with `model` (a `TriageModel` about to serve) and serve its vectors for its
+        requests; the current version's stay for requests still running on it."""
+        async with self._lock:
+            try:
+                marker = await asyncio.to_thread(override_marker, self.engine)
+                rows = await asyncio.to_thread(active_overrides, self.engine)
+                scopes, vectors = await asyncio.to_thread(self._build, rows, model.version, model.embed, {})
+            except Exception as exc:  # the store is down: the swap goes ahead, the next poll embeds
+                log.warning("overrides: not embedded for classifier %s yet (%s)", model.version, exc)
+                self.version, self._vectors, self._marker = model.version, {}, None
+                return
+            self._scopes = {self.version: self._scopes.get(self.version, {}), model.version: scopes}
+            self.version, self._vectors, self._marker = model.version, vectors, marker
+            metrics.REVIEW_OVERRIDES_ACTIVE.set(self.active)
+
+    def _build(
+        self, rows: list[Override], version: str, embed: Embed, known: dict[int, np.ndarray]
+    ) -> tuple[dict[str, Scope], dict[int, np.ndarray]]:
+        """Per-tenant indexes of `rows` for classifier `version`, and the vectors by override id."""
+        vectors = {o.id: v for o in rows if (v := _vector(o, version, known)) is not None}
+        missing = [o for o in rows if o.id not in vectors]
         if missing:
-            fresh = self.embed([o.text for o in missing])
-            self._vectors.update({o.id: fresh[i] for i, o in enumerate(missing)})
+            fresh = embed([o.text for o in missing])
+            vectors.update({o.id: fresh[i] for i, o in enumerate(missing)})
             save_embeddings(
-                self.engine, {o.id: fresh[i].astype(np.float32).tobytes() for i, o in enumerate(missing)}, self.version
+                self.engine, {o.id: fresh[i].astype(np.float32).tobytes() for i, o in enumerate(missing)}, version
             )
         by_tenant: dict[str, list[Override]] = {}
         for o in rows:
@@ -132,14 +157,14 @@ class CorrectionMemory:
                     "overrides: tenant %s has %d active, serving the newest %d", tenant, len(items), self.max_per_tenant
                 )
                 items = items[-self.max_per_tenant :]
-            vectors = np.stack([self._vectors[o.id] for o in items])
-            scopes[tenant] = Scope(OverrideIndex(vectors, self.threshold), items)
-        return scopes
+            stacked = np.stack([vectors[o.id] for o in items])
+            scopes[tenant] = Scope(OverrideIndex(stacked, self.threshold), items)
+        return scopes, vectors
 
-    def _vector(self, o: Override) -> np.ndarray | None:
-        known = self._vectors.get(o.id)
-        if known is not None:
-            return known
-        if o.embedding is None or o.embedding_version != self.version:
-            return None
-        return np.frombuffer(o.embedding, dtype=np.float32)
+
+def _vector(o: Override, version: str, known: dict[int, np.ndarray]) -> np.ndarray | None:
+    if o.id in known:
+        return known[o.id]
+    if o.embedding is None or o.embedding_version != version:
+        return None
+    return np.frombuffer(o.embedding, dtype=np.float32)

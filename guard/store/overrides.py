@@ -129,6 +129,15 @@ def retire_overrides(engine: Engine, override_ids: list[int], version: str) -> i
         return _deactivate(conn, overrides.c.id.in_(override_ids), retired_by_version=version)
 
 
+def restore_retired(engine: Engine, version: str) -> int:
+    """Reactivate the overrides classifier `version` retired (it was rolled back: its fixes left with it)."""
+    now = datetime.now(UTC)
+    which = and_(overrides.c.retired_by_version == version, overrides.c.revoked_at.is_(None))
+    stmt = update(overrides).where(which).values(retired_at=None, retired_by_version=None, changed_at=now)
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount or 0
+
+
 def _deactivate(conn: Connection, which: Any, **by: str) -> int:
     """Revoke (`revoked_by`) or retire (`retired_by_version`) the active overrides `which` selects."""
     now = datetime.now(UTC)

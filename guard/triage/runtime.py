@@ -72,6 +72,7 @@ class TriageModel:
         self.thresholds: dict[str, float] = {k: float(v) for k, v in config["thresholds"].items()}
         self.version: str = str(config.get("version", "unknown"))
         self.max_len = int(config.get("max_len", 128))
+        self.path: Path | None = None  # the built model's folder, when loaded from one
 
     @classmethod
     def load(
@@ -87,6 +88,7 @@ class TriageModel:
         session = _open_session(paths[model_file], threads, _providers(device))
         used = session.get_providers()[0]
         model = cls(session, tokenizer, config, "cuda" if used == "CUDAExecutionProvider" else "cpu")
+        model.path = directory
         width = session.get_outputs()[0].shape[-1]
         if width != len(model.labels):
             raise TriageModelError(
@@ -148,6 +150,7 @@ class TriageModel:
                     embedding=emb[i],
                     device=self.device,
                     thresholds=self.thresholds,
+                    version=self.version,
                 )
             )
         return results

@@ -10,13 +10,25 @@ Work per request is bounded (`max_windows`, GUARD_TRIAGE_MAX_WINDOWS): a text lo
 on a sample of window-sized segments (its first and last, and evenly spaced ones between), taking each label's
 highest score as for the windows of one text; documents are scored newest first until the budget is spent.
 The cut is made on characters before tokenizing, so a 1 MB prompt costs no more than a budget-sized one.
+
+Hot swap: with a triage registry (`guard.triage.versions`), its `current` pointer is checked every
+GUARD_TRIAGE_POLL_S; a moved pointer's model loads on a worker thread, listeners (the correction memory) prepare
+for it, then it replaces the serving model in one assignment on the event loop. Each request takes the model once,
+when it starts, and every window of it is scored by that model: requests already running finish on the old one.
+A version that fails to load is logged and counted (guard_triage_swaps_total{outcome="failed"}); the old one
+keeps serving.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,10 +38,15 @@ from guard.pipeline import Exchange, TriageResult
 from guard.taxonomy import REFUSAL
 from guard.triage.batcher import MicroBatcher
 from guard.triage.runtime import TriageModel
+from guard.triage.versions import NAME, serving_dir, triage_store
 
 if TYPE_CHECKING:
     from guard.domain import Message
+    from guard.modelstore import ModelStore
     from guard.settings import Settings
+
+log = logging.getLogger("guard.triage")
+SwapListener = Callable[[TriageModel], Awaitable[None]]
 
 CONTEXT_WHEN_SHORTER = 400  # characters in the latest user turn
 CONTEXT_CHARS = 300  # per earlier turn
@@ -107,11 +124,19 @@ class TriageStage:
         max_wait_ms: float = 2.0,
         max_windows: int = 16,
         workers: int = 2,
+        store: ModelStore | None = None,
+        poll_s: float = 2.0,
+        threads: int = 1,
     ) -> None:
         self.model = model
         self.max_windows = max_windows
-        self.segment_chars = model.max_len * CHARS_PER_TOKEN
-        self._batcher: MicroBatcher[tuple[str, bool], TriageResult] = MicroBatcher(
+        self.store = store
+        self.poll_s = poll_s
+        self.threads = threads
+        self._listeners: list[SwapListener] = []
+        self._pointer_mtime: float | None = None  # the first check compares the pointer with what serves
+        self._watcher: asyncio.Task[None] | None = None
+        self._batcher: MicroBatcher[tuple[str, bool, TriageModel], TriageResult] = MicroBatcher(
             self._run_batch,
             max_batch=max_batch,
             max_wait_ms=max_wait_ms,
@@ -122,13 +147,17 @@ class TriageStage:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TriageStage:
-        model = TriageModel.load(settings.triage_dir, device=settings.triage_device, threads=settings.triage_threads)
+        store = triage_store(settings)
+        model = TriageModel.load(serving_dir(settings), device=settings.triage_device, threads=settings.triage_threads)
         return cls(
             model,
             max_batch=settings.triage_max_batch,
             max_wait_ms=settings.triage_max_wait_ms,
             max_windows=settings.triage_max_windows,
             workers=settings.triage_workers,
+            store=store,
+            poll_s=settings.triage_poll_s,
+            threads=settings.triage_threads,
         )
 
     @property
@@ -143,34 +172,85 @@ class TriageStage:
         metrics.TRIAGE_DEVICE.clear()
         metrics.TRIAGE_DEVICE.labels(self.device).set(1)
         await self._batcher.start()
+        if self.store is not None:
+            self._watcher = asyncio.create_task(self._watch(), name="triage-swap")
 
     async def aclose(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         await self._batcher.aclose()
 
+    def on_swap(self, listener: SwapListener) -> None:
+        """`listener(new_model)` is awaited before a new version serves (e.g. to embed for it)."""
+        self._listeners.append(listener)
+
+    # Hot swap -------------------------------------------------------------------------------------------
+    def _mtime(self) -> float | None:
+        if self.store is None:
+            return None
+        try:
+            return os.stat(self.store.root / NAME / "current").st_mtime
+        except OSError:
+            return None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
+            await self.check_swap()
+
+    async def check_swap(self) -> bool:
+        """Swap to the registry's current version when the pointer moved; True when a new version serves."""
+        mtime = self._mtime()
+        if self.store is None or mtime is None or mtime == self._pointer_mtime:
+            return False
+        self._pointer_mtime = mtime
+        try:
+            current = await asyncio.to_thread(self.store.current, NAME)
+            if current is None or current.path == self.model.path:
+                return False
+            model = await asyncio.to_thread(self._load, current.path)
+            for listener in self._listeners:
+                await listener(model)
+        except Exception as exc:  # a broken version must not take the serving one down
+            log.warning("triage: not swapping to the registry's current version: %s", exc)
+            metrics.TRIAGE_SWAPS.labels("failed").inc()
+            return False
+        self.model = model  # one assignment: a request that starts from here on uses it
+        metrics.TRIAGE_SWAPS.labels("ok").inc()
+        log.info("triage: now serving %s (%s)", model.version, current.path)
+        return True
+
+    def _load(self, path: Path) -> TriageModel:
+        return TriageModel.load(path, device=self.model.device, threads=self.threads)
+
+    # Scoring --------------------------------------------------------------------------------------------
     async def classify(self, exchange: Exchange) -> TriageResult:
-        work = plan(exchange.messages, self.max_windows, self.segment_chars)
+        model = self.model  # this request's model, whatever is promoted meanwhile
+        work = plan(exchange.messages, self.max_windows, model.max_len * CHARS_PER_TOKEN)
         if work.cut:
             metrics.TRIAGE_SAMPLED.inc()
         owner = object()  # this request's turn in the batcher
         parts = [*work.conversation, *(p for doc in work.documents for p in doc)]
-        scored = await asyncio.gather(*(self._batcher.submit((p, False), owner) for p in parts))
-        main = self._merge(scored[: len(work.conversation)], output=False)
+        scored = await asyncio.gather(*(self._batcher.submit((p, False, model), owner) for p in parts))
+        main = _merge(model, scored[: len(work.conversation)], output=False)
         rest = scored[len(work.conversation) :]
         docs = []
         for doc in work.documents:
-            docs.append(self._merge(rest[: len(doc)], output=False))
+            docs.append(_merge(model, rest[: len(doc)], output=False))
             rest = rest[len(doc) :]
-        result = self._merge_documents(main, docs)
+        result = _merge_documents(model, main, docs)
         _count(result)
         return result
 
     async def score_text(self, text: str) -> TriageResult:
         """Harm and refusal scores for a model answer; "refusal" is in `labels` when over its threshold."""
+        model = self.model
         owner = object()
-        parts = segments(text, self.max_windows, self.segment_chars)
-        result = self._merge(
-            await asyncio.gather(*(self._batcher.submit((p, True), owner) for p in parts)), output=True
-        )
+        parts = segments(text, self.max_windows, model.max_len * CHARS_PER_TOKEN)
+        scored = await asyncio.gather(*(self._batcher.submit((p, True, model), owner) for p in parts))
+        result = _merge(model, scored, output=True)
         _count(result)
         return result
 
@@ -178,36 +258,42 @@ class TriageStage:
         """Sentence vectors, computed inline (for loading rails examples; requests use `result.embedding`)."""
         return self.model.embed(texts)
 
-    def _merge(self, parts: list[TriageResult], *, output: bool) -> TriageResult:
-        """Segments of one text as one result: each score's maximum (as over one text's windows), the mean
-        direction of their embeddings."""
-        if len(parts) == 1:
-            return parts[0]
-        scores = {label: max(p.scores[label] for p in parts) for label in parts[0].scores}
-        vectors = [p.embedding for p in parts if p.embedding is not None]
-        embedding = None
-        if vectors:
-            mean = np.mean(vectors, axis=0)
-            embedding = mean / max(float(np.linalg.norm(mean)), 1e-12)
-        return replace(
-            parts[0], scores=scores, labels=self.model.over_threshold(scores, output=output), embedding=embedding
-        )
-
-    def _merge_documents(self, main: TriageResult, docs: list[TriageResult]) -> TriageResult:
-        if not docs:
-            return main
-        scores = dict(main.scores)
-        for d in docs:
-            for label in DOCUMENT_LABELS:
-                scores[label] = max(scores[label], d.scores[label])
-        return replace(main, scores=scores, labels=self.model.over_threshold(scores))
-
-    def _run_batch(self, items: list[tuple[str, bool]]) -> list[TriageResult]:
+    def _run_batch(self, items: list[tuple[str, bool, TriageModel]]) -> list[TriageResult]:
+        """One run per model in the batch: during a swap, old and new requests may share a batch."""
         t0 = time.perf_counter()
-        results = self.model.predict([text for text, _ in items], outputs=[out for _, out in items])
+        results: list[TriageResult | None] = [None] * len(items)
+        for model in {id(m): m for _, _, m in items}.values():
+            rows = [i for i, item in enumerate(items) if item[2] is model]
+            scored = model.predict([items[i][0] for i in rows], outputs=[items[i][1] for i in rows])
+            for i, r in zip(rows, scored, strict=True):
+                results[i] = r
         metrics.TRIAGE_LATENCY.labels(self.device).observe(time.perf_counter() - t0)
         metrics.TRIAGE_BATCH_SIZE.observe(len(items))
-        return results
+        return [r for r in results if r is not None]
+
+
+def _merge(model: TriageModel, parts: list[TriageResult], *, output: bool) -> TriageResult:
+    """Segments of one text as one result: each score's maximum (as over one text's windows), the mean
+    direction of their embeddings."""
+    if len(parts) == 1:
+        return parts[0]
+    scores = {label: max(p.scores[label] for p in parts) for label in parts[0].scores}
+    vectors = [p.embedding for p in parts if p.embedding is not None]
+    embedding = None
+    if vectors:
+        mean = np.mean(vectors, axis=0)
+        embedding = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return replace(parts[0], scores=scores, labels=model.over_threshold(scores, output=output), embedding=embedding)
+
+
+def _merge_documents(model: TriageModel, main: TriageResult, docs: list[TriageResult]) -> TriageResult:
+    if not docs:
+        return main
+    scores = dict(main.scores)
+    for d in docs:
+        for label in DOCUMENT_LABELS:
+            scores[label] = max(scores[label], d.scores[label])
+    return replace(main, scores=scores, labels=model.over_threshold(scores))
 
 
 def _count(result: TriageResult) -> None:

@@ -108,6 +108,8 @@ def test_retrain_in_upstream_mode_says_what_ran_and_what_did_not_and_moves_the_w
     assert said.startswith("exported: ran: collect (4 records), preference pairs (")
     assert "openai_train.jsonl" in said and "no local model to train" in said
     assert "run `guard models prepare`" not in out.output
+    # Over-refusal reviews say nothing about the classifier: its adaptation step says why it did not run.
+    assert "classifier adaptation: not run (no new false_positive/unsafe reviews" in out.output
     again = CliRunner().invoke(app, ["retrain", "--settle-s", "0"])
     assert again.exit_code == 0 and "collect (0 records)" in again.output
 

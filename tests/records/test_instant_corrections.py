@@ -74,6 +74,7 @@ def test_a_false_positive_review_lets_paraphrases_through_on_the_next_request_an
     assert _blocked(first) and "x-guard-override" not in first.headers
     engine = p.resources.store_engine
     reviewed = _stored(engine, first.headers["x-guard-exchange-id"])
+    assert reviewed.triage_version == first.headers["x-guard-triage-version"] == p.resources.triage.version
     review = _review(p, reviewed.exchange_id, "false_positive")
     assert review["override_id"] is not None
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import shutil
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -108,7 +111,7 @@ def test_a_classifier_with_another_embedding_size_embeds_the_reviewed_texts_agai
     assert active_overrides(engine)[0].embedding_version == "triage-768"
     result = triage_model.predict([TEXT])[0]
     assert new.correct("acme", result) is None  # a 384-wide vector cannot match the 768-wide memory
-    wide = replace(result, embedding=_wide_embed([cached.text])[0])
+    wide = replace(result, embedding=_wide_embed([cached.text])[0], version="triage-768")
     corrected = new.correct("acme", wide)
     assert corrected is not None and corrected[1].similarity > 0.999
 
@@ -127,3 +130,27 @@ def test_a_classifier_version_retires_the_overrides_it_already_gets_right_and_ke
     assert retire_settled(engine, triage_model) == 1
     assert [o.id for o in active_overrides(engine)] == [wrong.override_id]  # still flagged by the model
     assert right.override_id not in {o.id for o in active_overrides(engine)}
+
+
+def test_after_a_classifier_swap_each_request_is_matched_against_the_vectors_of_the_version_that_scored_it(
+    engine: Engine, triage_model: Any, triage_model_dir: Path, tmp_path: Path
+) -> None:
+    from guard.triage.runtime import TriageModel
+
+    insert_review(engine, _flagged(engine, "acme"), "false_positive", reviewer="ann")
+    memory = _memory(engine, triage_model.embed, triage_model.version)
+    asyncio.run(memory.refresh())
+    renamed = tmp_path / "next"
+    shutil.copytree(triage_model_dir, renamed)
+    cfg = json.loads((renamed / "triage.json").read_text())
+    (renamed / "triage.json").write_text(json.dumps({**cfg, "version": "triage-next"}))
+    new_model = TriageModel.load(renamed, device="cpu")
+
+    asyncio.run(memory.retarget(new_model))
+    assert memory.version == "triage-next" and memory.active == 1
+    assert active_overrides(engine)[0].embedding_version == "triage-next"  # embedded by the new version
+    paraphrase = TEXT.replace("I locked", "I've locked")
+    assert memory.correct("acme", new_model.predict([paraphrase])[0]) is not None
+    assert memory.correct("acme", triage_model.predict([paraphrase])[0]) is not None  # a request still running
+    foreign = replace(triage_model.predict([paraphrase])[0], version="triage-unknown")
+    assert memory.correct("acme", foreign) is None  # no vectors of that version: nothing to compare with
