@@ -249,8 +249,8 @@ def _answer(position: int, choice: dict[str, Any]) -> Answer:
     )
 
 
-def chunk_parts(data: object) -> tuple[list[domain.Delta], Usage | None, Envelope]:
-    """One `chat.completion.chunk` as deltas, its usage and its envelope (every top-level field but those)."""
+def chunk_parts(data: object) -> tuple[list[domain.Delta], Usage | None]:
+    """One `chat.completion.chunk` as deltas and its usage."""
     data = _object(data)
     usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
     deltas = []
@@ -258,18 +258,25 @@ def chunk_parts(data: object) -> tuple[list[domain.Delta], Usage | None, Envelop
         d = c.get("delta") or {}
         lp = c.get("logprobs")
         fc = d.get("function_call")
+        calls = d.get("tool_calls")
         deltas.append(
             domain.Delta(
-                index=c.get("index", 0),
-                text=d.get("content") or "",
-                refusal=d.get("refusal") or "",
-                tool_calls=list(d.get("tool_calls") or ()),
-                function_call=[fc] if fc else [],
-                logprobs=list(lp["content"]) if isinstance(lp, dict) and lp.get("content") else None,
-                finish_reason=c.get("finish_reason"),
+                c.get("index", 0),
+                d.get("content") or "",
+                d.get("refusal") or "",
+                list(calls) if calls else [],
+                [fc] if fc else [],
+                list(lp["content"]) if isinstance(lp, dict) and lp.get("content") else None,
+                c.get("finish_reason"),
             )
         )
-    return deltas, usage, {k: v for k, v in data.items() if k not in _NOT_ENVELOPE}
+    return deltas, usage
+
+
+def envelope(chunk: dict[str, Any]) -> Envelope:
+    """A chunk's envelope: every top-level field but its choices and usage (read from the stream's first chunk
+    only: the rest repeat it)."""
+    return {k: v for k, v in chunk.items() if k not in _NOT_ENVELOPE}
 
 
 _NOT_ENVELOPE = frozenset(("choices", "usage"))
@@ -409,14 +416,14 @@ def text_reply_from_body(data: object, raw: bytes | None = None) -> ModelReply:
     return ModelReply(answers, usage, body=data, raw=raw)
 
 
-def text_chunk_parts(data: object) -> tuple[list[domain.Delta], Usage | None, Envelope]:
+def text_chunk_parts(data: object) -> tuple[list[domain.Delta], Usage | None]:
     data = _object(data)
     usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
     deltas = [
         domain.Delta(index=c.get("index", 0), text=c.get("text") or "", finish_reason=c.get("finish_reason"))
         for c in data.get("choices") or ()
     ]
-    return deltas, usage, {k: v for k, v in data.items() if k not in _NOT_ENVELOPE}
+    return deltas, usage
 
 
 def text_completion_body(

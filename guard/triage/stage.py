@@ -205,13 +205,13 @@ class TriageStage:
     def _run_batch(self, items: list[tuple[str, bool]]) -> list[TriageResult]:
         t0 = time.perf_counter()
         results = self.model.predict([text for text, _ in items], outputs=[out for _, out in items])
-        metrics.TRIAGE_LATENCY.labels(self.device).observe(time.perf_counter() - t0)
+        metrics.child(metrics.TRIAGE_LATENCY, self.device).observe(time.perf_counter() - t0)
         metrics.TRIAGE_BATCH_SIZE.observe(len(items))
         return results
 
 
 def _count(result: TriageResult) -> None:
     for label in result.labels:
-        metrics.TRIAGE_PREDICTIONS.labels(label).inc()
+        metrics.child(metrics.TRIAGE_PREDICTIONS, label).inc()
     if not result.labels or result.labels == (REFUSAL,):
-        metrics.TRIAGE_PREDICTIONS.labels("benign").inc()
+        metrics.child(metrics.TRIAGE_PREDICTIONS, "benign").inc()
