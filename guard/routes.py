@@ -123,7 +123,6 @@ def parse_request(body: bytes) -> wire.ChatCompletionRequest:
 router = APIRouter()
 
 
-@router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     res = resources(request)
     t0 = time.perf_counter()
