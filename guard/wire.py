@@ -256,28 +256,39 @@ def _answer(position: int, choice: dict[str, Any]) -> Answer:
     )
 
 
-def chunk_parts(data: object) -> tuple[list[domain.Delta], Usage | None]:
-    """One `chat.completion.chunk` as deltas and its usage."""
+def chunk_parts(data: object, into: dict[int, domain.Delta]) -> Usage | None:
+    """One `chat.completion.chunk` added to `into`, the deltas of one read by choice index (the pieces of a
+    choice joined, not one Delta per chunk: this runs for every streamed token); returns the chunk's usage."""
     data = _object(data)
-    usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
-    deltas = []
     for c in data.get("choices") or ():
         d = c.get("delta") or {}
-        lp = c.get("logprobs")
-        fc = d.get("function_call")
-        calls = d.get("tool_calls")
-        deltas.append(
-            domain.Delta(
-                c.get("index", 0),
-                d.get("content") or "",
-                d.get("refusal") or "",
-                list(calls) if calls else [],
-                [fc] if fc else [],
-                list(lp["content"]) if isinstance(lp, dict) and lp.get("content") else None,
-                c.get("finish_reason"),
-            )
+        text, refusal, calls, fc, lp = (
+            d.get("content"),
+            d.get("refusal"),
+            d.get("tool_calls"),
+            d.get("function_call"),
+            c.get("logprobs"),
         )
-    return deltas, usage
+        delta = _delta(into, c.get("index", 0))
+        if text:
+            delta.text += text
+        if refusal:
+            delta.refusal += refusal
+        if calls:
+            delta.tool_calls += calls
+        if fc:
+            delta.function_call.append(fc)
+        if isinstance(lp, dict) and lp.get("content"):
+            delta.logprobs = [*(delta.logprobs or ()), *lp["content"]]
+        delta.finish_reason = c.get("finish_reason") or delta.finish_reason
+    return Usage.model_validate(data["usage"]) if data.get("usage") else None
+
+
+def _delta(into: dict[int, domain.Delta], index: int) -> domain.Delta:
+    delta = into.get(index)
+    if delta is None:
+        delta = into[index] = domain.Delta(index)
+    return delta
 
 
 def envelope(chunk: dict[str, Any]) -> Envelope:
@@ -421,14 +432,16 @@ def text_reply_from_body(data: object, raw: bytes | None = None) -> ModelReply:
     return ModelReply(answers, usage, body=data, raw=raw)
 
 
-def text_chunk_parts(data: object) -> tuple[list[domain.Delta], Usage | None]:
+def text_chunk_parts(data: object, into: dict[int, domain.Delta]) -> Usage | None:
+    """One text-completion chunk added to `into` (as `chunk_parts`)."""
     data = _object(data)
-    usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
-    deltas = [
-        domain.Delta(index=c.get("index", 0), text=c.get("text") or "", finish_reason=c.get("finish_reason"))
-        for c in data.get("choices") or ()
-    ]
-    return deltas, usage
+    for c in data.get("choices") or ():
+        text = c.get("text")
+        delta = _delta(into, c.get("index", 0))
+        if text:
+            delta.text += text
+        delta.finish_reason = c.get("finish_reason") or delta.finish_reason
+    return Usage.model_validate(data["usage"]) if data.get("usage") else None
 
 
 def text_completion_body(

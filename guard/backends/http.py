@@ -37,7 +37,7 @@ _PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-request-id")
 _PASSED_PREFIXES = ("x-ratelimit-",)
 _RETRIED_STATUSES = (429, 503)
 CHAT_PATH = "/chat/completions"
-ChunkParser = Callable[[object], tuple[list[Delta], Usage | None]]
+ChunkParser = Callable[[object, dict[int, Delta]], Usage | None]  # a chunk added to the deltas by index
 
 
 class HttpUpstream:
@@ -287,7 +287,7 @@ def _merge(
             done = True
             break
         try:
-            deltas, usage, data = _chunk(payload, parse)
+            usage, data = _chunk(payload, parse, by_index)
         except GuardError as exc:
             error = exc
             break
@@ -295,33 +295,18 @@ def _merge(
             event = StreamEvent(envelope=wire.envelope(data) if first else None)
         if usage is not None:
             event.usage = usage
-        for d in deltas:
-            into = by_index.get(d.index)
-            if into is None:
-                by_index[d.index] = d
-                event.deltas.append(d)
-            else:
-                _join(into, d)
+    if event is not None:
+        event.deltas = list(by_index.values())
     return event, done, error
 
 
-def _join(into: Delta, d: Delta) -> None:
-    into.text += d.text
-    into.refusal += d.refusal
-    into.tool_calls += d.tool_calls
-    into.function_call += d.function_call
-    if d.logprobs:
-        into.logprobs = (into.logprobs or []) + d.logprobs
-    into.finish_reason = d.finish_reason or into.finish_reason
-
-
-def _chunk(payload: bytes, parse: ChunkParser) -> tuple[list[Delta], Usage | None, dict[str, Any]]:
-    """A chunk's deltas and usage, and the chunk itself (parsed)."""
+def _chunk(payload: bytes, parse: ChunkParser, into: dict[int, Delta]) -> tuple[Usage | None, dict[str, Any]]:
+    """A chunk added to `into`: its usage, and the chunk itself (parsed)."""
     try:
         data = pydantic_core.from_json(payload)
         error = data.get("error") if isinstance(data, dict) else None
         if error is None:
-            return (*parse(data), data)
+            return parse(data, into), data
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         metrics.UPSTREAM_ERRORS.labels(_BACKEND, "malformed").inc()
         raise UpstreamBadResponse(f"upstream sent an unreadable stream chunk: {exc}") from None
