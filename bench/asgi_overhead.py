@@ -132,9 +132,9 @@ def main() -> None:
     print("\n| mode | target | CPU µs/req | vs bare |\n|---|---|---|---|")
     for key in sorted(samples):
         mode = key.split(" | ")[0]
-        base = statistics.median(samples[f"{mode} | bare"]) if f"{mode} | bare" in samples else float("nan")
         cpu = statistics.median(samples[key])
-        print(f"| {key} | {cpu:.0f} | {cpu / base:.2f}x |")
+        bare = samples.get(f"{mode} | bare")
+        print(f"| {key} | {cpu:.0f} | {f'{cpu / statistics.median(bare):.2f}x' if bare else '-'} |")
 
 
 if __name__ == "__main__":
