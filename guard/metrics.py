@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterable
+from typing import TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,6 +20,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+M = TypeVar("M", Counter, Gauge, Histogram)
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
@@ -60,9 +63,14 @@ UPSTREAM_LATENCY = Histogram(
 
 
 @functools.cache
+def child(metric: M, *labels: str) -> M:
+    """`metric.labels(*labels)`, looked up once: `labels()` takes a lock and builds a key on every call, and the
+    request path counts several times per request. Bounded like the labels themselves."""
+    return metric.labels(*labels)
+
+
 def upstream_latency(backend: str) -> Histogram:
-    """The backend's child, looked up once: `labels()` takes a lock and builds a key on every call."""
-    return UPSTREAM_LATENCY.labels(backend)
+    return child(UPSTREAM_LATENCY, backend)
 
 
 TIME_TO_FIRST_TOKEN = Histogram(

@@ -344,8 +344,8 @@ def derive_flags(ex: Exchange) -> set[str]:
 
 def record_decisions(decisions: list[RailDecision]) -> None:
     for d in decisions:
-        metrics.RAIL_EVALUATIONS.labels(d.rail, d.stage, d.result, d.mode).inc()
-        metrics.RAIL_LATENCY.labels(d.stage).observe(d.latency_s)
+        metrics.child(metrics.RAIL_EVALUATIONS, d.rail, d.stage, d.result, d.mode).inc()
+        metrics.child(metrics.RAIL_LATENCY, d.stage).observe(d.latency_s)
 
 
 # Orchestration -------------------------------------------------------------------------------------
@@ -462,7 +462,7 @@ class Pipeline:
         record_decisions(decisions)
         ex.model_messages = verdict.messages
         if verdict.block is not None:
-            metrics.REFUSALS.labels("policy").inc()
+            metrics.child(metrics.REFUSALS, "policy").inc()
         return verdict
 
     async def classify_output(self, ex: Exchange, text: str) -> TriageResult | None:
@@ -705,9 +705,9 @@ class Pipeline:
         ex.timings["total"] = time.time() - ex.started_at
         ex.flags = derive_flags(ex)
         if "model_refused" in ex.flags:
-            metrics.REFUSALS.labels("model").inc()
+            metrics.child(metrics.REFUSALS, "model").inc()
         if "over_refused" in ex.flags:
-            metrics.REFUSALS.labels("over_refusal").inc()
+            metrics.child(metrics.REFUSALS, "over_refusal").inc()
         self.recorder.record(ex)
 
 

@@ -4,7 +4,6 @@ bytes) rather than through FastAPI's dependency machinery: it is the per-request
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -93,10 +92,8 @@ def exchange_headers(ex: Exchange) -> dict[str, str]:
     return headers
 
 
-# Label children looked up once: `labels()` takes a lock and builds a key on every call.
-@functools.cache
 def _requests(outcome: str, route: str = ROUTE) -> Counter:
-    return metrics.REQUESTS.labels(route, outcome)
+    return metrics.child(metrics.REQUESTS, route, outcome)
 
 
 def count(route: str, outcome: str) -> None:
@@ -128,7 +125,6 @@ def parse_request(body: bytes) -> wire.ChatCompletionRequest:
 router = APIRouter()
 
 
-@router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     res = resources(request)
     t0 = time.perf_counter()
@@ -193,7 +189,7 @@ async def sse_body(
                 if roles:
                     pending += frame(envelope, Delta(delta.index), role=True)
                 if not started - {0}:
-                    metrics.TIME_TO_FIRST_TOKEN.labels(backend).observe(time.perf_counter() - t0)
+                    metrics.child(metrics.TIME_TO_FIRST_TOKEN, backend).observe(time.perf_counter() - t0)
             data = frame(envelope, delta)
             if delta.finish_reason is not None and not delta.text:
                 pending += data

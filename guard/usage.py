@@ -28,12 +28,12 @@ class UsageMeter:
         self.limiter = limiter
 
     def record(self, exchange: Exchange) -> None:
-        metrics.TENANT_REQUESTS.labels(self.labels(exchange.tenant), outcome(exchange)).inc()
+        metrics.child(metrics.TENANT_REQUESTS, self.labels(exchange.tenant), outcome(exchange)).inc()
         usage = exchange.usage
         if usage is None:
             return
-        metrics.TOKENS.labels("prompt").inc(usage.prompt_tokens)
-        metrics.TOKENS.labels("completion").inc(usage.completion_tokens)
+        metrics.child(metrics.TOKENS, "prompt").inc(usage.prompt_tokens)
+        metrics.child(metrics.TOKENS, "completion").inc(usage.completion_tokens)
         if self.limiter is not None:
             self.limiter.charge(exchange.tenant, exchange.api_key_hash, usage)
 

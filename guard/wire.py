@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 from guard import domain
 from guard.domain import Answer, Message, ModelReply, ToolCall
@@ -60,18 +60,17 @@ class ChatCompletionRequest(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=-(2**63), lt=2**63)  # int64, as OpenAI takes it (torch rejects larger)
     user: str | None = None
-    # The client's bytes, forwarded verbatim when nothing in the request was rewritten (no re-encoding).
-    _raw: bytes | None = PrivateAttr(default=None)
+    # The client's bytes, forwarded verbatim when nothing in the request was rewritten (no re-encoding). A slot,
+    # not a pydantic private attribute: those cost about 10 µs per request to set up and read.
+    __slots__ = ("_raw",)
 
     @classmethod
     def parse(cls, body: bytes) -> ChatCompletionRequest:
-        req = cls.model_validate_json(body)
-        req._raw = body
-        return req
+        return _with_raw(cls.model_validate_json(body), body)
 
     @property
     def raw(self) -> bytes | None:
-        return self._raw
+        return getattr(self, "_raw", None)
 
     @property
     def token_limit(self) -> int | None:
@@ -82,6 +81,14 @@ class ChatCompletionRequest(BaseModel):
         body = self.model_dump(exclude_none=True)
         body.update(changes)
         return body
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _with_raw(model: _M, body: bytes) -> _M:
+    object.__setattr__(model, "_raw", body)  # a slot pydantic does not manage (see ChatCompletionRequest)
+    return model
 
 
 class Usage(BaseModel):
@@ -249,27 +256,45 @@ def _answer(position: int, choice: dict[str, Any]) -> Answer:
     )
 
 
-def chunk_parts(data: object) -> tuple[list[domain.Delta], Usage | None, Envelope]:
-    """One `chat.completion.chunk` as deltas, its usage and its envelope (every top-level field but those)."""
+def chunk_parts(data: object, into: dict[int, domain.Delta]) -> Usage | None:
+    """One `chat.completion.chunk` added to `into`, the deltas of one read by choice index (the pieces of a
+    choice joined, not one Delta per chunk: this runs for every streamed token); returns the chunk's usage."""
     data = _object(data)
-    usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
-    deltas = []
     for c in data.get("choices") or ():
         d = c.get("delta") or {}
-        lp = c.get("logprobs")
-        fc = d.get("function_call")
-        deltas.append(
-            domain.Delta(
-                index=c.get("index", 0),
-                text=d.get("content") or "",
-                refusal=d.get("refusal") or "",
-                tool_calls=list(d.get("tool_calls") or ()),
-                function_call=[fc] if fc else [],
-                logprobs=list(lp["content"]) if isinstance(lp, dict) and lp.get("content") else None,
-                finish_reason=c.get("finish_reason"),
-            )
+        text, refusal, calls, fc, lp = (
+            d.get("content"),
+            d.get("refusal"),
+            d.get("tool_calls"),
+            d.get("function_call"),
+            c.get("logprobs"),
         )
-    return deltas, usage, {k: v for k, v in data.items() if k not in _NOT_ENVELOPE}
+        delta = _delta(into, c.get("index", 0))
+        if text:
+            delta.text += text
+        if refusal:
+            delta.refusal += refusal
+        if calls:
+            delta.tool_calls += calls
+        if fc:
+            delta.function_call.append(fc)
+        if isinstance(lp, dict) and lp.get("content"):
+            delta.logprobs = [*(delta.logprobs or ()), *lp["content"]]
+        delta.finish_reason = c.get("finish_reason") or delta.finish_reason
+    return Usage.model_validate(data["usage"]) if data.get("usage") else None
+
+
+def _delta(into: dict[int, domain.Delta], index: int) -> domain.Delta:
+    delta = into.get(index)
+    if delta is None:
+        delta = into[index] = domain.Delta(index)
+    return delta
+
+
+def envelope(chunk: dict[str, Any]) -> Envelope:
+    """A chunk's envelope: every top-level field but its choices and usage (read from the stream's first chunk
+    only: the rest repeat it)."""
+    return {k: v for k, v in chunk.items() if k not in _NOT_ENVELOPE}
 
 
 _NOT_ENVELOPE = frozenset(("choices", "usage"))
@@ -376,17 +401,15 @@ class TextCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int | None = Field(None, ge=1, le=128)
-    _raw: bytes | None = PrivateAttr(default=None)
+    __slots__ = ("_raw",)  # as in ChatCompletionRequest
 
     @classmethod
     def parse(cls, body: bytes) -> TextCompletionRequest:
-        req = cls.model_validate_json(body)
-        req._raw = body
-        return req
+        return _with_raw(cls.model_validate_json(body), body)
 
     @property
     def raw(self) -> bytes | None:
-        return self._raw
+        return getattr(self, "_raw", None)
 
     @property
     def prompt_text(self) -> str:
@@ -409,14 +432,16 @@ def text_reply_from_body(data: object, raw: bytes | None = None) -> ModelReply:
     return ModelReply(answers, usage, body=data, raw=raw)
 
 
-def text_chunk_parts(data: object) -> tuple[list[domain.Delta], Usage | None, Envelope]:
+def text_chunk_parts(data: object, into: dict[int, domain.Delta]) -> Usage | None:
+    """One text-completion chunk added to `into` (as `chunk_parts`)."""
     data = _object(data)
-    usage = Usage.model_validate(data["usage"]) if data.get("usage") else None
-    deltas = [
-        domain.Delta(index=c.get("index", 0), text=c.get("text") or "", finish_reason=c.get("finish_reason"))
-        for c in data.get("choices") or ()
-    ]
-    return deltas, usage, {k: v for k, v in data.items() if k not in _NOT_ENVELOPE}
+    for c in data.get("choices") or ():
+        text = c.get("text")
+        delta = _delta(into, c.get("index", 0))
+        if text:
+            delta.text += text
+        delta.finish_reason = c.get("finish_reason") or delta.finish_reason
+    return Usage.model_validate(data["usage"]) if data.get("usage") else None
 
 
 def text_completion_body(

@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import aiohttp
 import pydantic_core
@@ -37,7 +37,7 @@ _PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-request-id")
 _PASSED_PREFIXES = ("x-ratelimit-",)
 _RETRIED_STATUSES = (429, 503)
 CHAT_PATH = "/chat/completions"
-ChunkParser = Callable[[object], tuple[list[Delta], Usage | None, wire.Envelope]]
+ChunkParser = Callable[[object, dict[int, Delta]], Usage | None]  # a chunk added to the deltas by index
 
 
 class HttpUpstream:
@@ -208,7 +208,7 @@ class HttpUpstream:
                     continue  # after [DONE], read to the end: a fully read response returns to the pool
                 lines = (tail + data).split(b"\n")
                 tail = lines.pop()
-                event, done, error = _merge(lines, parse)
+                event, done, error = _merge(lines, parse, first=not framed)
                 framed = framed or done or event is not None or error is not None
                 if event is not None:
                     yield event
@@ -269,9 +269,12 @@ def parse_reply(
         raise UpstreamBadResponse(f"upstream body is not a chat completion: missing {exc}") from None
 
 
-def _merge(lines: list[bytes], parse: ChunkParser) -> tuple[StreamEvent | None, bool, GuardError | None]:
-    """The SSE `data:` lines of one read as one event (pieces of the same choice joined); also whether
-    `[DONE]` came, and a bad chunk's error (what came before it is still delivered)."""
+def _merge(
+    lines: list[bytes], parse: ChunkParser, *, first: bool = False
+) -> tuple[StreamEvent | None, bool, GuardError | None]:
+    """The SSE `data:` lines of one read as one event (pieces of the same choice joined; with the envelope of
+    its first chunk when `first`); also whether `[DONE]` came, and a bad chunk's error (what came before it is
+    still delivered)."""
     event: StreamEvent | None = None
     by_index: dict[int, Delta] = {}
     done, error = False, None
@@ -284,39 +287,26 @@ def _merge(lines: list[bytes], parse: ChunkParser) -> tuple[StreamEvent | None, 
             done = True
             break
         try:
-            deltas, usage, envelope = _chunk(payload, parse)
+            usage, data = _chunk(payload, parse, by_index)
         except GuardError as exc:
             error = exc
             break
         if event is None:
-            event = StreamEvent(envelope=envelope)
-        event.usage = usage or event.usage
-        for d in deltas:
-            into = by_index.get(d.index)
-            if into is None:
-                by_index[d.index] = d
-                event.deltas.append(d)
-            else:
-                _join(into, d)
+            event = StreamEvent(envelope=wire.envelope(data) if first else None)
+        if usage is not None:
+            event.usage = usage
+    if event is not None:
+        event.deltas = list(by_index.values())
     return event, done, error
 
 
-def _join(into: Delta, d: Delta) -> None:
-    into.text += d.text
-    into.refusal += d.refusal
-    into.tool_calls += d.tool_calls
-    into.function_call += d.function_call
-    if d.logprobs:
-        into.logprobs = (into.logprobs or []) + d.logprobs
-    into.finish_reason = d.finish_reason or into.finish_reason
-
-
-def _chunk(payload: bytes, parse: ChunkParser) -> tuple[list[Delta], Usage | None, wire.Envelope]:
+def _chunk(payload: bytes, parse: ChunkParser, into: dict[int, Delta]) -> tuple[Usage | None, dict[str, Any]]:
+    """A chunk added to `into`: its usage, and the chunk itself (parsed)."""
     try:
         data = pydantic_core.from_json(payload)
         error = data.get("error") if isinstance(data, dict) else None
         if error is None:
-            return parse(data)
+            return parse(data, into), data
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         metrics.UPSTREAM_ERRORS.labels(_BACKEND, "malformed").inc()
         raise UpstreamBadResponse(f"upstream sent an unreadable stream chunk: {exc}") from None

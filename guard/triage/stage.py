@@ -267,7 +267,7 @@ class TriageStage:
             scored = model.predict([items[i][0] for i in rows], outputs=[items[i][1] for i in rows])
             for i, r in zip(rows, scored, strict=True):
                 results[i] = r
-        metrics.TRIAGE_LATENCY.labels(self.device).observe(time.perf_counter() - t0)
+        metrics.child(metrics.TRIAGE_LATENCY, self.device).observe(time.perf_counter() - t0)
         metrics.TRIAGE_BATCH_SIZE.observe(len(items))
         return [r for r in results if r is not None]
 
@@ -298,6 +298,6 @@ def _merge_documents(model: TriageModel, main: TriageResult, docs: list[TriageRe
 
 def _count(result: TriageResult) -> None:
     for label in result.labels:
-        metrics.TRIAGE_PREDICTIONS.labels(label).inc()
+        metrics.child(metrics.TRIAGE_PREDICTIONS, label).inc()
     if not result.labels or result.labels == (REFUSAL,):
-        metrics.TRIAGE_PREDICTIONS.labels("benign").inc()
+        metrics.child(metrics.TRIAGE_PREDICTIONS, "benign").inc()

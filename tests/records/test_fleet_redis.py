@@ -82,6 +82,32 @@ async def test_concurrent_requests_share_round_trips_and_exactly_the_limit_is_ad
     assert batch.round_trips <= 5, f"{batch.round_trips} round trips for 75 concurrent requests"
 
 
+async def test_far_from_the_limit_requests_do_not_wait_for_redis_and_are_counted_and_near_it_redis_decides(
+    batch,
+) -> None:
+    key = uuid.uuid4().hex
+    lim = limiter(batch, ("key", "requests", "100/minute"))
+    await lim.admit("acme", key)  # nothing known yet: waits for Redis
+    assert batch.round_trips == 1
+    for _ in range(50):  # 99 of room, far above the margin of 32: admitted on the spot
+        await lim.admit("acme", key)
+    assert batch.round_trips == 1
+    await asyncio.sleep(0.1)  # and counted with the next round trip
+    assert batch.round_trips == 2
+    assert (await library_stats("100/minute", "requests", "key", key))[0] == 49
+
+    async def one() -> int:
+        try:
+            await lim.admit("acme", key)
+            return 200
+        except RateLimited:
+            return 429
+
+    codes = await asyncio.gather(*(one() for _ in range(60)))
+    assert codes.count(200) == 49  # exactly the limit: within the margin, Redis decided each request
+    assert (await library_stats("100/minute", "requests", "key", key))[0] == 0
+
+
 async def test_the_counters_are_the_limits_librarys_own_keys_and_arithmetic(batch) -> None:
     key = uuid.uuid4().hex
     lim = limiter(batch, ("key", "requests", "10/minute"))
