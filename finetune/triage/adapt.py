@@ -6,9 +6,10 @@ encoder and recalibrated on the same calibration sources (`refit.py`: minutes on
 has to earn its promotion:
 - it must get right a held-out share of the reviewed mistakes it never trained on (a fixed fraction of the
   reviews, chosen by a hash of the text, is kept out of training), and
-- on the held-out evaluation sources it may not lose more than `max_recall_drop` of harmful or attack recall, nor
-  add more than `max_fpr_rise` of false positives on real users, look-alikes or role-play/documents, against a
-  control: heads fitted the same way, with the same seed, on the same rows with the reviews' weight set to ~0.
+- on the held-out evaluation sources it may not lose more than `max_recall_drop` of harmful, attack or hate
+  recall, nor more than `max_source_recall_drop` on any one source, nor add more than `max_fpr_rise` of false
+  positives on real users, look-alikes or role-play/documents, against a control: heads fitted the same way,
+  with the same seed, on the same rows with the reviews' weight set to ~0.
 A poisoned batch (harmful requests marked `false_positive`) fails the second condition.
 
 Why a control and not the serving heads: two fits of the heads differ by 2-4 points on these rates by the seed and
@@ -52,6 +53,9 @@ class GateLimits:
     min_fixed_share: float = 0.5
     max_recall_drop: float = 0.01
     max_fpr_rise: float = 0.01
+    # One held-out source may lose at most this much recall, whatever the aggregate does: reviews from one domain
+    # (a forum's benign posts) can teach the heads to miss that domain's harmful rows while the aggregate rises.
+    max_source_recall_drop: float = 0.05
     holdout_share: float = 0.3
     weight: float = 5.0  # a reviewed row counts this many training rows: a few dozen must move the heads
 
@@ -181,13 +185,18 @@ def _summary(test: list[dict], emb: Embedded, heads: object, thresholds: dict[st
     probs, refusal = served_scores(heads, emb.windows["test"])  # type: ignore[arg-type]
     q = quality_targets(test, probs, refusal, list(INPUT_LABELS), thresholds)
     fpr = q["harmful_requests"]["fpr_per_source"]
+    hate = q["hateful_vs_contrasts"]["per_source"]
     return {
         "harmful_recall": q["harmful_requests"]["recall"],
+        "hate_recall": q["hateful_vs_contrasts"]["recall"],
         "harmful_fpr_real_users": q["harmful_requests"]["fpr"],
         "look_alikes_flagged": q["look_alikes_flagged"]["flag_rate"],
         "attack_recall": q["attacks"]["recall"],
         "attack_fpr_roleplay_docs": q["attacks"]["fpr"],
         **{f"harmful_fpr:{k}": v for k, v in fpr.items()},
+        **{f"recall:{k}": v for k, v in q["harmful_requests"]["recall_per_source"].items()},
+        **{f"recall:{k}": v for k, v in q["attacks"]["recall_per_source"].items()},
+        **{f"hate_recall:{k}": v["recall"] for k, v in hate.items()},
     }
 
 
@@ -220,9 +229,13 @@ def _gate(current: dict, candidate: dict, fixed: float, limits: GateLimits, n_ch
     reasons = []
     if n_check and fixed < limits.min_fixed_share:
         reasons.append(f"fixes {fixed:.0%} of the held-out reviewed mistakes (needs {limits.min_fixed_share:.0%})")
-    for key in ("harmful_recall", "attack_recall"):
-        if candidate[key] < current[key] - limits.max_recall_drop:
+    for key in ("harmful_recall", "attack_recall", "hate_recall"):
+        if key in current and candidate.get(key, np.nan) < current[key] - limits.max_recall_drop:
             reasons.append(f"{key} {current[key]:.3f} -> {candidate[key]:.3f} (may drop {limits.max_recall_drop})")
+    for key in sorted(k for k in current if k.startswith(("recall:", "hate_recall:"))):
+        if candidate.get(key, np.nan) < current[key] - limits.max_source_recall_drop:
+            drop = limits.max_source_recall_drop
+            reasons.append(f"{key} {current[key]:.3f} -> {candidate.get(key, np.nan):.3f} (one source may drop {drop})")
     for key in ("harmful_fpr_real_users", "look_alikes_flagged", "attack_fpr_roleplay_docs"):
         if candidate[key] > current[key] + limits.max_fpr_rise:
             reasons.append(f"{key} {current[key]:.3f} -> {candidate[key]:.3f} (may rise {limits.max_fpr_rise})")

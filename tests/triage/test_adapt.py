@@ -46,6 +46,16 @@ def test_gate_passes_a_fix_that_costs_nothing_and_names_every_regression() -> No
     assert any(r.startswith("harmful_fpr_real_users") for r in reasons)
 
 
+def test_gate_rejects_a_recall_drop_on_one_source_that_the_aggregate_hides() -> None:
+    current = {**CURRENT, "hate_recall": 0.40, "hate_recall:stormfront": 0.39, "hate_recall:ethos": 0.55}
+    # The reviewed forum's hateful posts are missed more, while the other source and the aggregate improve.
+    candidate = {**current, "hate_recall": 0.41, "hate_recall:stormfront": 0.17, "hate_recall:ethos": 0.70}
+    reasons = _gate(current, candidate, fixed=0.9, limits=GateLimits(), n_check=10)
+    assert reasons == ["hate_recall:stormfront 0.390 -> 0.170 (one source may drop 0.05)"]
+    small = {**candidate, "hate_recall:stormfront": 0.36}
+    assert _gate(current, small, fixed=0.9, limits=GateLimits(), n_check=10) == []
+
+
 def test_gate_never_promotes_what_it_could_not_measure() -> None:
     unmeasured = {**CURRENT, "harmful_recall": float("nan")}
     assert _gate(CURRENT, unmeasured, fixed=1.0, limits=GateLimits(), n_check=5)[0].startswith("not measurable")
