@@ -318,8 +318,7 @@ def retrain(
     from finetune.cycle import run_cycle
     from finetune.schedule import LockBusy, parse_interval, retrain_lock
     from finetune.schedule import every as run_every
-    from finetune.triage.cli import _places
-    from finetune.triage.cycle import adapt_step
+    from finetune.triage.cycle import Places, adapt_step
     from finetune.upstream import export_cycle, record_model
     from guard.store.db import make_engine
 
@@ -329,7 +328,7 @@ def retrain(
 
     def once() -> None:
         with retrain_lock(opts.state_dir, opts.model, engine):
-            typer.echo(adapt_step(_places(s), threads=opts.dpo.threads))  # the guard's own classifier
+            typer.echo(adapt_step(Places.from_settings(s), threads=opts.dpo.threads))  # the guard's own classifier
             if s.upstream_url:  # a hosted model: export the pairs for its own trainer
                 exported = export_cycle(
                     opts, s.upstream_url, record_model(model, s.upstream_url, opts.model), typer.echo

@@ -26,7 +26,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
     os.replace(tmp, path)
@@ -69,13 +69,13 @@ class Registry:
         shutil.copytree(merged_dir, staging)
         if adapter_dir is not None and Path(adapter_dir).is_dir():
             shutil.copytree(adapter_dir, staging / "adapter")
-        _write_json(staging / "meta.json", {"name": self.name, "version": version, "created_at": _now(), **meta})
+        write_json(staging / "meta.json", {"name": self.name, "version": version, "created_at": _now(), **meta})
         os.replace(staging, final)  # readers never see a half-copied version
         return version
 
     def update_meta(self, version: str, **fields: Any) -> None:
         path = self.store.version_dir(self.name, version) / "meta.json"
-        _write_json(path, {**self.meta(version), **fields})
+        write_json(path, {**self.meta(version), **fields})
 
     def promote(self, version: str) -> ModelVersion:
         prev = self.current()
@@ -85,7 +85,7 @@ class Registry:
         mv = self.store.set_current(self.name, version, promoted_at=_now())
         hist = self.history()
         hist.append({"version": version, "previous": previous, "at": _now(), "action": action})
-        _write_json(self._history_path(), hist)
+        write_json(self._history_path(), hist)
         return mv
 
     def rollback(self) -> ModelVersion:

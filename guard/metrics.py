@@ -69,10 +69,6 @@ def child(metric: M, *labels: str) -> M:
     return metric.labels(*labels)
 
 
-def upstream_latency(backend: str) -> Histogram:
-    return child(UPSTREAM_LATENCY, backend)
-
-
 TIME_TO_FIRST_TOKEN = Histogram(
     "guard_time_to_first_token_seconds",
     "Streaming: time until the first content reaches the client",

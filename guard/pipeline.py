@@ -506,7 +506,7 @@ class Pipeline:
         reply = await model.complete(ex.call, verdict.messages)
         t1 = time.perf_counter()
         ex.timings["model"] = t1 - t0
-        metrics.upstream_latency(model.name).observe(t1 - t0)
+        metrics.child(metrics.UPSTREAM_LATENCY, model.name).observe(t1 - t0)
         ex.usage = reply.usage
         ex.upstream_model = _served_by(reply.body)
         answers = [await self.check_answer(ex, a, verdict.disclaimer) for a in reply.choices]

@@ -54,7 +54,7 @@ def held_out(text: str) -> bool:
 # Data -----------------------------------------------------------------------------------------------------------
 def load_sets(datasets: Path, per_set: int) -> tuple[dict[str, list[str]], Any]:
     """Traffic and held-out prompt sets, and the classifier's training split (the adaptation replays it)."""
-    from finetune.triage.cli import training_split
+    from finetune.triage.data.build import training_split
     from guard.triage.artifact import ARTIFACT_CONFIG, ARTIFACT_DIR
 
     train_cfg = json.loads((ARTIFACT_DIR / ARTIFACT_CONFIG).read_text()).get("train", {})

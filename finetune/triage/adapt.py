@@ -194,10 +194,13 @@ def _summary(test: list[dict], emb: Embedded, heads: object, thresholds: dict[st
         "attack_recall": q["attacks"]["recall"],
         "attack_fpr_roleplay_docs": q["attacks"]["fpr"],
         **{f"harmful_fpr:{k}": v for k, v in fpr.items()},
-        **{f"recall:{k}": v for k, v in q["harmful_requests"]["recall_per_source"].items()},
-        **{f"recall:{k}": v for k, v in q["attacks"]["recall_per_source"].items()},
+        **{f"harmful_recall:{k}": v for k, v in q["harmful_requests"]["recall_per_source"].items()},
+        **{f"attack_recall:{k}": v for k, v in q["attacks"]["recall_per_source"].items()},
         **{f"hate_recall:{k}": v["recall"] for k, v in hate.items()},
     }
+
+
+PER_SOURCE_RECALL = ("harmful_recall:", "attack_recall:", "hate_recall:")  # `_summary`'s per-source keys
 
 
 def _decisions(probs: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
@@ -232,7 +235,7 @@ def _gate(current: dict, candidate: dict, fixed: float, limits: GateLimits, n_ch
     for key in ("harmful_recall", "attack_recall", "hate_recall"):
         if key in current and candidate.get(key, np.nan) < current[key] - limits.max_recall_drop:
             reasons.append(f"{key} {current[key]:.3f} -> {candidate[key]:.3f} (may drop {limits.max_recall_drop})")
-    for key in sorted(k for k in current if k.startswith(("recall:", "hate_recall:"))):
+    for key in sorted(k for k in current if k.startswith(PER_SOURCE_RECALL)):
         if candidate.get(key, np.nan) < current[key] - limits.max_source_recall_drop:
             drop = limits.max_source_recall_drop
             reasons.append(f"{key} {current[key]:.3f} -> {candidate.get(key, np.nan):.3f} (one source may drop {drop})")

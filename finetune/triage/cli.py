@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from finetune.triage.cycle import Places
     from guard.settings import Settings
     from guard.triage.runtime import TriageModel
 
@@ -105,6 +104,7 @@ def refit(
     threads: Annotated[int, typer.Option(min=1)] = 2,
 ) -> None:
     """Fit new factorised heads on an artifact's encoder and recalibrate (minutes, no encoder training)."""
+    from finetune.triage.data.build import training_split
     from finetune.triage.refit import finish
     from finetune.triage.refit import refit as run_refit
     from guard.triage.artifact import ARTIFACT_CONFIG
@@ -140,14 +140,16 @@ def adapt(
     register it as a triage version, and promote it when it passes (the proxy swaps to it)."""
     from finetune.registry import RegistryError
     from finetune.triage.adapt import AdaptError, corrections_from_store, read_corrections
-    from finetune.triage.cycle import run
+    from finetune.triage.cycle import Places, run
 
     if (reviews is None) == (not from_store):
         raise _fail("name the reviews: --reviews FILE.jsonl or --from-store (one of them)")
     s = _settings()
     try:
         corrections = read_corrections(reviews) if reviews else corrections_from_store(s.database_url)
-        result = run(_places(s, datasets_dir), corrections, promote_passing=promote, threads=threads, out=out)
+        result = run(
+            Places.from_settings(s, datasets_dir), corrections, promote_passing=promote, threads=threads, out=out
+        )
     except (AdaptError, RegistryError, OSError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(result.report.to_json())
@@ -155,18 +157,6 @@ def adapt(
     _pinned_note(s)
     if result.report.verdict != "promote":
         raise typer.Exit(code=3)
-
-
-def _places(s: Settings, datasets_dir: Path | None = None) -> Places:
-    from finetune.triage.cycle import Places
-
-    return Places(
-        models_root=s.model_dir,
-        shipped_build=s.triage_dir,
-        datasets_dir=datasets_dir if datasets_dir is not None else s.datasets_dir,
-        cache_dir=s.home / "cache" / "triage",
-        db_url=s.database_url,
-    )
 
 
 @app.command("promote")
@@ -252,15 +242,6 @@ def build(
     except ArtifactError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"triage model {'built' if built else 'up to date'} at {target}")
-
-
-def training_split(train_cfg: dict, datasets_dir: Path) -> tuple[dict[str, list[dict]], dict]:
-    """The data set an artifact was trained on (its seed and scale), by split, and its manifest."""
-    from finetune.triage.data.build import build_dataset
-
-    seed, scale = int(train_cfg.get("seed", 13)), int(train_cfg.get("scale", 150))
-    rows, manifest = build_dataset(datasets_dir if datasets_dir.is_dir() else None, seed=seed, scale=scale)
-    return {s: [r for r in rows if r["split"] == s] for s in ("train", "calib", "test")}, manifest
 
 
 def _load(model_dir: Path | None, threads: int) -> TriageModel:

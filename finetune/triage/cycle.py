@@ -12,6 +12,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from finetune.triage.adapt import AdaptReport, Correction, GateLimits, adapt
 from finetune.triage.versions import (
@@ -25,6 +26,9 @@ from finetune.triage.versions import (
 )
 from guard.triage.artifact import ARTIFACT_CONFIG
 
+if TYPE_CHECKING:
+    from guard.settings import Settings
+
 Split = tuple[dict[str, list[dict]], dict]  # rows by split (train, calib, test), and the data manifest
 
 
@@ -35,6 +39,16 @@ class Places:
     datasets_dir: Path
     cache_dir: Path | None
     db_url: str | None = None  # where overrides are retired; None: not retired
+
+    @classmethod
+    def from_settings(cls, s: Settings, datasets_dir: Path | None = None) -> Places:
+        return cls(
+            models_root=s.model_dir,
+            shipped_build=s.triage_dir,
+            datasets_dir=datasets_dir if datasets_dir is not None else s.datasets_dir,
+            cache_dir=s.home / "cache" / "triage",
+            db_url=s.database_url,
+        )
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,7 @@ def run(
     split: Split | None = None,
 ) -> AdaptRun:
     """`split`: the replay and evaluation data (default: the data the serving artifact was trained on)."""
-    from finetune.triage.cli import training_split
+    from finetune.triage.data.build import training_split
 
     reg = registry(places.models_root)
     base_artifact = current_artifact(reg)
@@ -130,7 +144,11 @@ def retire(db_url: str | None, built: Path) -> int:
     from guard.store.db import make_engine
     from guard.triage.runtime import TriageModel
 
-    return retire_settled(make_engine(db_url), TriageModel.load(built, device="cpu"))
+    engine = make_engine(db_url)
+    try:
+        return retire_settled(engine, TriageModel.load(built, device="cpu"))
+    finally:
+        engine.dispose()
 
 
 def data_hash(corrections: list[Correction], manifest: dict) -> str:

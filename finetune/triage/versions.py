@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from finetune.registry import Registry, RegistryError
+from finetune.registry import Registry, RegistryError, write_json
 from guard.modelstore import ModelVersion
 from guard.triage.artifact import ARTIFACT_DIR, MODEL_INT8, RUNTIME_CONFIG, TOKENIZER
 from guard.triage.versions import NAME
@@ -99,9 +99,7 @@ def watermark(reg: Registry) -> int:
 def commit_watermark(reg: Registry, override_id: int, **extra: Any) -> None:
     path = reg.store.root / reg.name / WATERMARK
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"override_id": override_id, "at": datetime.now(UTC).isoformat(), **extra}))
-    tmp.replace(path)
+    write_json(path, {"override_id": override_id, "at": datetime.now(UTC).isoformat(), **extra})
 
 
 def _runtime(built: Path) -> dict[str, Any]:

@@ -261,15 +261,14 @@ class TriageStage:
     def _run_batch(self, items: list[tuple[str, bool, TriageModel]]) -> list[TriageResult]:
         """One run per model in the batch: during a swap, old and new requests may share a batch."""
         t0 = time.perf_counter()
-        results: list[TriageResult | None] = [None] * len(items)
+        results: dict[int, TriageResult] = {}
         for model in {id(m): m for _, _, m in items}.values():
             rows = [i for i, item in enumerate(items) if item[2] is model]
             scored = model.predict([items[i][0] for i in rows], outputs=[items[i][1] for i in rows])
-            for i, r in zip(rows, scored, strict=True):
-                results[i] = r
+            results.update(zip(rows, scored, strict=True))
         metrics.child(metrics.TRIAGE_LATENCY, self.device).observe(time.perf_counter() - t0)
         metrics.TRIAGE_BATCH_SIZE.observe(len(items))
-        return [r for r in results if r is not None]
+        return [results[i] for i in range(len(items))]
 
 
 def _merge(model: TriageModel, parts: list[TriageResult], *, output: bool) -> TriageResult:

@@ -196,6 +196,13 @@ def build_dataset(datasets_dir: Path | None, *, seed: int = 13, scale: int = 150
     return rows, manifest
 
 
+def training_split(train_cfg: dict, datasets_dir: Path) -> tuple[dict[str, list[dict]], dict]:
+    """The data set an artifact was trained on (its seed and scale), by split, and its manifest."""
+    seed, scale = int(train_cfg.get("seed", 13)), int(train_cfg.get("scale", 150))
+    rows, manifest = build_dataset(datasets_dir if datasets_dir.is_dir() else None, seed=seed, scale=scale)
+    return {s: [r for r in rows if r["split"] == s] for s in ("train", "calib", "test")}, manifest
+
+
 def _label_key(row: dict) -> str:
     if row.get("kind") == "response":
         return "refusal" if row.get("refusal") else "compliance"
