@@ -115,10 +115,19 @@ class StreamEvent:
     deltas: list[Delta] = field(default_factory=list)
     usage: Usage | None = None
     envelope: JsonObject | None = None
+    raw: bytes = b""  # the upstream's bytes for this event as they came (an HTTP upstream's complete SSE lines)
 
     @classmethod
     def of_text(cls, text: str = "", finish_reason: str | None = None, usage: Usage | None = None) -> StreamEvent:
         return cls([Delta(text=text, finish_reason=finish_reason)] if text or finish_reason else [], usage)
+
+
+@dataclass(frozen=True, slots=True)
+class Verbatim:
+    """A piece of a stream the client gets exactly as the upstream sent it: no output rule could hold back or
+    change any of the answer, so the proxy relays the upstream's bytes instead of writing its own frames."""
+
+    data: bytes
 
 
 def assemble_tool_calls(tool_calls: Sequence[object], function_call: Sequence[object] = ()) -> tuple[ToolCall, ...]:

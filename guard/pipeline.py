@@ -24,6 +24,7 @@ from guard.domain import (
     ModelReply,
     StreamEvent,
     ToolCall,
+    Verbatim,
     assemble_tool_calls,
 )
 from guard.errors import GuardError
@@ -224,6 +225,11 @@ class OutputRails(Protocol):
 
     def stream_guard(self, exchange: Exchange) -> StreamGuard: ...
 
+    def relays(self, exchange: Exchange) -> bool:
+        """Whether no output rule can hold back, change or block any of this exchange's answer (a streamed
+        answer may then reach the client as the upstream's own bytes)."""
+        ...
+
 
 class StreamGuard(Protocol):
     """Windowed output rails: `feed`/`finish` buffer the model's text and name the window due for a check;
@@ -310,6 +316,9 @@ class NoRails:
     def stream_guard(self, exchange: Exchange) -> StreamGuard:
         return PassStreamGuard()
 
+    def relays(self, exchange: Exchange) -> bool:
+        return True
+
 
 class NoRecorder:
     def record(self, exchange: Exchange) -> None:
@@ -362,13 +371,18 @@ class Completed:
 
 
 class Streamed:
-    """An answer being streamed: checked deltas, and the envelope of the upstream's chunks (None: write our own)."""
+    """An answer being streamed: checked deltas, and the envelope of the upstream's chunks (None: write our own).
+    `verbatim`: the stream is the upstream's own bytes (`Verbatim` pieces, its usage chunk included), up to its
+    `[DONE]`."""
 
-    def __init__(self, deltas: AsyncIterator[Delta], envelope: Envelope | None) -> None:
+    def __init__(
+        self, deltas: AsyncIterator[Delta | Verbatim], envelope: Envelope | None, *, verbatim: bool = False
+    ) -> None:
         self.deltas = deltas
         self.envelope = envelope
+        self.verbatim = verbatim
 
-    def __aiter__(self) -> AsyncIterator[Delta]:
+    def __aiter__(self) -> AsyncIterator[Delta | Verbatim]:
         return self.deltas
 
     async def aclose(self) -> None:
@@ -379,7 +393,7 @@ class Streamed:
 class _Choice:
     """One choice of a stream, as the pipeline follows it."""
 
-    guard: StreamGuard
+    guard: StreamGuard = field(default_factory=PassStreamGuard)
     parts: list[str] = field(default_factory=list)  # what the model said
     released: list[str] = field(default_factory=list)  # what the client got
     held: list[Delta] = field(default_factory=list)  # tool-call fragments, sent once the calls are checked
@@ -563,11 +577,20 @@ class Pipeline:
             await events.aclose()  # type: ignore[attr-defined]
             raise
         ex.upstream_model = _served_by(first.envelope if first else None)
-        return Streamed(self._stream(ex, _chain(first, events), verdict), first.envelope if first else None)
+        # Relayed when nothing could change the answer and the backend has the bytes (an HTTP upstream): the
+        # client gets what the upstream sent, and the proxy writes no frame of its own.
+        verbatim = first is not None and bool(first.raw) and not verdict.disclaimer and self.output_rails.relays(ex)
+        stream = self._stream(ex, _chain(first, events), verdict, verbatim=verbatim)
+        return Streamed(stream, first.envelope if first else None, verbatim=verbatim)
 
     async def _stream(
-        self, ex: Exchange, events: AsyncIterator[StreamEvent] | None, verdict: InputVerdict
-    ) -> AsyncIterator[Delta]:
+        self,
+        ex: Exchange,
+        events: AsyncIterator[StreamEvent] | None,
+        verdict: InputVerdict,
+        *,
+        verbatim: bool = False,
+    ) -> AsyncIterator[Delta | Verbatim]:
         try:
             if events is None or verdict.block is not None:
                 for i in range(ex.choices):
@@ -575,9 +598,12 @@ class Pipeline:
                 ex.response_text, ex.finish_reason = verdict.block.message or REFUSAL_MESSAGE, BLOCKED  # type: ignore[union-attr]
                 return
             choices: dict[int, _Choice] = {}
+            pieces: AsyncIterator[Delta | Verbatim] = (
+                self._relayed(ex, events, choices) if verbatim else self._checked(ex, events, choices, verdict)
+            )
             try:
-                async for delta in self._checked(ex, events, choices, verdict):
-                    yield delta
+                async for piece in pieces:
+                    yield piece
             finally:
                 self._settle_stream(ex, choices.get(0))
         except GuardError as exc:
@@ -612,6 +638,35 @@ class Pipeline:
                 yield out
         first = choices.get(0)
         ex.finish_reason = (BLOCKED if first.blocked else first.finish or "stop") if first else "stop"
+
+    async def _relayed(
+        self, ex: Exchange, events: AsyncIterator[StreamEvent], choices: dict[int, _Choice]
+    ) -> AsyncIterator[Verbatim]:
+        """The upstream's bytes as they came; the exchange still learns what they said, for the record."""
+        t0 = time.perf_counter()
+        async for event in events:
+            if event.usage is not None:
+                ex.usage = event.usage
+            for d in event.deltas:
+                c = choices.get(d.index) or choices.setdefault(d.index, _Choice())
+                c.finish = d.finish_reason or c.finish
+                if d.text:
+                    c.parts.append(d.text)
+                    c.released.append(d.text)
+                if d.refusal:
+                    c.refusal += d.refusal
+                    ex.flags.add("model_refused")
+                if d.tool_calls or d.function_call:
+                    c.held.append(d)
+            if event.raw:
+                yield Verbatim(event.raw)
+        ex.timings["model"] = time.perf_counter() - t0
+        for c in choices.values():
+            c.tool_calls = assemble_tool_calls(
+                [f for d in c.held for f in d.tool_calls], [f for d in c.held for f in d.function_call]
+            )
+        first = choices.get(0)
+        ex.finish_reason = (first.finish or "stop") if first else "stop"
 
     @staticmethod
     def _settle_stream(ex: Exchange, first: _Choice | None) -> None:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from starlette.types import Receive
 
 from guard import metrics, wire
-from guard.domain import Delta
+from guard.domain import Delta, Verbatim
 from guard.errors import BodyTooLarge, ClientDisconnected, GuardError, InvalidRequest, NotReady, public_message
 from guard.pipeline import Exchange, Streamed
 from guard.resources import Resources
@@ -184,6 +184,12 @@ async def sse_body(
     pending = b""
     try:
         async for delta in stream:
+            if isinstance(delta, Verbatim):
+                if not started:
+                    started.add(0)
+                    metrics.child(metrics.TIME_TO_FIRST_TOKEN, backend).observe(time.perf_counter() - t0)
+                yield delta.data
+                continue
             if delta.index not in started:
                 started.add(delta.index)
                 if roles:
@@ -196,7 +202,7 @@ async def sse_body(
                 continue
             yield pending + data
             pending = b""
-        if ex.include_usage and ex.usage is not None:
+        if ex.include_usage and ex.usage is not None and not stream.verbatim:
             pending += wire.usage_frame(envelope, ex.usage)
         yield pending + wire.SSE_DONE
         outcome = "blocked" if ex.finish_reason == "content_filter" else "ok"

@@ -233,6 +233,9 @@ class RailsEngine:
         )
         return OutputVerdict([d], block=d if closed else None)
 
+    def relays(self, exchange: Exchange) -> bool:
+        return False  # the output rules read every answer, and stream windows hold text back while checked
+
     def stream_guard(self, exchange: Exchange) -> StreamGuard:
         from rails.stream import WindowStreamGuard
 

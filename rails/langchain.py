@@ -19,7 +19,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from guard.domain import BLOCKED, Answer, Message, ModelReply, StreamEvent, ToolCall
+from guard.domain import BLOCKED, Answer, Message, ModelReply, StreamEvent, ToolCall, Verbatim
 from guard.pipeline import Completed, Exchange, Pipeline, RailDecision, Streamed, screener
 from guard.wire import ChatCompletionRequest
 
@@ -69,8 +69,8 @@ class GuardedChat(Runnable[Any, BaseMessage]):
         streamed = await self._pipeline().handle(ex, _LangChainModel(self.model, ex.messages, config, kwargs))
         assert isinstance(streamed, Streamed)
         async for delta in streamed:
-            if delta.index != 0:
-                continue
+            if isinstance(delta, Verbatim) or delta.index != 0:
+                continue  # (a LangChain model has no wire bytes to relay)
             meta: dict[str, Any] = {}
             if delta.finish_reason is not None:
                 meta = {"finish_reason": delta.finish_reason}

@@ -131,3 +131,6 @@ class RailsHolder:
 
     def stream_guard(self, exchange: Exchange) -> StreamGuard:
         return self._for(exchange).stream_guard(exchange)
+
+    def relays(self, exchange: Exchange) -> bool:
+        return self._for(exchange).relays(exchange)

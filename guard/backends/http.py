@@ -200,7 +200,7 @@ class HttpUpstream:
         """One event per network read: chunks that arrived together are merged, so a proxy that falls
         behind does less work per token instead of more (a token-paced upstream still gives one each)."""
         resp = await self._post(body, path)
-        tail = b""
+        tail = unsent = b""  # unsent: complete lines read but not yet handed on with an event (`raw`)
         done = framed = False  # framed: at least one SSE `data:` line came
         try:
             async for data in _reads(resp):
@@ -208,8 +208,15 @@ class HttpUpstream:
                     continue  # after [DONE], read to the end: a fully read response returns to the pool
                 lines = (tail + data).split(b"\n")
                 tail = lines.pop()
-                event, done, error = _merge(lines, parse, first=not framed)
+                event, done, error, used = _merge(lines, parse, first=not framed)
                 framed = framed or done or event is not None or error is not None
+                if used:
+                    unsent += b"\n".join(lines[:used]) + b"\n"
+                # The bytes go with an event, or alone when the stream ends here: a blank line that closes the
+                # last frame must reach a client that is relayed the bytes, or that frame runs into the next.
+                if unsent and (event is not None or done or error is not None):
+                    event = event or StreamEvent()
+                    event.raw, unsent = unsent, b""
                 if event is not None:
                     yield event
                 if error is not None:
@@ -271,25 +278,26 @@ def parse_reply(
 
 def _merge(
     lines: list[bytes], parse: ChunkParser, *, first: bool = False
-) -> tuple[StreamEvent | None, bool, GuardError | None]:
+) -> tuple[StreamEvent | None, bool, GuardError | None, int]:
     """The SSE `data:` lines of one read as one event (pieces of the same choice joined; with the envelope of
-    its first chunk when `first`); also whether `[DONE]` came, and a bad chunk's error (what came before it is
-    still delivered)."""
+    its first chunk when `first`); also whether `[DONE]` came, a bad chunk's error (what came before it is
+    still delivered), and how many lines came before either (the lines the event stands for)."""
     event: StreamEvent | None = None
     by_index: dict[int, Delta] = {}
     done, error = False, None
-    for raw in lines:
+    used = len(lines)
+    for i, raw in enumerate(lines):
         line = raw.strip()
         if not line.startswith(b"data:"):
             continue
         payload = line[5:].strip()
         if payload == b"[DONE]":
-            done = True
+            done, used = True, i
             break
         try:
             usage, data = _chunk(payload, parse, by_index)
         except GuardError as exc:
-            error = exc
+            error, used = exc, i
             break
         if event is None:
             event = StreamEvent(envelope=wire.envelope(data) if first else None)
@@ -297,7 +305,7 @@ def _merge(
             event.usage = usage
     if event is not None:
         event.deltas = list(by_index.values())
-    return event, done, error
+    return event, done, error, used
 
 
 def _chunk(payload: bytes, parse: ChunkParser, into: dict[int, Delta]) -> tuple[Usage | None, dict[str, Any]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from openai import AsyncOpenAI, OpenAI
@@ -59,7 +61,8 @@ def test_stream_names_the_exchange_in_a_header_and_ends_with_done(proxy) -> None
         lines = [line for line in resp.iter_lines() if line]
     assert lines[-1] == "data: [DONE]"
     assert resp.headers["x-guard-exchange-id"].startswith("chatcmpl-")
-    assert '"id":"chatcmpl-up' in lines[0] and '"role":"assistant"' in lines[0]
+    first = json.loads(lines[0].removeprefix("data: "))
+    assert first["id"].startswith("chatcmpl-up") and first["choices"][0]["delta"]["role"] == "assistant"
 
 
 async def test_async_openai_client_gets_answers_concurrently(proxy) -> None:
