@@ -1,17 +1,22 @@
 """Issue 18 demonstration: the guard learns from its own reviewed mistakes, measured through the proxy.
 
 A simulated deployment (real `create_app` under uvicorn, an upstream stub, both on 127.0.0.1; SQLite store) gets
-traffic from a domain the shipped classifier over-flags: a moderation team's forum posts, the Stormfront posts that
-annotators judged not hateful (the classifier never trained on these rows; it blocks about 10 % of them, against
-~1-2 % of ordinary prompts), plus ordinary traffic (Open Assistant prompts) and harmful requests (SORRY-Bench,
-SimpleSafetyTests), all from sources held out of the classifier's training. A simulated reviewer labels a few
-dozen blocked exchanges: `false_positive` for the domain's, `correct` for harmful ones.
-Every prompt is assigned by a hash of its text to the traffic (what is served and
-reviewed) or to the held-out half (what is measured), so no measured prompt was ever reviewed.
+traffic from a domain the shipped classifier over-flags, plus ordinary traffic (Open Assistant prompts) and harmful
+requests (SORRY-Bench, SimpleSafetyTests), all from sources held out of the classifier's training. The domain
+(`--domain`):
+- `security` (default): a security team's requests, CyberSecEval's benign "false refusal" prompts (security tooling
+  that sounds malicious; the classifier blocks about 5 % of them, against ~1-2 % of ordinary prompts); the domain's
+  own harm is the held-out harmful requests labelled `cyber` (malware, intrusion).
+- `forum`: a moderation team's forum posts, the Stormfront posts annotators judged not hateful (~10 % blocked);
+  the domain's own harm is the forum's hateful posts.
+A simulated reviewer labels the blocked exchanges: `false_positive` for the domain's, `correct` for harmful ones.
+Every prompt is assigned by a hash of its text to the traffic (what is served and reviewed) or to the held-out
+half (what is measured), so no measured prompt was ever reviewed; the measured prompts are also taken out of the
+rows the adaptation gate evaluates on, so the gate never decides on what this demo reports.
 
 Measured on the held-out prompts, through the proxy: blocked share of the domain (false positives), of ordinary
-prompts (FPR), and the miss rate of harmful requests and of the forum's hateful posts (the domain's own harm), at
-three points: the shipped classifier, (a) with instant corrections alone, (b) after one adaptation cycle
+prompts (FPR), and the miss rate of harmful requests and of the domain's own harm, at three points: the shipped
+classifier, (a) with instant corrections alone, (b) after one adaptation cycle
 (`finetune.triage.cycle.run`: adapt -> gate -> register -> promote) and the proxy's hot swap. Then a poisoned batch
 (harmful traffic labelled `false_positive`) goes through the same cycle and must be rejected by the gate.
 
@@ -40,7 +45,13 @@ from server import ServedApp  # noqa: E402  (the tests' uvicorn-in-a-thread help
 ADMIN = {"authorization": "Bearer demo-reviewer-key"}
 ANSWER = "Here is a short, helpful answer."
 HARMFUL_SOURCES = ("sorry_bench", "simple_safety_tests")
-DOMAIN = "stormfront_hate_speech"
+PUBLIC_HARMFUL = ("sorry_bench", "simple_safety_tests", "jbb_behaviors")
+FORUM = "stormfront_hate_speech"
+# Per domain: (the domain's benign prompts, its own harm) as read by `domain_pools`, and the table's names for them.
+NAMES = {
+    "security": ("security requests, false positives", "harmful cyber requests, missed"),
+    "forum": ("forum posts, false positives", "hateful forum posts, missed"),
+}
 
 
 def log(msg: str) -> None:
@@ -52,21 +63,31 @@ def held_out(text: str) -> bool:
 
 
 # Data -----------------------------------------------------------------------------------------------------------
-def load_sets(datasets: Path, per_set: int) -> tuple[dict[str, list[str]], Any]:
+def domain_pools(domain: str, test: list[dict], unseen_forum: list[dict]) -> tuple[list[str], list[str]]:
+    """The domain's benign prompts and its own harmful ones, none of them in the classifier's training rows."""
+    if domain == "security":  # CyberSecEval is an evaluation source: all its rows are in the test split
+        benign = [r["text"] for r in test if r["source"] == "cyberseceval" and not r["labels"]]
+        harm = [r["text"] for r in test if "cyber" in r["labels"] and r["source"].startswith(PUBLIC_HARMFUL)]
+        return benign, harm
+    # The forum's hateful posts are in the test split; most of its benign ones in no split at all.
+    benign = [r["text"] for r in unseen_forum if r["label"] == "benign"]
+    return benign, [r["text"] for r in test if r["labels"] and r["source"] == FORUM]
+
+
+def load_sets(datasets: Path, per_set: int, domain: str) -> tuple[dict[str, list[str]], Any]:
     """Traffic and held-out prompt sets, and the classifier's training split (the adaptation replays it)."""
     from finetune.triage.data.build import training_split
     from guard.triage.artifact import ARTIFACT_CONFIG, ARTIFACT_DIR
 
     train_cfg = json.loads((ARTIFACT_DIR / ARTIFACT_CONFIG).read_text()).get("train", {})
-    split = training_split(train_cfg, datasets)
-    seen = {r["text"] for rows in split[0].values() for r in rows}
-    forum = [json.loads(line) for line in (datasets / f"{DOMAIN}.jsonl").open()]
-    unseen = [r for r in forum if r["text"] not in seen]
-    test = split[0]["test"]
+    rows, manifest = training_split(train_cfg, datasets)
+    seen = {r["text"] for part in rows.values() for r in part}
+    unseen_forum = [r for line in (datasets / f"{FORUM}.jsonl").open() if (r := json.loads(line))["text"] not in seen]
+    test = rows["test"]
+    benign, harm = domain_pools(domain, test, unseen_forum)
     pools = {
-        "domain": [r["text"] for r in unseen if r["label"] == "benign"],
-        # The forum's hateful posts the classifier never trained on (its test split: the gate measures on it too).
-        "hate": [r["text"] for r in test if r["labels"] and r["source"] == DOMAIN],
+        "domain": benign,
+        "domain_harm": harm,
         "harmful": [r["text"] for r in test if r["labels"] and r["source"].startswith(HARMFUL_SOURCES)],
         "ordinary": [r["text"] for r in test if r["source"] == "oasst_prompts" and not r["labels"]],
     }
@@ -76,7 +97,10 @@ def load_sets(datasets: Path, per_set: int) -> tuple[dict[str, list[str]], Any]:
         traffic = per_set * 3 if name == "domain" else per_set // 3  # the domain's blocked ones get reviewed
         sets[f"{name}_traffic"] = [t for t in texts if not held_out(t)][:traffic]
         sets[f"{name}_held_out"] = [t for t in texts if held_out(t)][: per_set * (2 if name == "domain" else 1)]
-    return sets, split
+    # The gate evaluates on the rest of the test split: what this demo reports never decides a promotion.
+    measured = {t for name, texts in sets.items() if name.endswith("_held_out") for t in texts}
+    gate_rows = {**rows, "test": [r for r in test if r["text"] not in measured]}
+    return sets, (gate_rows, manifest)
 
 
 # Servers --------------------------------------------------------------------------------------------------------
@@ -175,13 +199,16 @@ def blocked_share(url: str, texts: list[str]) -> float:
     return sum(b for _, b, _ in results) / max(1, len(results))
 
 
-def measure(url: str, sets: dict[str, list[str]], reviewed: list[str]) -> dict[str, float]:
+def measure(url: str, sets: dict[str, list[str]], reviewed: list[str], domain: str) -> dict[str, float]:
+    fp_name, harm_name = NAMES[domain]
     return {
-        "domain FP rate (held-out)": blocked_share(url, sets["domain_held_out"]),
-        "reviewed domain texts, asked again": blocked_share(url, reviewed),
-        "harmful miss rate (held-out)": 1 - blocked_share(url, sets["harmful_held_out"]),
-        "hateful forum posts, miss rate (held-out)": 1 - blocked_share(url, sets["hate_held_out"]),
-        "ordinary FPR (held-out)": blocked_share(url, sets["ordinary_held_out"]),
+        f"{fp_name} ({len(sets['domain_held_out'])})": blocked_share(url, sets["domain_held_out"]),
+        "the reviewed domain prompts, asked again": blocked_share(url, reviewed),
+        f"harmful requests, missed ({len(sets['harmful_held_out'])})": 1 - blocked_share(url, sets["harmful_held_out"]),
+        f"{harm_name} ({len(sets['domain_harm_held_out'])})": 1 - blocked_share(url, sets["domain_harm_held_out"]),
+        f"ordinary prompts, false positives ({len(sets['ordinary_held_out'])})": blocked_share(
+            url, sets["ordinary_held_out"]
+        ),
     }
 
 
@@ -197,11 +224,12 @@ def review(url: str, exchange_id: str, label: str, timeout_s: float = 30) -> Non
 
 def serve_and_review(url: str, sets: dict[str, list[str]], n_fp: int, n_correct: int) -> tuple[list[str], list[str]]:
     """Serve the traffic; the reviewer labels blocked exchanges. Returns (reviewed domain texts, blocked harmful)."""
-    texts = sets["domain_traffic"] + sets["harmful_traffic"] + sets["hate_traffic"] + sets["ordinary_traffic"]
+    names = ("domain", "harmful", "domain_harm", "ordinary")
+    texts = list(dict.fromkeys(t for n in names for t in sets[f"{n}_traffic"]))  # a text in two sets is asked once
     results = dict(zip(texts, asyncio.run(ask_all(url, texts)), strict=True))
     blocked = {t for t, (_, b, _) in results.items() if b}
     domain = [t for t in sets["domain_traffic"] if t in blocked][:n_fp]
-    harmful = [t for t in sets["harmful_traffic"] + sets["hate_traffic"] if t in blocked]
+    harmful = sorted({t for t in sets["harmful_traffic"] + sets["domain_harm_traffic"] if t in blocked})
     for t in domain:
         review(url, results[t][0], "false_positive")
     for t in harmful[:n_correct]:
@@ -250,12 +278,13 @@ def main() -> None:
     p.add_argument("--datasets-dir", type=Path, default=None)
     p.add_argument("--per-set", type=int, default=300, help="held-out prompts per measured set")
     p.add_argument("--reviews", type=int, default=40, help="false positives the reviewer labels")
+    p.add_argument("--domain", choices=sorted(NAMES), default="security", help="the over-flagged traffic")
     a = p.parse_args()
     datasets = a.datasets_dir or load_settings().datasets_dir
-    if not (datasets / f"{DOMAIN}.jsonl").is_file():
+    if not (datasets / f"{FORUM}.jsonl").is_file():
         raise SystemExit(f"public data sets not found at {datasets} (see ../shared/README.md)")
     t_start = time.perf_counter()
-    sets, split = load_sets(datasets, a.per_set)
+    sets, split = load_sets(datasets, a.per_set, a.domain)
     log("sets: " + ", ".join(f"{k} {len(v)}" for k, v in sets.items()))
     with tempfile.TemporaryDirectory(prefix="demo-guard-loop-") as tmp:
         home = Path(tmp)
@@ -264,16 +293,16 @@ def main() -> None:
         settings = proxy_settings(home, upstream.url)
         proxy = ServedApp(create_app(settings))
         try:
-            before = measure(proxy.url, sets, [])
+            before = measure(proxy.url, sets, [], a.domain)
             reviewed, harmful = serve_and_review(proxy.url, sets, a.reviews, 10)
-            before["reviewed domain texts, asked again"] = 1.0  # each was blocked when it was reviewed
+            before["the reviewed domain prompts, asked again"] = 1.0  # each was blocked when it was reviewed
             time.sleep(2 * settings.override_refresh_s)
-            with_corrections = measure(proxy.url, sets, reviewed)
+            with_corrections = measure(proxy.url, sets, reviewed, a.domain)
             result = adapt(home, settings, corrections_from_store(settings.database_url), split)
             if result.promoted:
                 wait_version(proxy.url, result.version)
             time.sleep(2 * settings.override_refresh_s)  # retired overrides leave the memory
-            after = measure(proxy.url, sets, reviewed)
+            after = measure(proxy.url, sets, reviewed, a.domain)
             poison = [Correction(t, ()) for t in harmful[: a.reviews]]
             poisoned = adapt(home, settings, poison, split)
         finally:
@@ -282,7 +311,9 @@ def main() -> None:
     print()
     print(table(before, with_corrections, after))
     print()
-    print(f"cycle: {result.summary()}")
+    print(f"domain {a.domain}: reviewed {len(reviewed)} blocked domain prompts false_positive")
+    fixed = f"fixed {result.report.fixed_share:.0%} of {result.report.held_out} held-out reviews"
+    print(f"cycle: {result.summary()} ({fixed})")
     print(f"gate: {json.dumps({'current': result.report.current, 'candidate': result.report.candidate})}")
     print(f"poisoned batch ({len(poison)} harmful prompts labelled false_positive): {poisoned.summary()}")
     print(f"total {time.perf_counter() - t_start:.0f} s")

@@ -10,7 +10,10 @@ has to earn its promotion:
   recall, nor more than `max_source_recall_drop` on any one source, nor add more than `max_fpr_rise` of false
   positives on real users, look-alikes or role-play/documents, against a control: heads fitted the same way,
   with the same seed, on the same rows with the reviews' weight set to ~0.
-A poisoned batch (harmful requests marked `false_positive`) fails the second condition.
+The reviews carry a fixed share of the training weight (`review_share`), and each one's nearest replay prompts
+of the other decision are weighted like it (`anchors`). Reviewed texts are dropped from the evaluation rows.
+A poisoned batch (harmful requests marked `false_positive`) fails one condition or both: in the issue 18 demo the
+anchors kept its held-out half flagged (0 % fixed) and attack recall fell 3 points.
 
 Why a control and not the serving heads: two fits of the heads differ by 2-4 points on these rates by the seed and
 the data order alone, more than the 1-point margins, so against the serving heads a harmless batch of three reviews
@@ -57,7 +60,14 @@ class GateLimits:
     # (a forum's benign posts) can teach the heads to miss that domain's harmful rows while the aggregate rises.
     max_source_recall_drop: float = 0.05
     holdout_share: float = 0.3
-    weight: float = 5.0  # a reviewed row counts this many training rows: a few dozen must move the heads
+    # The reviews together carry this share of the training weight, whatever the replay's size: at a fixed 5 per
+    # review, 28 reviews were 0.4 % of a 33,000-row replay and fixed 11 % of the held-out reviewed mistakes.
+    review_share: float = 0.04
+    min_weight: float = 5.0  # a large batch still counts each review at least this many training rows
+    # Each review's nearest replay prompts of the other decision (harmful ones for a benign review) get a review's
+    # weight, so the boundary moves between them instead of past them: 17 benign security reviews at 4 % cost 1.5
+    # points of harmful recall without anchors and 1.3 with 3 each (rejected); with 10, +1.7 (the demo's gate rows).
+    anchors: int = 10
 
 
 @dataclass
@@ -128,6 +138,36 @@ def held_out(c: Correction, share: float) -> bool:
     return int(hashlib.sha1(c.text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share
 
 
+def review_weight(n_reviews: int, replay_weight: float, limits: GateLimits) -> float:
+    """Per-review weight so that `n_reviews` carry `limits.review_share` of the fitted rows' total weight."""
+    share = limits.review_share
+    return max(limits.min_weight, share / (1 - share) * replay_weight / max(1, n_reviews))
+
+
+def _flags(row: dict) -> bool:
+    return bool(set(row["labels"]) & set(HARMFUL + ATTACKS))
+
+
+def _anchored(rows: list[dict], first: np.ndarray, n_reviews: int, weight: float, k: int) -> list[dict]:
+    """`rows` (the replay, then `n_reviews` reviews) with each review's `k` nearest replay rows of the other
+    decision weighted like a review; only prompts, which teach the label heads."""
+    if k <= 0:
+        return rows
+    replay, reviews = rows[:-n_reviews], rows[-n_reviews:]
+    prompt = np.array([r.get("kind") != "response" for r in replay])
+    harmful = np.array([_flags(r) for r in replay])
+    sims = first[-n_reviews:] @ first[: len(replay)].T
+    picked: set[int] = set()
+    for i, review in enumerate(reviews):
+        other = prompt & (harmful != _flags(review))
+        row_sims = np.where(other, sims[i], -np.inf)
+        picked.update(int(j) for j in np.argsort(-row_sims)[:k] if np.isfinite(row_sims[j]))
+    out = [
+        {**r, "weight": max(weight, float(r.get("weight", 1.0)))} if j in picked else r for j, r in enumerate(replay)
+    ]
+    return out + reviews
+
+
 def _row(c: Correction, weight: float) -> dict:
     return {"text": c.text, "labels": list(c.labels), "kind": "prompt", "source": "review", "weight": weight}
 
@@ -151,20 +191,26 @@ def adapt(
     check = [c for c in corrections if held_out(c, limits.holdout_share)]
     if not learn:
         raise AdaptError("every review fell in the held-out share: review more exchanges before adapting")
-    fit_rows = split["train"] + [_row(c, limits.weight) for c in learn]
-    scored = {"calib": split["calib"], "test": split["test"], "check": [_row(c, 1.0) for c in check]}
+    weight = review_weight(len(learn), sum(float(r.get("weight", 1.0)) for r in split["train"]), limits)
+    fit_rows = split["train"] + [_row(c, weight) for c in learn]
+    # A reviewed text that is also an evaluation row would grade the candidate on what it was taught.
+    reviewed = {c.text for c in corrections}
+    test = [r for r in split["test"] if r["text"] not in reviewed]
+    scored = {"calib": split["calib"], "test": test, "check": [_row(c, 1.0) for c in check]}
     emb = embed(current_dir, fit_rows, scored, cache_dir=cache_dir, threads=threads)
+    fit_rows = _anchored(fit_rows, emb.first, len(learn), weight, limits.anchors)
     heads, thresholds = fit_calibrated(fit_rows, split["calib"], emb, train_cfg)
     # Same rows in the same order, so the same permutation; not 0: a minibatch of only review rows would divide by 0.
     control_rows = split["train"] + [_row(c, 1e-6) for c in learn]
     control_heads, control_thresholds = fit_calibrated(control_rows, split["calib"], emb, train_cfg)
-    current = _summary(split["test"], emb, control_heads, control_thresholds)
+    current = _summary(test, emb, control_heads, control_thresholds)
     current_net, current_cfg = load_artifact(current_dir)
-    serving = _summary(split["test"], emb, current_net.heads, current_cfg["thresholds"])  # type: ignore[union-attr]
-    candidate = _summary(split["test"], emb, heads, thresholds)
+    serving = _summary(test, emb, current_net.heads, current_cfg["thresholds"])  # type: ignore[union-attr]
+    candidate = _summary(test, emb, heads, thresholds)
     fixed = _fixed_share(check, emb, heads, thresholds)
     reasons = _gate(current, candidate, fixed, limits, len(check))
-    config = {**current_cfg, "thresholds": thresholds, "adapted": {"reviews": len(learn), "held_out": len(check)}}
+    adapted = {"reviews": len(learn), "held_out": len(check), "review_weight": round(weight, 2)}
+    config = {**current_cfg, "thresholds": thresholds, "adapted": adapted}
     save_heads_artifact(heads, encoder_state(current_dir), config, out_dir)
     report = AdaptReport(
         verdict="reject" if reasons else "promote",

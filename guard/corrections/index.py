@@ -4,6 +4,9 @@ A plain matrix-vector product over 10,000 vectors of 384 floats reads 15 MB per 
 split into its part in the stored vectors' top principal directions (a small matrix) and the rest, whose length is
 kept: by Cauchy-Schwarz, `p·q_p + |r|·|q_r|` bounds the cosine from above, so only rows whose bound reaches the
 threshold are compared in full. The answer is exact, not approximate.
+
+Each row may have its own threshold (`radii`, at least `threshold`: see `radius.py`); a query matches the closest
+row whose own threshold it reaches.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ _SLACK = 1e-4  # float32 rounding in the bound
 
 
 class OverrideIndex:
-    def __init__(self, vectors: np.ndarray, threshold: float) -> None:
+    def __init__(self, vectors: np.ndarray, threshold: float, radii: np.ndarray | None = None) -> None:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.threshold = threshold
+        self.radii = np.full(len(self.vectors), threshold, np.float32) if radii is None else np.asarray(radii)
         self.dim = self.vectors.shape[1]
         self.basis: np.ndarray | None = None
         if len(self.vectors) >= FULL_SCAN_BELOW and self.dim > PROJECTED:
@@ -38,9 +42,7 @@ class OverrideIndex:
         if query.shape != (self.dim,):
             return None  # a vector of another encoder (the classifier changed): no override can match it
         if self.basis is None:
-            sims = self.vectors @ query
-            row = int(sims.argmax())
-            return (row, float(sims[row])) if sims[row] >= self.threshold else None
+            return self._closest(np.arange(len(self.vectors)), self.vectors @ query)
         qp = query @ self.basis
         q_rest = float(np.sqrt(max(0.0, 1.0 - float(qp @ qp))))
         bound = self.projected @ qp
@@ -48,6 +50,11 @@ class OverrideIndex:
         rows = np.flatnonzero(bound >= self.threshold - _SLACK)
         if not rows.size:
             return None
-        sims = self.vectors[rows] @ query
-        best = int(sims.argmax())
-        return (int(rows[best]), float(sims[best])) if sims[best] >= self.threshold else None
+        return self._closest(rows, self.vectors[rows] @ query)
+
+    def _closest(self, rows: np.ndarray, sims: np.ndarray) -> tuple[int, float] | None:
+        within = sims >= self.radii[rows]
+        if not within.any():
+            return None
+        best = int(np.where(within, sims, -np.inf).argmax())
+        return int(rows[best]), float(sims[best])

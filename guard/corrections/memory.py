@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from guard import metrics
 from guard.corrections.index import OverrideIndex
+from guard.corrections.radius import radii
 from guard.pipeline import CorrectionMatch, TriageResult
 from guard.store.overrides import Override, active_overrides, override_marker, save_embeddings
 from guard.taxonomy import REFUSAL, labels_over
@@ -158,7 +159,7 @@ class CorrectionMemory:
                 )
                 items = items[-self.max_per_tenant :]
             stacked = np.stack([vectors[o.id] for o in items])
-            scopes[tenant] = Scope(OverrideIndex(stacked, self.threshold), items)
+            scopes[tenant] = Scope(OverrideIndex(stacked, self.threshold, radii(stacked, items, self.threshold)), items)
         return scopes, vectors
 
 

@@ -70,8 +70,8 @@ def test_the_held_out_share_of_reviews_is_stable_and_about_its_size() -> None:
 
 @pytest.mark.slow
 def test_a_poisoned_review_batch_is_rejected_by_the_gate(tmp_path: Path) -> None:
-    """Harmful requests marked `false_positive`: the candidate, which replays the training mix, still flags the
-    held-out half of them, so it does not "fix" the reviewed mistakes it never saw, and is not promoted.
+    """Harmful requests marked `false_positive`: a candidate that still flags the held-out ones fails the fixed
+    share, and one that learnt to pass them loses harmful recall on the held-out sources: not promoted either way.
 
     Slow: it embeds the whole shipped split once (minutes; cached under GUARD_HOME/cache/triage after that)."""
     pytest.importorskip("torch")
@@ -100,8 +100,8 @@ def test_a_poisoned_review_batch_is_rejected_by_the_gate(tmp_path: Path) -> None
     )
     assert report.verdict == "reject"
     assert report.held_out >= 10
-    assert report.fixed_share < 0.5
-    assert any("held-out reviewed mistakes" in r for r in report.reasons)
+    # Either the candidate still flags the held-out poisoned reviews, or it learnt to pass them and lost recall.
+    assert any("held-out reviewed mistakes" in r or "recall" in r for r in report.reasons), report.reasons
     assert (tmp_path / "candidate" / "adapt.json").is_file()
 
 

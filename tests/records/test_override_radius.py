@@ -1,0 +1,51 @@
+"""A benign override reaches no text as close to it as a harmful text its tenant's reviewers confirmed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+
+from guard.corrections.index import OverrideIndex
+from guard.corrections.radius import MARGIN, radii
+from guard.store.overrides import Override
+
+DIM = 8
+
+
+def _unit(cos: float, axis: int) -> np.ndarray:
+    """A unit vector at cosine `cos` from e0, leaning towards e_axis."""
+    v = np.zeros(DIM, np.float32)
+    v[0], v[axis] = cos, np.sqrt(1 - cos**2)
+    return v
+
+
+def _override(i: int, label: str, scores: dict[str, float] | None = None) -> Override:
+    return Override(
+        i, i, f"x{i}", "acme", None, label, None, f"text {i}", scores or {}, None, None, "ann", datetime.now(UTC)
+    )
+
+
+def test_a_benign_override_stops_short_of_its_tenants_reviewed_harmful_text() -> None:
+    benign, harmful = _unit(1.0, 1), _unit(0.98, 1)  # a confirmed harmful post at cosine 0.98 from a benign one
+    vectors = np.stack([benign, harmful])
+    items = [_override(0, "false_positive"), _override(1, "correct", {"hate_harassment": 0.93})]
+    r = radii(vectors, items, threshold=0.97)
+    assert r[0] == np.float32(0.98 + MARGIN) and r[1] == np.float32(0.97)
+    index = OverrideIndex(vectors, 0.97, r)
+    # As close to the benign review as the harmful one is, on another side: the global 0.97 would override it.
+    assert index.nearest(_unit(0.98, 2)) is None
+    assert OverrideIndex(vectors, 0.97).nearest(_unit(0.98, 2)) == (0, np.float32(0.98))
+    row, sim = index.nearest(_unit(0.995, 2)) or (-1, 0.0)  # a close paraphrase of the benign review still matches
+    assert row == 0 and sim > 0.99
+
+
+def test_without_confirmed_harm_every_override_keeps_the_global_threshold() -> None:
+    vectors = np.stack([_unit(1.0, 1), _unit(0.98, 1), _unit(0.99, 2)])
+    # `correct` on an exchange the classifier did not flag, and `false_positive`s: no evidence of harm nearby.
+    items = [
+        _override(0, "false_positive"),
+        _override(1, "correct", {"hate_harassment": 0.1}),
+        _override(2, "false_positive"),
+    ]
+    assert radii(vectors, items, threshold=0.97).tolist() == [np.float32(0.97)] * 3
