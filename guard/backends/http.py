@@ -222,6 +222,8 @@ class HttpUpstream:
                 if error is not None:
                     raise error
             if not done:
+                if unsent and framed:  # the last frame's closing newline: a relayed error event must not join it
+                    yield StreamEvent(raw=unsent)
                 raise _unfinished(resp, framed)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             metrics.UPSTREAM_ERRORS.labels(_BACKEND, "timeout").inc()

@@ -112,6 +112,16 @@ def test_a_relayed_tool_call_stream_is_recorded_with_its_assembled_calls(proxy, 
     assert record.finish_reason == "tool_calls" and "model_refused" not in record.flags
 
 
+def test_a_relayed_stream_cut_off_mid_frame_still_ends_with_a_well_formed_error_event(proxy, serve_app) -> None:
+    cut = [TEXT_STREAM[0], _frame({"content": "Hello"})[:-1]]  # the last frame's closing blank line never comes
+    p = relaying_proxy(proxy, serve_app, cut)
+    resp = streamed(p)
+    events = [e for e in resp.text.split("\n\n") if e.strip()]
+    payloads = [json.loads(e.removeprefix("data: ")) for e in events]  # one data line per event, each valid JSON
+    assert [c["delta"].get("content") for c in (q["choices"][0] for q in payloads[:2])] == ["", "Hello"]
+    assert payloads[-1]["error"]["code"] == "upstream_stream_incomplete"
+
+
 def test_with_output_rails_on_the_proxy_writes_its_own_frames_of_the_same_answer(proxy, serve_app) -> None:
     upstream = serve_app(scripted_upstream(TEXT_STREAM))
     p = proxy(upstream_url=f"{upstream.url}/v1", rails_enabled=True)
