@@ -407,6 +407,12 @@ class _Choice:
         out, self.logprobs = self.logprobs or None, []
         return out
 
+    def assemble_calls(self) -> None:
+        """The choice's tool calls from the fragments held so far."""
+        self.tool_calls = assemble_tool_calls(
+            [f for d in self.held for f in d.tool_calls], [f for d in self.held for f in d.function_call]
+        )
+
 
 class Pipeline:
     def __init__(
@@ -662,9 +668,7 @@ class Pipeline:
                 yield Verbatim(event.raw)
         ex.timings["model"] = time.perf_counter() - t0
         for c in choices.values():
-            c.tool_calls = assemble_tool_calls(
-                [f for d in c.held for f in d.tool_calls], [f for d in c.held for f in d.function_call]
-            )
+            c.assemble_calls()
         first = choices.get(0)
         ex.finish_reason = (first.finish or "stop") if first else "stop"
 
@@ -706,9 +710,7 @@ class Pipeline:
             if self._step(ex, c, index, step, out):
                 return out
         if c.held:
-            c.tool_calls = assemble_tool_calls(
-                [f for d in c.held for f in d.tool_calls], [f for d in c.held for f in d.function_call]
-            )
+            c.assemble_calls()
             verdict = await self.check_output(ex, _calls_text(c.tool_calls), tool_calls=True)
             self._apply_output(ex, verdict, refusals=False)
             if verdict.block is not None:

@@ -33,6 +33,14 @@ def radii(vectors: np.ndarray, items: Sequence[Override], threshold: float, marg
     harm = np.array([asserts_harm(o) for o in items])
     benign = np.array([o.label == "false_positive" for o in items])
     if harm.any() and benign.any():
-        nearest_harm = (vectors[benign] @ vectors[harm].T).max(axis=1)
-        out[benign] = np.minimum(1.0, np.maximum(threshold, nearest_harm + margin))
+        harmful = vectors[harm].T
+        rows = np.flatnonzero(benign)
+        # In blocks of benign rows: 5,000 of each kind at once would be a 100 MB similarity matrix per rebuild.
+        for start in range(0, len(rows), _BLOCK):
+            block = rows[start : start + _BLOCK]
+            nearest_harm = (vectors[block] @ harmful).max(axis=1)
+            out[block] = np.minimum(1.0, np.maximum(threshold, nearest_harm + margin))
     return out
+
+
+_BLOCK = 512

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
+from support.records import wait_for_record
 
 
 def _frame(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
@@ -76,18 +76,6 @@ def streamed(p: Any, **extra: Any) -> httpx.Response:
     return resp
 
 
-def recorded(p: Any, exchange_id: str, timeout_s: float = 10.0) -> Any:
-    from guard.store.query import fetch_record
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        record = fetch_record(p.resources.store_engine, exchange_id)
-        if record is not None:
-            return record
-        time.sleep(0.05)
-    raise AssertionError(f"exchange {exchange_id} was not recorded within {timeout_s} s")
-
-
 def relaying_proxy(proxy: Any, serve_app: Any, pieces: list[bytes]) -> Any:
     upstream = serve_app(scripted_upstream(pieces))
     return proxy(upstream_url=f"{upstream.url}/v1", record_enabled=True, record_sample_rate=1.0)
@@ -98,7 +86,7 @@ def test_a_stream_with_no_output_rule_reaches_the_client_byte_for_byte(proxy, se
     resp = streamed(p, stream_options={"include_usage": True})
     assert resp.status_code == 200
     assert resp.content == b"".join(TEXT_STREAM)
-    record = recorded(p, resp.headers["x-guard-exchange-id"])
+    record = wait_for_record(p, resp.headers["x-guard-exchange-id"])
     assert record.response == "Hello, world." and record.finish_reason == "stop"
     assert record.upstream_model == "vendor-model-2" and record.stream
 
@@ -107,7 +95,7 @@ def test_a_relayed_tool_call_stream_is_recorded_with_its_assembled_calls(proxy, 
     p = relaying_proxy(proxy, serve_app, TOOL_STREAM)
     resp = streamed(p, tools=[{"type": "function", "function": {"name": "get_weather"}}])
     assert resp.content == b"".join(TOOL_STREAM)
-    record = recorded(p, resp.headers["x-guard-exchange-id"])
+    record = wait_for_record(p, resp.headers["x-guard-exchange-id"])
     assert [(c.name, c.arguments, c.id) for c in record.tool_calls] == [("get_weather", '{"city": "Paris"}', "call_1")]
     assert record.finish_reason == "tool_calls" and "model_refused" not in record.flags
 

@@ -5,13 +5,13 @@ was sent yet), is recorded as an upstream error and counted, never `finish_reaso
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import httpx
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support.records import wait_for_record
 from support.upstream import ERROR_FRAME, INTERNAL_ERROR_TEXT, NOT_SSE, TRUNCATED
 
 
@@ -39,18 +39,6 @@ def upstream_errors(p: Any, kind: str) -> float:
     return 0.0
 
 
-def recorded(p: Any, exchange_id: str, timeout_s: float = 10.0) -> Any:
-    from guard.store.query import fetch_record
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        record = fetch_record(p.resources.store_engine, exchange_id)
-        if record is not None:
-            return record
-        time.sleep(0.05)
-    raise AssertionError(f"exchange {exchange_id} was not recorded within {timeout_s} s")
-
-
 def finish_reasons(data: list[str]) -> list[str]:
     return [
         c["finish_reason"]
@@ -71,7 +59,7 @@ def test_stream_answered_with_a_non_sse_body_is_a_502_recorded_as_an_upstream_er
     assert (error["type"], error["code"]) == ("upstream_error", "upstream_bad_response")
     assert "server-sent events" in error["message"]
     assert "Unavailable" not in resp.text and "chatcmpl" not in resp.text  # the upstream's body is logged only
-    record = recorded(p, resp.headers["x-guard-exchange-id"])
+    record = wait_for_record(p, resp.headers["x-guard-exchange-id"])
     assert (record.error, record.finish_reason, record.response) == ("upstream_bad_response", None, "")
     assert upstream_errors(p, "not_sse") == before + 1
 
@@ -87,7 +75,7 @@ def test_stream_cut_before_done_ends_with_an_error_event_not_a_finish(proxy) -> 
     error = json.loads(data[-1])["error"]
     assert (error["type"], error["code"]) == ("upstream_error", "upstream_stream_incomplete")
     assert "[DONE]" in error["message"]
-    record = recorded(p, resp.headers["x-guard-exchange-id"])
+    record = wait_for_record(p, resp.headers["x-guard-exchange-id"])
     assert (record.error, record.finish_reason) == ("upstream_stream_incomplete", None)
     assert record.response == "one two three"  # what the client was shown before the error
     assert upstream_errors(p, "stream_incomplete") == before + 1
@@ -103,7 +91,7 @@ def test_error_event_mid_stream_reaches_the_client_as_an_error_event_without_the
     error = json.loads(data[-1])["error"]
     assert (error["type"], error["code"]) == ("upstream_error", "upstream_stream_error")
     assert INTERNAL_ERROR_TEXT not in resp.text and "10.0.3.7" not in resp.text
-    record = recorded(p, resp.headers["x-guard-exchange-id"])
+    record = wait_for_record(p, resp.headers["x-guard-exchange-id"])
     assert (record.error, record.finish_reason) == ("upstream_stream_error", None)
     assert upstream_errors(p, "stream_error") == before + 1
 
@@ -115,7 +103,7 @@ def test_error_event_before_any_output_is_a_502(proxy) -> None:
     error = resp.json()["error"]
     assert (error["type"], error["code"]) == ("upstream_error", "upstream_stream_error")
     assert INTERNAL_ERROR_TEXT not in resp.text
-    assert recorded(p, resp.headers["x-guard-exchange-id"]).error == "upstream_stream_error"
+    assert wait_for_record(p, resp.headers["x-guard-exchange-id"]).error == "upstream_stream_error"
 
 
 @pytest.mark.parametrize("model", [TRUNCATED, ERROR_FRAME])

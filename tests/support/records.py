@@ -8,12 +8,12 @@ from typing import Any
 
 def wait_for_record(proxy: Any, exchange_id: str, timeout_s: float = 10.0) -> Any:
     """The stored record of `exchange_id` (an `ExchangeRecord`), polled until it appears."""
-    from guard.store.query import fetch_records
+    from guard.store.query import fetch_record
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        found = [r for r in fetch_records(proxy.resources.store_engine) if r.exchange_id == exchange_id]
-        if found:
-            return found[0]
+        record = fetch_record(proxy.resources.store_engine, exchange_id)
+        if record is not None:
+            return record
         time.sleep(0.05)
     raise AssertionError(f"exchange {exchange_id} was not recorded within {timeout_s}s")
