@@ -10,10 +10,10 @@ has to earn its promotion:
   recall, nor more than `max_source_recall_drop` on any one source, nor add more than `max_fpr_rise` of false
   positives on real users, look-alikes or role-play/documents, against a control: heads fitted the same way,
   with the same seed, on the same rows with the reviews' weight set to ~0.
-The reviews carry a fixed share of the training weight (`review_share`), and each one's nearest replay prompts
-of the other decision are weighted like it (`anchors`). Reviewed texts are dropped from the evaluation rows.
-A poisoned batch (harmful requests marked `false_positive`) fails one condition or both: in the issue 18 demo the
-anchors kept its held-out half flagged (0 % fixed) and attack recall fell 3 points.
+The reviews carry a fixed share of the training weight (`review_share`), as copies spread over the minibatches
+(`_spread`), and the thresholds may not flag more of any calib benign population than the serving version does
+(`hold_flag_rates`). Reviewed texts are dropped from the evaluation rows. A poisoned batch (harmful requests marked
+`false_positive`) fails one condition or both.
 
 Why a control and not the serving heads: two fits of the heads differ by 2-4 points on these rates by the seed and
 the data order alone, more than the 1-point margins, so against the serving heads a harmless batch of three reviews
@@ -33,7 +33,7 @@ import numpy as np
 
 from finetune.triage.model import encoder_state, load_artifact, save_heads_artifact
 from finetune.triage.refit import Embedded, embed, fit_calibrated, served_scores
-from finetune.triage.scoring import quality_targets
+from finetune.triage.scoring import group_flag_rates, quality_targets
 from guard.taxonomy import ATTACKS, HARMFUL, INPUT_LABELS
 from guard.triage.artifact import ARTIFACT_CONFIG
 
@@ -64,10 +64,14 @@ class GateLimits:
     # review, 28 reviews were 0.4 % of a 33,000-row replay and fixed 11 % of the held-out reviewed mistakes.
     review_share: float = 0.04
     min_weight: float = 5.0  # a large batch still counts each review at least this many training rows
-    # Each review's nearest replay prompts of the other decision (harmful ones for a benign review) get a review's
-    # weight, so the boundary moves between them instead of past them: 17 benign security reviews at 4 % cost 1.5
-    # points of harmful recall without anchors and 1.3 with 3 each (rejected); with 10, +1.7 (the demo's gate rows).
-    anchors: int = 10
+    # Anchors: after a first fit, the replay prompts of the other decision that the reviews dragged furthest
+    # (`_anchors`), `anchors` per review, refitted with `anchor_share` of a review's weight between them. Off: on
+    # the issue 18 demo's gate rows they cost harmful recall whatever the batch (5 harmless reviews: -4.8 points
+    # with 10 each; 19 security reviews: -2.2, against -4.4 without), so they are an option, measured, not a default.
+    anchors: int = 0
+    anchor_share: float = 1.0
+    # Thresholds hold the serving version's flag rate on each calib benign population (ordinary traffic first).
+    hold_flag_rates: bool = True
 
 
 @dataclass
@@ -148,24 +152,50 @@ def _flags(row: dict) -> bool:
     return bool(set(row["labels"]) & set(HARMFUL + ATTACKS))
 
 
-def _anchored(rows: list[dict], first: np.ndarray, n_reviews: int, weight: float, k: int) -> list[dict]:
-    """`rows` (the replay, then `n_reviews` reviews) with each review's `k` nearest replay rows of the other
-    decision weighted like a review; only prompts, which teach the label heads."""
-    if k <= 0:
-        return rows
-    replay, reviews = rows[:-n_reviews], rows[-n_reviews:]
+def _anchors(
+    replay: list[dict], first: np.ndarray, control: object, probe: object, reviews: list[Correction], k: int
+) -> set[int]:
+    """The replay prompts the reviews dragged across: heads fitted with the reviews (`probe`) against heads fitted
+    without them (`control`), the `k` per review of the other decision whose harm/attack log-odds moved furthest
+    toward the reviews' decision. Nearest neighbours were the first choice, but this encoder's space is so
+    anisotropic (an unrelated prompt's nearest harmful row sits at cosine 0.85-0.93, a security request's at
+    0.75-0.95) that "nearest" picked arbitrary harmful rows for harmless reviews and cost 6-8 points of recall."""
+    import torch
+
+    cols = [INPUT_LABELS.index(lab) for lab in HARMFUL + ATTACKS]
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(first, dtype=np.float32))
+        moved = (probe(x)[0][:, cols].amax(1) - control(x)[0][:, cols].amax(1)).numpy()  # type: ignore[operator]
     prompt = np.array([r.get("kind") != "response" for r in replay])
     harmful = np.array([_flags(r) for r in replay])
-    sims = first[-n_reviews:] @ first[: len(replay)].T
     picked: set[int] = set()
-    for i, review in enumerate(reviews):
-        other = prompt & (harmful != _flags(review))
-        row_sims = np.where(other, sims[i], -np.inf)
-        picked.update(int(j) for j in np.argsort(-row_sims)[:k] if np.isfinite(row_sims[j]))
-    out = [
-        {**r, "weight": max(weight, float(r.get("weight", 1.0)))} if j in picked else r for j, r in enumerate(replay)
-    ]
-    return out + reviews
+    for teaches_harm in (False, True):
+        n = k * sum(bool(set(c.labels) & set(HARMFUL + ATTACKS)) == teaches_harm for c in reviews)
+        if not n:
+            continue
+        # A benign review drags harmful rows down (moved < 0); an unsafe one drags benign rows up.
+        toward = moved if not teaches_harm else -moved
+        pool = np.where(prompt & (harmful != teaches_harm) & (toward < 0), toward, np.inf)
+        picked.update(int(j) for j in np.argsort(pool)[:n] if np.isfinite(pool[j]))
+    return picked
+
+
+def _spread(rows: list[dict], n_replay: int) -> tuple[list[dict], list[bool], np.ndarray]:
+    """Each row weighted above 1 as that many copies of weight ~1, spread over the epoch's minibatches. The heads
+    normalise each minibatch's loss by its weight: one review at weight 300 made its minibatch all about itself, and
+    so did each of its 10 nearest-neighbour anchors (weighted like it, before); 5 harmless reviews then cost 17
+    points of harmful recall (+0.9 spread, without anchors). Returns the rows, which of them are reviews or added
+    copies (not the replay as it was), and each row's index in `rows`."""
+    out: list[dict] = []
+    extra: list[bool] = []
+    idx: list[int] = []
+    for j, r in enumerate(rows):
+        w = float(r.get("weight", 1.0))
+        n = max(1, round(w))
+        out += [{**r, "weight": w / n}] * n if n > 1 else [r]
+        extra += [j >= n_replay] + [True] * (n - 1)
+        idx += [j] * n
+    return out, extra, np.array(idx)
 
 
 def _row(c: Correction, weight: float) -> dict:
@@ -198,13 +228,31 @@ def adapt(
     test = [r for r in split["test"] if r["text"] not in reviewed]
     scored = {"calib": split["calib"], "test": test, "check": [_row(c, 1.0) for c in check]}
     emb = embed(current_dir, fit_rows, scored, cache_dir=cache_dir, threads=threads)
-    fit_rows = _anchored(fit_rows, emb.first, len(learn), weight, limits.anchors)
-    heads, thresholds = fit_calibrated(fit_rows, split["calib"], emb, train_cfg)
-    # Same rows in the same order, so the same permutation; not 0: a minibatch of only review rows would divide by 0.
-    control_rows = split["train"] + [_row(c, 1e-6) for c in learn]
-    control_heads, control_thresholds = fit_calibrated(control_rows, split["calib"], emb, train_cfg)
-    current = _summary(test, emb, control_heads, control_thresholds)
     current_net, current_cfg = load_artifact(current_dir)
+    # The version that serves now sets the ceiling: no calib benign population may be flagged more than it is.
+    # Without it the thresholds float with the refit, and a promoted version can flag more ordinary prompts within
+    # the gate's 1-point margin (the issue 18 demo: 2.8 % -> 3.3 % of held-out ordinary prompts).
+    ceilings = None
+    if limits.hold_flag_rates:
+        calib_probs, _ = served_scores(current_net.heads, emb.windows["calib"])  # type: ignore[union-attr]
+        ceilings = group_flag_rates(split["calib"], calib_probs, current_cfg["thresholds"])
+
+    def fit(rows: list[dict], control: bool = False) -> tuple[object, dict[str, float]]:
+        spread, extra, idx = _spread(rows, len(split["train"]))
+        if control:  # the reviews and every added copy weighted ~0 (not 0: a minibatch of only those would divide
+            spread = [{**r, "weight": 1e-6} if e else r for r, e in zip(spread, extra, strict=True)]  # by 0)
+        return fit_calibrated(spread, split["calib"], Embedded(emb.first[idx], emb.windows), train_cfg, ceilings)
+
+    # The control: the replay as it was, with the reviews' rows in place (their weights ~0).
+    control_heads, control_thresholds = fit(fit_rows, control=True)
+    heads, thresholds = fit(fit_rows)
+    if limits.anchors:
+        n = len(split["train"])
+        picked = _anchors(split["train"], emb.first[:n], control_heads, heads, learn, limits.anchors)
+        anchor_weight = max(1.0, weight * limits.anchor_share / limits.anchors)
+        fit_rows = [{**r, "weight": anchor_weight} if j in picked else r for j, r in enumerate(fit_rows)]
+        heads, thresholds = fit(fit_rows)
+    current = _summary(test, emb, control_heads, control_thresholds)
     serving = _summary(test, emb, current_net.heads, current_cfg["thresholds"])  # type: ignore[union-attr]
     candidate = _summary(test, emb, heads, thresholds)
     fixed = _fixed_share(check, emb, heads, thresholds)

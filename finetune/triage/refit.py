@@ -109,9 +109,14 @@ def embed(
 
 
 def fit_calibrated(
-    fit_rows: list[dict], calib: list[dict], emb: Embedded, train_cfg: dict
+    fit_rows: list[dict],
+    calib: list[dict],
+    emb: Embedded,
+    train_cfg: dict,
+    ceilings: dict[str, dict[str, float]] | None = None,
 ) -> tuple[Heads, dict[str, float]]:
-    """Heads fitted on `fit_rows`, thresholds from their served scores on `calib` (`emb.windows["calib"]`)."""
+    """Heads fitted on `fit_rows`, thresholds from their served scores on `calib` (`emb.windows["calib"]`), each
+    calib benign population flagged at most at its `ceilings` rate (`scoring.calibrate_uniform`)."""
     head_cfg = HeadConfig(
         hidden=int(train_cfg.get("head_hidden", 256)),
         epochs=int(train_cfg.get("head_epochs", 12)),
@@ -121,7 +126,9 @@ def fit_calibrated(
     data = head_data(fit_rows, emb.first, float(train_cfg.get("synth_weight", 1.0)))
     data.weight = data.weight * weights
     heads = fit_heads(data, head_cfg)
-    thresholds = calibrate_uniform(calib, *served_scores(heads, emb.windows["calib"]), budgets_of(train_cfg))
+    thresholds = calibrate_uniform(
+        calib, *served_scores(heads, emb.windows["calib"]), budgets_of(train_cfg), ceilings=ceilings
+    )
     return heads, thresholds
 
 

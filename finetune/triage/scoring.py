@@ -182,8 +182,35 @@ def _refusal_threshold(rows: list[dict], refusal: np.ndarray) -> float:
     return best_f1_threshold(refusal[resp], truth[resp])
 
 
+GROUP_POPULATIONS = {
+    "harmful": ("benign", "real_user", "look_alike"),
+    "attacks": ("benign", "real_user", "roleplay_doc"),
+}
+
+
+def group_flag_rates(rows: list[dict], probs: np.ndarray, thresholds: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per label group, the share of each calib benign population the group flags at `thresholds`: what a
+    replacement version is held to (`calibrate_uniform`'s `ceilings`)."""
+    from guard.taxonomy import INPUT_LABELS
+
+    pop = population_masks(rows)
+    out: dict[str, dict[str, float]] = {}
+    for name, group in (("harmful", HARMFUL), ("attacks", ATTACKS)):
+        cols = [INPUT_LABELS.index(lab) for lab in group]
+        fired = (probs[:, cols] >= np.array([thresholds[lab] for lab in group])).any(axis=1)
+        # Half a row above the count: `threshold_for_fpr` floors rate x n, and a rate read back may round below it.
+        out[name] = {
+            p: (float(fired[pop[p]].sum()) + 0.5) / pop[p].sum() for p in GROUP_POPULATIONS[name] if pop[p].any()
+        }
+    return out
+
+
 def calibrate_uniform(
-    rows: list[dict], probs: np.ndarray, refusal: np.ndarray, budgets: tuple[float, float, float]
+    rows: list[dict],
+    probs: np.ndarray,
+    refusal: np.ndarray,
+    budgets: tuple[float, float, float],
+    ceilings: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, float]:
     """Thresholds for factorised heads: one per label group, the lowest at which the group's union stays within
     its budget on every calib benign population (harmful: all benign, real users, and look-alikes with their own
@@ -194,6 +221,9 @@ def calibrate_uniform(
     `calibrate_groups` does for independent sigmoids) spent the budget on the labels that least needed it. Measured
     on v16's encoder with factorised heads: look-alikes flagged 0.17 with per-label caps, 0.06 with one threshold,
     at a higher harmful recall (0.51 -> 0.57); chosen after seeing the held-out figures.
+
+    `ceilings` (from `group_flag_rates` of the version being replaced) lower a population's budget to the rate
+    that version flags it at, so a replacement never flags more of any calib benign population than it did.
     """
     from guard.taxonomy import INPUT_LABELS, REFUSAL
 
@@ -207,7 +237,9 @@ def calibrate_uniform(
         HARMFUL: {"benign": harmful, "real_user": harmful, "look_alike": look_alike},
         ATTACKS: {"benign": attacks, "real_user": attacks, "roleplay_doc": attacks},
     }
-    for group, limits in plan.items():
+    for (group, limits), name in zip(plan.items(), ("harmful", "attacks"), strict=True):
+        held = (ceilings or {}).get(name, {})
+        limits = {p: min(b, held.get(p, b)) for p, b in limits.items()}
         union = probs[:, [INPUT_LABELS.index(lab) for lab in group]].max(axis=1)
         t = max((threshold_for_fpr(union, pop[p], b) for p, b in limits.items() if pop[p].any()), default=0.5)
         thresholds.update(dict.fromkeys(group, float(np.ceil(t * 1000) / 1000)))

@@ -6,6 +6,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from finetune.triage.adapt import AdaptError, Correction, GateLimits, _gate, held_out, read_corrections
@@ -118,3 +119,36 @@ def test_adapt_without_reviews_or_with_a_bad_file_fails_with_one_line(tmp_path: 
     result = runner.invoke(app, ["adapt", "--out", str(tmp_path / "c"), "--reviews", str(bad)])
     assert result.exit_code == 2 and "r.jsonl:1: not JSON" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_replacement_is_calibrated_to_flag_no_more_ordinary_prompts_than_the_version_it_replaces() -> None:
+    from finetune.triage.scoring import calibrate_uniform, group_flag_rates
+    from guard.taxonomy import HARMFUL, INPUT_LABELS
+
+    rng = np.random.default_rng(0)
+    users = [{"text": f"u{i}", "labels": [], "source": "chat_eval_prompts"} for i in range(400)]
+    looks = [{"text": f"l{i}", "labels": [], "source": "wildguard_benign"} for i in range(200)]
+    rows, crime, budgets = users + looks, INPUT_LABELS.index(HARMFUL[0]), (0.05, 0.03, 0.08)
+
+    def scores(look_alikes: tuple[float, float]) -> np.ndarray:
+        probs = np.zeros((len(rows), len(INPUT_LABELS)), dtype=np.float32)
+        probs[:400, crime] = rng.uniform(0.0, 0.6, 400)
+        probs[400:, crime] = rng.uniform(*look_alikes, 200)
+        return probs
+
+    # In service: look-alikes score high and bind their 8 % budget, so few ordinary prompts are flagged.
+    serving_probs = scores((0.3, 0.9))
+    serving = calibrate_uniform(rows, serving_probs, np.zeros(len(rows)), budgets)
+    # The replacement learnt that look-alikes are fine: free, its threshold falls to the ordinary prompts' 5 %.
+    probs = scores((0.0, 0.5))
+    free = calibrate_uniform(rows, probs, np.zeros(len(rows)), budgets)
+    held = calibrate_uniform(
+        rows, probs, np.zeros(len(rows)), budgets, ceilings=group_flag_rates(rows, serving_probs, serving)
+    )
+
+    def users_flagged(p: np.ndarray, thresholds: dict[str, float]) -> int:
+        return int((p[:400, crime] >= thresholds[HARMFUL[0]]).sum())
+
+    before = users_flagged(serving_probs, serving)
+    assert users_flagged(probs, free) > before + 5
+    assert users_flagged(probs, held) <= before
