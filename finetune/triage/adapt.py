@@ -28,6 +28,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from finetune.triage.refit import Embedded, embed, fit_calibrated, served_scores
 from finetune.triage.scoring import group_flag_rates, quality_targets
 from guard.taxonomy import ATTACKS, HARMFUL, INPUT_LABELS
 from guard.triage.artifact import ARTIFACT_CONFIG
+
+if TYPE_CHECKING:
+    from finetune.triage.heads import Heads
 
 
 class AdaptError(ValueError):
@@ -237,7 +241,7 @@ def adapt(
         calib_probs, _ = served_scores(current_net.heads, emb.windows["calib"])  # type: ignore[union-attr]
         ceilings = group_flag_rates(split["calib"], calib_probs, current_cfg["thresholds"])
 
-    def fit(rows: list[dict], control: bool = False) -> tuple[object, dict[str, float]]:
+    def fit(rows: list[dict], control: bool = False) -> tuple[Heads, dict[str, float]]:
         spread, extra, idx = _spread(rows, len(split["train"]))
         if control:  # the reviews and every added copy weighted ~0 (not 0: a minibatch of only those would divide
             spread = [{**r, "weight": 1e-6} if e else r for r, e in zip(spread, extra, strict=True)]  # by 0)

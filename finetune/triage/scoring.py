@@ -197,7 +197,7 @@ def group_flag_rates(rows: list[dict], probs: np.ndarray, thresholds: dict[str, 
     out: dict[str, dict[str, float]] = {}
     for name, group in (("harmful", HARMFUL), ("attacks", ATTACKS)):
         cols = [INPUT_LABELS.index(lab) for lab in group]
-        fired = (probs[:, cols] >= np.array([thresholds[lab] for lab in group])).any(axis=1)
+        fired = np.asarray((probs[:, cols] >= np.array([thresholds[lab] for lab in group])).any(axis=1))
         # Half a row above the count: `threshold_for_fpr` floors rate x n, and a rate read back may round below it.
         out[name] = {
             p: (float(fired[pop[p]].sum()) + 0.5) / pop[p].sum() for p in GROUP_POPULATIONS[name] if pop[p].any()
