@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic_core
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from guard import moderation, wire
 from guard.domain import Message, ModelReply, StreamEvent
 from guard.errors import GuardError, NotImplementedYet
+from guard.hangup import EventStream, HangUp
 from guard.pipeline import Exchange, Streamed
 from guard.routes import (
     JSON,
@@ -89,17 +89,18 @@ async def completions(request: Request) -> Response:
             res.rails, principal, request.headers.get(res.settings.profile_header), res.settings.profile_header
         ),
     )
-    try:
-        reply = await unless_hung_up(request, res.pipeline.handle(ex, model))
-    except GuardError as exc:
-        count("completions", outcome_of(exc))
-        raise
-    headers = exchange_headers(ex)
     created = int(ex.started_at)
-    if isinstance(reply, Streamed):
-        own = {"id": ex.id, "object": "text_completion", "created": created, "model": ex.model}
-        body = sse_body(ex, reply, t0, model.name, route="completions", frame=wire.text_chunk_frame, own=own)
-        return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+    with HangUp(request.receive) as hangup:  # a stream's response watches on until its last byte
+        try:
+            reply = await hangup.wait(res.pipeline.handle(ex, model))
+        except GuardError as exc:
+            count("completions", outcome_of(exc))
+            raise
+        if isinstance(reply, Streamed):
+            own = {"id": ex.id, "object": "text_completion", "created": created, "model": ex.model}
+            body = sse_body(ex, reply, t0, model.name, route="completions", frame=wire.text_chunk_frame, own=own)
+            return EventStream(body, exchange_headers(ex), hangup.handover())
+    headers = exchange_headers(ex)
     count("completions", "blocked" if ex.finish_reason == "content_filter" else "ok")
     out = wire.text_completion_body(reply.answers, reply.reply, exchange_id=ex.id, model=ex.model, created=created)
     return Response(out, media_type=JSON, headers=headers)

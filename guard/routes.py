@@ -3,21 +3,19 @@ bytes) rather than through FastAPI's dependency machinery: it is the per-request
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 from prometheus_client import Counter
 from pydantic import ValidationError
-from starlette.types import Receive
 
 from guard import metrics, wire
 from guard.domain import Delta, Verbatim
 from guard.errors import BodyTooLarge, ClientDisconnected, GuardError, InvalidRequest, NotReady, public_message
+from guard.hangup import EventStream, HangUp
 from guard.pipeline import Exchange, Streamed
 from guard.resources import Resources
 from guard.tenancy import requested_profile
@@ -53,29 +51,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def unless_hung_up(request: Request, work: Awaitable[_T]) -> _T:
-    """`work` (the pipeline up to the first response byte), cancelled as soon as the client disconnects: the
-    upstream call stops instead of generating (and billing) an answer nobody reads. Raises
-    `ClientDisconnected` then; the pipeline has recorded the exchange as `client_disconnected`. Once a stream's
-    headers are out, the streaming response watches the connection itself."""
-    task = asyncio.current_task()
-    assert task is not None
-    watcher = asyncio.create_task(_cancel_on_disconnect(request.receive, task))
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if not watcher.done() or watcher.cancelled():
-            raise  # cancelled from elsewhere (shutdown)
-        task.uncancel()
-        raise ClientDisconnected("the client disconnected before its answer was ready") from None
-    finally:
-        watcher.cancel()
-
-
-async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[object]) -> None:
-    # The body has been read: the next message the server has for this request is its disconnect.
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    task.cancel()
+    """`work`, cancelled as soon as the client disconnects (`ClientDisconnected` then; `guard.hangup`)."""
+    with HangUp(request.receive) as hangup:
+        return await hangup.wait(work)
 
 
 def new_exchange_id(prefix: str = "chatcmpl-") -> str:
@@ -150,14 +128,15 @@ async def chat_completions(request: Request) -> Response:
         requested_profile=profile,
         model_version=model.version,
     )
-    try:
-        reply = await unless_hung_up(request, res.pipeline.handle(ex, model))
-    except GuardError as exc:
-        _requests(outcome_of(exc)).inc()
-        raise
+    with HangUp(request.receive) as hangup:  # a stream's response watches on until its last byte
+        try:
+            reply = await hangup.wait(res.pipeline.handle(ex, model))
+        except GuardError as exc:
+            _requests(outcome_of(exc)).inc()
+            raise
+        if isinstance(reply, Streamed):
+            return EventStream(sse_body(ex, reply, t0, model.name), exchange_headers(ex), hangup.handover())
     headers = exchange_headers(ex)
-    if isinstance(reply, Streamed):
-        return StreamingResponse(sse_body(ex, reply, t0, model.name), media_type="text/event-stream", headers=headers)
     out = wire.completion_body(
         reply.answers, reply.reply, exchange_id=ex.id, model=req.model, created=int(ex.started_at), usage=ex.usage
     )
