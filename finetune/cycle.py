@@ -173,6 +173,8 @@ def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
         opts.datasets_dir, run_dir / "pairs" / "eval.jsonl", limit=opts.suite_limit, extra=opts.extra_suites
     )
     view = deployed_view(opts.eval, opts.rails_dir, opts.triage_dir)  # measured where it will serve
+    if opts.gates.max_bare_harmful_refusal_drop_points is not None:  # that gate reads the models alone
+        opts.eval.model_alone = True
     report = compare(current.path, trained.merged_dir, suites, refusals, opts.eval, view)
     verdict = decide(report, opts.gates)
     write_report(report, verdict, run_dir / "report")

@@ -113,6 +113,10 @@ class EvalOptions:
     context: Literal["deployed", "bare"] = "deployed"
     profile: str | None = None  # rails profile of the deployed view (default: the rails dir's default)
     triage: bool = True  # the deployed view includes the classifier (off when the proxy serves without it)
+    # Also answer every suite prompt with no rails in front (the `bare_*` rates): a diagnostic, and what the
+    # optional `max_bare_harmful_refusal_drop_points` gate reads (the cycle turns it on for that gate). Off, the
+    # prompts the rails refuse or rewrite are not generated twice: about a third of the eval's generation.
+    model_alone: bool = False
 
 
 IsRefusal = Callable[[Sequence[str]], list[bool]]
@@ -133,9 +137,11 @@ def model_metrics(
     frames = frames or bare(prompts)
     # Each distinct conversation is answered once: the bare prompt always, the rewritten one where the rails
     # rewrote it; a prompt the rails refuse is not sent to the model as deployed.
+    alone_too = opts.model_alone or all(f.context == "plain" for f in frames)  # no rails: alone is as deployed
     convs: dict[str, list[dict[str, str]]] = {}
     for text, f in zip(prompts, frames, strict=True):
-        convs.setdefault(_key(_user(text)), _user(text))
+        if alone_too:
+            convs.setdefault(_key(_user(text)), _user(text))
         if f.blocked_by is None:
             convs.setdefault(_key(f.messages), f.messages)
     keys = list(convs)
@@ -153,14 +159,11 @@ def model_metrics(
     )
     refused = dict(zip(keys, refusals([answers[k] for k in keys]), strict=True))
     deployed = [f.blocked_by is not None or refused[_key(f.messages)] for f in frames]
-    alone = [refused[_key(_user(t))] for t in prompts]
+    alone = [refused[_key(_user(t))] for t in prompts] if alone_too else None
     nb = len(suites.benign)
-    outcomes = {
-        "benign": deployed[:nb],
-        "harmful": deployed[nb:],
-        "bare_benign": alone[:nb],
-        "bare_harmful": alone[nb:],
-    }
+    outcomes = {"benign": deployed[:nb], "harmful": deployed[nb:]}
+    if alone is not None:
+        outcomes |= {"bare_benign": alone[:nb], "bare_harmful": alone[nb:]}
     m: dict[str, Any] = {f"{k}_refusal_rate": _rate(v) for k, v in outcomes.items()}
     for kind in dict.fromkeys(suites.benign_kinds):
         m[f"{kind}_refusal_rate"] = _rate([d for d, k in zip(deployed, suites.benign_kinds, strict=False) if k == kind])
@@ -173,10 +176,9 @@ def model_metrics(
                 "blocked_by": f.blocked_by,
                 "answer": f.refusal if f.blocked_by else answers[_key(f.messages)],
                 "refused": d,
-                "bare_answer": answers[_key(_user(t))],
-                "bare_refused": b,
+                **({"bare_answer": answers[_key(_user(t))], "bare_refused": alone[i]} if alone is not None else {}),
             }
-            for t, f, d, b in zip(prompts, frames, deployed, alone, strict=True)
+            for i, (t, f, d) in enumerate(zip(prompts, frames, deployed, strict=True))
         ],
     }
     if suites.held_out:

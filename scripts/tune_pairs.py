@@ -147,6 +147,7 @@ def main() -> None:
                     "bare_benign_refusal_rate",
                     "bare_harmful_refusal_rate",
                 )
+                if m in rep[k]  # the models alone only with EvalOptions.model_alone
             }
             for k in ("current", "candidate")
         },
