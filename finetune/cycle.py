@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -173,9 +173,9 @@ def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
         opts.datasets_dir, run_dir / "pairs" / "eval.jsonl", limit=opts.suite_limit, extra=opts.extra_suites
     )
     view = deployed_view(opts.eval, opts.rails_dir, opts.triage_dir)  # measured where it will serve
-    if opts.gates.max_bare_harmful_refusal_drop_points is not None:  # that gate reads the models alone
-        opts.eval.model_alone = True
-    report = compare(current.path, trained.merged_dir, suites, refusals, opts.eval, view)
+    # The models alone are answered only for the gate that reads them.
+    alone = opts.eval.model_alone or opts.gates.max_bare_harmful_refusal_drop_points is not None
+    report = compare(current.path, trained.merged_dir, suites, refusals, replace(opts.eval, model_alone=alone), view)
     verdict = decide(report, opts.gates)
     write_report(report, verdict, run_dir / "report")
     t["eval_s"] = time.perf_counter() - t0

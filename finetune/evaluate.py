@@ -135,8 +135,8 @@ def model_metrics(
 ) -> dict[str, Any]:
     prompts = suites.benign + suites.harmful
     frames = frames or bare(prompts)
-    # Each distinct conversation is answered once: the bare prompt always, the rewritten one where the rails
-    # rewrote it; a prompt the rails refuse is not sent to the model as deployed.
+    # Each distinct conversation is answered once: the one the model sees as deployed (a prompt the rails refuse is
+    # not sent), and the bare prompt too when the models alone are measured.
     alone_too = opts.model_alone or all(f.context == "plain" for f in frames)  # no rails: alone is as deployed
     convs: dict[str, list[dict[str, str]]] = {}
     for text, f in zip(prompts, frames, strict=True):

@@ -7,11 +7,13 @@ parse with, so the document cannot drift from what is accepted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
+from starlette.routing import BaseRoute
 
 from guard import wire
 from guard.admin.feedback import FeedbackRequest
@@ -24,10 +26,13 @@ _BODIES: dict[tuple[str, str], type[BaseModel]] = {
 }
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, documented: Sequence[BaseRoute] = ()) -> None:
+    """`documented`: routes served outside FastAPI (plain Starlette routes, which it does not list), described as
+    FastAPI routes of the same path, endpoint and methods."""
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            doc = get_openapi(title=app.title, version=app.version, routes=[*documented, *app.routes])
             schemas = doc.setdefault("components", {}).setdefault("schemas", {})
             for (path, method), model in _BODIES.items():
                 operation = doc.get("paths", {}).get(path, {}).get(method)

@@ -68,12 +68,9 @@ class GateLimits:
     # review, 28 reviews were 0.4 % of a 33,000-row replay and fixed 11 % of the held-out reviewed mistakes.
     review_share: float = 0.04
     min_weight: float = 5.0  # a large batch still counts each review at least this many training rows
-    # Anchors: after a first fit, the replay prompts of the other decision that the reviews dragged furthest
-    # (`_anchors`), `anchors` per review, refitted with `anchor_share` of a review's weight between them. Off: on
-    # the issue 18 demo's gate rows they cost harmful recall whatever the batch (5 harmless reviews: -4.8 points
-    # with 10 each; 19 security reviews: -2.2, against -4.4 without), so they are an option, measured, not a default.
-    anchors: int = 0
-    anchor_share: float = 1.0
+    # No anchors (the replay rows nearest a review, or those it dragged furthest, weighted up to hold the boundary):
+    # on the issue 18 demo's gate rows they cost harmful recall whatever the batch (5 harmless reviews: -4.8 points
+    # with 10 each), so they were removed.
     # Thresholds hold the serving version's flag rate on each calib benign population (ordinary traffic first).
     hold_flag_rates: bool = True
 
@@ -152,44 +149,12 @@ def review_weight(n_reviews: int, replay_weight: float, limits: GateLimits) -> f
     return max(limits.min_weight, share / (1 - share) * replay_weight / max(1, n_reviews))
 
 
-def _flags(row: dict) -> bool:
-    return bool(set(row["labels"]) & set(HARMFUL + ATTACKS))
-
-
-def _anchors(
-    replay: list[dict], first: np.ndarray, control: object, probe: object, reviews: list[Correction], k: int
-) -> set[int]:
-    """The replay prompts the reviews dragged across: heads fitted with the reviews (`probe`) against heads fitted
-    without them (`control`), the `k` per review of the other decision whose harm/attack log-odds moved furthest
-    toward the reviews' decision. Nearest neighbours were the first choice, but this encoder's space is so
-    anisotropic (an unrelated prompt's nearest harmful row sits at cosine 0.85-0.93, a security request's at
-    0.75-0.95) that "nearest" picked arbitrary harmful rows for harmless reviews and cost 6-8 points of recall."""
-    import torch
-
-    cols = [INPUT_LABELS.index(lab) for lab in HARMFUL + ATTACKS]
-    with torch.no_grad():
-        x = torch.from_numpy(np.ascontiguousarray(first, dtype=np.float32))
-        moved = (probe(x)[0][:, cols].amax(1) - control(x)[0][:, cols].amax(1)).numpy()  # type: ignore[operator]
-    prompt = np.array([r.get("kind") != "response" for r in replay])
-    harmful = np.array([_flags(r) for r in replay])
-    picked: set[int] = set()
-    for teaches_harm in (False, True):
-        n = k * sum(bool(set(c.labels) & set(HARMFUL + ATTACKS)) == teaches_harm for c in reviews)
-        if not n:
-            continue
-        # A benign review drags harmful rows down (moved < 0); an unsafe one drags benign rows up.
-        toward = moved if not teaches_harm else -moved
-        pool = np.where(prompt & (harmful != teaches_harm) & (toward < 0), toward, np.inf)
-        picked.update(int(j) for j in np.argsort(pool)[:n] if np.isfinite(pool[j]))
-    return picked
-
-
 def _spread(rows: list[dict], n_replay: int) -> tuple[list[dict], list[bool], np.ndarray]:
     """Each row weighted above 1 as that many copies of weight ~1, spread over the epoch's minibatches. The heads
-    normalise each minibatch's loss by its weight: one review at weight 300 made its minibatch all about itself, and
-    so did each of its 10 nearest-neighbour anchors (weighted like it, before); 5 harmless reviews then cost 17
-    points of harmful recall (+0.9 spread, without anchors). Returns the rows, which of them are reviews or added
-    copies (not the replay as it was), and each row's index in `rows`."""
+    normalise each minibatch's loss by its weight: one review at weight 300 made its minibatch all about itself
+    (with the nearest-neighbour anchors then weighted like it, 5 harmless reviews cost 17 points of harmful recall;
+    spread, without anchors, +0.9). Returns the rows, which of them are reviews or added copies (not the replay as it
+    was), and each row's index in `rows`."""
     out: list[dict] = []
     extra: list[bool] = []
     idx: list[int] = []
@@ -250,12 +215,6 @@ def adapt(
     # The control: the replay as it was, with the reviews' rows in place (their weights ~0).
     control_heads, control_thresholds = fit(fit_rows, control=True)
     heads, thresholds = fit(fit_rows)
-    if limits.anchors:
-        n = len(split["train"])
-        picked = _anchors(split["train"], emb.first[:n], control_heads, heads, learn, limits.anchors)
-        anchor_weight = max(1.0, weight * limits.anchor_share / limits.anchors)
-        fit_rows = [{**r, "weight": anchor_weight} if j in picked else r for j, r in enumerate(fit_rows)]
-        heads, thresholds = fit(fit_rows)
     current = _summary(test, emb, control_heads, control_thresholds)
     serving = _summary(test, emb, current_net.heads, current_cfg["thresholds"])  # type: ignore[union-attr]
     candidate = _summary(test, emb, heads, thresholds)

@@ -182,9 +182,10 @@ def _refusal_threshold(rows: list[dict], refusal: np.ndarray) -> float:
     return best_f1_threshold(refusal[resp], truth[resp])
 
 
-GROUP_POPULATIONS = {
-    "harmful": ("benign", "real_user", "look_alike"),
-    "attacks": ("benign", "real_user", "roleplay_doc"),
+# Each label group is calibrated as one union score, held within its budget on each of these benign populations.
+GROUPS = {
+    "harmful": (HARMFUL, ("benign", "real_user", "look_alike")),
+    "attacks": (ATTACKS, ("benign", "real_user", "roleplay_doc")),
 }
 
 
@@ -195,13 +196,11 @@ def group_flag_rates(rows: list[dict], probs: np.ndarray, thresholds: dict[str, 
 
     pop = population_masks(rows)
     out: dict[str, dict[str, float]] = {}
-    for name, group in (("harmful", HARMFUL), ("attacks", ATTACKS)):
+    for name, (group, populations) in GROUPS.items():
         cols = [INPUT_LABELS.index(lab) for lab in group]
         fired = np.asarray((probs[:, cols] >= np.array([thresholds[lab] for lab in group])).any(axis=1))
         # Half a row above the count: `threshold_for_fpr` floors rate x n, and a rate read back may round below it.
-        out[name] = {
-            p: (float(fired[pop[p]].sum()) + 0.5) / pop[p].sum() for p in GROUP_POPULATIONS[name] if pop[p].any()
-        }
+        out[name] = {p: (float(fired[pop[p]].sum()) + 0.5) / pop[p].sum() for p in populations if pop[p].any()}
     return out
 
 
@@ -233,13 +232,11 @@ def calibrate_uniform(
     y = np.array([[1.0 if lab in r["labels"] else 0.0 for lab in ADVICE] for r in rows], dtype=np.float32)
     thresholds = calibrate(probs[:, cols], y, list(ADVICE), benign=pop["benign"])  # each at a 1 % cap
     thresholds[REFUSAL] = _refusal_threshold(rows, refusal)
-    plan = {
-        HARMFUL: {"benign": harmful, "real_user": harmful, "look_alike": look_alike},
-        ATTACKS: {"benign": attacks, "real_user": attacks, "roleplay_doc": attacks},
-    }
-    for (group, limits), name in zip(plan.items(), ("harmful", "attacks"), strict=True):
+    budget = {"harmful": harmful, "attacks": attacks}
+    for name, (group, populations) in GROUPS.items():
         held = (ceilings or {}).get(name, {})
-        limits = {p: min(b, held.get(p, b)) for p, b in limits.items()}
+        own = {p: look_alike if p == "look_alike" else budget[name] for p in populations}
+        limits = {p: min(b, held.get(p, b)) for p, b in own.items()}
         union = probs[:, [INPUT_LABELS.index(lab) for lab in group]].max(axis=1)
         t = max((threshold_for_fpr(union, pop[p], b) for p, b in limits.items() if pop[p].any()), default=0.5)
         thresholds.update(dict.fromkeys(group, float(np.ceil(t * 1000) / 1000)))

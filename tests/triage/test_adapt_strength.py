@@ -66,6 +66,6 @@ def test_the_adapted_heads_pass_held_out_rewordings_of_reviewed_requests_that_th
         report = adapt(ARTIFACT_DIR, reviews, split, tmp_path / name, limits=limits, cache_dir=tmp_path, threads=1)
         return report.fixed_share
 
-    unweighted = fixed(GateLimits(review_share=0.0, min_weight=1e-6, anchors=0), "control")
+    unweighted = fixed(GateLimits(review_share=0.0, min_weight=1e-6), "control")
     adapted = fixed(GateLimits(), "adapted")
     assert unweighted < 0.6 and adapted >= 0.9
