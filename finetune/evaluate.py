@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from finetune.answers import AnswerStore
 from finetune.deployed import DeployedView, Framed, bare
 from finetune.generate import LocalLM
 from finetune.suitebuild import SUITE_SPEC, build, manifest
@@ -117,6 +118,9 @@ class EvalOptions:
     # optional `max_bare_harmful_refusal_drop_points` gate reads (the cycle turns it on for that gate). Off, the
     # prompts the rails refuse or rewrite are not generated twice: about a third of the eval's generation.
     model_alone: bool = False
+    # Reuse a model's stored answers to conversations it has answered before with these settings
+    # (`finetune/answers.py`): the current model's, every cycle after its first.
+    reuse_answers: bool = True
 
 
 IsRefusal = Callable[[Sequence[str]], list[bool]]
@@ -145,18 +149,8 @@ def model_metrics(
         if f.blocked_by is None:
             convs.setdefault(_key(f.messages), f.messages)
     keys = list(convs)
-    answers = dict(
-        zip(
-            keys,
-            lm.generate(
-                [convs[k] for k in keys],
-                max_new_tokens=opts.max_new_tokens,
-                batch_size=opts.batch_size,
-                first_sentence=opts.first_sentence,
-            ),
-            strict=True,
-        )
-    )
+    counts: dict[str, int] = {}
+    answers = dict(zip(keys, _answers(lm, [convs[k] for k in keys], opts, counts), strict=True))
     refused = dict(zip(keys, refusals([answers[k] for k in keys]), strict=True))
     deployed = [f.blocked_by is not None or refused[_key(f.messages)] for f in frames]
     alone = [refused[_key(_user(t))] for t in prompts] if alone_too else None
@@ -168,6 +162,7 @@ def model_metrics(
     for kind in dict.fromkeys(suites.benign_kinds):
         m[f"{kind}_refusal_rate"] = _rate([d for d, k in zip(deployed, suites.benign_kinds, strict=False) if k == kind])
     m |= {
+        "answers": counts,  # how many were generated now and how many reused from this model's store
         "outcomes": outcomes,  # per prompt, in suite order: the gate's paired tests read these
         "samples": [
             {
@@ -189,6 +184,23 @@ def model_metrics(
         m["pref_accuracy"] = sum(x > 0 for x in margins) / len(margins)
         m["pref_margin"] = sum(margins) / len(margins)
     return m
+
+
+def _answers(lm: LocalLM, convs: list[list[dict[str, str]]], opts: EvalOptions, counts: dict[str, int]) -> list[str]:
+    def generate(todo: Sequence[list[dict[str, str]]]) -> list[str]:
+        return lm.generate(
+            todo, max_new_tokens=opts.max_new_tokens, batch_size=opts.batch_size, first_sentence=opts.first_sentence
+        )
+
+    if not opts.reuse_answers:
+        counts.update(generated=len(convs), reused=0)
+        return generate(convs)
+    # Batch size and threads are in the fingerprint too: they decide the batches and the arithmetic's order.
+    settings = {k: getattr(opts, k) for k in ("max_new_tokens", "first_sentence", "batch_size", "threads")}
+    store = AnswerStore(lm.path, settings)
+    out = store.answer(convs, generate)
+    counts.update(store.counts())
+    return out
 
 
 def _rate(flags: Sequence[bool]) -> float:

@@ -27,6 +27,11 @@ def _fmt(v: Any, pct: bool) -> str:
     return f"{100 * v:.1f}%" if pct else f"{v:.3f}"
 
 
+def _counts(m: dict[str, Any]) -> str:
+    c = m.get("answers") or {}
+    return f"{c.get('generated', '?')} / {c.get('reused', '?')}"
+
+
 def write_report(report: dict[str, Any], verdict: Verdict, out_dir: Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -59,6 +64,9 @@ def write_report(report: dict[str, Any], verdict: Verdict, out_dir: Path) -> dic
     lines += [f"| KL(current‖candidate), general | | {d['kl_current_candidate']:.4f} |", "", "## Gates", ""]
     lines += [f"- {c['outcome'].upper()} `{c['gate']}`: {c['detail']}" for c in verdict.checks]
     lines += ["", f"Suite sizes: {report.get('suite_sizes', {})}; suites hash {report.get('suites', {}).get('hash')}"]
+    lines += [
+        f"Answers generated now / reused from the model's own store: current {_counts(cur)}, candidate {_counts(cand)}"
+    ]
     lines += ["", "![before/after](before_after.png)", ""]
     (out_dir / "report.md").write_text("\n".join(lines))
     png = out_dir / "before_after.png"
