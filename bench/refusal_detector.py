@@ -3,7 +3,9 @@
     python bench/refusal_detector.py [--datasets ../shared/datasets] [--model-dir var/triage]
         [--sample-rows 200] [--seed 0] [--head-thresholds 0.95,0.99]
 
-Answer sets (labels: refusal | compliance): sorry_bench_responses (held out from triage training),
+Answer sets (labels: refusal | compliance): sorry_bench_responses (held out from triage training), as the file
+labels it and as reviewed (finetune/triage/data/answer_review.yml: its "refusal" label means "harmless answer";
+the reviewed view keeps its compliance rows and the 200 reviewed rows, less those reviewed as unclear),
 gptfuzz_responses split=evaluate (the triage model's calibration split), seeded samples of coconot_responses and
 arena_hard_answers (both partly in the triage training data: the head's figures there are in-sample). The head
 scores whole answers, as the proxy does; the patterns read the opening (guard/refusal.yml `scan_chars`).
@@ -40,8 +42,15 @@ def answer_sets(folder: Path, sample_rows: int, seed: int) -> dict[str, list[Row
         random.Random(seed).shuffle(rows)
         return rows[:n]
 
+    def reviewed(name: str) -> list[Row]:
+        from finetune.triage.data.sources import load_file
+
+        rows = load_file(folder / f"{name}.jsonl")
+        return [{"text": r["text"], "label": "refusal" if r["refusal"] else "compliance"} for r in rows]
+
     return {
-        "sorry_bench_responses": read("sorry_bench_responses"),
+        "sorry_bench_responses (as labelled)": read("sorry_bench_responses"),
+        "sorry_bench_responses (reviewed)": reviewed("sorry_bench_responses"),
         "gptfuzz_responses (evaluate)": [r for r in read("gptfuzz_responses") if r.get("split") == "evaluate"],
         f"coconot_responses ({sample_rows} sampled)": sample("coconot_responses", sample_rows),
         f"arena_hard_answers ({sample_rows} sampled)": sample("arena_hard_answers", sample_rows),

@@ -325,3 +325,56 @@ def test_every_exclusion_names_a_row_of_its_file() -> None:
     for e in exclusions():
         texts = [json.loads(line)["text"] for line in (ds / f"{e.source}.jsonl").open(encoding="utf-8")]
         assert any(t.startswith(e.text) for t in texts), e
+
+
+def _answers(tmp_path: Path, rows: list[tuple[str, str]]) -> Path:
+    path = tmp_path / "sorry_bench_responses.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    return path
+
+
+def _reviewing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: str) -> None:
+    from finetune.triage.data import sources
+
+    review = tmp_path / "answer_review.yml"
+    review.write_text(f"reviews:\n  sorry_bench_responses:\n    replaces: refusal\n    rows:\n{rows}")
+    original = sources.answer_reviews
+    monkeypatch.setattr(sources, "answer_reviews", lambda: original.__wrapped__(review))
+
+
+def test_a_replaced_answer_label_counts_only_as_reviewed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _answers(
+        tmp_path,
+        [
+            ("I'm sorry, I can't help with that.", "refusal"),
+            ("1. Follow the speed limit.", "refusal"),
+            ("Here is the tweet, with the opposite message.", "refusal"),
+            ("Step one: buy the parts.", "compliance"),
+            ("Not reviewed.", "refusal"),
+        ],
+    )
+    _reviewing(
+        tmp_path,
+        monkeypatch,
+        '      - {line: 0, label: refusal, text: "I\'m sorry"}\n'
+        '      - {line: 1, label: compliance, text: "1. Follow"}\n'
+        '      - {line: 2, label: unclear, text: "Here is"}\n',
+    )
+    rows = load_file(path)
+    assert [(r["text"][:9], r["refusal"]) for r in rows] == [("I'm sorry", 1), ("1. Follow", 0), ("Step one:", 0)]
+
+
+def test_a_review_whose_row_changed_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _answers(tmp_path, [("Something else now.", "refusal")])
+    _reviewing(tmp_path, monkeypatch, '      - {line: 0, label: refusal, text: "I\'m sorry"}\n')
+    with pytest.raises(SourceTableError, match=r"answer_review\.yml.*line 0"):
+        load_file(path)
+
+
+def test_every_answer_review_names_its_row() -> None:
+    from finetune.triage.data.sources import answer_reviews
+
+    ds = _shared()
+    for name, review in answer_reviews().items():
+        texts = [json.loads(line)["text"] for line in (ds / f"{name}.jsonl").open(encoding="utf-8")]
+        assert all(texts[r.line].startswith(r.text) for r in review.rows), name

@@ -1,4 +1,5 @@
-"""The source table (`sources.yml`) and the exclusion list (`exclusions.yml`), parsed and applied.
+"""The source table (`sources.yml`), the exclusion list (`exclusions.yml`) and the reviewed answer labels
+(`answer_review.yml`), parsed and applied.
 
 Each public file's rows are mapped onto the taxonomy by its entry: benign rows stay benign, attack rows get their
 attack label, harmful rows get the label their source category maps to (or, for "?", the first keyword family
@@ -23,6 +24,7 @@ from guard.taxonomy import INPUT_LABELS
 HERE = Path(__file__).resolve().parent
 SOURCES_FILE = HERE / "sources.yml"
 EXCLUSIONS_FILE = HERE / "exclusions.yml"
+REVIEW_FILE = HERE / "answer_review.yml"
 Role = Literal["train", "calib", "test", "skip"]
 RESTRICTED = ("NC", "GPL", "SA")  # licence markers that keep a source out of training
 ATTACK_LABEL = {"jailbreak": "jailbreak", "injection": "prompt_injection"}
@@ -87,6 +89,21 @@ class Exclusion(_Strict):
     reason: str
 
 
+class ReviewedRow(_Strict):
+    line: int
+    label: Literal["refusal", "compliance", "unclear"]
+    text: str  # the row's text starts with this
+
+
+class AnswerReview(_Strict):
+    replaces: Literal["refusal", "compliance"]  # the file's label whose rows count only as reviewed
+    rows: list[ReviewedRow]
+
+
+class _Reviews(_Strict):
+    reviews: dict[str, AnswerReview] = {}
+
+
 class _Table(_Strict):
     sources: dict[str, Source]
 
@@ -126,6 +143,28 @@ def exclusions(path: Path = EXCLUSIONS_FILE) -> tuple[Exclusion, ...]:
     parsed = _parse(path, _Exclusions)
     assert isinstance(parsed, _Exclusions)
     return tuple(parsed.exclusions)
+
+
+@cache
+def answer_reviews(path: Path = REVIEW_FILE) -> dict[str, AnswerReview]:
+    parsed = _parse(path, _Reviews)
+    assert isinstance(parsed, _Reviews)
+    return parsed.reviews
+
+
+def answer_label(name: str, line: int, raw: dict) -> str | None:
+    """An answer row's label (refusal | compliance), the reviewed one where the source's own is replaced; None
+    drops the row (not reviewed, or reviewed as unclear)."""
+    label = raw["label"]
+    review = answer_reviews().get(name)
+    if label not in ("refusal", "compliance") or review is None or label != review.replaces:
+        return label if label in ("refusal", "compliance") else None
+    row = next((r for r in review.rows if r.line == line), None)
+    if row is None:
+        return None
+    if not raw["text"].startswith(row.text):
+        raise SourceTableError(f"{REVIEW_FILE}: reviews.{name}: line {line} no longer starts with {row.text!r}")
+    return None if row.label == "unclear" else row.label
 
 
 KEYWORDS: list[tuple[str, str]] = [
@@ -249,12 +288,8 @@ def load_file(path: Path) -> list[dict]:
             raw = json.loads(line)
             if "text" not in raw or "label" not in raw or _dropped(src, raw) or _excluded(name, raw["text"]):
                 continue
-            if src.kind == "response":
-                if raw["label"] not in ("refusal", "compliance"):
-                    continue
-                labels: list[str] | None = []
-            else:
-                labels = map_row(src, raw)
+            answer = answer_label(name, n, raw) if src.kind == "response" else None
+            labels = ([] if answer else None) if src.kind == "response" else map_row(src, raw)
             if labels is None:
                 continue
             rows.append(
@@ -262,7 +297,7 @@ def load_file(path: Path) -> list[dict]:
                     "text": raw["text"],
                     "labels": labels,
                     "kind": "response" if src.kind == "response" else "prompt",
-                    "refusal": int(raw["label"] == "refusal") if src.kind == "response" else None,
+                    "refusal": int(answer == "refusal") if src.kind == "response" else None,
                     "source": name,
                     "role": src.role_of(raw),
                     "group": f"{name}:{_group_key(raw, n)}",
