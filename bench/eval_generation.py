@@ -3,6 +3,7 @@
 interleaved in rounds.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python bench/eval_generation.py [--per-kind 8] [--rounds 2]
+        [--configs old,new] [--threads 1]
 
 Prompts: the first N of each built gate suite (benign_scary, benign_ordinary, harmful); the local SmolLM2 model
 (`guard models prepare`). Prints seconds per round and the median ratio new / old.
@@ -28,6 +29,8 @@ from guard.settings import load_settings  # noqa: E402
 SETTINGS = {
     "old": {"max_new_tokens": 48, "batch_size": 8},
     "new": {"max_new_tokens": 40, "batch_size": 16, "first_sentence": True},
+    "new-b32": {"max_new_tokens": 40, "batch_size": 32, "first_sentence": True},
+    "new-b8": {"max_new_tokens": 40, "batch_size": 8, "first_sentence": True},
 }
 
 
@@ -35,22 +38,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--per-kind", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--configs", default="old,new", help=f"compared, the first is the baseline: {', '.join(SETTINGS)}")
+    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     settings = load_settings()
     suites, _ = build(settings.datasets_dir)
     rows = [r for k in ("benign_scary", "benign_ordinary", "harmful") for r in suites[k][: a.per_kind]]
     random.Random(0).shuffle(rows)
     convs = [[{"role": "user", "content": r["prompt"]}] for r in rows]
-    lm = LocalLM(prepare_default_model(settings).path, threads=1)
+    lm = LocalLM(prepare_default_model(settings).path, threads=a.threads)
+    names = a.configs.split(",")
     times: dict[str, list[float]] = {}
     for rnd in range(a.rounds):
-        for name, kw in SETTINGS.items():
+        for name in names:
+            kw = SETTINGS[name]
             t0 = time.perf_counter()
             lm.generate(convs, **kw)  # type: ignore[arg-type]
             times.setdefault(name, []).append(time.perf_counter() - t0)
             print(f"round {rnd} {name}: {times[name][-1]:.1f} s", flush=True)
-    old, new = statistics.median(times["old"]), statistics.median(times["new"])
-    print(f"{len(convs)} prompts: old median {old:.1f} s, new median {new:.1f} s, new / old {new / old:.2f}")
+    base = statistics.median(times[names[0]])
+    for name in names:
+        med = statistics.median(times[name])
+        print(f"{len(convs)} prompts: {name} median {med:.1f} s, {name} / {names[0]} {med / base:.2f}")
 
 
 if __name__ == "__main__":
