@@ -46,6 +46,10 @@ class HarmfulMap(_Strict):
     # questions per category, in the paper's order): category = index // bucket + 1, as a string.
     category_index: str | None = None
     category_bucket: int = 10
+    # A source whose annotators rated severity: a harmful row counts only when the mean of its ratings is at
+    # most this; milder rows are dropped (neither benign nor harmful). None = every harmful row counts.
+    max_mean_rating: float | None = None
+    rating_field: str = "votes"
 
 
 def source_category(src: Source, raw: dict) -> str | None:
@@ -229,6 +233,10 @@ def _intent_label(intents: list[str]) -> str | None:
 
 def map_harmful(src: Source, raw: dict) -> str | None:
     """Our label for a source row labelled harmful, or None to drop it."""
+    if src.harmful.max_mean_rating is not None:
+        ratings = raw.get(src.harmful.rating_field) or []
+        if not ratings or sum(ratings) / len(ratings) > src.harmful.max_mean_rating:
+            return None
     cat = source_category(src, raw)
     mapped = src.harmful.categories.get(cat, "?") if cat is not None else "?"
     if mapped is None or mapped != "?":
