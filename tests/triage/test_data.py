@@ -387,3 +387,19 @@ def test_a_harmful_row_rated_only_mildly_abusive_is_dropped() -> None:
     assert map_row(src, strong) == ["hate_harassment"]
     assert map_row(src, mild) is None
     assert map_row(src, {"text": "yes", "label": "benign", "votes": [1, 1, 1]}) == []
+
+
+def test_changing_one_sources_rows_leaves_every_other_sources_sample_as_it_was(tmp_path: Path) -> None:
+    def write(name: str, n: int) -> None:
+        rows = [{"text": f"{name} question number {i}?", "label": "benign"} for i in range(n)]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def sample(name: str) -> set[str]:
+        rows, _ = build_dataset(tmp_path, seed=13, scale=2)
+        return {r["text"] for r in rows if r["source"] == name}
+
+    write("arena_hard", 1400)  # capped at 1250
+    write("medquad", 1200)  # capped at 1000
+    before = sample("medquad")
+    write("arena_hard", 1300)
+    assert sample("medquad") == before and len(before) == 1000

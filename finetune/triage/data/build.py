@@ -162,7 +162,6 @@ def _is_synth(row: dict) -> bool:
 
 def build_dataset(datasets_dir: Path | None, *, seed: int = 13, scale: int = 150) -> tuple[list[dict], dict]:
     """All rows (with `split`) and the manifest describing where they came from."""
-    rng = random.Random(seed)
     rows = generator_rows(seed, scale)
     manifest: dict = {"generator_version": GENERATOR_VERSION, "seed": seed, "scale": scale, "sources": {}}
     manifest["sources"]["synthetic"] = {"rows": len(rows), "sha256": _rows_hash(rows), "licence": "this project"}
@@ -172,6 +171,9 @@ def build_dataset(datasets_dir: Path | None, *, seed: int = 13, scale: int = 150
             loaded = load_file(path)
             if not loaded:
                 continue
+            # Each source samples from its own generator: a change to one source's rows or mapping leaves every
+            # other source's sample as it was (one shared generator reshuffled them all).
+            rng = random.Random(f"{seed}:{path.stem}")
             kept = _cap(loaded, table[path.stem].cap, rng)
             cropped = [c for r in kept for c in _crop(r, rng)]
             manifest["sources"][path.stem] = {
@@ -188,7 +190,7 @@ def build_dataset(datasets_dir: Path | None, *, seed: int = 13, scale: int = 150
         r["split"] = r.pop("role")
         r.pop("raw", None)
     rows, manifest["dropped_as_duplicates"] = _drop_leaks([r for r in rows if r["split"] != "skip"])
-    rows = _cap_generator(rows, rng)
+    rows = _cap_generator(rows, random.Random(f"{seed}:generator-share"))
     manifest["splits"] = {s: _split_summary([r for r in rows if r["split"] == s]) for s in ("train", "calib", "test")}
     train_prompts = [r for r in rows if r["split"] == "train" and r["kind"] == "prompt"]
     share = sum(map(_is_synth, train_prompts)) / max(1, len(train_prompts))
