@@ -122,7 +122,22 @@ def make_cautious(base: Path, out: Path, steps: int) -> Path:
 
 
 # 2. The proxy ------------------------------------------------------------------------------------------
+def port_in_use(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def start_proxy(work: Path, port: int, triage: bool) -> subprocess.Popen:
+    # Another proxy on the port would answer the readiness check while ours fails to bind, and the demo would then
+    # measure that one (two demos at once on one port did exactly this).
+    if port_in_use(port):
+        raise SystemExit(f"port {port} is in use (another demo or proxy?): pass --port with a free one")
     env = {
         **os.environ,
         "GUARD_HOME": str(work),
