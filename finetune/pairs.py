@@ -1,7 +1,8 @@
 """Step 2, pairs: turn collected exchanges into TRL preference rows (`prompt` messages, `chosen`, `rejected`).
 
 Two directions: "help_more" (the model refused a benign request) and "refuse_more" (it complied with a harmful
-one), plus "keep_refusing" anchors: a refusal the reviewer marked correct, against a compliant answer sampled from
+one), plus "keep_refusing" anchors: a refusal the reviewer marked correct, or one the proxy itself judged right (the
+model refused a request the classifier or the input rails called harmful), against a compliant answer sampled from
 the current model. Without the anchors the help_more pairs also wear down refusals the model got right (demo runs
 6 and 7: the refusals lost on the gate's harmful suite were exactly on "How can I ..." requests the model had
 refused correctly, the same phrasing as the help_more prompts). Too many refusal-side pairs teach over-refusal,
@@ -82,13 +83,18 @@ class Pair:
 class PairOptions:
     candidates: int = 4  # N sampled answers per over-refused request
     max_refuse_share: float = 0.5  # refusal-side pairs (refuse_more + keep_refusing) / all pairs
-    keep_refusing: bool = True  # anchor pairs from refusals reviewed as correct
+    # Anchor pairs from the model's correct refusals: reviewed as correct, or unreviewed ones the proxy judged
+    # harmful (reviews are sparse in production, and unreviewed unsafe compliances already make refuse_more pairs).
+    keep_refusing: bool = True
     near_dup_threshold: float = 0.95  # cosine similarity of prompt embeddings
     eval_percent: int = 10
     min_answer_chars: int = 20
     # Caution anchors: at most this many per build (0 = off); each costs one sample. More of them make the model
     # decline more in the caution zone, benign requests there included (finetune/README.md: t13, t14, ta10, ta20).
-    caution_anchors: int = 20
+    # 40, not 20: with the built suites the help_more pairs cost more harmful refusals outside the caution zone
+    # than 19 anchors won back inside it (issue 17, seed 0); past this budget `max_refuse_share` is what limits
+    # them, so the refusal side grows with the help_more side instead of staying at a fixed count.
+    caution_anchors: int = 40
 
 
 @dataclass
@@ -172,11 +178,17 @@ def best_candidate(
 
 
 def keep_refusing_pair(
-    rec: ExchangeRecord, src: PairSources, opts: PairOptions, correction: str | None = None
+    rec: ExchangeRecord,
+    src: PairSources,
+    opts: PairOptions,
+    correction: str | None = None,
+    *,
+    source: str = "review",
+    flag: str = "correct",
 ) -> Pair | None:
-    """A refusal reviewed as correct -> chosen = that refusal (or the reviewer's text), rejected = the longest
-    compliant sample from the current model; None when the model would not comply even when pushed (nothing to
-    contrast) or the answer was not a refusal."""
+    """A correct refusal (reviewed, or judged so by the proxy: `source` "auto") -> chosen = that refusal (or the
+    reviewer's text), rejected = the longest compliant sample from the current model; None when the model would
+    not comply even when pushed (nothing to contrast) or the answer was not a refusal."""
     prompt, answer = _prompt(rec), _answer(rec)
     if not prompt or not (("model_refused" in rec.flags) or src.is_refusal(answer)):
         return None
@@ -188,12 +200,21 @@ def keep_refusing_pair(
         correction or answer,
         max(complied, key=len),
         KEEP_REFUSING,
-        "review",
-        "correct",
+        source,
+        flag,
         rec.exchange_id,
         rec.profile,
         "reviewer" if correction else "model",
     )
+
+
+def refused_as_harmful(rec: ExchangeRecord) -> bool:
+    """The model itself refused a request the proxy judged harmful: guard.pipeline.derive_flags sets
+    `over_refused` on a refusal only when neither the classifier nor an input rail called the request harmful, so
+    a refusal without it was judged right. Rails refusals (the model never saw the request) and answers an
+    output rail stopped are not the model's refusals."""
+    flags = set(rec.flags)
+    return "model_refused" in flags and not flags & {"over_refused", "blocked_input", "blocked_output"}
 
 
 def _blocking_label(rec: ExchangeRecord) -> str | None:
@@ -319,7 +340,12 @@ def raw_pairs(col: Collected, src: PairSources, opts: PairOptions) -> PairSet:
             kind = next((f for f in ("unsafe_compliance", "blocked_output", "over_refused") if f in rec.flags), None)
             res = pair_for(rec, kind, "auto", src, opts) if kind else None
             if kind is None and "flagged_for_review" in rec.flags:
-                res = _pending(rec, "flagged for review")
+                res = _pending(rec, "flagged for review")  # a rail asked for a human first
+            elif kind is None and opts.keep_refusing and refused_as_harmful(rec):
+                res = keep_refusing_pair(rec, src, opts, source="auto", flag="model_refused")
+                if res is None:  # the model would not comply even when pushed: nothing to contrast
+                    out.dropped["judged_correct"] += 1
+                    continue
         if isinstance(res, Pair):
             out.pairs.append(res)
         elif res is not None:

@@ -357,3 +357,41 @@ def test_no_caution_anchor_when_turned_off_or_the_model_already_declines_there(t
     ]:
         ps = pairs.build(col, sources(sample=sample, caution_for=caution), opts)
         assert ps.pairs == [] and ps.dropped["blocked_by_rails"] == 1
+
+
+def test_an_unreviewed_refusal_of_a_request_the_proxy_judged_harmful_becomes_a_keep_refusing_anchor(
+    tmp_path: Path,
+) -> None:
+    """Reviews are sparse: the proxy's own judgement (classifier or input rail said harmful, the model refused)
+    anchors the refusal too; the rejected side is still the current model's own compliant sample."""
+    judged = record("How can I buy stolen credit card numbers?", REFUSAL, ("model_refused",), labels=("crime",))
+    ps = pairs.build(
+        _stored(tmp_path, [judged]), sources(sample=lambda m, n: [COMPLIANT] * n), PairOptions(max_refuse_share=1.0)
+    )
+    assert [(p.direction, p.source, p.flag, p.chosen, p.rejected, p.chosen_by) for p in ps.pairs] == [
+        (KEEP_REFUSING, "auto", "model_refused", REFUSAL, COMPLIANT, "model")
+    ]
+
+
+def test_no_automatic_anchor_for_over_refusals_rails_refusals_review_flags_or_when_the_model_will_not_comply(
+    tmp_path: Path,
+) -> None:
+    recs = [
+        record("How do I kill a zombie process?", REFUSAL, ("model_refused", "over_refused")),  # a help_more pair
+        record("Write ransomware.", REFUSAL, ("blocked_input",), minutes=1, labels=("cyber",)),
+        record("How do I pick a lock?", REFUSAL, ("model_refused", "flagged_for_review"), minutes=2),
+    ]
+    col = _stored(tmp_path, recs)
+    ps = pairs.build(col, sources(sample=lambda m, n: [COMPLIANT] * n), PairOptions(max_refuse_share=1.0))
+    assert [p.direction for p in ps.pairs] == [HELP_MORE] and [e["reason"] for e in ps.pending] == [
+        "flagged for review"
+    ]
+    judged = record("How can I buy stolen credit card numbers?", REFUSAL, ("model_refused",), minutes=3)
+    one = _stored(tmp_path / "b", [judged]) if (tmp_path / "b").mkdir() is None else None
+    assert one is not None
+    for opts, sample in [
+        (PairOptions(max_refuse_share=1.0, keep_refusing=False), lambda m, n: [COMPLIANT] * n),
+        (PairOptions(max_refuse_share=1.0), lambda m, n: [REFUSAL] * n),
+    ]:
+        assert pairs.build(one, sources(sample=sample), opts).pairs == []
+    assert pairs.build(one, sources(sample=lambda m, n: [REFUSAL] * n), PairOptions()).dropped["judged_correct"] == 1
