@@ -386,9 +386,9 @@ def test_no_automatic_anchor_for_over_refusals_rails_refusals_review_flags_or_wh
     assert [p.direction for p in ps.pairs] == [HELP_MORE] and [e["reason"] for e in ps.pending] == [
         "flagged for review"
     ]
+    (tmp_path / "judged").mkdir()
     judged = record("How can I buy stolen credit card numbers?", REFUSAL, ("model_refused",), minutes=3)
-    one = _stored(tmp_path / "b", [judged]) if (tmp_path / "b").mkdir() is None else None
-    assert one is not None
+    one = _stored(tmp_path / "judged", [judged])
     for opts, sample in [
         (PairOptions(max_refuse_share=1.0, keep_refusing=False), lambda m, n: [COMPLIANT] * n),
         (PairOptions(max_refuse_share=1.0), lambda m, n: [REFUSAL] * n),
