@@ -223,7 +223,8 @@ def perplexity(lps: list[Any]) -> float:
 def mean_kl(cur: list[Any], cand: list[Any]) -> float:
     """Mean per-token KL(current || candidate) over the reference answers' positions."""
     total, count = 0.0, 0
-    for (_, _, p), (_, _, q) in zip(cur, cand, strict=True):
+    for (_, _, p16), (_, _, q16) in zip(cur, cand, strict=True):
+        p, q = p16.float(), q16.float()
         total += float((p.exp() * (p - q)).sum())
         count += p.shape[0]
     return total / max(count, 1)

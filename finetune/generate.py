@@ -104,7 +104,10 @@ class LocalLM:
                 span = slice(len(p) - 1, len(p) + len(a) - 1)
                 tok_lp = logp[j, span]
                 total = float(tok_lp.gather(1, ids[j, len(p) : len(p) + len(a)].unsqueeze(1)).sum())
-                res.append((total, len(a), tok_lp) if with_logits else (total, len(a)))
+                # A copy, in half precision: a slice would keep the whole batch's [batch, length, vocabulary]
+                # tensor alive (the gate's 300 general answers held about 10 GB per model that way, and a demo
+                # run was killed for memory); the KL drift guard needs no more than fp16.
+                res.append((total, len(a), tok_lp.to(torch.float16)) if with_logits else (total, len(a)))
         return res
 
 

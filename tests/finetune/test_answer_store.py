@@ -73,3 +73,13 @@ def test_a_model_folder_the_store_cannot_write_to_still_evaluates(tiny_lm: Path,
     rep = compare(model, model, SUITES, seen_refusals, EvalOptions(max_new_tokens=6))
     assert rep["current"]["answers"] == {"generated": 3, "reused": 0} and not (model / FILE).exists()
     assert rep["candidate"]["answers"] == {"generated": 3, "reused": 0}
+
+
+def test_each_answers_token_log_probs_hold_only_their_own_span(tiny_lm: Path) -> None:
+    from finetune.generate import LocalLM
+
+    lm = LocalLM(tiny_lm)
+    convs = [[{"role": "user", "content": q}] for q, _ in SUITES.general * 3]
+    out = lm.answer_logps(convs, ["4.", "Four, it is four.", "4"], batch_size=3, with_logits=True)
+    for _, n, lp in out:
+        assert lp.shape[0] == n and lp.untyped_storage().nbytes() == lp.numel() * lp.element_size()
