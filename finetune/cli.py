@@ -108,7 +108,7 @@ CautionOpt = Annotated[
     typer.Option(
         min=0,
         help="At most N caution anchors: requests the input rails refused (reviewed correct), asked again under "
-        "their label's caution instruction, chosen = the refusal (0 = off; default PairOptions' 20).",
+        "their label's caution instruction, chosen = the refusal (0 = off; default PairOptions' 40).",
     ),
 ]
 

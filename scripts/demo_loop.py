@@ -371,7 +371,7 @@ def main() -> None:
         "--caution-anchors",
         type=int,
         help="PairOptions.caution_anchors: requests the rails refused, asked again under the caution "
-        "instruction (0 = off; default PairOptions' 20; run 11 ran without them)",
+        "instruction (0 = off; default PairOptions' 40, 20 before issue 17's seed-0 rerun; run 11 ran without them)",
     )
     ap.add_argument(
         "--triage",
