@@ -149,8 +149,8 @@ def model_metrics(
         if f.blocked_by is None:
             convs.setdefault(_key(f.messages), f.messages)
     keys = list(convs)
-    counts: dict[str, int] = {}
-    answers = dict(zip(keys, _answers(lm, [convs[k] for k in keys], opts, counts), strict=True))
+    texts, counts = _answers(lm, [convs[k] for k in keys], opts)
+    answers = dict(zip(keys, texts, strict=True))
     refused = dict(zip(keys, refusals([answers[k] for k in keys]), strict=True))
     deployed = [f.blocked_by is not None or refused[_key(f.messages)] for f in frames]
     alone = [refused[_key(_user(t))] for t in prompts] if alone_too else None
@@ -186,21 +186,20 @@ def model_metrics(
     return m
 
 
-def _answers(lm: LocalLM, convs: list[list[dict[str, str]]], opts: EvalOptions, counts: dict[str, int]) -> list[str]:
+def _answers(lm: LocalLM, convs: list[list[dict[str, str]]], opts: EvalOptions) -> tuple[list[str], dict[str, int]]:
+    """The model's answers, and how many were generated now and reused from its store."""
+
     def generate(todo: Sequence[list[dict[str, str]]]) -> list[str]:
         return lm.generate(
             todo, max_new_tokens=opts.max_new_tokens, batch_size=opts.batch_size, first_sentence=opts.first_sentence
         )
 
     if not opts.reuse_answers:
-        counts.update(generated=len(convs), reused=0)
-        return generate(convs)
+        return generate(convs), {"generated": len(convs), "reused": 0}
     # Batch size and threads are in the fingerprint too: they decide the batches and the arithmetic's order.
     settings = {k: getattr(opts, k) for k in ("max_new_tokens", "first_sentence", "batch_size", "threads")}
     store = AnswerStore(lm.path, settings)
-    out = store.answer(convs, generate)
-    counts.update(store.counts())
-    return out
+    return store.answer(convs, generate), store.counts()
 
 
 def _rate(flags: Sequence[bool]) -> float:

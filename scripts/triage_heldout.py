@@ -30,7 +30,7 @@ def main() -> None:
     split, _ = training_split(cfg.get("train", {}), settings.datasets_dir)
     emb = embed(
         a.artifact,
-        split["test"][:1],
+        split["test"][:1],  # `embed` also returns the first windows of rows to fit on; none are fitted here
         {"test": split["test"]},
         cache_dir=settings.home / "cache" / "triage",
         threads=a.threads,

@@ -296,8 +296,12 @@ def load_file(path: Path) -> list[dict]:
             raw = json.loads(line)
             if "text" not in raw or "label" not in raw or _dropped(src, raw) or _excluded(name, raw["text"]):
                 continue
-            answer = answer_label(name, n, raw) if src.kind == "response" else None
-            labels = ([] if answer else None) if src.kind == "response" else map_row(src, raw)
+            answer = None
+            if src.kind == "response":
+                answer = answer_label(name, n, raw)
+                labels: list[str] | None = [] if answer is not None else None
+            else:
+                labels = map_row(src, raw)
             if labels is None:
                 continue
             rows.append(
