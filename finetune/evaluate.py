@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,27 +207,45 @@ def _rate(flags: Sequence[bool]) -> float:
     return sum(flags) / max(len(flags), 1)
 
 
-def general_logps(lm: LocalLM, suites: Suites, opts: EvalOptions) -> list[Any]:
-    return lm.answer_logps(
-        [_user(p) for p, _ in suites.general],
-        [a for _, a in suites.general],
-        batch_size=opts.batch_size,
-        with_logits=True,
-    )
+def _general_convs(suites: Suites) -> tuple[list[list[dict[str, str]]], list[str]]:
+    return [_user(p) for p, _ in suites.general], [a for _, a in suites.general]
 
 
-def perplexity(lps: list[Any]) -> float:
-    return math.exp(-sum(t for t, _, _ in lps) / max(sum(n for _, n, _ in lps), 1))
+class Drift:
+    """Perplexity of each model and mean per-token KL(current || candidate) on the general suite's reference
+    answers. The current model's per-token log-softmax is spilled to `spill` one batch per file and read back
+    while the candidate scores the same batch: held in memory it is answers x tokens x vocabulary (about 3 GB in
+    fp16 for the 300 general answers and SmolLM2's 49k vocabulary), twice that with both models, and three demo
+    seeds side by side ran out of memory that way."""
 
+    def __init__(self, spill: Path) -> None:
+        self.spill = spill
+        self.kl_total, self.kl_count = 0.0, 0
 
-def mean_kl(cur: list[Any], cand: list[Any]) -> float:
-    """Mean per-token KL(current || candidate) over the reference answers' positions."""
-    total, count = 0.0, 0
-    for (_, _, p16), (_, _, q16) in zip(cur, cand, strict=True):
-        p, q = p16.float(), q16.float()
-        total += float((p.exp() * (p - q)).sum())
-        count += p.shape[0]
-    return total / max(count, 1)
+    def score(self, lm: LocalLM, suites: Suites, opts: EvalOptions, *, reference: bool) -> float:
+        """One model's pass; `reference` is the current model (it writes the spill), else the candidate (it
+        reads it and adds to the KL). Returns the model's perplexity."""
+        import torch
+
+        convs, answers = _general_convs(suites)
+        nll, tokens, b = 0.0, 0, opts.batch_size
+        for i in range(0, len(convs), b):
+            lps = lm.answer_logps(convs[i : i + b], answers[i : i + b], batch_size=b, with_logits=True)
+            nll -= sum(t for t, _, _ in lps)
+            tokens += sum(n for _, n, _ in lps)
+            path = self.spill / f"{i}.pt"
+            if reference:
+                torch.save([lp for _, _, lp in lps], path)
+                continue
+            for p16, (_, _, q16) in zip(torch.load(path), lps, strict=True):
+                p, q = p16.float(), q16.float()
+                self.kl_total += float((p.exp() * (p - q)).sum())
+                self.kl_count += p.shape[0]
+        return math.exp(nll / max(tokens, 1))
+
+    @property
+    def kl(self) -> float:
+        return self.kl_total / max(self.kl_count, 1)
 
 
 def deployed_view(opts: EvalOptions, rails_dir: Path | None, triage_dir: Path | None) -> DeployedView | None:
@@ -259,15 +278,15 @@ def compare(
             part: {c: sum(f.context == c for f in fs) for c in ("blocked", "instructed", "plain")}
             for part, fs in (("benign", frames[:nb]), ("harmful", frames[nb:]))
         }
-    general: dict[str, list[Any]] = {}
-    for name, path in (("current", current), ("candidate", candidate)):
-        lm = LocalLM(path, threads=opts.threads)
-        out[name].update(model_metrics(lm, suites, refusals, opts, frames))
-        general[name] = general_logps(lm, suites, opts)
-        out[name]["general_perplexity"] = perplexity(general[name])
-        del lm
+    with tempfile.TemporaryDirectory(prefix="guard-drift-") as spill:
+        drift = Drift(Path(spill))
+        for name, path in (("current", current), ("candidate", candidate)):
+            lm = LocalLM(path, threads=opts.threads)
+            out[name].update(model_metrics(lm, suites, refusals, opts, frames))
+            out[name]["general_perplexity"] = drift.score(lm, suites, opts, reference=name == "current")
+            del lm
     out["drift"] = {
-        "kl_current_candidate": mean_kl(general["current"], general["candidate"]),
+        "kl_current_candidate": drift.kl,
         "perplexity_ratio": out["candidate"]["general_perplexity"] / out["current"]["general_perplexity"],
     }
     out["suite_sizes"] = {

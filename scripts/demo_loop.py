@@ -284,19 +284,26 @@ def flipped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run_seeds(a: argparse.Namespace, seeds: list[int]) -> None:
-    """Each seed in its own process and folder (a fresh proxy, registry and store), then the summary."""
+    """Each seed in its own process and folder (a fresh proxy, registry and store), `a.jobs` at a time on ports
+    `a.port`, `a.port + 1`, ..., then the summary."""
+    own = ("--seeds", "--work", "--seed", "--port", "--jobs")
     args, passthrough = sys.argv[1:], []
     for i, x in enumerate(args):
-        own = x.startswith(("--seeds", "--work", "--seed=")) or x == "--seed"
-        if not own and not (i and args[i - 1] in ("--seeds", "--work", "--seed")):
+        mine = x.split("=")[0] in own
+        if not mine and not (i and args[i - 1] in own):
             passthrough.append(x)
-    results = []
-    for seed in seeds:
-        work = a.work / f"seed-{seed}"
-        log(f"seed {seed}: {work}")
-        cmd = [sys.executable, __file__, "--work", str(work), "--seed", str(seed), *passthrough]
-        subprocess.run(cmd, check=True)
-        results.append(json.loads((work / "demo_result.json").read_text()))
+    waves = [seeds[i : i + a.jobs] for i in range(0, len(seeds), a.jobs)]
+    for wave in waves:
+        running = []
+        for k, seed in enumerate(wave):
+            work = a.work / f"seed-{seed}"
+            log(f"seed {seed}: {work} (port {a.port + k})")
+            cmd = [sys.executable, __file__, "--work", str(work), "--seed", str(seed), "--port", str(a.port + k)]
+            running.append((seed, subprocess.Popen([*cmd, *passthrough])))
+        failed = [seed for seed, proc in running if proc.wait() != 0]
+        if failed:
+            raise SystemExit(f"seed(s) {failed} failed: see their output above")
+    results = [json.loads((a.work / f"seed-{s}" / "demo_result.json").read_text()) for s in seeds]
     (a.work / "demo_seeds.md").write_text(seeds_summary(results))
     print(seeds_summary(results))
 
@@ -382,8 +389,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="traffic draw, DPO and sampling seed of one run")
     ap.add_argument(
         "--seeds",
-        help="comma-separated seeds: one full run per seed (WORK/seed-N, one at a time), then the summary "
+        help="comma-separated seeds: one full run per seed (WORK/seed-N; --jobs of them at a time), then the summary "
         "over them (WORK/demo_seeds.md): mean and spread through the proxy, seeds promoted, bad candidate",
+    )
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="with --seeds: seeds run side by side (each on its own port from --port up; about 6 GB each)",
     )
     a = ap.parse_args()
     if a.seeds:

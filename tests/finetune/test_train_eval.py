@@ -111,3 +111,33 @@ def test_compare_on_real_models_writes_report_and_an_unchanged_model_is_not_prom
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "NOT ENOUGH EVIDENCE" in paths["md"].read_text()
     assert json.loads(paths["json"].read_text())["verdict"]["passed"] is False
+
+
+def test_drift_streamed_through_the_spill_equals_the_kl_of_both_models_in_memory(tiny_lm: Path, tmp_path: Path) -> None:
+    import torch
+    from tinylm import make_tiny_lm
+
+    from finetune.evaluate import Drift
+    from finetune.generate import LocalLM
+
+    other = make_tiny_lm(tmp_path / "other", seed=1)  # same tokenizer (trained deterministically), other weights
+    suites = Suites.load(limit=5)
+    opts = EvalOptions(batch_size=2)  # 5 answers: three batches, the last one short
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    drift = Drift(spill)
+    cur, cand = LocalLM(tiny_lm), LocalLM(other)
+    ppl_cur = drift.score(cur, suites, opts, reference=True)
+    ppl_cand = drift.score(cand, suites, opts, reference=False)
+
+    convs = [[{"role": "user", "content": p}] for p, _ in suites.general]
+    answers = [a for _, a in suites.general]
+    p_all = cur.answer_logps(convs, answers, with_logits=True)
+    q_all = cand.answer_logps(convs, answers, with_logits=True)
+    pairs = zip(p_all, q_all, strict=True)
+    kl = sum(float((p.float().exp() * (p.float() - q.float())).sum()) for (_, _, p), (_, _, q) in pairs)
+    kl /= sum(p.shape[0] for _, _, p in p_all)
+    assert drift.kl > 1e-4 and drift.kl == pytest.approx(kl, rel=1e-3)
+    tokens = sum(n for _, n, _ in p_all)
+    assert ppl_cur == pytest.approx(torch.tensor(-sum(t for t, _, _ in p_all) / tokens).exp().item(), rel=1e-4)
+    assert ppl_cand != pytest.approx(ppl_cur)
