@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import tempfile
 from pathlib import Path
 
 from guard.modelstore import ModelStore, ModelVersion
@@ -46,11 +47,17 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     plain.generation_config = quant.generation_config
     if tok.chat_template is None:
         raise PrepareError(f"{gguf} carries no chat template")
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    # A folder of this process's own, renamed into place: two processes preparing at once (a proxy starting
+    # while a retrain runs, demo seeds side by side) each write their own and the first rename wins.
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.partial-", dir=out.parent))
     plain.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:
+        if not (out / "config.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def prepare_default_model(settings: Settings, *, force: bool = False) -> ModelVersion:

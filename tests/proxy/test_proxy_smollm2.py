@@ -35,3 +35,20 @@ def test_prepared_smollm2_answers_capital_of_france_through_the_proxy(proxy, tmp
     assert "Paris" in (answer.choices[0].message.content or "")
     streamed = client.chat.completions.create(model=DEFAULT_MODEL, messages=question, stream=True, max_tokens=8)
     assert "Paris" in "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+
+
+def test_two_preparations_at_once_both_succeed_and_leave_one_model(tmp_path) -> None:
+    import multiprocessing
+
+    from guard.backends.prepare import convert_gguf, find_gguf
+
+    out = tmp_path / "models" / DEFAULT_MODEL / BASE_VERSION
+    out.parent.mkdir(parents=True)
+    procs = [multiprocessing.get_context("spawn").Process(target=convert_gguf, args=(find_gguf(), out)) for _ in "ab"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert (out / "model.safetensors").is_file()
+    assert [p.name for p in out.parent.iterdir()] == [BASE_VERSION]  # no partial folder left behind
