@@ -6,6 +6,8 @@ Each step is its own module and CLI command; this file only strings them togethe
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -16,7 +18,7 @@ from typing import Any
 from finetune import pairs as pairs_mod
 from finetune.collect import Watermark, collect
 from finetune.config import DPOSettings
-from finetune.evaluate import EvalOptions, IsRefusal, Suites, compare, deployed_view
+from finetune.evaluate import EvalOptions, IsRefusal, Suites, answer_ahead, compare, deployed_view
 from finetune.gates import GateConfig, decide
 from finetune.policy import load_engine, profile_cautions, profile_principles, profile_refusals, rails_output_check
 from finetune.registry import Registry
@@ -43,6 +45,8 @@ class CycleOptions:
     promote: bool = True
     sample_candidates: bool = True
     suite_limit: int | None = None  # first N prompts of each eval suite (quick runs, tests)
+    # The current model answers the gate's suites while the candidate trains, on a core training leaves free.
+    answer_ahead: bool = True
     # Public data sets the default gate suites are built from (finetune/suitebuild.py); None or absent: the
     # small shipped suites. `extra_suites`: the users' own suite folders, added to those.
     datasets_dir: Path | None = None
@@ -116,6 +120,20 @@ def reviser(
     return lambda messages, refusal, profile: revise(messages, refusal, principles(profile), generate)
 
 
+def _answer_ahead(
+    opts: CycleOptions, current: Path, suites: Suites, eval_opts: EvalOptions
+) -> multiprocessing.process.BaseProcess | None:
+    """Start the current model answering the suites in a process of its own, when a core is left over from
+    training (torch's thread pool is per process) and its answers are stored; else None."""
+    spare = (os.cpu_count() or 1) >= opts.dpo.threads + eval_opts.threads
+    if not (opts.answer_ahead and spare and eval_opts.reuse_answers):
+        return None
+    args = (current, suites, eval_opts, opts.rails_dir, opts.triage_dir)
+    proc = multiprocessing.get_context("spawn").Process(target=answer_ahead, args=args, name="answer-ahead")
+    proc.start()
+    return proc
+
+
 def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
     from guard.store.db import make_engine
 
@@ -159,23 +177,36 @@ def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
             "skipped", f"only {n_pairs} new pairs (< {opts.min_pairs}); nothing trained", run_dir, timings=t
         )
 
-    # 3. Train a LoRA adapter with DPO on top of the current version.
-    t0 = time.perf_counter()
-    trained = train_dpo(
-        current.path, pairs_mod.load_rows(run_dir / "pairs" / "train.jsonl"), opts.dpo, run_dir / "train"
-    )
-    t["train_s"] = time.perf_counter() - t0
-    log(f"trained {trained.steps} steps in {trained.seconds:.0f}s ({trained.seconds_per_step:.2f} s/step)")
-
-    # 4. Evaluate candidate vs current, and gate.
-    t0 = time.perf_counter()
+    # 3. Train a LoRA adapter with DPO on top of the current version; meanwhile the current model answers the
+    # gate's suites on a spare core, into its answer store, where the evaluation finds them.
     suites = Suites.default(
         opts.datasets_dir, run_dir / "pairs" / "eval.jsonl", limit=opts.suite_limit, extra=opts.extra_suites
     )
-    view = deployed_view(opts.eval, opts.rails_dir, opts.triage_dir)  # measured where it will serve
     # The models alone are answered only for the gate that reads them.
     alone = opts.eval.model_alone or opts.gates.max_bare_harmful_refusal_drop_points is not None
-    report = compare(current.path, trained.merged_dir, suites, refusals, replace(opts.eval, model_alone=alone), view)
+    eval_opts = replace(opts.eval, model_alone=alone)
+    t0 = time.perf_counter()
+    ahead = _answer_ahead(opts, current.path, suites, eval_opts)
+    try:
+        trained = train_dpo(
+            current.path, pairs_mod.load_rows(run_dir / "pairs" / "train.jsonl"), opts.dpo, run_dir / "train"
+        )
+    except BaseException:
+        if ahead is not None:
+            ahead.terminate()
+        raise
+    t["train_s"] = time.perf_counter() - t0
+    log(f"trained {trained.steps} steps in {trained.seconds:.0f}s ({trained.seconds_per_step:.2f} s/step)")
+    if ahead is not None:
+        ahead.join()
+        t["answer_ahead_wait_s"] = time.perf_counter() - t0 - t["train_s"]
+        if ahead.exitcode != 0:  # nothing lost: the evaluation generates what is not stored
+            log(f"answering the suites ahead failed (exit {ahead.exitcode}); the evaluation answers them")
+
+    # 4. Evaluate candidate vs current, and gate.
+    t0 = time.perf_counter()
+    view = deployed_view(opts.eval, opts.rails_dir, opts.triage_dir)  # measured where it will serve
+    report = compare(current.path, trained.merged_dir, suites, refusals, eval_opts, view)
     verdict = decide(report, opts.gates)
     write_report(report, verdict, run_dir / "report")
     t["eval_s"] = time.perf_counter() - t0

@@ -16,7 +16,7 @@ import json
 import math
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -140,15 +140,7 @@ def model_metrics(
 ) -> dict[str, Any]:
     prompts = suites.benign + suites.harmful
     frames = frames or bare(prompts)
-    # Each distinct conversation is answered once: the one the model sees as deployed (a prompt the rails refuse is
-    # not sent), and the bare prompt too when the models alone are measured.
-    alone_too = opts.model_alone or all(f.context == "plain" for f in frames)  # no rails: alone is as deployed
-    convs: dict[str, list[dict[str, str]]] = {}
-    for text, f in zip(prompts, frames, strict=True):
-        if alone_too:
-            convs.setdefault(_key(_user(text)), _user(text))
-        if f.blocked_by is None:
-            convs.setdefault(_key(f.messages), f.messages)
+    alone_too, convs = _conversations(prompts, frames, opts)
     keys = list(convs)
     texts, counts = _answers(lm, [convs[k] for k in keys], opts)
     answers = dict(zip(keys, texts, strict=True))
@@ -185,6 +177,33 @@ def model_metrics(
         m["pref_accuracy"] = sum(x > 0 for x in margins) / len(margins)
         m["pref_margin"] = sum(margins) / len(margins)
     return m
+
+
+def _conversations(
+    prompts: list[str], frames: list[Framed], opts: EvalOptions
+) -> tuple[bool, dict[str, list[dict[str, str]]]]:
+    """Each distinct conversation a model answers, once: the one it sees as deployed (a prompt the rails refuse is
+    not sent), and the bare prompt too when the models alone are measured (first: whether they are)."""
+    alone_too = opts.model_alone or all(f.context == "plain" for f in frames)  # no rails: alone is as deployed
+    convs: dict[str, list[dict[str, str]]] = {}
+    for text, f in zip(prompts, frames, strict=True):
+        if alone_too:
+            convs.setdefault(_key(_user(text)), _user(text))
+        if f.blocked_by is None:
+            convs.setdefault(_key(f.messages), f.messages)
+    return alone_too, convs
+
+
+def answer_ahead(
+    model: Path, suites: Suites, opts: EvalOptions, rails_dir: Path | None, triage_dir: Path | None
+) -> None:
+    """Answer the suites' conversations with `model` into its answer store, so that `compare` reuses them: the
+    cycle runs this for the current model in another process while the candidate trains."""
+    view = deployed_view(opts, rails_dir, triage_dir)
+    prompts = suites.benign + suites.harmful
+    frames = view.frame(prompts) if view is not None else bare(prompts)
+    _, convs = _conversations(prompts, frames, opts)
+    _answers(LocalLM(model, threads=opts.threads), list(convs.values()), replace(opts, reuse_answers=True))
 
 
 def _answers(lm: LocalLM, convs: list[list[dict[str, str]]], opts: EvalOptions) -> tuple[list[str], dict[str, int]]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -80,6 +81,11 @@ def test_cycle_trains_evaluates_and_registers_an_unproven_candidate_unpromoted_t
     assert meta["data_counts"]["by_direction"] == {"help_more": 6, "refuse_more": 6}
     assert len(meta["data_manifest_hash"]) == 64
     assert {p.name for p in (res.run_dir / "report").iterdir()} == {"report.md", "report.json", "before_after.png"}
+    answers = json.loads((res.run_dir / "report" / "report.json").read_text())["current"]["answers"]
+    if (os.cpu_count() or 1) >= 2:  # the current model answered the suites while the candidate trained
+        assert answers["generated"] == 0 and answers["reused"] > 0 and "answer_ahead_wait_s" in res.timings
+    else:
+        assert answers["generated"] > 0
     assert Watermark(opts.state_dir, MODEL).get() is not None
 
     again = run_cycle(opts, log=lambda m: None)
