@@ -64,6 +64,11 @@ def main() -> None:
     ap.add_argument(
         "--small-suites", action="store_true", help="the 96-prompt shipped suites (figures before issue 17)"
     )
+    ap.add_argument(
+        "--no-answer-ahead",
+        action="store_true",
+        help="the current model answers the suites after training, not during it (the baseline)",
+    )
     a = ap.parse_args()
 
     from finetune.cycle import CycleOptions, run_cycle
@@ -89,6 +94,7 @@ def main() -> None:
         settle=timedelta(0),
         min_pairs=10,
         datasets_dir=None if a.small_suites else settings.datasets_dir,  # as `guard retrain` builds its suites
+        answer_ahead=not a.no_answer_ahead,
     )
     t0 = time.perf_counter()
     res = run_cycle(opts)
@@ -103,6 +109,7 @@ def main() -> None:
         "train_steps": train.get("steps"),
         "train_loop_s": round(train.get("seconds", 0), 1),
         "config": opts.dpo.model_dump(),
+        "answer_ahead": opts.answer_ahead,
     }
     print(json.dumps(out))
     Path("bench/results").mkdir(parents=True, exist_ok=True)
