@@ -128,7 +128,7 @@ def _answer_ahead(
     spare = (os.cpu_count() or 1) >= opts.dpo.threads + eval_opts.threads
     if not (opts.answer_ahead and spare and eval_opts.reuse_answers):
         return None
-    args = (current, suites, eval_opts, opts.rails_dir, opts.triage_dir)
+    args = (current, suites, replace(eval_opts, workers=1), opts.rails_dir, opts.triage_dir)
     proc = multiprocessing.get_context("spawn").Process(target=answer_ahead, args=args, name="answer-ahead")
     proc.start()
     return proc

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from finetune.answers import AnswerStore
 from finetune.deployed import DeployedView, Framed, bare
-from finetune.generate import LocalLM
+from finetune.generate import LocalLM, generate_in_processes
 from finetune.suitebuild import SUITE_SPEC, build, manifest
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -111,6 +111,9 @@ class EvalOptions:
     first_sentence: bool = True  # stop an answer once its first sentence is out: that decides refused or not
     batch_size: int = 16
     threads: int = 1
+    # Processes that generate answers, whole batches each (so the answers, and the answer store's, are the same
+    # as one process's): the second core of a 2-core machine, idle otherwise while the candidate answers.
+    workers: int = 2
     # deployed: behind triage + input rails, as served | bare: the model alone
     context: Literal["deployed", "bare"] = "deployed"
     profile: str | None = None  # rails profile of the deployed view (default: the rails dir's default)
@@ -210,9 +213,12 @@ def _answers(lm: LocalLM, convs: list[list[dict[str, str]]], opts: EvalOptions) 
     """The model's answers, and how many were generated now and reused from its store."""
 
     def generate(todo: Sequence[list[dict[str, str]]]) -> list[str]:
-        return lm.generate(
-            todo, max_new_tokens=opts.max_new_tokens, batch_size=opts.batch_size, first_sentence=opts.first_sentence
-        )
+        kw: dict[str, Any] = {"max_new_tokens": opts.max_new_tokens, "first_sentence": opts.first_sentence}
+        if opts.workers > 1 and len(todo) > opts.batch_size:
+            return generate_in_processes(
+                lm.path, todo, workers=opts.workers, batch_size=opts.batch_size, threads=opts.threads, **kw
+            )
+        return lm.generate(todo, batch_size=opts.batch_size, **kw)
 
     if not opts.reuse_answers:
         return generate(convs), {"generated": len(convs), "reused": 0}

@@ -48,10 +48,8 @@ class LocalLM:
         import torch
 
         torch.manual_seed(seed)
-        order = sorted(range(len(convs)), key=lambda i: len(json.dumps(convs[i])))
         out: dict[int, str] = {}
-        for b in range(0, len(order), batch_size):
-            idx = order[b : b + batch_size]
+        for idx in length_batches(convs, batch_size):
             enc = self._encode([convs[i] for i in idx])
             width = enc["input_ids"].shape[1]
             stop = [_first_sentence(self.tok, width)] if first_sentence else None
@@ -109,6 +107,45 @@ class LocalLM:
                 # run was killed for memory); the KL drift guard needs no more than fp16.
                 res.append((total, len(a), tok_lp.to(torch.float16)) if with_logits else (total, len(a)))
         return res
+
+
+def length_batches(convs: Sequence[Messages], batch_size: int) -> list[list[int]]:
+    """Indices of `convs` in batches of similar length (less padding), as `LocalLM.generate` answers them."""
+    order = sorted(range(len(convs)), key=lambda i: len(json.dumps(convs[i])))
+    return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
+
+
+_worker_lm: LocalLM | None = None
+
+
+def _worker_init(path: Path, threads: int) -> None:
+    global _worker_lm
+    _worker_lm = LocalLM(path, threads=threads)
+
+
+def _worker_generate(convs: list[Messages], kw: dict[str, Any]) -> list[str]:
+    assert _worker_lm is not None
+    return _worker_lm.generate(convs, batch_size=len(convs), **kw)
+
+
+def generate_in_processes(
+    path: Path, convs: Sequence[Messages], *, workers: int, batch_size: int, threads: int = 1, **kw: Any
+) -> list[str]:
+    """Greedy answers as `LocalLM(path).generate` gives them, its batches shared out among `workers` processes
+    (torch's threads scale poorly on small batches; processes do not share a thread pool). Each batch is
+    answered whole by one process, so every answer is the one a single process gives."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    batches = length_batches(convs, batch_size)
+    ctx = multiprocessing.get_context("spawn")
+    out: dict[int, str] = {}
+    with ProcessPoolExecutor(workers, ctx, initializer=_worker_init, initargs=(path, threads)) as pool:
+        # Longest batches first: the last ones to finish are then the short ones.
+        jobs = [(idx, pool.submit(_worker_generate, [convs[i] for i in idx], kw)) for idx in reversed(batches)]
+        for idx, job in jobs:
+            out.update(zip(idx, job.result(), strict=True))
+    return [out[i] for i in range(len(convs))]
 
 
 _SENTENCE_END = re.compile(r"[.!?:](?:\s|$)|\n")

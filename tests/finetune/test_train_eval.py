@@ -99,7 +99,8 @@ def test_compare_on_real_models_writes_report_and_an_unchanged_model_is_not_prom
     held = tmp_path / "eval.jsonl"
     held.write_text("".join(json.dumps(r) + "\n" for r in rows(3)))
     suites = Suites.load(held_out=held, limit=6)
-    rep = compare(tiny_lm, tiny_lm, suites, shipped().flags, EvalOptions(max_new_tokens=8))
+    # No answer store: the session's tiny model folder is shared by the tests and stays as built.
+    rep = compare(tiny_lm, tiny_lm, suites, shipped().flags, EvalOptions(max_new_tokens=8, reuse_answers=False))
     assert rep["drift"]["kl_current_candidate"] == pytest.approx(0.0, abs=1e-6)
     assert rep["drift"]["perplexity_ratio"] == pytest.approx(1.0)
     assert rep["current"]["pref_accuracy"] == rep["candidate"]["pref_accuracy"]
@@ -141,3 +142,13 @@ def test_drift_streamed_through_the_spill_equals_the_kl_of_both_models_in_memory
     tokens = sum(n for _, n, _ in p_all)
     assert ppl_cur == pytest.approx(torch.tensor(-sum(t for t, _, _ in p_all) / tokens).exp().item(), rel=1e-4)
     assert ppl_cand != pytest.approx(ppl_cur)
+
+
+def test_answers_generated_in_two_processes_are_those_of_one_process(tiny_lm: Path) -> None:
+    from finetune.generate import LocalLM, generate_in_processes
+
+    convs = [[{"role": "user", "content": "Tell me about item " + "x" * i}] for i in range(7)]
+    kw = {"max_new_tokens": 8, "batch_size": 2}
+    one = LocalLM(tiny_lm).generate(convs, **kw)
+    two = generate_in_processes(tiny_lm, convs, workers=2, **kw)
+    assert two == one and len(set(one)) > 1  # in the callers' order, not the batches'
