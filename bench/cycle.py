@@ -69,9 +69,11 @@ def main() -> None:
         action="store_true",
         help="the current model answers the suites after training, not during it (the baseline)",
     )
+    ap.add_argument("--workers", type=int, default=2, help="EvalOptions.workers (1: the baseline)")
     a = ap.parse_args()
 
     from finetune.cycle import CycleOptions, run_cycle
+    from finetune.evaluate import EvalOptions
     from finetune.registry import Registry
     from guard.backends.prepare import prepare_default_model
     from guard.settings import DEFAULT_MODEL, load_settings
@@ -95,6 +97,7 @@ def main() -> None:
         min_pairs=10,
         datasets_dir=None if a.small_suites else settings.datasets_dir,  # as `guard retrain` builds its suites
         answer_ahead=not a.no_answer_ahead,
+        eval=EvalOptions(workers=a.workers),
     )
     t0 = time.perf_counter()
     res = run_cycle(opts)
@@ -110,6 +113,7 @@ def main() -> None:
         "train_loop_s": round(train.get("seconds", 0), 1),
         "config": opts.dpo.model_dump(),
         "answer_ahead": opts.answer_ahead,
+        "eval_workers": opts.eval.workers,
     }
     print(json.dumps(out))
     Path("bench/results").mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 interleaved in rounds.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python bench/eval_generation.py [--per-kind 8] [--rounds 2]
-        [--configs old,new] [--threads 1]
+        [--configs old,new] [--threads 1]   (configs: old, new, new-b32, new-b8, new-2proc, new-2thr)
 
 Prompts: the first N of each built gate suite (benign_scary, benign_ordinary, harmful); the local SmolLM2 model
 (`guard models prepare`). Prints seconds per round and the median ratio new / old.
@@ -21,7 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from finetune.generate import LocalLM  # noqa: E402
+import torch  # noqa: E402
+
+from finetune.generate import LocalLM, generate_in_processes  # noqa: E402
 from finetune.suitebuild import build  # noqa: E402
 from guard.backends.prepare import prepare_default_model  # noqa: E402
 from guard.settings import load_settings  # noqa: E402
@@ -31,6 +33,10 @@ SETTINGS = {
     "new": {"max_new_tokens": 40, "batch_size": 16, "first_sentence": True},
     "new-b32": {"max_new_tokens": 40, "batch_size": 32, "first_sentence": True},
     "new-b8": {"max_new_tokens": 40, "batch_size": 8, "first_sentence": True},
+    # Two cores: two processes sharing the batches (EvalOptions.workers; their start-up is in the time), or one
+    # process with two torch threads.
+    "new-2proc": {"max_new_tokens": 40, "batch_size": 16, "first_sentence": True, "workers": 2},
+    "new-2thr": {"max_new_tokens": 40, "batch_size": 16, "first_sentence": True, "threads": 2},
 }
 
 
@@ -51,9 +57,15 @@ def main() -> None:
     times: dict[str, list[float]] = {}
     for rnd in range(a.rounds):
         for name in names:
-            kw = SETTINGS[name]
+            kw = dict(SETTINGS[name])
+            workers, threads = int(kw.pop("workers", 1)), int(kw.pop("threads", a.threads))
+            torch.set_num_threads(threads)
             t0 = time.perf_counter()
-            lm.generate(convs, **kw)  # type: ignore[arg-type]
+            if workers > 1:
+                generate_in_processes(lm.path, convs, workers=workers, threads=a.threads, **kw)
+            else:
+                lm.generate(convs, **kw)  # type: ignore[arg-type]
+            torch.set_num_threads(a.threads)
             times.setdefault(name, []).append(time.perf_counter() - t0)
             print(f"round {rnd} {name}: {times[name][-1]:.1f} s", flush=True)
     base = statistics.median(times[names[0]])
