@@ -214,7 +214,7 @@ def _answers(lm: LocalLM, convs: list[list[dict[str, str]]], opts: EvalOptions) 
 
     def generate(todo: Sequence[list[dict[str, str]]]) -> list[str]:
         kw: dict[str, Any] = {"max_new_tokens": opts.max_new_tokens, "first_sentence": opts.first_sentence}
-        if opts.workers > 1 and len(todo) > opts.batch_size:
+        if opts.workers > 1 and len(todo) > opts.batch_size and lm.device == "cpu":  # a GPU takes one process
             return generate_in_processes(
                 lm.path, todo, workers=opts.workers, batch_size=opts.batch_size, threads=opts.threads, **kw
             )
