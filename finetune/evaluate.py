@@ -240,8 +240,7 @@ class Drift:
     """Perplexity of each model and mean per-token KL(current || candidate) on the general suite's reference
     answers. The current model's per-token log-softmax is spilled to `spill` one batch per file and read back
     while the candidate scores the same batch: held in memory it is answers x tokens x vocabulary (about 3 GB in
-    fp16 for the 300 general answers and SmolLM2's 49k vocabulary), twice that with both models, and three demo
-    seeds side by side ran out of memory that way."""
+    fp16 for the 300 general answers and SmolLM2's 49k vocabulary), twice that with both models."""
 
     def __init__(self, spill: Path) -> None:
         self.spill = spill

@@ -396,7 +396,7 @@ def main() -> None:
         "--jobs",
         type=int,
         default=1,
-        help="with --seeds: seeds run side by side (each on its own port from --port up; about 6 GB each)",
+        help="with --seeds: seeds run side by side (each on its own port from --port up; three used 10-12 GB together)",
     )
     a = ap.parse_args()
     if a.seeds:
