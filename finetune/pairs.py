@@ -83,6 +83,11 @@ class Pair:
 class PairOptions:
     candidates: int = 4  # N sampled answers per over-refused request
     max_refuse_share: float = 0.5  # refusal-side pairs (refuse_more + keep_refusing) / all pairs
+    # A floor on the same share: past it, help_more pairs are dropped (auto ones first). A set that is mostly
+    # help_more wears down refusals the model had right: issue 17's seed 2 (35 refusal-side pairs against 36
+    # help_more, share 0.49) lost 2.9 points of harmful refusal where seeds 0 and 1 (0.575, 0.556) gained.
+    # 0 = off; it also empties a set with no refusal-side pair at all.
+    min_refuse_share: float = 0.0
     # Anchor pairs from the model's correct refusals: reviewed as correct, or unreviewed ones the proxy judged
     # harmful (reviews are sparse in production, and unreviewed unsafe compliances already make refuse_more pairs).
     keep_refusing: bool = True
@@ -400,9 +405,12 @@ def dedup(pairs: list[Pair], embed: Embed | None, threshold: float, dropped: Cou
     return [unique[i] for i in keep]
 
 
-def balance(pairs: list[Pair], max_refuse_share: float, dropped: Counter[str]) -> list[Pair]:
-    """Keep refusal-side pairs to at most `max_refuse_share` of the set (deterministic: refuse_more, which fix
-    real failures, before keep_refusing anchors; then by source and prompt hash)."""
+def balance(
+    pairs: list[Pair], max_refuse_share: float, dropped: Counter[str], min_refuse_share: float = 0.0
+) -> list[Pair]:
+    """Keep refusal-side pairs between `min_refuse_share` and `max_refuse_share` of the set. Over the cap,
+    refusal-side pairs go (refuse_more, which fix real failures, kept before keep_refusing anchors); under the
+    floor, help_more pairs go (reviewed ones kept first). Deterministic: then by source and prompt hash."""
     help_more = [p for p in pairs if p.direction not in REFUSAL_SIDE]
     refuse = sorted(
         (p for p in pairs if p.direction in REFUSAL_SIDE),
@@ -411,7 +419,14 @@ def balance(pairs: list[Pair], max_refuse_share: float, dropped: Counter[str]) -
     share = min(max(max_refuse_share, 0.0), 1.0)
     cap = len(refuse) if share >= 1.0 else int(share / (1.0 - share) * len(help_more))
     dropped["balance_cap"] += max(0, len(refuse) - cap)
-    return help_more + refuse[:cap]
+    refuse = refuse[:cap]
+    floor = min(max(min_refuse_share, 0.0), share)
+    if floor > 0.0:
+        room = int((1.0 - floor) / floor * len(refuse) + 1e-9)
+        kept = {id(p) for p in sorted(help_more, key=lambda p: (_PRIORITY[p.source], p.prompt_hash))[:room]}
+        dropped["balance_floor"] += len(help_more) - len(kept)
+        help_more = [p for p in help_more if id(p) in kept]
+    return help_more + refuse
 
 
 def is_eval(pair: Pair, eval_percent: int) -> bool:
@@ -423,7 +438,7 @@ def build(col: Collected, src: PairSources, opts: PairOptions | None = None) -> 
     ps = raw_pairs(col, src, opts)
     pairs = mask_pairs(ps.pairs, src.mask)
     pairs = dedup(pairs, src.embed, opts.near_dup_threshold, ps.dropped)
-    pairs = balance(pairs, opts.max_refuse_share, ps.dropped)
+    pairs = balance(pairs, opts.max_refuse_share, ps.dropped, opts.min_refuse_share)
     if src.mask is not None:
         ps.pending = [
             {

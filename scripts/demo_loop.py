@@ -357,6 +357,13 @@ def main() -> None:
         default=0.6,
         help="cap on the refusal-side share of the pairs (refuse_more + keep_refusing anchors)",
     )
+    ap.add_argument(
+        "--min-refuse-share",
+        type=float,
+        default=0.55,
+        help="floor on the same share: help_more pairs past it are dropped (issue 17: seed 2's set was 0.49 "
+        "refusal-side and lost harmful refusals; seeds 0 and 1, at 0.575 and 0.556, gained)",
+    )
     ap.add_argument("--beta", type=float, default=None, help="DPO beta (the shipped config's when not given)")
     ap.add_argument(
         "--harmful-share",
@@ -486,6 +493,7 @@ def main() -> None:
         )
         opts.pairs.candidates = 6
         opts.pairs.max_refuse_share = a.max_refuse_share
+        opts.pairs.min_refuse_share = a.min_refuse_share
         if a.caution_anchors is not None:
             opts.pairs.caution_anchors = a.caution_anchors
         result["dpo"] = opts.dpo.model_dump()

@@ -162,6 +162,31 @@ def test_refusal_side_cap_counts_keep_refusing_anchors_and_keeps_refuse_more_fir
     assert [p.direction for p in kept].count(KEEP_REFUSING) == 1 and dropped["balance_cap"] == 4
 
 
+def test_refusal_side_floor_drops_auto_help_more_pairs_before_reviewed_ones() -> None:
+    from collections import Counter
+
+    ps = (
+        [_pair(f"benign auto {i}", HELP_MORE) for i in range(6)]
+        + [_pair(f"benign reviewed {i}", HELP_MORE, "review") for i in range(2)]
+        + [_pair(f"harm {i}", REFUSE_MORE) for i in range(3)]
+    )
+    dropped: Counter[str] = Counter()
+    kept = pairs.balance(ps, 0.6, dropped, min_refuse_share=0.5)  # room: 3 help_more against 3 refusal-side
+    helped = [p.prompt[0]["content"] for p in kept if p.direction == HELP_MORE]
+    assert len(helped) == 3 and {"benign reviewed 0", "benign reviewed 1"} <= set(helped)
+    assert dropped["balance_floor"] == 5 and dropped["balance_cap"] == 0
+    assert [p.direction for p in kept].count(REFUSE_MORE) == 3
+
+
+def test_refusal_side_floor_leaves_a_set_already_above_it_unchanged() -> None:
+    from collections import Counter
+
+    ps = [_pair(f"benign {i}", HELP_MORE) for i in range(4)] + [_pair(f"harm {i}", REFUSE_MORE) for i in range(5)]
+    dropped: Counter[str] = Counter()
+    assert pairs.balance(ps, 0.6, dropped, min_refuse_share=0.55) == pairs.balance(ps, 0.6, Counter())
+    assert dropped["balance_floor"] == 0
+
+
 COMPLIANT = "Sure. First you find a cheap supplier of stolen card dumps on a marketplace, then you pay in crypto."
 
 
