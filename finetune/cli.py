@@ -56,7 +56,7 @@ def _options(
     min_pairs: int,
     promote: bool,
     settle_s: float,
-    caution_anchors: int | None = None,
+    knobs: dict[str, Any] | None = None,
     **dpo: Any,
 ) -> Any:
     from finetune.config import ConfigError, load_config
@@ -88,8 +88,14 @@ def _options(
         upstream_url=s.upstream_url,
         upstream_api_key=s.upstream_api_key,
     )
-    if caution_anchors is not None:
-        opts.pairs.caution_anchors = caution_anchors
+    for name, value in (knobs or {}).items():  # PairOptions fields the command line set
+        if value is not None:
+            setattr(opts.pairs, name, value)
+    if opts.pairs.min_refuse_share > opts.pairs.max_refuse_share:
+        raise _fail(
+            f"--min-refuse-share {opts.pairs.min_refuse_share} is above "
+            f"--max-refuse-share {opts.pairs.max_refuse_share}"
+        )
     return opts
 
 
@@ -111,6 +117,22 @@ CautionOpt = Annotated[
         "their label's caution instruction, chosen = the refusal (0 = off; default PairOptions' 40).",
     ),
 ]
+MaxShareOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Cap on the refusal-side share of the pairs (refuse more, keep refusing, caution anchors); default 0.5.",
+    ),
+]
+MinShareOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Floor on that share: help-more pairs past it are dropped, reviewed ones kept first (default 0, off).",
+    ),
+]
 
 
 @prefs_app.command("build")
@@ -122,6 +144,8 @@ def prefs_build(
     model: ModelOpt = None,
     sample: Annotated[bool, typer.Option(help="Sample helpful candidates from the current model.")] = True,
     caution_anchors: CautionOpt = None,
+    max_refuse_share: MaxShareOpt = None,
+    min_refuse_share: MinShareOpt = None,
 ) -> None:
     """Build preference pairs from recorded exchanges, reviews and feedback."""
     from finetune import pairs
@@ -131,7 +155,8 @@ def prefs_build(
     from guard.store.db import make_engine
 
     s = _settings()
-    opts = _options(model, None, None, 0, False, 0.0, caution_anchors)
+    knobs = dict(caution_anchors=caution_anchors, max_refuse_share=max_refuse_share, min_refuse_share=min_refuse_share)
+    opts = _options(model, None, None, 0, False, 0.0, knobs)
     if not sample:
         opts.sample_candidates = False
     cur = None if s.upstream_url else _registry(opts.model).current()
@@ -313,6 +338,8 @@ def retrain(
     settle_s: Annotated[float, typer.Option(help="Leave the newest seconds of records for the next run.")] = 120.0,
     model: ModelOpt = None,
     caution_anchors: CautionOpt = None,
+    max_refuse_share: MaxShareOpt = None,
+    min_refuse_share: MinShareOpt = None,
 ) -> None:
     """Run the whole cycle once (cron / Kubernetes CronJob), or every INTERVAL with --every."""
     from finetune.cycle import run_cycle
@@ -323,7 +350,8 @@ def retrain(
     from guard.store.db import make_engine
 
     s = _settings()
-    opts = _options(model, config, gates, min_pairs, promote, settle_s, caution_anchors)
+    knobs = dict(caution_anchors=caution_anchors, max_refuse_share=max_refuse_share, min_refuse_share=min_refuse_share)
+    opts = _options(model, config, gates, min_pairs, promote, settle_s, knobs)
     engine = make_engine(opts.db_url)
 
     def once() -> None:

@@ -217,6 +217,13 @@ def test_prefs_build_command_writes_pairs_and_manifest(tmp_path: Path, monkeypat
     # "refuse more" pairs rather than train a set that only teaches refusing.
     assert counts["pending_review"] == 3 and counts["dropped"]["balance_cap"] == 3 and counts["train"] == 0
     assert (tmp_path / "p" / "manifest.json").is_file()
+    build = ["prefs", "build", "--since", "2026-01-01", "--model", MODEL, "--no-sample"]
+    out = CliRunner().invoke(app, [*build, "--out", str(tmp_path / "uncapped"), "--max-refuse-share", "1"])
+    counts = json.loads(out.output.strip().splitlines()[-1])
+    assert out.exit_code == 0 and counts["train"] + counts["eval"] == 3 and not counts["dropped"].get("balance_cap")
+    shares = ["--min-refuse-share", "0.7", "--max-refuse-share", "0.6"]
+    out = CliRunner().invoke(app, [*build, "--out", str(tmp_path / "q"), *shares])
+    assert out.exit_code == 2 and "--min-refuse-share 0.7 is above --max-refuse-share 0.6" in out.output
     out = CliRunner().invoke(app, ["prefs", "build", "--out", str(tmp_path / "q"), "--since", "yesterday"])
     assert out.exit_code == 2 and "--since 'yesterday'" in out.output
     out = CliRunner().invoke(app, ["prefs", "build", "--out", str(tmp_path / "q"), "--caution-anchors", "-1"])
