@@ -117,22 +117,12 @@ CautionOpt = Annotated[
         "their label's caution instruction, chosen = the refusal (0 = off; default PairOptions' 40).",
     ),
 ]
-MaxShareOpt = Annotated[
-    float | None,
-    typer.Option(
-        min=0.0,
-        max=1.0,
-        help="Cap on the refusal-side share of the pairs (refuse more, keep refusing, caution anchors); default 0.5.",
-    ),
-]
-MinShareOpt = Annotated[
-    float | None,
-    typer.Option(
-        min=0.0,
-        max=1.0,
-        help="Floor on that share: help-more pairs past it are dropped, reviewed ones kept first (default 0, off).",
-    ),
-]
+
+# The refusal-side share of the pairs: refuse more, keep refusing and caution anchors over all pairs.
+_MAX_SHARE = "Cap on the pairs' refusal-side share (default 0.5)."
+_MIN_SHARE = "Floor on it: help-more pairs past it are dropped, reviewed ones kept first (default 0, off)."
+MaxShareOpt = Annotated[float | None, typer.Option(min=0.0, max=1.0, help=_MAX_SHARE)]
+MinShareOpt = Annotated[float | None, typer.Option(min=0.0, max=1.0, help=_MIN_SHARE)]
 
 
 @prefs_app.command("build")
