@@ -56,7 +56,9 @@ def _options(
     min_pairs: int,
     promote: bool,
     settle_s: float,
-    knobs: dict[str, Any] | None = None,
+    caution_anchors: int | None = None,
+    max_refuse_share: float | None = None,
+    min_refuse_share: float | None = None,
     **dpo: Any,
 ) -> Any:
     from finetune.config import ConfigError, load_config
@@ -88,7 +90,12 @@ def _options(
         upstream_url=s.upstream_url,
         upstream_api_key=s.upstream_api_key,
     )
-    for name, value in (knobs or {}).items():  # PairOptions fields the command line set
+    knobs = {
+        "caution_anchors": caution_anchors,
+        "max_refuse_share": max_refuse_share,
+        "min_refuse_share": min_refuse_share,
+    }
+    for name, value in knobs.items():  # PairOptions fields the command line set
         if value is not None:
             setattr(opts.pairs, name, value)
     if opts.pairs.min_refuse_share > opts.pairs.max_refuse_share:
@@ -145,8 +152,7 @@ def prefs_build(
     from guard.store.db import make_engine
 
     s = _settings()
-    knobs = dict(caution_anchors=caution_anchors, max_refuse_share=max_refuse_share, min_refuse_share=min_refuse_share)
-    opts = _options(model, None, None, 0, False, 0.0, knobs)
+    opts = _options(model, None, None, 0, False, 0.0, caution_anchors, max_refuse_share, min_refuse_share)
     if not sample:
         opts.sample_candidates = False
     cur = None if s.upstream_url else _registry(opts.model).current()
@@ -340,8 +346,9 @@ def retrain(
     from guard.store.db import make_engine
 
     s = _settings()
-    knobs = dict(caution_anchors=caution_anchors, max_refuse_share=max_refuse_share, min_refuse_share=min_refuse_share)
-    opts = _options(model, config, gates, min_pairs, promote, settle_s, knobs)
+    opts = _options(
+        model, config, gates, min_pairs, promote, settle_s, caution_anchors, max_refuse_share, min_refuse_share
+    )
     engine = make_engine(opts.db_url)
 
     def once() -> None:

@@ -82,7 +82,7 @@ class Pair:
 @dataclass
 class PairOptions:
     candidates: int = 4  # N sampled answers per over-refused request
-    max_refuse_share: float = 0.5  # refusal-side pairs (refuse_more + keep_refusing) / all pairs
+    max_refuse_share: float = 0.5  # refusal-side pairs (REFUSAL_SIDE) / all pairs
     # A floor on the same share: past it, help_more pairs are dropped (auto ones first). A set that is mostly
     # help_more wears down refusals the model had right: issue 17's seed 2 (35 refusal-side pairs against 36
     # help_more, share 0.49) lost 2.9 points of harmful refusal where seeds 0 and 1 (0.575, 0.556) gained.

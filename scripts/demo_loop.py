@@ -355,7 +355,7 @@ def main() -> None:
         "--max-refuse-share",
         type=float,
         default=0.6,
-        help="cap on the refusal-side share of the pairs (refuse_more + keep_refusing anchors)",
+        help="cap on the refusal-side share of the pairs (refuse_more, keep_refusing and caution anchors)",
     )
     ap.add_argument(
         "--min-refuse-share",
