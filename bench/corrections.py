@@ -5,9 +5,11 @@ set overrides at each cosine threshold.
 
 Needs the built triage model (GUARD_HOME/triage, default var/triage) and ../shared/datasets.
 
-1. Latency: `Pipeline.screen` (replayed triage results of real prompts, no rails) with no overrides, and with
-   `--overrides` active overrides loaded through the store (SQLite) into the proxy's memory, in the same run,
-   interleaved per round; p50 of each round, median over rounds. The override vectors are real embeddings of
+1. Latency: `Pipeline.screen` (replayed triage results of real prompts, no rails) with no overrides, with
+   `--overrides` active overrides loaded through the store (SQLite) into the proxy's memory at the global 0.97,
+   and the same with the harm atlas and `GUARD_OVERRIDE_REACH` (the default), in the same run, interleaved per
+   round; the time to load each memory (embeddings cached in the store, the atlas compared once per override);
+   p50 of each round, median over rounds. The override vectors are real embeddings of
    2,000 data-set prompts, and mixtures of two of them for the rest (embedding 10,000 texts takes minutes here).
 2. Calibration: a "reviewed" set (benign security and health questions the classifier over-flags, and harmful
    prompts) against unrelated real user prompts (oasst_prompts, arena_hard): the share of unrelated prompts whose
@@ -34,11 +36,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from guard.corrections.memory import CorrectionMemory
+from guard.corrections.radius import ATLAS_MARGIN
 from guard.domain import Message
 from guard.pipeline import Exchange, NoRails, NoRecorder, Pipeline, TriageResult
 from guard.settings import load_settings
 from guard.store.db import make_engine, upgrade
 from guard.store.schema import overrides
+from guard.taxonomy import ATTACKS, HARMFUL
+from guard.triage.atlas import nearest as atlas_nearest
 from guard.triage.runtime import TriageModel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,21 +127,52 @@ async def latency(model: TriageModel, n_overrides: int, rounds: int, n: int) -> 
         memory = CorrectionMemory(
             engine, model.embed, model.version, threshold=0.97, refresh_s=3600, max_per_tenant=n_overrides
         )
+        t0 = time.perf_counter()
         await memory.refresh()
+        load_s = time.perf_counter() - t0
         assert memory.active == n_overrides
+        # The shipped default: benign overrides reach down to 0.91 where the harm atlas allows (lower radii prune
+        # fewer rows), and the atlas is compared with each override once, at load.
+        reaching = CorrectionMemory(
+            engine,
+            model.embed,
+            model.version,
+            threshold=0.97,
+            refresh_s=3600,
+            max_per_tenant=n_overrides,
+            atlas=model.harm_atlas,
+            reach=load_settings().override_reach,
+        )
+        t0 = time.perf_counter()
+        await reaching.refresh()
+        atlas_load_s = time.perf_counter() - t0
         none = Pipeline(Replay(results), NoRails(), NoRails(), NoRecorder())
         loaded = Pipeline(Replay(results), NoRails(), NoRails(), NoRecorder(), memory)
-        base, with_overrides = [], []
+        atlas = Pipeline(Replay(results), NoRails(), NoRails(), NoRecorder(), reaching)
+        base, with_overrides, with_atlas = [], [], []
         for _ in range(rounds):
             base.append(await p50_us(none, n))
             with_overrides.append(await p50_us(loaded, n))
+            with_atlas.append(await p50_us(atlas, n))
         engine.dispose()
-    b, w = statistics.median(base), statistics.median(with_overrides)
-    return {"none_p50_us": b, "overrides_p50_us": w, "added_p50_us": w - b, "ratio": w / b, "overrides": n_overrides}
+    b, w, x = statistics.median(base), statistics.median(with_overrides), statistics.median(with_atlas)
+    return {
+        "none_p50_us": b,
+        "overrides_p50_us": w,
+        "added_p50_us": w - b,
+        "ratio": w / b,
+        "atlas_overrides_p50_us": x,
+        "atlas_added_p50_us": x - b,
+        "load_s": load_s,
+        "atlas_load_s": atlas_load_s,
+        "atlas": 0 if model.harm_atlas is None else len(model.harm_atlas),
+        "overrides": n_overrides,
+    }
 
 
 def calibration(model: TriageModel) -> dict[str, object]:
-    reviewed = rows("cyberseceval", 150, "benign") + rows("medquad", 75) + rows("aart", 75, seed=1)
+    benign_reviewed = rows("cyberseceval", 150, "benign") + rows("medquad", 75)
+    reviewed = benign_reviewed + rows("aart", 75, seed=1)
     unrelated = rows("oasst_prompts", 600, seed=2) + rows("arena_hard", 600, seed=2)
     twins = [json.loads(line) for line in (DATA / "jbb_behaviors.jsonl").open()]
     harmful = [t["text"] for t in twins if t["label"] == "harmful"]
@@ -155,7 +191,23 @@ def calibration(model: TriageModel) -> dict[str, object]:
         }
         for t in THRESHOLDS
     }
-    return {"reviewed": len(reviewed), "unrelated": len(unrelated), "twins": len(benign), "by_threshold": table}
+    out: dict[str, object] = {"reviewed": len(reviewed), "unrelated": len(unrelated), "twins": len(benign)}
+    if model.harm_atlas is not None:  # the default: benign reviews reach to GUARD_OVERRIDE_REACH, atlas-bounded
+        n = len(benign_reviewed)
+        radius = np.full(len(reviewed), 0.97, np.float32)
+        near = atlas_nearest(model.harm_atlas, r[:n])
+        radius[:n] = np.minimum(1.0, np.maximum(load_settings().override_reach, near + ATLAS_MARGIN))
+        flagged = np.array([bool(set(res.labels) & set(HARMFUL + ATTACKS)) for res in model.predict(unrelated)])
+        within = ((u @ r.T) >= radius).any(axis=1)
+        out["default_with_atlas"] = {
+            "benign_radius_median": float(np.median(radius[:n])),
+            "unrelated_overridden": float(within.mean()),
+            "unrelated_flagged": float(flagged.mean()),
+            "unrelated_flagged_and_overridden": float((within & flagged).mean()),
+            "twins_overridden": table["0.97"]["twins_overridden"],  # harmful reviews keep the global 0.97
+            "rewordings_matched": float((own >= radius).mean()),
+        }
+    return out | {"by_threshold": table}
 
 
 def main() -> None:

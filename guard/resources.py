@@ -159,6 +159,8 @@ async def _corrections(settings: Settings, triage: Any, store: Any, stack: Async
         threshold=settings.override_threshold,
         refresh_s=settings.override_refresh_s,
         max_per_tenant=settings.override_max_per_tenant,
+        atlas=getattr(triage, "harm_atlas", None),
+        reach=settings.override_reach,
     )
     await memory.start()
     stack.push_async_callback(memory.aclose)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ from finetune.triage.refit import Embedded, embed, fit_calibrated, served_scores
 from finetune.triage.scoring import group_flag_rates, quality_targets
 from guard.taxonomy import ATTACKS, HARMFUL, INPUT_LABELS
 from guard.triage.artifact import ARTIFACT_CONFIG
+from guard.triage.atlas import HARM_ATLAS
 
 if TYPE_CHECKING:
     from finetune.triage.heads import Heads
@@ -223,6 +225,8 @@ def adapt(
     adapted = {"reviews": len(learn), "held_out": len(check), "review_weight": round(weight, 2)}
     config = {**current_cfg, "thresholds": thresholds, "adapted": adapted}
     save_heads_artifact(heads, encoder_state(current_dir), config, out_dir)
+    if (current_dir / HARM_ATLAS).is_file():  # the same encoder: its harm atlas holds for the new heads
+        shutil.copyfile(current_dir / HARM_ATLAS, out_dir / HARM_ATLAS)
     report = AdaptReport(
         verdict="reject" if reasons else "promote",
         reasons=reasons,

@@ -123,6 +123,28 @@ def refit(
 
 
 @app.command()
+def atlas(
+    artifact: Annotated[Path | None, typer.Option(help="Artifact directory (default: the shipped one).")] = None,
+    datasets_dir: Annotated[Path | None, typer.Option(help="Public data sets (default GUARD_DATASETS_DIR).")] = None,
+    threads: Annotated[int, typer.Option(min=1)] = 2,
+) -> None:
+    """Embed the artifact's harmful training rows into its harm atlas (how far benign overrides may reach)."""
+    from finetune.triage.atlas import build_atlas
+    from finetune.triage.data.build import training_split
+    from guard.triage.artifact import ARTIFACT_CONFIG, ARTIFACT_DIR
+
+    art = artifact or ARTIFACT_DIR
+    if not (art / ARTIFACT_CONFIG).is_file():
+        raise _fail(f"not a triage artifact (no {ARTIFACT_CONFIG}): {art}")
+    ds = datasets_dir if datasets_dir is not None else _settings().datasets_dir
+    if not ds.is_dir():
+        raise _fail(f"public data sets not found at {ds} (set GUARD_DATASETS_DIR)")
+    split, _ = training_split(json.loads((art / ARTIFACT_CONFIG).read_text()).get("train", {}), ds)
+    path = build_atlas(art, split, cache_dir=_settings().home / "cache" / "triage", threads=threads)
+    typer.echo(f"harm atlas written to {path}; run `guard triage build` to serve it")
+
+
+@app.command()
 def adapt(
     reviews: Annotated[
         Path | None, typer.Option(help="JSONL of reviewed texts: {text, label: false_positive|unsafe, labels}.")

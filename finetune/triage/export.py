@@ -1,11 +1,13 @@
 """`guard triage build`: shipped artifact + installed base weights -> ONNX fp32 + int8, tokenizer, config.
 
-Idempotent: the output's `triage.json` records a hash of what it was built from; a matching build is kept.
+Idempotent: the output's `triage.json` records a hash of what it was built from; a matching build is kept. The
+artifact's harm atlas (`guard.triage.atlas`) is copied beside the model when it was embedded by this encoder.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +25,9 @@ from guard.triage.artifact import (
     base_model_dir,
     source_hash,
 )
+from guard.triage.atlas import HARM_ATLAS
+
+log = logging.getLogger("guard.triage")
 
 OUTPUT_NAMES = ["label_logits", "refusal_logit", "embedding"]
 
@@ -42,6 +47,7 @@ def build(art_dir: Path, out_dir: Path, *, force: bool = False) -> bool:
     if not (art_dir / ARTIFACT_CONFIG).is_file():
         raise ArtifactError(f"no triage artifact at {art_dir} (expected {ARTIFACT_CONFIG}); run `guard triage train`")
     if not force and is_up_to_date(art_dir, out_dir):
+        sync_atlas(art_dir, out_dir)
         return False
     out_dir.mkdir(parents=True, exist_ok=True)
     # Write into a temporary folder beside the target, then move files in: a crash leaves the old build intact.
@@ -55,7 +61,25 @@ def build(art_dir: Path, out_dir: Path, *, force: bool = False) -> bool:
         (work / RUNTIME_CONFIG).write_text(json.dumps(runtime, indent=2) + "\n")
         for name in (MODEL_FP32, MODEL_INT8, TOKENIZER, RUNTIME_CONFIG):  # config last: it marks the build done
             os.replace(work / name, out_dir / name)
+    sync_atlas(art_dir, out_dir)
     return True
+
+
+def sync_atlas(art_dir: Path, out_dir: Path) -> None:
+    """Copy the artifact's harm atlas into the build when it fits the encoder; drop a stale one."""
+    src, dst = art_dir / HARM_ATLAS, out_dir / HARM_ATLAS
+    if not src.is_file():
+        dst.unlink(missing_ok=True)
+        return
+    if dst.is_file() and dst.read_bytes() == src.read_bytes():
+        return
+    from finetune.triage.atlas import artifact_encoder, atlas_encoder
+
+    if atlas_encoder(src) != artifact_encoder(art_dir):
+        log.warning("%s was embedded by another encoder: not used (run `guard triage atlas`)", src)
+        dst.unlink(missing_ok=True)
+        return
+    shutil.copyfile(src, dst)
 
 
 def export_onnx(art_dir: Path, path: Path) -> dict:

@@ -21,6 +21,7 @@ from typing import Any
 from finetune.registry import Registry, RegistryError, write_json
 from guard.modelstore import ModelVersion
 from guard.triage.artifact import ARTIFACT_DIR, MODEL_INT8, RUNTIME_CONFIG, TOKENIZER
+from guard.triage.atlas import HARM_ATLAS
 from guard.triage.versions import NAME
 
 ARTIFACT = "artifact"
@@ -56,6 +57,8 @@ def add_built(reg: Registry, built: Path, artifact: Path, meta: dict[str, Any], 
         work.mkdir()
         for name in (MODEL_INT8, TOKENIZER):  # the fp32 export is not served: kept out of every version
             shutil.copyfile(built / name, work / name)
+        if (built / HARM_ATLAS).is_file():
+            shutil.copyfile(built / HARM_ATLAS, work / HARM_ATLAS)
         runtime = _runtime(built)
         if rename:
             runtime["version"] = version

@@ -5,8 +5,8 @@ split into its part in the stored vectors' top principal directions (a small mat
 kept: by Cauchy-Schwarz, `p·q_p + |r|·|q_r|` bounds the cosine from above, so only rows whose bound reaches the
 threshold are compared in full. The answer is exact, not approximate.
 
-Each row may have its own threshold (`radii`, at least `threshold`: see `radius.py`); a query matches the closest
-row whose own threshold it reaches.
+Each row may have its own threshold (`radii`: see `radius.py`); a query matches the closest row whose own
+threshold it reaches.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ _SLACK = 1e-4  # float32 rounding in the bound
 class OverrideIndex:
     def __init__(self, vectors: np.ndarray, threshold: float, radii: np.ndarray | None = None) -> None:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        self.threshold = threshold
         self.radii = np.full(len(self.vectors), threshold, np.float32) if radii is None else np.asarray(radii)
+        # The pruning bound must admit the row with the lowest radius (a benign override may reach further).
+        self.threshold = min(threshold, float(self.radii.min())) if len(self.radii) else threshold
         self.dim = self.vectors.shape[1]
         self.basis: np.ndarray | None = None
         if len(self.vectors) >= FULL_SCAN_BELOW and self.dim > PROJECTED:

@@ -29,6 +29,7 @@ from guard.corrections.radius import radii
 from guard.pipeline import CorrectionMatch, TriageResult
 from guard.store.overrides import Override, active_overrides, override_marker, save_embeddings
 from guard.taxonomy import REFUSAL, labels_over
+from guard.triage.atlas import nearest
 
 log = logging.getLogger("guard.corrections")
 
@@ -51,16 +52,21 @@ class CorrectionMemory:
         threshold: float,
         refresh_s: float,
         max_per_tenant: int,
+        atlas: np.ndarray | None = None,
+        reach: float | None = None,
     ) -> None:
         self.engine = engine
         self.embed = embed
         self.version = version
         self.threshold = threshold
+        self.atlas = atlas  # the serving classifier's harm atlas (`guard.triage.atlas`), None without one
+        self.reach = reach
         self.refresh_s = refresh_s
         self.max_per_tenant = max_per_tenant
         self._scopes: dict[str, dict[str, Scope]] = {}  # classifier version -> tenant -> scope
         self._marker: tuple[int, datetime | None] | None = None
         self._vectors: dict[int, np.ndarray] = {}  # by override id, for this classifier version
+        self._atlas_near: dict[int, float] = {}  # by override id: cosine to the nearest atlas text, this version
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -115,7 +121,9 @@ class CorrectionMemory:
             if marker == self._marker and not force:
                 return
             rows = await asyncio.to_thread(active_overrides, self.engine)
-            scopes, self._vectors = await asyncio.to_thread(self._build, rows, self.version, self.embed, self._vectors)
+            scopes, self._vectors = await asyncio.to_thread(
+                self._build, rows, self.version, self.embed, self._vectors, self.atlas, self._atlas_near
+            )
             self._scopes = {self.version: scopes}
             self._marker = marker
             metrics.REVIEW_OVERRIDES_ACTIVE.set(self.active)
@@ -127,19 +135,32 @@ class CorrectionMemory:
             try:
                 marker = await asyncio.to_thread(override_marker, self.engine)
                 rows = await asyncio.to_thread(active_overrides, self.engine)
-                scopes, vectors = await asyncio.to_thread(self._build, rows, model.version, model.embed, {})
+                atlas = getattr(model, "harm_atlas", None)
+                near: dict[int, float] = {}
+                scopes, vectors = await asyncio.to_thread(
+                    self._build, rows, model.version, model.embed, {}, atlas, near
+                )
             except Exception as exc:  # the store is down: the swap goes ahead, the next poll embeds
                 log.warning("overrides: not embedded for classifier %s yet (%s)", model.version, exc)
                 self.version, self._vectors, self._marker = model.version, {}, None
+                self.atlas, self._atlas_near = getattr(model, "harm_atlas", None), {}
                 return
             self._scopes = {self.version: self._scopes.get(self.version, {}), model.version: scopes}
             self.version, self._vectors, self._marker = model.version, vectors, marker
+            self.atlas, self._atlas_near = atlas, near
             metrics.REVIEW_OVERRIDES_ACTIVE.set(self.active)
 
     def _build(
-        self, rows: list[Override], version: str, embed: Embed, known: dict[int, np.ndarray]
+        self,
+        rows: list[Override],
+        version: str,
+        embed: Embed,
+        known: dict[int, np.ndarray],
+        atlas: np.ndarray | None,
+        atlas_near: dict[int, float],
     ) -> tuple[dict[str, Scope], dict[int, np.ndarray]]:
-        """Per-tenant indexes of `rows` for classifier `version`, and the vectors by override id."""
+        """Per-tenant indexes of `rows` for classifier `version`, and the vectors by override id. `atlas_near`
+        (cosines to the atlas by override id) is filled in place: each override is compared with it once."""
         vectors = {o.id: v for o in rows if (v := _vector(o, version, known)) is not None}
         missing = [o for o in rows if o.id not in vectors]
         if missing:
@@ -148,6 +169,11 @@ class CorrectionMemory:
             save_embeddings(
                 self.engine, {o.id: fresh[i].astype(np.float32).tobytes() for i, o in enumerate(missing)}, version
             )
+        if atlas is not None:
+            fresh_ids = [o.id for o in rows if o.label == "false_positive" and o.id not in atlas_near]
+            if fresh_ids:
+                found = nearest(atlas, np.stack([vectors[i] for i in fresh_ids]))
+                atlas_near.update(zip(fresh_ids, found.tolist(), strict=True))
         by_tenant: dict[str, list[Override]] = {}
         for o in rows:
             by_tenant.setdefault(o.tenant, []).append(o)
@@ -159,7 +185,9 @@ class CorrectionMemory:
                 )
                 items = items[-self.max_per_tenant :]
             stacked = np.stack([vectors[o.id] for o in items])
-            scopes[tenant] = Scope(OverrideIndex(stacked, self.threshold, radii(stacked, items, self.threshold)), items)
+            near = None if atlas is None else np.array([atlas_near.get(o.id, 1.0) for o in items], np.float32)
+            r = radii(stacked, items, self.threshold, reach=self.reach, atlas_near=near)
+            scopes[tenant] = Scope(OverrideIndex(stacked, self.threshold, r), items)
         return scopes, vectors
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from guard.errors import GuardError
 from guard.pipeline import TriageResult
 from guard.taxonomy import REFUSAL, labels_over
+from guard.triage import atlas
 from guard.triage.artifact import MODEL_INT8, RUNTIME_CONFIG, TOKENIZER
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class TriageModel:
         self.version: str = str(config.get("version", "unknown"))
         self.max_len = int(config.get("max_len", 128))
         self.path: Path | None = None  # the built model's folder, when loaded from one
+        self.harm_atlas: np.ndarray | None = None  # `guard.triage.atlas`: shipped beside the build, when it is
 
     @classmethod
     def load(
@@ -89,6 +91,9 @@ class TriageModel:
         used = session.get_providers()[0]
         model = cls(session, tokenizer, config, "cuda" if used == "CUDAExecutionProvider" else "cpu")
         model.path = directory
+        dim = session.get_outputs()[2].shape[-1]
+        if isinstance(dim, int):
+            model.harm_atlas = atlas.load(directory / atlas.HARM_ATLAS, dim)
         width = session.get_outputs()[0].shape[-1]
         if width != len(model.labels):
             raise TriageModelError(

@@ -168,6 +168,10 @@ class TriageStage:
     def version(self) -> str:
         return self.model.version
 
+    @property
+    def harm_atlas(self) -> np.ndarray | None:
+        return self.model.harm_atlas
+
     async def start(self) -> None:
         metrics.TRIAGE_DEVICE.clear()
         metrics.TRIAGE_DEVICE.labels(self.device).set(1)

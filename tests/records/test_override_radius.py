@@ -1,4 +1,5 @@
-"""A benign override reaches no text as close to it as a harmful text its tenant's reviewers confirmed."""
+"""A benign override reaches no text as close to it as a harmful text: one its tenant's reviewers confirmed, or one
+of the classifier's harm atlas; with an atlas it may reach further than the global threshold."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from guard.corrections.index import OverrideIndex
-from guard.corrections.radius import MARGIN, radii
+from guard.corrections.radius import ATLAS_MARGIN, MARGIN, radii
 from guard.store.overrides import Override
 
 DIM = 8
@@ -49,3 +50,32 @@ def test_without_confirmed_harm_every_override_keeps_the_global_threshold() -> N
         _override(2, "false_positive"),
     ]
     assert radii(vectors, items, threshold=0.97).tolist() == [np.float32(0.97)] * 3
+
+
+def test_with_a_harm_atlas_a_benign_override_reaches_to_the_reach_and_stops_short_of_the_nearest_harmful_text() -> None:
+    vectors = np.stack([_unit(1.0, 1), _unit(1.0, 2)])
+    items = [_override(0, "false_positive"), _override(1, "false_positive")]
+    # The first review's nearest atlas text is far (0.5): it reaches to 0.91. The second's is at 0.93.
+    r = radii(vectors, items, threshold=0.97, reach=0.91, atlas_near=np.array([0.5, 0.93], np.float32))
+    assert r[0] == np.float32(0.91) and abs(r[1] - (0.93 + ATLAS_MARGIN)) < 1e-6
+    index = OverrideIndex(vectors[:1], 0.97, r[:1])
+    assert index.nearest(_unit(0.92, 3)) is not None  # a rephrasing the global 0.97 would miss
+    assert index.nearest(_unit(0.90, 3)) is None
+
+
+def test_an_atlas_text_nearer_than_the_global_threshold_narrows_a_benign_override() -> None:
+    items = [_override(0, "false_positive")]
+    r = radii(np.stack([_unit(1.0, 1)]), items, threshold=0.97, reach=0.91, atlas_near=np.array([0.96], np.float32))
+    assert abs(r[0] - (0.96 + ATLAS_MARGIN)) < 1e-6
+
+
+def test_the_reach_needs_an_atlas_and_overrides_that_assert_harm_keep_the_global_threshold() -> None:
+    vectors = np.stack([_unit(1.0, 1), _unit(0.5, 2)])
+    items = [_override(0, "false_positive"), _override(1, "unsafe")]
+    assert radii(vectors, items, threshold=0.97, reach=0.91).tolist() == [np.float32(0.97)] * 2
+    near = np.array([0.2, 0.2], np.float32)
+    assert radii(vectors, items, threshold=0.97, reach=0.91, atlas_near=near)[1] == np.float32(0.97)
+    # A reviewed harmful text of the tenant still bounds the benign override, atlas or not.
+    close = np.stack([_unit(1.0, 1), _unit(0.95, 1)])
+    r = radii(close, items, threshold=0.97, reach=0.91, atlas_near=near)
+    assert abs(r[0] - (0.95 + MARGIN)) < 1e-6
