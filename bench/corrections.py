@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from guard.corrections.memory import CorrectionMemory
+from guard.corrections.memory import CorrectionMemory, could_act
 from guard.corrections.radius import ATLAS_MARGIN
 from guard.domain import Message
 from guard.pipeline import Exchange, NoRails, NoRecorder, Pipeline, TriageResult
@@ -197,11 +197,14 @@ def calibration(model: TriageModel) -> dict[str, object]:
         radius = np.full(len(reviewed), 0.97, np.float32)
         near = atlas_nearest(model.harm_atlas, r[:n])
         radius[:n] = np.minimum(1.0, np.maximum(load_settings().override_reach, near + ATLAS_MARGIN))
-        flagged = np.array([bool(set(res.labels) & set(HARMFUL + ATTACKS)) for res in model.predict(unrelated)])
+        predicted = model.predict(unrelated)
+        flagged = np.array([bool(set(res.labels) & set(HARMFUL + ATTACKS)) for res in predicted])
+        acts = np.array([could_act(res) for res in predicted])  # a benign override matches only these
         within = ((u @ r.T) >= radius).any(axis=1)
         out["default_with_atlas"] = {
             "benign_radius_median": float(np.median(radius[:n])),
-            "unrelated_overridden": float(within.mean()),
+            "unrelated_within_reach": float(within.mean()),
+            "unrelated_overridden": float((within & acts).mean()),
             "unrelated_flagged": float(flagged.mean()),
             "unrelated_flagged_and_overridden": float((within & flagged).mean()),
             "twins_overridden": table["0.97"]["twins_overridden"],  # harmful reviews keep the global 0.97

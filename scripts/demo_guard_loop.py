@@ -18,7 +18,8 @@ Measured on the held-out prompts, through the proxy: blocked share of the domain
 prompts (FPR), and the miss rate of harmful requests and of the domain's own harm, at three points: the shipped
 classifier, (a) with instant corrections alone, (b) after one adaptation cycle
 (`finetune.triage.cycle.run`: adapt -> gate -> register -> promote) and the proxy's hot swap. Then a poisoned batch
-(harmful traffic labelled `false_positive`) goes through the same cycle and must be rejected by the gate.
+(harmful traffic labelled `false_positive`) goes through the same cycle and must be rejected by the gate, and the
+same batch is reviewed in the proxy, as instant corrections: how many more held-out harmful requests get through.
 
     PYTHONPATH=. .venv/bin/python scripts/demo_guard_loop.py   # needs ../shared/datasets and `guard triage build`
 """
@@ -241,6 +242,15 @@ def serve_and_review(url: str, sets: dict[str, list[str]], n_fp: int, n_correct:
     return domain, harmful
 
 
+def poison_overrides(url: str, texts: list[str]) -> int:
+    """Ask `texts` again and label each blocked exchange `false_positive`; returns how many were labelled."""
+    results = asyncio.run(ask_all(url, texts))
+    blocked = [ex for ex, b, _ in results if b]
+    for exchange_id in blocked:
+        review(url, exchange_id, "false_positive")
+    return len(blocked)
+
+
 # The cycle ------------------------------------------------------------------------------------------------------
 def adapt(home: Path, settings: Any, corrections: list[Any], split: Any) -> Any:
     from finetune.triage.cycle import Places, run
@@ -305,6 +315,10 @@ def main() -> None:
             after = measure(proxy.url, sets, reviewed, a.domain)
             poison = [Correction(t, ()) for t in harmful[: a.reviews]]
             poisoned = adapt(home, settings, poison, split)
+            # The same mistake as instant corrections: a reviewer marks blocked harmful requests false_positive.
+            poisoned_overrides = poison_overrides(proxy.url, [c.text for c in poison])
+            time.sleep(2 * settings.override_refresh_s)
+            missed_after_poison = 1 - blocked_share(proxy.url, sets["harmful_held_out"])
         finally:
             proxy.stop()
             upstream.stop()
@@ -316,6 +330,10 @@ def main() -> None:
     print(f"cycle: {result.summary()} ({fixed})")
     print(f"gate: {json.dumps({'current': result.report.current, 'candidate': result.report.candidate})}")
     print(f"poisoned batch ({len(poison)} harmful prompts labelled false_positive): {poisoned.summary()}")
+    print(
+        f"the same batch as instant corrections ({poisoned_overrides} overrides): held-out harmful requests missed "
+        f"{after[next(k for k in after if k.startswith('harmful requests'))]:.1%} -> {missed_after_poison:.1%}"
+    )
     print(f"total {time.perf_counter() - t_start:.0f} s")
 
 

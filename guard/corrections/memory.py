@@ -28,7 +28,7 @@ from guard.corrections.index import OverrideIndex
 from guard.corrections.radius import radii
 from guard.pipeline import CorrectionMatch, TriageResult
 from guard.store.overrides import Override, active_overrides, override_marker, save_embeddings
-from guard.taxonomy import REFUSAL, labels_over
+from guard.taxonomy import INPUT_LABELS, REFUSAL, labels_over
 from guard.triage.atlas import nearest
 
 log = logging.getLogger("guard.corrections")
@@ -80,6 +80,8 @@ class CorrectionMemory:
             return None
         row, similarity = hit
         o = scope.overrides[row]
+        if o.label == "false_positive" and not could_act(triage):
+            return None  # nothing to lift: a match would only put an override in the record and the headers
         scores = dict(triage.scores)
         scores.update({k: v for k, v in o.scores.items() if k in scores and k != REFUSAL})
         thresholds = triage.thresholds
@@ -189,6 +191,17 @@ class CorrectionMemory:
             r = radii(stacked, items, self.threshold, reach=self.reach, atlas_near=near)
             scopes[tenant] = Scope(OverrideIndex(stacked, self.threshold, r), items)
         return scopes, vectors
+
+
+# A rail may act on a label from this share of its threshold (the default rails: caution from 0.8, self-harm from
+# 0.5). Under it on every input label, a `false_positive` override would change no decision.
+ACTS_FROM = 0.5
+
+
+def could_act(triage: TriageResult) -> bool:
+    return any(
+        triage.scores.get(lab, 0.0) >= ACTS_FROM * thr for lab, thr in triage.thresholds.items() if lab in INPUT_LABELS
+    )
 
 
 def _vector(o: Override, version: str, known: dict[int, np.ndarray]) -> np.ndarray | None:

@@ -7,8 +7,9 @@ held-out rephrasings mostly sit at 0.90-0.97 from a reviewed one. Harm is marked
 - the tenant's reviewed harmful texts (`unsafe`, or `correct` on an exchange flagged for harm), and
 - the classifier's harm atlas (`guard.triage.atlas`): the harmful rows it was trained and calibrated on.
 A benign override's radius is just above its cosine to the nearest of those, so the harmful text and anything as
-close are not overridden. Where the atlas is known, the radius may fall to `reach` (`GUARD_OVERRIDE_REACH`);
-without one it stays at the global threshold or above. Overrides that assert harm keep the global threshold:
+close are not overridden (for atlas texts up to `ATLAS_CEILING`: the reviewed text itself follows its review).
+Where the atlas is known the radius may fall to `reach` (`GUARD_OVERRIDE_REACH`); without one it stays at the
+global threshold or above. Overrides that assert harm keep the global threshold:
 reaching too far with them blocks, it does not let through.
 """
 
@@ -25,6 +26,10 @@ MARGIN = 0.005  # above the nearest harmful review's cosine: float32 rounding an
 # Above the nearest atlas text: the atlas's int8 rounding, another CPU's int8 kernels, and unseen harmful texts a
 # little closer than any the classifier trained on (`scripts/override_reach.py` measures this on calib sources).
 ATLAS_MARGIN = 0.03
+# The atlas never narrows a benign override past this: the reviewer judged this very text, and a repeat of it or a
+# trivial rewording ("hi, ..."; cosine 0.99+) follows the review even where a training row sits as close (a forum
+# post beside a tweet labelled hateful: 9 of 40 reviewed posts were still blocked when asked again).
+ATLAS_CEILING = 0.99
 FLAGGED = 0.5  # a `correct` review confirms harm when the classifier scored a harm label at least this high
 
 
@@ -51,7 +56,7 @@ def radii(
         return out
     rows = np.flatnonzero(benign)
     if atlas_near is not None and reach is not None:
-        out[rows] = np.minimum(1.0, np.maximum(reach, atlas_near[rows] + ATLAS_MARGIN))
+        out[rows] = np.minimum(ATLAS_CEILING, np.maximum(reach, atlas_near[rows] + ATLAS_MARGIN))
     harm = np.array([asserts_harm(o) for o in items], dtype=bool)
     if harm.any():
         harmful = vectors[harm].T

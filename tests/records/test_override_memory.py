@@ -207,3 +207,16 @@ def test_with_the_classifiers_harm_atlas_a_benign_review_reaches_as_far_as_no_ha
     at = lambda cos: replace(result, embedding=(cos * review + np.sqrt(1 - cos**2) * side).astype(np.float32))  # noqa: E731
     assert memory.correct("acme", at(radius + 0.002)) is not None
     assert memory.correct("acme", at(radius - 0.002)) is None
+
+
+def test_a_benign_override_leaves_a_request_the_classifier_scored_far_under_every_threshold_unmatched(
+    engine: Engine, triage_model: Any
+) -> None:
+    insert_review(engine, _flagged(engine, "acme"), "false_positive", reviewer="ann")
+    memory = _memory(engine, triage_model.embed, triage_model.version)
+    asyncio.run(memory.refresh())
+    result = triage_model.predict([TEXT])[0]
+    assert memory.correct("acme", result) is not None
+    # The same vector with every score under half its threshold: no rail acts on it, so nothing is overridden.
+    quiet = {k: (0.4 * result.thresholds[k] if k in result.thresholds else v) for k, v in result.scores.items()}
+    assert memory.correct("acme", replace(result, scores=quiet, labels=())) is None

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from guard.corrections.index import OverrideIndex
-from guard.corrections.radius import ATLAS_MARGIN, MARGIN, radii
+from guard.corrections.radius import ATLAS_CEILING, ATLAS_MARGIN, MARGIN, radii
 from guard.store.overrides import Override
 
 DIM = 8
@@ -79,3 +79,10 @@ def test_the_reach_needs_an_atlas_and_overrides_that_assert_harm_keep_the_global
     close = np.stack([_unit(1.0, 1), _unit(0.95, 1)])
     r = radii(close, items, threshold=0.97, reach=0.91, atlas_near=near)
     assert abs(r[0] - (0.95 + MARGIN)) < 1e-6
+
+
+def test_the_atlas_never_stops_the_reviewed_text_itself_from_following_its_review() -> None:
+    items = [_override(0, "false_positive")]
+    r = radii(np.stack([_unit(1.0, 1)]), items, threshold=0.97, reach=0.91, atlas_near=np.array([0.999], np.float32))
+    assert r[0] == np.float32(ATLAS_CEILING)
+    assert OverrideIndex(np.stack([_unit(1.0, 1)]), 0.97, r).nearest(_unit(0.995, 2)) is not None
