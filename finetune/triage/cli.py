@@ -66,7 +66,19 @@ def train(
     cache = _settings().home / "cache" / "triage"
     metrics = run_train(cfg, ds if ds.is_dir() else None, target, data_dir=data_out, cache_dir=cache)
     typer.echo(json.dumps(_brief(metrics), indent=2))
+    if ds.is_dir():
+        _atlas(target, ds, cache, threads)
     typer.echo(f"artifact written to {target}")
+
+
+def _atlas(art: Path, ds: Path, cache: Path, threads: int) -> Path:
+    """A new encoder needs its own harm atlas (`guard triage atlas`): without one, overrides keep the threshold."""
+    from finetune.triage.atlas import build_atlas
+    from finetune.triage.data.build import training_split
+    from guard.triage.artifact import ARTIFACT_CONFIG
+
+    split, _ = training_split(json.loads((art / ARTIFACT_CONFIG).read_text()).get("train", {}), ds)
+    return build_atlas(art, split, cache_dir=cache, threads=threads)
 
 
 @app.command()
@@ -118,6 +130,7 @@ def refit(
     cache = _settings().home / "cache" / "triage"
     metrics = run_refit(encoder, split, out, train_cfg=cfg, cache_dir=cache, threads=threads)
     finish(out, manifest, metrics)
+    _atlas(out, ds, cache, threads)
     typer.echo(json.dumps(_brief(metrics), indent=2))
     typer.echo(f"artifact written to {out}")
 
@@ -129,8 +142,6 @@ def atlas(
     threads: Annotated[int, typer.Option(min=1)] = 2,
 ) -> None:
     """Embed the artifact's harmful training rows into its harm atlas (how far benign overrides may reach)."""
-    from finetune.triage.atlas import build_atlas
-    from finetune.triage.data.build import training_split
     from guard.triage.artifact import ARTIFACT_CONFIG, ARTIFACT_DIR
 
     art = artifact or ARTIFACT_DIR
@@ -139,8 +150,7 @@ def atlas(
     ds = datasets_dir if datasets_dir is not None else _settings().datasets_dir
     if not ds.is_dir():
         raise _fail(f"public data sets not found at {ds} (set GUARD_DATASETS_DIR)")
-    split, _ = training_split(json.loads((art / ARTIFACT_CONFIG).read_text()).get("train", {}), ds)
-    path = build_atlas(art, split, cache_dir=_settings().home / "cache" / "triage", threads=threads)
+    path = _atlas(art, ds, _settings().home / "cache" / "triage", threads)
     typer.echo(f"harm atlas written to {path}; run `guard triage build` to serve it")
 
 

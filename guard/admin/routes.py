@@ -61,9 +61,10 @@ def _page(engine: Engine, criteria: dict[str, Any], request: Request) -> dict[st
     return {"object": "list", "data": data, "total": total, "offset": offset, "limit": limit}
 
 
-def override_json(o: Any) -> dict[str, Any]:
+def override_json(o: Any, reach: float | None = None) -> dict[str, Any]:
+    """`reach`: the cosine to the reviewed text a request needs on this replica (None: not served here yet)."""
     keep = ("id", "review_id", "exchange_id", "tenant", "profile", "label", "unsafe_label", "text", "created_by")
-    return {**{k: getattr(o, k) for k in keep}, "created_at": o.created_at.isoformat()}
+    return {**{k: getattr(o, k) for k in keep}, "created_at": o.created_at.isoformat(), "reach": reach}
 
 
 def admin_router() -> APIRouter:
@@ -85,7 +86,9 @@ def admin_router() -> APIRouter:
     async def list_overrides(request: Request, engine: Engine = Depends(store_engine)) -> Response:
         """Active instant corrections: reviewed texts overriding the classifier for close paraphrases."""
         rows = await asyncio.to_thread(active_overrides, engine, tenant=request.query_params.get("tenant") or None)
-        return _json({"object": "list", "data": [override_json(o) for o in rows]})
+        memory = getattr(getattr(request.app.state, "resources", None), "corrections", None)
+        reaches = memory.reaches() if memory is not None else {}
+        return _json({"object": "list", "data": [override_json(o, reaches.get(o.id)) for o in rows]})
 
     @api.post("/overrides/{override_id}/revoke")
     async def revoke(override_id: OverrideId, request: Request, who: str = Depends(require_admin)) -> Response:

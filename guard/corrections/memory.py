@@ -90,6 +90,14 @@ class CorrectionMemory:
         match = CorrectionMatch(o.id, o.review_id, o.exchange_id, o.label, similarity, triage.labels)
         return replace(triage, scores=scores, labels=labels), match
 
+    def reaches(self) -> dict[int, float]:
+        """Each served override's radius (the cosine a request needs), by override id, for the serving version."""
+        return {
+            o.id: float(r)
+            for scope in self._scopes.get(self.version, {}).values()
+            for o, r in zip(scope.overrides, scope.index.radii, strict=True)
+        }
+
     @property
     def active(self) -> int:
         return sum(len(s.overrides) for s in self._scopes.get(self.version, {}).values())

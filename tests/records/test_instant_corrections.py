@@ -98,6 +98,8 @@ def test_a_false_positive_review_lets_paraphrases_through_on_the_next_request_an
     assert [(o["id"], o["review_id"], o["label"], o["created_by"]) for o in listed] == [
         (review["override_id"], review["id"], "false_positive", "ann")
     ]
+    # How far it reaches on this replica: the reach setting at least, short of the harm atlas's nearest text.
+    assert 0.91 <= listed[0]["reach"] <= 0.99
     revoked = httpx.post(f"{p.url}/admin/overrides/{review['override_id']}/revoke", headers=ANN)
     assert revoked.status_code == 200 and revoked.json()["revoked_by"] == "ann"
     assert httpx.post(f"{p.url}/admin/overrides/{review['override_id']}/revoke", headers=ANN).status_code == 404

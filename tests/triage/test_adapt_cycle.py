@@ -87,6 +87,9 @@ def test_the_retrain_step_adapts_once_per_batch_of_new_reviews_and_registers_the
     assert meta["base"].startswith("shipped-") and len(meta["data_hash"]) == 16
     assert meta["verdict"]["status"] in ("promote", "reject") and meta["reviews"]["trained_on"] >= 1
     assert set(meta["metrics"]) == {"current", "candidate", "fixed_share"}
+    # Same encoder, so the shipped harm atlas serves the new heads too (the proxy loads it from the version).
+    folder = reg.store.version_dir("triage", version)
+    assert (folder / "harm_atlas.npz").is_file() and (folder / "artifact" / "harm_atlas.npz").is_file()
     assert watermark(reg) > 0
     assert "rejected by the gate" in said or reg.current() is not None  # promoted exactly when it passed
 
