@@ -29,6 +29,16 @@ def test_build_without_an_artifact_fails_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_atlas_without_an_artifact_or_the_data_sets_fails_with_one_line(tmp_path: Path) -> None:
+    from guard.triage.artifact import ARTIFACT_DIR
+
+    result = runner.invoke(app, ["atlas", "--artifact", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "error: not a triage artifact" in result.output
+    result = runner.invoke(app, ["atlas", "--artifact", str(ARTIFACT_DIR), "--datasets-dir", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "error: public data sets not found" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_classify_prints_labels_and_scores(triage_model_dir: Path) -> None:
     result = runner.invoke(app, ["classify", "what is the capital of France", "--model-dir", str(triage_model_dir)])
     assert result.exit_code == 0, result.output
