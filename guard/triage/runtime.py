@@ -91,9 +91,9 @@ class TriageModel:
         used = session.get_providers()[0]
         model = cls(session, tokenizer, config, "cuda" if used == "CUDAExecutionProvider" else "cpu")
         model.path = directory
-        dim = session.get_outputs()[2].shape[-1]
-        if isinstance(dim, int):
-            model.harm_atlas = atlas.load(directory / atlas.HARM_ATLAS, dim)
+        dims = [o.shape[-1] for o in session.get_outputs() if o.name == "embedding"]
+        if dims and isinstance(dims[0], int):
+            model.harm_atlas = atlas.load(directory / atlas.HARM_ATLAS, dims[0])
         width = session.get_outputs()[0].shape[-1]
         if width != len(model.labels):
             raise TriageModelError(
