@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from guard.corrections.memory import CorrectionMemory, could_act
-from guard.corrections.radius import ATLAS_MARGIN
+from guard.corrections.radius import atlas_radii
 from guard.domain import Message
 from guard.pipeline import Exchange, NoRails, NoRecorder, Pipeline, TriageResult
 from guard.settings import load_settings
@@ -196,7 +196,7 @@ def calibration(model: TriageModel) -> dict[str, object]:
         n = len(benign_reviewed)
         radius = np.full(len(reviewed), 0.97, np.float32)
         near = atlas_nearest(model.harm_atlas, r[:n])
-        radius[:n] = np.minimum(1.0, np.maximum(load_settings().override_reach, near + ATLAS_MARGIN))
+        radius[:n] = atlas_radii(near, load_settings().override_reach)
         predicted = model.predict(unrelated)
         flagged = np.array([bool(set(res.labels) & set(HARMFUL + ATTACKS)) for res in predicted])
         acts = np.array([could_act(res) for res in predicted])  # a benign override matches only these

@@ -142,18 +142,18 @@ class CorrectionMemory:
         """Embed the active overrides with `model` (a `TriageModel` about to serve) and serve its vectors for its
         requests; the current version's stay for requests still running on it."""
         async with self._lock:
+            atlas = getattr(model, "harm_atlas", None)
+            near: dict[int, float] = {}
             try:
                 marker = await asyncio.to_thread(override_marker, self.engine)
                 rows = await asyncio.to_thread(active_overrides, self.engine)
-                atlas = getattr(model, "harm_atlas", None)
-                near: dict[int, float] = {}
                 scopes, vectors = await asyncio.to_thread(
                     self._build, rows, model.version, model.embed, {}, atlas, near
                 )
             except Exception as exc:  # the store is down: the swap goes ahead, the next poll embeds
                 log.warning("overrides: not embedded for classifier %s yet (%s)", model.version, exc)
                 self.version, self._vectors, self._marker = model.version, {}, None
-                self.atlas, self._atlas_near = getattr(model, "harm_atlas", None), {}
+                self.atlas, self._atlas_near = atlas, near
                 return
             self._scopes = {self.version: self._scopes.get(self.version, {}), model.version: scopes}
             self.version, self._vectors, self._marker = model.version, vectors, marker

@@ -56,7 +56,7 @@ def radii(
         return out
     rows = np.flatnonzero(benign)
     if atlas_near is not None and reach is not None:
-        out[rows] = np.minimum(ATLAS_CEILING, np.maximum(reach, atlas_near[rows] + ATLAS_MARGIN))
+        out[rows] = atlas_radii(atlas_near[rows], reach)
     harm = np.array([asserts_harm(o) for o in items], dtype=bool)
     if harm.any():
         harmful = vectors[harm].T
@@ -66,6 +66,11 @@ def radii(
             nearest_harm = (vectors[block] @ harmful).max(axis=1)
             out[block] = np.minimum(1.0, np.maximum(out[block], nearest_harm + margin))
     return out
+
+
+def atlas_radii(atlas_near: np.ndarray, reach: float) -> np.ndarray:
+    """Benign overrides' radii from their cosines to the nearest atlas text (before the tenant's harmful reviews)."""
+    return np.minimum(ATLAS_CEILING, np.maximum(reach, atlas_near + ATLAS_MARGIN)).astype(np.float32)
 
 
 _BLOCK = 512

@@ -63,8 +63,8 @@ def _flagged(engine: Engine, tenant: str) -> str:
     return rec.exchange_id
 
 
-def _memory(engine: Engine, embed: Any, version: str) -> CorrectionMemory:
-    return CorrectionMemory(engine, embed, version, threshold=0.97, refresh_s=3600, max_per_tenant=100)
+def _memory(engine: Engine, embed: Any, version: str, **kw: Any) -> CorrectionMemory:
+    return CorrectionMemory(engine, embed, version, threshold=0.97, refresh_s=3600, max_per_tenant=100, **kw)
 
 
 def test_overrides_apply_to_their_tenant_only_and_retire_when_a_classifier_version_gets_them_right(
@@ -178,25 +178,17 @@ def test_the_pruned_search_admits_rows_whose_own_radius_is_below_the_global_thre
 def test_with_the_classifiers_harm_atlas_a_benign_review_reaches_as_far_as_no_harmful_text_sits(
     engine: Engine, triage_model: Any
 ) -> None:
-    from guard.corrections.radius import ATLAS_MARGIN
+    from guard.corrections.radius import atlas_radii
     from guard.triage.atlas import nearest
 
     atlas = triage_model.harm_atlas
     assert atlas is not None and len(atlas) > 10_000  # the shipped build carries its atlas
-    insert_review(engine, _flagged(engine, "acme"), "false_positive", reviewer="ann")
-    memory = CorrectionMemory(
-        engine,
-        triage_model.embed,
-        triage_model.version,
-        threshold=0.97,
-        refresh_s=3600,
-        max_per_tenant=100,
-        atlas=atlas,
-        reach=0.91,
-    )
+    outcome = insert_review(engine, _flagged(engine, "acme"), "false_positive", reviewer="ann")
+    memory = _memory(engine, triage_model.embed, triage_model.version, atlas=atlas, reach=0.91)
     asyncio.run(memory.refresh())
     review = triage_model.embed([TEXT])[0]
-    radius = max(0.91, float(nearest(atlas, review[None])[0]) + ATLAS_MARGIN)
+    radius = memory.reaches()[outcome.override_id or 0]
+    assert radius == float(atlas_radii(nearest(atlas, review[None]), 0.91)[0])
     # Not the global 0.97: for this text the atlas narrows it (a request to break into a car sits at ~0.95).
     assert abs(radius - 0.97) > 0.004
     result = triage_model.predict([TEXT])[0]
