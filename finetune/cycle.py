@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -23,9 +24,12 @@ from finetune.gates import GateConfig, decide
 from finetune.policy import load_engine, profile_cautions, profile_principles, profile_refusals, rails_output_check
 from finetune.registry import Registry
 from finetune.report import write_report
-from finetune.revise import local_generate, revise, upstream_generate
+from finetune.revise import revise, upstream_generate
 from finetune.train import train_dpo
 from guard.refusal import HEAD_THRESHOLD, shipped
+
+PAIR_BATCH = 16  # the pair builder's generation batches (as the evaluation's)
+REVISION_TOKENS = 160  # a critique, and a revised answer
 
 
 @dataclass
@@ -88,50 +92,65 @@ def pair_sources(opts: CycleOptions, current_path: Path | None) -> tuple[pairs_m
         mask = pii_mask
     except ImportError:
         pass
-    lm = None
+    batched = None
     if opts.sample_candidates and current_path is not None:
+        from finetune.batching import BatchedGeneration
         from finetune.generate import LocalLM
 
         lm = LocalLM(current_path, threads=opts.dpo.threads)
+        batched = BatchedGeneration(
+            lambda convs, max_new_tokens, sample: lm.generate(
+                convs, max_new_tokens=max_new_tokens, sample=sample, batch_size=PAIR_BATCH
+            )
+        )
     rails = load_engine(opts.rails_dir)
     src = pairs_mod.PairSources(
         refusal_for=profile_refusals(rails),
         is_refusal=lambda text: flags([text])[0],
         output_ok=rails_output_check(rails),
-        sample=lm.sampler() if lm is not None else None,
+        sample=batched.sampler() if batched is not None else None,
         embed=embed,
         mask=mask,
         caution_for=profile_cautions(rails),
-        revise=reviser(opts, lm, profile_principles(rails)),
+        revise=reviser(opts, batched, profile_principles(rails)),
+        flush=batched.flush if batched is not None else None,
     )
     return src, flags
 
 
 def reviser(
-    opts: CycleOptions, lm: Any, principles: Callable[[str | None], tuple[str, ...]]
+    opts: CycleOptions, batched: Any, principles: Callable[[str | None], tuple[str, ...]]
 ) -> pairs_mod.Revise | None:
-    """Critique and revise on the upstream when configured, else on the local model; None without either."""
+    """Critique and revise on the upstream when configured, else on the local model (in batches); None without
+    either."""
     if opts.upstream_url:
         generate = upstream_generate(opts.upstream_url, opts.upstream_api_key, opts.model)
-    elif lm is not None:
-        generate = local_generate(lm)
+    elif batched is not None:
+        generate = batched.greedy(REVISION_TOKENS)
     else:
         return None
     return lambda messages, refusal, profile: revise(messages, refusal, principles(profile), generate)
 
 
 def _answer_ahead(
-    opts: CycleOptions, current: Path, suites: Suites, eval_opts: EvalOptions
+    opts: CycleOptions, current: Path, suites: Suites, eval_opts: EvalOptions, spill: Path
 ) -> multiprocessing.process.BaseProcess | None:
-    """Start the current model answering the suites in a process of its own, when a core is left over from
-    training (torch's thread pool is per process) and its answers are stored; else None."""
+    """Start the current model answering the suites, and making its drift pass into `spill`, in a process of its
+    own, when a core is left over from training (torch's thread pool is per process) and its answers are stored;
+    else None."""
     spare = (os.cpu_count() or 1) >= opts.dpo.threads + eval_opts.threads
     if not (opts.answer_ahead and spare and eval_opts.reuse_answers):
         return None
-    args = (current, suites, replace(eval_opts, workers=1), opts.rails_dir, opts.triage_dir)
+    args = (current, suites, replace(eval_opts, workers=1), opts.rails_dir, opts.triage_dir, spill)
     proc = multiprocessing.get_context("spawn").Process(target=answer_ahead, args=args, name="answer-ahead")
     proc.start()
     return proc
+
+
+def _stop(proc: multiprocessing.process.BaseProcess | None) -> None:
+    if proc is not None:
+        proc.terminate()
+        proc.join()
 
 
 def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
@@ -154,59 +173,65 @@ def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
     t["collect_s"] = time.perf_counter() - t0
     log(f"collected {col.counts} since {col.since or 'the beginning'}")
 
-    # 2. Preference pairs (sampling helpful candidates from the current model where needed).
-    t0 = time.perf_counter()
-    src, refusals = pair_sources(opts, current.path)
-    ps = pairs_mod.build(col, src, opts.pairs)
-    manifest = pairs_mod.write(
-        ps,
-        run_dir / "pairs",
-        opts.pairs,
-        model=opts.model,
-        base_version=current.version,
-        since=col.since,
-        until=col.until,
-    )
-    del src
-    t["pairs_s"] = time.perf_counter() - t0
-    n_pairs = manifest["counts"]["train"] + manifest["counts"]["eval"]
-    log(f"pairs: {manifest['counts']}")
-    if n_pairs < opts.min_pairs:
-        # The watermark stays put: these pairs are built again, with the newer ones, next time.
-        return CycleResult(
-            "skipped", f"only {n_pairs} new pairs (< {opts.min_pairs}); nothing trained", run_dir, timings=t
-        )
-
-    # 3. Train a LoRA adapter with DPO on top of the current version; meanwhile the current model answers the
-    # gate's suites on a spare core, into its answer store, where the evaluation finds them.
-    suites = Suites.default(
-        opts.datasets_dir, run_dir / "pairs" / "eval.jsonl", limit=opts.suite_limit, extra=opts.extra_suites
-    )
+    # The current model answers the gate's suites on a spare core, into its answer store, where the evaluation
+    # finds them: from here until the candidate is trained (the pairs first, then DPO, each on one core).
+    suites = Suites.default(opts.datasets_dir, None, limit=opts.suite_limit, extra=opts.extra_suites)
     # The models alone are answered only for the gate that reads them.
     alone = opts.eval.model_alone or opts.gates.max_bare_harmful_refusal_drop_points is not None
     eval_opts = replace(opts.eval, model_alone=alone)
-    t0 = time.perf_counter()
-    ahead = _answer_ahead(opts, current.path, suites, eval_opts)
+    spill = run_dir / "drift"  # the drift's per-token log-probs: GBs, removed after the evaluation
+    ahead = _answer_ahead(opts, current.path, suites, eval_opts, spill)
     try:
+        # 2. Preference pairs (generating helpful candidates with the current model where needed).
+        t0 = time.perf_counter()
+        src, refusals = pair_sources(opts, current.path)
+        ps = pairs_mod.build(col, src, opts.pairs)
+        manifest = pairs_mod.write(
+            ps,
+            run_dir / "pairs",
+            opts.pairs,
+            model=opts.model,
+            base_version=current.version,
+            since=col.since,
+            until=col.until,
+        )
+        del src
+        t["pairs_s"] = time.perf_counter() - t0
+        n_pairs = manifest["counts"]["train"] + manifest["counts"]["eval"]
+        log(f"pairs: {manifest['counts']}")
+        if n_pairs < opts.min_pairs:
+            # The watermark stays put: these pairs are built again, with the newer ones, next time.
+            _stop(ahead)
+            shutil.rmtree(spill, ignore_errors=True)
+            return CycleResult(
+                "skipped", f"only {n_pairs} new pairs (< {opts.min_pairs}); nothing trained", run_dir, timings=t
+            )
+
+        # 3. Train a LoRA adapter with DPO on top of the current version.
+        t0 = time.perf_counter()
         trained = train_dpo(
             current.path, pairs_mod.load_rows(run_dir / "pairs" / "train.jsonl"), opts.dpo, run_dir / "train"
         )
     except BaseException:
-        if ahead is not None:
-            ahead.terminate()
+        _stop(ahead)
         raise
     t["train_s"] = time.perf_counter() - t0
     log(f"trained {trained.steps} steps in {trained.seconds:.0f}s ({trained.seconds_per_step:.2f} s/step)")
+    suites.held_out = pairs_mod.load_rows(run_dir / "pairs" / "eval.jsonl")
     if ahead is not None:
+        t0 = time.perf_counter()
         ahead.join()
-        t["answer_ahead_wait_s"] = time.perf_counter() - t0 - t["train_s"]
+        t["answer_ahead_wait_s"] = time.perf_counter() - t0
         if ahead.exitcode != 0:  # nothing lost: the evaluation generates what is not stored
             log(f"answering the suites ahead failed (exit {ahead.exitcode}); the evaluation answers them")
 
     # 4. Evaluate candidate vs current, and gate.
     t0 = time.perf_counter()
     view = deployed_view(opts.eval, opts.rails_dir, opts.triage_dir)  # measured where it will serve
-    report = compare(current.path, trained.merged_dir, suites, refusals, eval_opts, view)
+    try:
+        report = compare(current.path, trained.merged_dir, suites, refusals, eval_opts, view, spill)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
     verdict = decide(report, opts.gates)
     write_report(report, verdict, run_dir / "report")
     t["eval_s"] = time.perf_counter() - t0

@@ -12,15 +12,18 @@ models, what they rewrite reaches the model rewritten), and always also bare (`b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import tempfile
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from finetune.answers import AnswerStore
+from finetune.answers import AnswerStore, weights_digest
 from finetune.deployed import DeployedView, Framed, bare
 from finetune.generate import LocalLM, generate_in_processes
 from finetune.suitebuild import SUITE_SPEC, build, manifest
@@ -198,15 +201,24 @@ def _conversations(
 
 
 def answer_ahead(
-    model: Path, suites: Suites, opts: EvalOptions, rails_dir: Path | None, triage_dir: Path | None
+    model: Path,
+    suites: Suites,
+    opts: EvalOptions,
+    rails_dir: Path | None,
+    triage_dir: Path | None,
+    spill: Path | None = None,
 ) -> None:
-    """Answer the suites' conversations with `model` into its answer store, so that `compare` reuses them: the
-    cycle runs this for the current model in another process while the candidate trains."""
+    """Answer the suites' conversations with `model` into its answer store, and make its drift pass into `spill`,
+    so that `compare` reuses both: the cycle runs this for the current model in another process while the
+    candidate trains."""
     view = deployed_view(opts, rails_dir, triage_dir)
     prompts = suites.benign + suites.harmful
     frames = view.frame(prompts) if view is not None else bare(prompts)
     _, convs = _conversations(prompts, frames, opts)
-    _answers(LocalLM(model, threads=opts.threads), list(convs.values()), replace(opts, reuse_answers=True))
+    lm = LocalLM(model, threads=opts.threads)
+    _answers(lm, list(convs.values()), replace(opts, reuse_answers=True))
+    if spill is not None:
+        Drift(spill).write_reference(lm, suites, opts)
 
 
 def _answers(lm: LocalLM, convs: list[list[dict[str, str]]], opts: EvalOptions) -> tuple[list[str], dict[str, int]]:
@@ -240,7 +252,11 @@ class Drift:
     """Perplexity of each model and mean per-token KL(current || candidate) on the general suite's reference
     answers. The current model's per-token log-softmax is spilled to `spill` one batch per file and read back
     while the candidate scores the same batch: held in memory it is answers x tokens x vocabulary (about 3 GB in
-    fp16 for the 300 general answers and SmolLM2's 49k vocabulary), twice that with both models."""
+    fp16 for the 300 general answers and SmolLM2's 49k vocabulary), twice that with both models. The current
+    model's pass can be made ahead (`write_reference`, the cycle does it while the candidate trains): a marker
+    beside the spill names the model weights, answers and batches it holds."""
+
+    MARKER = "reference.json"
 
     def __init__(self, spill: Path) -> None:
         self.spill = spill
@@ -267,6 +283,26 @@ class Drift:
                 self.kl_count += p.shape[0]
         return math.exp(nll / max(tokens, 1))
 
+    @staticmethod
+    def key(model: Path, suites: Suites, opts: EvalOptions) -> str:
+        data = json.dumps([weights_digest(model), suites.general, opts.batch_size])
+        return hashlib.sha256(data.encode()).hexdigest()
+
+    def write_reference(self, lm: LocalLM, suites: Suites, opts: EvalOptions) -> None:
+        self.spill.mkdir(parents=True, exist_ok=True)
+        (self.spill / self.MARKER).unlink(missing_ok=True)
+        perplexity = self.score(lm, suites, opts, reference=True)
+        marker = {"key": self.key(lm.path, suites, opts), "perplexity": perplexity}
+        (self.spill / self.MARKER).write_text(json.dumps(marker))
+
+    def reference_perplexity(self, model: Path, suites: Suites, opts: EvalOptions) -> float | None:
+        """The current model's perplexity when its pass is already in the spill, else None."""
+        try:
+            marker = json.loads((self.spill / self.MARKER).read_text())
+        except FileNotFoundError:
+            return None
+        return float(marker["perplexity"]) if marker["key"] == self.key(model, suites, opts) else None
+
     @property
     def kl(self) -> float:
         return self.kl_total / max(self.kl_count, 1)
@@ -279,6 +315,26 @@ def deployed_view(opts: EvalOptions, rails_dir: Path | None, triage_dir: Path | 
     return DeployedView.load(rails_dir, triage_dir if opts.triage else None, opts.profile)
 
 
+def _evaluate(
+    path: Path,
+    reference: bool,
+    suites: Suites,
+    refusals: IsRefusal,
+    opts: EvalOptions,
+    frames: list[Framed] | None,
+    drift: Drift,
+) -> dict[str, Any]:
+    """One model's metrics and perplexity. Its drift pass runs in a thread beside the answers: those come from
+    worker processes on a multi-core CPU, which leaves this process's core idle."""
+    lm = LocalLM(path, threads=opts.threads)
+    done = drift.reference_perplexity(path, suites, opts) if reference else None
+    with ThreadPoolExecutor(1, thread_name_prefix="drift") as pool:
+        perplexity = pool.submit(drift.score, lm, suites, opts, reference=reference) if done is None else None
+        m = model_metrics(lm, suites, refusals, opts, frames)
+        m["general_perplexity"] = perplexity.result() if perplexity is not None else done
+    return m
+
+
 def compare(
     current: Path,
     candidate: Path,
@@ -286,9 +342,11 @@ def compare(
     refusals: IsRefusal,
     opts: EvalOptions | None = None,
     view: DeployedView | None = None,
+    spill: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate both models (one in memory at a time) and the drift between them; refusal rates as deployed
-    behind `view` when given, else of the bare models."""
+    behind `view` when given, else of the bare models. `spill`: the drift's folder, where the current model's
+    pass may already be (`answer_ahead`); a temporary one when None."""
     opts = opts or EvalOptions()
     frames = view.frame(suites.benign + suites.harmful) if view is not None else None
     out: dict[str, Any] = {
@@ -302,13 +360,12 @@ def compare(
             part: {c: sum(f.context == c for f in fs) for c in ("blocked", "instructed", "plain")}
             for part, fs in (("benign", frames[:nb]), ("harmful", frames[nb:]))
         }
-    with tempfile.TemporaryDirectory(prefix="guard-drift-") as spill:
-        drift = Drift(Path(spill))
+    with tempfile.TemporaryDirectory(prefix="guard-drift-") as tmp:
+        drift = Drift(Path(spill or tmp))
         for name, path in (("current", current), ("candidate", candidate)):
-            lm = LocalLM(path, threads=opts.threads)
-            out[name].update(model_metrics(lm, suites, refusals, opts, frames))
-            out[name]["general_perplexity"] = drift.score(lm, suites, opts, reference=name == "current")
-            del lm
+            t0 = time.perf_counter()
+            out[name].update(_evaluate(path, name == "current", suites, refusals, opts, frames, drift))
+            out[name]["seconds"] = time.perf_counter() - t0
     out["drift"] = {
         "kl_current_candidate": drift.kl,
         "perplexity_ratio": out["candidate"]["general_perplexity"] / out["current"]["general_perplexity"],

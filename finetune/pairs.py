@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from finetune.batching import Deferred
 from finetune.collect import Collected
 from finetune.openai_prefs import openai_row
 from finetune.policy import CautionFor, OutputCheck, RefusalFor, accept_all, default_refusal, no_caution
@@ -121,6 +122,8 @@ class PairSources:
     mask: Mask | None = None
     caution_for: CautionFor = no_caution
     revise: Revise | None = None  # critique and revise against the profile's principles (finetune/revise.py)
+    # Answers the generation requests `sample` and `revise` deferred (finetune/batching.py); returns how many.
+    flush: Callable[[], int] | None = None
 
 
 def _prompt(rec: ExchangeRecord) -> list[dict[str, str]]:
@@ -299,65 +302,78 @@ def pair_for(
     return None
 
 
+Outcome = Pair | dict[str, Any] | str  # a pair, a pending-review entry, or why the record was dropped
+
+
 def raw_pairs(col: Collected, src: PairSources, opts: PairOptions) -> PairSet:
-    """Reviewer labels first (they override automatic flags), then feedback, then the flags themselves."""
+    """Reviewer labels first (they override automatic flags), then feedback, then the flags themselves. Records
+    waiting on generation the sources deferred (finetune/batching.py) are built again once it is answered."""
+    while True:
+        out, deferred = _pass(col, src, opts)
+        if not deferred:
+            return out
+        if src.flush is None or not src.flush():
+            raise RuntimeError(f"{deferred} records wait on generation that nothing answers")
+
+
+def _pass(col: Collected, src: PairSources, opts: PairOptions) -> tuple[PairSet, int]:
     out = PairSet([], [])
-    cautions = 0
+    cautions = deferred = 0
     for ex_id, rec in col.records.items():
         if ex_id in col.disputed:  # two reviewers disagree: neither label is trusted until they agree
             out.dropped["disputed_review"] += 1
             continue
-        review = col.reviews.get(ex_id)
-        if review is not None:
-            if review.label == "correct":
-                if "blocked_input" in rec.flags:
-                    # The input rails refused it; the model never saw the request, so the bare prompt teaches it
-                    # nothing (training it to refuse that fights the help_more pairs). The request as the caution
-                    # zone would have framed it does (a caution anchor), within the per-build budget.
-                    anchor = (
-                        caution_anchor(rec, src, opts, review.correction) if cautions < opts.caution_anchors else None
-                    )
-                    if anchor is None:
-                        out.dropped["blocked_by_rails"] += 1
-                    else:
-                        out.pairs.append(anchor)
-                        cautions += 1
-                    continue
-                anchor = keep_refusing_pair(rec, src, opts, review.correction) if opts.keep_refusing else None
-                if anchor is None:
-                    out.dropped["reviewed_correct"] += 1
-                else:
-                    out.pairs.append(anchor)
-                continue
-            res = pair_for(rec, review.label, "review", src, opts, correction=review.correction)
-        elif (
+        negative = (
             any(fb.rating <= NEGATIVE_RATING_MAX for fb in col.feedback.get(ex_id, []))
             or "negative_feedback" in rec.flags
-        ):
-            # A thumbs-down on a refusal means "you should have helped"; on an answer it needs a human.
-            refused = "model_refused" in rec.flags or src.is_refusal(_answer(rec))
-            res = (
-                pair_for(rec, "over_refused", "feedback", src, opts)
-                if refused
-                else _pending(rec, "negative feedback on an answer")
-            )
-        else:
-            kind = next((f for f in ("unsafe_compliance", "blocked_output", "over_refused") if f in rec.flags), None)
-            res = pair_for(rec, kind, "auto", src, opts) if kind else None
-            if kind is None and "flagged_for_review" in rec.flags:
-                res = _pending(rec, "flagged for review")  # a rail asked for a human first
-            elif kind is None and opts.keep_refusing and refused_as_harmful(rec):
-                res = keep_refusing_pair(rec, src, opts, source="auto", flag="model_refused")
-                if res is None:  # the model would not comply even when pushed: nothing to contrast
-                    out.dropped["judged_correct"] += 1
-                    continue
+        )
+        try:
+            res = record_outcome(rec, col.reviews.get(ex_id), negative, src, opts, cautions < opts.caution_anchors)
+        except Deferred:
+            deferred += 1
+            continue
         if isinstance(res, Pair):
             out.pairs.append(res)
-        elif res is not None:
-            out.pending.append(res)
+            cautions += res.direction == CAUTION_ANCHOR
+        elif isinstance(res, str):
+            out.dropped[res] += 1
         else:
-            out.dropped["no_signal"] += 1
-    return out
+            out.pending.append(res)
+    return out, deferred
+
+
+def record_outcome(
+    rec: ExchangeRecord, review: Any, negative: bool, src: PairSources, opts: PairOptions, caution_room: bool
+) -> Outcome:
+    """One record's pair, pending-review entry or reason to drop; `negative`: it has a thumbs-down."""
+    if review is not None:
+        if review.label == "correct":
+            if "blocked_input" in rec.flags:
+                # The input rails refused it; the model never saw the request, so the bare prompt teaches it
+                # nothing (training it to refuse that fights the help_more pairs). The request as the caution
+                # zone would have framed it does (a caution anchor), within the per-build budget.
+                anchor = caution_anchor(rec, src, opts, review.correction) if caution_room else None
+                return anchor or "blocked_by_rails"
+            anchor = keep_refusing_pair(rec, src, opts, review.correction) if opts.keep_refusing else None
+            return anchor or "reviewed_correct"
+        res = pair_for(rec, review.label, "review", src, opts, correction=review.correction)
+    elif negative:
+        # A thumbs-down on a refusal means "you should have helped"; on an answer it needs a human.
+        refused = "model_refused" in rec.flags or src.is_refusal(_answer(rec))
+        res = (
+            pair_for(rec, "over_refused", "feedback", src, opts)
+            if refused
+            else _pending(rec, "negative feedback on an answer")
+        )
+    else:
+        kind = next((f for f in ("unsafe_compliance", "blocked_output", "over_refused") if f in rec.flags), None)
+        res = pair_for(rec, kind, "auto", src, opts) if kind else None
+        if kind is None and "flagged_for_review" in rec.flags:
+            res = _pending(rec, "flagged for review")  # a rail asked for a human first
+        elif kind is None and opts.keep_refusing and refused_as_harmful(rec):
+            # None: the model would not comply even when pushed, nothing to contrast
+            return keep_refusing_pair(rec, src, opts, source="auto", flag="model_refused") or "judged_correct"
+    return res if res is not None else "no_signal"
 
 
 def mask_pairs(pairs: list[Pair], mask: Mask | None) -> list[Pair]:

@@ -9,7 +9,6 @@ the pair builder keeps it when the output rails pass it and the refusal detector
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 Messages = list[dict[str, str]]
 Generate = Callable[[Messages], str]  # one answer to a conversation
@@ -42,11 +41,6 @@ def revise(messages: Messages, refusal: str, principles: Sequence[str], generate
         [{"role": "user", "content": REVISE.format(request=request, critique=critique.strip(), principles=rules)}]
     )
     return revision.strip() or None
-
-
-def local_generate(lm: Any, max_new_tokens: int = 160) -> Generate:
-    """Greedy answers from a `finetune.generate.LocalLM`."""
-    return lambda messages: lm.generate([messages], max_new_tokens=max_new_tokens)[0]
 
 
 def upstream_generate(url: str, api_key: str | None, model: str, timeout_s: float = 60.0) -> Generate:

@@ -152,3 +152,27 @@ def test_answers_generated_in_two_processes_are_those_of_one_process(tiny_lm: Pa
     one = LocalLM(tiny_lm).generate(convs, **kw)
     two = generate_in_processes(tiny_lm, convs, workers=2, **kw)
     assert two == one and len(set(one)) > 1  # in the callers' order, not the batches'
+
+
+def test_a_drift_pass_made_ahead_is_reused_and_gives_the_same_drift(tiny_lm: Path, tmp_path: Path) -> None:
+    from tinylm import make_tiny_lm
+
+    from finetune.evaluate import Drift, answer_ahead
+
+    other = make_tiny_lm(tmp_path / "other", seed=1)
+    suites = Suites.load(limit=5)
+    opts = EvalOptions(max_new_tokens=4, batch_size=2, workers=1)
+    fresh = compare(tiny_lm, other, suites, shipped().flags, opts)
+
+    spill = tmp_path / "spill"
+    answer_ahead(tiny_lm, suites, opts, None, None, spill)
+    assert Drift(spill).reference_perplexity(tiny_lm, suites, opts) == pytest.approx(
+        fresh["current"]["general_perplexity"]
+    )
+    assert Drift(spill).reference_perplexity(other, suites, opts) is None  # another model's pass is not reused
+    made = (spill / "0.pt").stat().st_mtime_ns
+    ahead = compare(tiny_lm, other, suites, shipped().flags, opts, spill=spill)
+    assert (spill / "0.pt").stat().st_mtime_ns == made  # the current model's pass was not made again
+    assert ahead["current"]["answers"]["generated"] == 0
+    assert ahead["drift"] == pytest.approx(fresh["drift"])
+    assert ahead["current"]["general_perplexity"] == pytest.approx(fresh["current"]["general_perplexity"])
