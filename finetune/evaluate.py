@@ -268,6 +268,9 @@ class Drift:
         import torch
 
         convs, answers = _general_convs(suites)
+        # Batches of similar length (less padding); both models see the same batches, in the same order.
+        order = sorted(range(len(convs)), key=lambda i: len(convs[i][0]["content"]) + len(answers[i]))
+        convs, answers = [convs[i] for i in order], [answers[i] for i in order]
         nll, tokens, b = 0.0, 0, opts.batch_size
         for i in range(0, len(convs), b):
             lps = lm.answer_logps(convs[i : i + b], answers[i : i + b], batch_size=b, with_logits=True)

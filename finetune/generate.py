@@ -95,16 +95,19 @@ class LocalLM:
             for j, s in enumerate(seqs):
                 ids[j, : len(s)] = torch.tensor(s)
                 mask[j, : len(s)] = 1
+            # Logits only where some answer token is predicted: the vocabulary projection and the log-softmax
+            # over 49k entries are a large share of the pass, and prompt positions need neither.
+            lo = min(len(p) for p in p_ids) - 1
+            keep = torch.arange(lo, width - 1, device=self.device)
             with torch.inference_mode():
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1).cpu()
+                logits = self.model(
+                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device), logits_to_keep=keep
+                ).logits
             for j, (p, a) in enumerate(zip(p_ids, a_ids, strict=True)):
-                span = slice(len(p) - 1, len(p) + len(a) - 1)
-                tok_lp = logp[j, span]
+                tok_lp = torch.log_softmax(logits[j, len(p) - 1 - lo : len(p) + len(a) - 1 - lo].float(), -1).cpu()
                 total = float(tok_lp.gather(1, ids[j, len(p) : len(p) + len(a)].unsqueeze(1)).sum())
-                # A copy, in half precision: a slice would keep the whole batch's [batch, length, vocabulary]
-                # tensor alive (the gate's 300 general answers held about 10 GB per model that way, and a demo
-                # run was killed for memory); the KL drift guard needs no more than fp16.
+                # Half precision: the KL drift guard needs no more, and the gate's 300 general answers are
+                # answers x tokens x vocabulary (GBs) for each model.
                 res.append((total, len(a), tok_lp.to(torch.float16)) if with_logits else (total, len(a)))
         return res
 
