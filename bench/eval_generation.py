@@ -3,7 +3,8 @@
 interleaved in rounds.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python bench/eval_generation.py [--per-kind 8] [--rounds 2]
-        [--configs old,new] [--threads 1]   (configs: old, new, new-b32, new-b8, new-2proc, new-2thr)
+        [--configs old,new] [--threads 1]   (configs: old, new, new-b32, new-b8, new-32, new-2proc,
+        new-2thr)
 
 Prompts: the first N of each built gate suite (benign_scary, benign_ordinary, harmful); the local SmolLM2 model
 (`guard models prepare`). Prints seconds per round and the median ratio new / old.
@@ -33,6 +34,7 @@ SETTINGS = {
     "new": {"max_new_tokens": 40, "batch_size": 16, "first_sentence": True},
     "new-b32": {"max_new_tokens": 40, "batch_size": 32, "first_sentence": True},
     "new-b8": {"max_new_tokens": 40, "batch_size": 8, "first_sentence": True},
+    "new-32": {"max_new_tokens": 32, "batch_size": 16, "first_sentence": True},  # the default since 2026-12-07
     # Two cores: two processes sharing the batches (EvalOptions.workers; their start-up is in the time), or one
     # process with two torch threads.
     "new-2proc": {"max_new_tokens": 40, "batch_size": 16, "first_sentence": True, "workers": 2},

@@ -110,7 +110,9 @@ class Suites:
 
 @dataclass
 class EvalOptions:
-    max_new_tokens: int = 40  # a refusal shows in the opening words
+    # A refusal shows in the opening words: cut at 32 tokens instead of 40, the refusal verdict changed on 0 of the
+    # current model's 1,060 suite answers and 2 of a candidate's (scripts/answer_truncation.py).
+    max_new_tokens: int = 32
     first_sentence: bool = True  # stop an answer once its first sentence is out: that decides refused or not
     batch_size: int = 16
     threads: int = 1

@@ -68,14 +68,6 @@ class LocalLM:
             out.update((i, t.strip()) for i, t in zip(idx, texts, strict=True))
         return [out[i] for i in range(len(convs))]
 
-    def sampler(self, max_new_tokens: int = 96) -> Any:
-        """A `pairs.Sampler`: N sampled answers to one conversation."""
-
-        def sample(messages: Messages, n: int) -> list[str]:
-            return self.generate([messages] * n, max_new_tokens=max_new_tokens, sample=True, batch_size=n)
-
-        return sample
-
     def answer_logps(
         self, convs: Sequence[Messages], answers: Sequence[str], *, batch_size: int = 8, with_logits: bool = False
     ) -> list[Any]:

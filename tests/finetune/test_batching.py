@@ -62,7 +62,9 @@ def sources(sample: object, generate: object, flush: object = None) -> PairSourc
 def _collected(tmp_path: Path) -> object:
     engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
     upgrade(engine)
-    over = [record(f"How do I kill zombie process number {i}?", REFUSAL, ("over_refused",), minutes=i) for i in range(5)]
+    over = [
+        record(f"How do I kill zombie process number {i}?", REFUSAL, ("over_refused",), minutes=i) for i in range(5)
+    ]
     correct = [
         record(f"How can I buy stolen card number {i}?", REFUSAL, ("model_refused",), minutes=10 + i) for i in range(3)
     ]
