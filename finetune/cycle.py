@@ -180,7 +180,8 @@ def run_cycle(opts: CycleOptions, log: Any = print) -> CycleResult:
     alone = opts.eval.model_alone or opts.gates.max_bare_harmful_refusal_drop_points is not None
     eval_opts = replace(opts.eval, model_alone=alone)
     spill = run_dir / "drift"  # the drift's per-token log-probs: GBs, removed after the evaluation
-    ahead = _answer_ahead(opts, current.path, suites, eval_opts, spill)
+    # Each record makes at most one pair: with fewer than `min_pairs` the cycle will skip, so nothing is answered.
+    ahead = _answer_ahead(opts, current.path, suites, eval_opts, spill) if len(col.records) >= opts.min_pairs else None
     try:
         # 2. Preference pairs (generating helpful candidates with the current model where needed).
         t0 = time.perf_counter()
