@@ -73,7 +73,8 @@ def test_token_quota_refuses_once_the_usage_reported_upstream_is_spent(proxy) ->
 def test_errored_requests_are_timed_and_in_flight_returns_to_zero(proxy) -> None:
     api = keys("acme")
     (key,) = api
-    p = proxy(api_keys=api, upstream_read_timeout_s=0.5, upstream_retries=0)
+    # Well under the slow upstream's 3 s, well over an echo's answer on a loaded 2-core machine (0.5 s failed there).
+    p = proxy(api_keys=api, upstream_read_timeout_s=1.5, upstream_retries=0)
     count = ("guard_request_duration_seconds_count", (("route", "chat_completions"),))
     before = samples(p).get(count, 0.0)
     assert chat(p, "sk-wrong").status_code == 401
