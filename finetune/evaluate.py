@@ -211,8 +211,8 @@ def answer_ahead(
     spill: Path | None = None,
 ) -> None:
     """Answer the suites' conversations with `model` into its answer store, and make its drift pass into `spill`,
-    so that `compare` reuses both: the cycle runs this for the current model in another process while the
-    candidate trains."""
+    so that `compare` reuses both: the cycle runs this for the current model in another process from its start,
+    while the pairs are built and the candidate trains."""
     view = deployed_view(opts, rails_dir, triage_dir)
     prompts = suites.benign + suites.harmful
     frames = view.frame(prompts) if view is not None else bare(prompts)
