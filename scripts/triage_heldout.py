@@ -4,6 +4,11 @@ runtime's fp32 re-scoring of texts near a threshold is not applied: figures can 
 by a few rows.
 
     PYTHONPATH=. .venv/bin/python scripts/triage_heldout.py [--artifact guard/triage/artifact]
+        [--set hate_harassment=0.5 ...]
+
+`--set LABEL=T` measures the heads at a threshold of your own for a label (as a rails profile's
+`threshold:` does) and prints what each calib benign population is flagged at, so the cost of the change is
+read on the calibration sources, the gain on the held-out ones.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 from finetune.triage.data.build import training_split
 from finetune.triage.model import load_artifact
 from finetune.triage.refit import embed, served_scores
-from finetune.triage.scoring import quality_targets
+from finetune.triage.scoring import group_flag_rates, quality_targets
 from guard.settings import load_settings
 from guard.taxonomy import INPUT_LABELS
 
@@ -24,20 +29,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifact", type=Path, default=Path("guard/triage/artifact"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--set", action="append", default=[], metavar="LABEL=T", help="a threshold of your own")
     a = ap.parse_args()
     settings = load_settings()
     cfg = json.loads((a.artifact / "triage.json").read_text())
     split, _ = training_split(cfg.get("train", {}), settings.datasets_dir)
+    thresholds = {**cfg["thresholds"], **{k: float(v) for k, v in (x.split("=", 1) for x in a.set)}}
     emb = embed(
         a.artifact,
         split["test"][:1],  # `embed` also returns the first windows of rows to fit on; none are fitted here
-        {"test": split["test"]},
+        {"test": split["test"], "calib": split["calib"]},
         cache_dir=settings.home / "cache" / "triage",
         threads=a.threads,
     )
     net, _ = load_artifact(a.artifact, merge=False)
     probs, refusal = served_scores(net.heads, emb.windows["test"])  # type: ignore[arg-type]
-    m = quality_targets(split["test"], probs, refusal, list(INPUT_LABELS), cfg["thresholds"])
+    m = quality_targets(split["test"], probs, refusal, list(INPUT_LABELS), thresholds)
+    calib, _ = served_scores(net.heads, emb.windows["calib"])  # type: ignore[arg-type]
+    rates = group_flag_rates(split["calib"], calib, thresholds, margin=0.0)
+    m["calib_flag_rate"] = {g: {p: round(r, 4) for p, r in v.items()} for g, v in rates.items()}
     print(json.dumps({k: v for k, v in m.items() if k != "per_source_flag_rate"}, indent=2))
 
 

@@ -189,9 +189,11 @@ GROUPS = {
 }
 
 
-def group_flag_rates(rows: list[dict], probs: np.ndarray, thresholds: dict[str, float]) -> dict[str, dict[str, float]]:
+def group_flag_rates(
+    rows: list[dict], probs: np.ndarray, thresholds: dict[str, float], margin: float = 0.5
+) -> dict[str, dict[str, float]]:
     """Per label group, the share of each calib benign population the group flags at `thresholds`: what a
-    replacement version is held to (`calibrate_uniform`'s `ceilings`)."""
+    replacement version is held to (`calibrate_uniform`'s `ceilings`). `margin` rows are added to each count."""
     from guard.taxonomy import INPUT_LABELS
 
     pop = population_masks(rows)
@@ -199,8 +201,9 @@ def group_flag_rates(rows: list[dict], probs: np.ndarray, thresholds: dict[str, 
     for name, (group, populations) in GROUPS.items():
         cols = [INPUT_LABELS.index(lab) for lab in group]
         fired = np.asarray((probs[:, cols] >= np.array([thresholds[lab] for lab in group])).any(axis=1))
-        # Half a row above the count: `threshold_for_fpr` floors rate x n, and a rate read back may round below it.
-        out[name] = {p: (float(fired[pop[p]].sum()) + 0.5) / pop[p].sum() for p in populations if pop[p].any()}
+        # Half a row above the count for ceilings: `threshold_for_fpr` floors rate x n, and a rate read back may
+        # round below it.
+        out[name] = {p: (float(fired[pop[p]].sum()) + margin) / pop[p].sum() for p in populations if pop[p].any()}
     return out
 
 
