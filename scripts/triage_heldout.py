@@ -29,12 +29,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifact", type=Path, default=Path("guard/triage/artifact"))
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--set", action="append", default=[], metavar="LABEL=T", help="a threshold of your own")
+    ap.add_argument("--set", action="append", default=[], type=_label_threshold, metavar="LABEL=T", help="a threshold")
     a = ap.parse_args()
     settings = load_settings()
     cfg = json.loads((a.artifact / "triage.json").read_text())
     split, _ = training_split(cfg.get("train", {}), settings.datasets_dir)
-    thresholds = {**cfg["thresholds"], **{k: float(v) for k, v in (x.split("=", 1) for x in a.set)}}
+    thresholds = {**cfg["thresholds"], **dict(a.set)}
     emb = embed(
         a.artifact,
         split["test"][:1],  # `embed` also returns the first windows of rows to fit on; none are fitted here
@@ -49,6 +49,17 @@ def main() -> None:
     rates = group_flag_rates(split["calib"], calib, thresholds, margin=0.0)
     m["calib_flag_rate"] = {g: {p: round(r, 4) for p, r in v.items()} for g, v in rates.items()}
     print(json.dumps({k: v for k, v in m.items() if k != "per_source_flag_rate"}, indent=2))
+
+
+def _label_threshold(value: str) -> tuple[str, float]:
+    label, _, t = value.partition("=")
+    try:
+        threshold = float(t)
+    except ValueError:
+        threshold = -1.0
+    if label not in INPUT_LABELS or not 0.0 <= threshold <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value!r}: want LABEL=T, a triage label and a threshold in [0, 1]")
+    return label, threshold
 
 
 if __name__ == "__main__":

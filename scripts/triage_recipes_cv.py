@@ -150,6 +150,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--test", action="store_true", help="also the held-out test targets of each recipe")
     a = ap.parse_args()
+    if unknown := [n for n in a.recipes.split(",") if n not in RECIPES]:
+        ap.error(f"unknown recipe {unknown[0]!r}; known: {', '.join(RECIPES)}")
     settings = load_settings()
     train_cfg = json.loads((a.artifact / "triage.json").read_text())["train"]
     split, _ = training_split(train_cfg, settings.datasets_dir)
