@@ -27,9 +27,9 @@ import torch  # noqa: F401  (before the data builder, which imports the generato
 
 from finetune.triage.data.build import training_split
 from finetune.triage.data.sources import source_table
-from finetune.triage.heads import HeadConfig, Heads, fit_heads
-from finetune.triage.refit import budgets_of, embed, head_data, served_scores
-from finetune.triage.scoring import calibrate_uniform, quality_targets
+from finetune.triage.heads import Heads
+from finetune.triage.refit import Embedded, embed, fit_calibrated, served_scores
+from finetune.triage.scoring import quality_targets
 from guard.settings import load_settings
 from guard.taxonomy import ATTACKS, HARMFUL, INPUT_LABELS
 
@@ -81,11 +81,18 @@ def weights(rows: list[dict], recipe: dict[str, Any]) -> np.ndarray:
     return np.where(benign, w * recipe.get("benign_weight", 1.0), w)
 
 
-def fit(rows: list[dict], first: np.ndarray, recipe: dict[str, Any], train_cfg: dict) -> Heads:
-    data = head_data(rows, first, float(train_cfg.get("synth_weight", 1.0)))
-    data.weight = data.weight * weights(rows, recipe)
-    cfg = HeadConfig(hidden=recipe.get("hidden", 256), epochs=recipe.get("epochs", 12), seed=recipe.get("seed", 13))
-    return fit_heads(data, cfg)
+def fit(
+    rows: list[dict], emb: Embedded, calib: list[dict], recipe: dict[str, Any], train_cfg: dict
+) -> tuple[Heads, dict[str, float]]:
+    """The recipe's heads on `rows` (first windows `emb.first`) and their thresholds on `calib`, as a refit does."""
+    weighted = [{**r, "weight": w} for r, w in zip(rows, weights(rows, recipe), strict=True)]
+    cfg = {
+        **train_cfg,
+        "head_hidden": recipe.get("hidden", 256),
+        "head_epochs": recipe.get("epochs", 12),
+        "seed": recipe.get("seed", 13),
+    }
+    return fit_calibrated(weighted, calib, emb, cfg)
 
 
 def held_out_scores(rows: list[dict], probs: np.ndarray, refusal: np.ndarray, thr: dict, group: str) -> dict:
@@ -112,14 +119,14 @@ def held_out_scores(rows: list[dict], probs: np.ndarray, refusal: np.ndarray, th
     return out
 
 
-def cross_validate(split: dict, emb: Any, recipe: dict, train_cfg: dict, k: int) -> dict[str, float]:
+def cross_validate(split: dict, emb: Embedded, recipe: dict, train_cfg: dict, k: int) -> dict[str, float]:
     train = split["train"]
     folds, group = folds_of(train, k)
     per: dict[str, list[float]] = {}
     for fold in folds:
         keep = np.array([r["source"] not in fold for r in train])
-        heads = fit([r for r, m in zip(train, keep, strict=True) if m], emb.first[keep], recipe, train_cfg)
-        thr = calibrate_uniform(split["calib"], *served_scores(heads, emb.windows["calib"]), budgets_of(train_cfg))
+        rows = [r for r, m in zip(train, keep, strict=True) if m]
+        heads, thr = fit(rows, Embedded(emb.first[keep], emb.windows), split["calib"], recipe, train_cfg)
         for source in fold:
             ix = [i for i, r in enumerate(train) if r["source"] == source]
             probs, refusal = served_scores(heads, [emb.first[i : i + 1] for i in ix])
@@ -128,9 +135,8 @@ def cross_validate(split: dict, emb: Any, recipe: dict, train_cfg: dict, k: int)
     return {name: round(float(np.mean(v)), 4) for name, v in per.items()}
 
 
-def test_targets(split: dict, emb: Any, recipe: dict, train_cfg: dict) -> dict[str, Any]:
-    heads = fit(split["train"], emb.first, recipe, train_cfg)
-    thr = calibrate_uniform(split["calib"], *served_scores(heads, emb.windows["calib"]), budgets_of(train_cfg))
+def test_targets(split: dict, emb: Embedded, recipe: dict, train_cfg: dict) -> dict[str, Any]:
+    heads, thr = fit(split["train"], emb, split["calib"], recipe, train_cfg)
     m = quality_targets(split["test"], *served_scores(heads, emb.windows["test"]), list(INPUT_LABELS), thr)
     h, a = m["harmful_requests"], m["attacks"]
     return {
