@@ -43,6 +43,7 @@ class DPOSettings(BaseModel):
     seed: int = 0
     threads: int = Field(1, ge=1, le=256)  # CPU torch threads; 1 is fastest on a shared machine
     precompute_ref_log_probs: bool = True
+    ref_batch_size: int = Field(8, ge=1)  # pairs per batch of that pass (finetune/reference.py)
     logging_steps: int = Field(5, ge=1)
     lora: LoraSettings | None = LoraSettings()
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -16,6 +16,7 @@ from typing import Any
 
 from finetune.config import DPOSettings, load_config
 from finetune.pairs import load_rows
+from finetune.reference import trainer_class
 from guard.accel import cpu_has_bf16
 
 ROW_KEYS = ("prompt", "chosen", "rejected")
@@ -70,6 +71,7 @@ def dpo_args(cfg: DPOSettings, out_dir: Path, device: str) -> Any:
         save_strategy="no",
         report_to="none",
         precompute_ref_log_probs=cfg.precompute_ref_log_probs,
+        precompute_ref_batch_size=cfg.ref_batch_size,
         # TRL defaults to bf16 + gradient checkpointing; on CPU bf16 errors out and checkpointing only recomputes.
         use_cpu=on_cpu,
         bf16=bf16,
@@ -97,7 +99,6 @@ def train_dpo(base: Path, rows: list[dict[str, Any]], cfg: DPOSettings, out_dir:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import DPOTrainer
 
     if not rows:
         raise ValueError("no training pairs")
@@ -111,7 +112,7 @@ def train_dpo(base: Path, rows: list[dict[str, Any]], cfg: DPOSettings, out_dir:
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     data = Dataset.from_list([{k: r[k] for k in ROW_KEYS} for r in rows])
-    trainer = DPOTrainer(
+    trainer = trainer_class()(
         model=model,
         ref_model=None,
         args=dpo_args(cfg, out_dir, device),
