@@ -63,7 +63,7 @@ def pair_logps(model: Any, rows: list[Row], max_length: int | None, pad_id: int)
         use_cache=False,
     ).logits
     sums = []
-    for j, tail in enumerate(tails):  # one row at a time: a batch's full-vocabulary log-softmax is GBs
+    for j, tail in enumerate(tails):  # one row at a time: in fp32 a whole batch's log-softmax is ~0.5 GB
         n = len(tail) - 1
         lp = torch.log_softmax(logits[j, :n].float(), -1)
         sums.append(float(lp.gather(1, ids[j, 1 : n + 1, None].to(device)).sum()))
