@@ -106,7 +106,12 @@ class LocalLM:
 
 def length_batches(convs: Sequence[Messages], batch_size: int) -> list[list[int]]:
     """Indices of `convs` in batches of similar length (less padding), as `LocalLM.generate` answers them."""
-    order = sorted(range(len(convs)), key=lambda i: len(json.dumps(convs[i])))
+    return sorted_batches([len(json.dumps(c)) for c in convs], batch_size)
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int, *, longest_first: bool = False) -> list[list[int]]:
+    """Indices in batches of similar length; equal lengths keep their order."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i] if longest_first else lengths[i], i))
     return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
 
 

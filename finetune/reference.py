@@ -10,17 +10,13 @@ back to their rows, where training reads them as it reads TRL's.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
+
+from finetune.generate import sorted_batches
 
 Row = dict[str, list[int]]  # prompt_ids, chosen_ids, rejected_ids, as TRL's dataset holds them
 Score = Callable[[list[Row]], tuple[list[float], list[float]]]  # rows -> chosen, rejected log-prob sums
-
-
-def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Row indices in batches of similar length, longest first (a memory error shows at once)."""
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
 
 
 def _pad(seqs: list[list[int]], value: int) -> Any:
@@ -82,7 +78,7 @@ def with_reference_logps(dataset: Any, score: Score, batch_size: int, max_length
     ]
     chosen = [0.0] * len(ids)
     rejected = [0.0] * len(ids)
-    for idx in length_batches(lengths, batch_size):
+    for idx in sorted_batches(lengths, batch_size, longest_first=True):  # a memory error shows at once
         c, r = score([ids[i] for i in idx])
         for i, a, b in zip(idx, c, r, strict=True):
             chosen[i], rejected[i] = a, b

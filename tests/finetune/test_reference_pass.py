@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from finetune.config import load_config
-from finetune.reference import length_batches
+from finetune.generate import sorted_batches
 
 
 def uneven_rows(n: int) -> list[dict]:
@@ -20,9 +20,9 @@ def uneven_rows(n: int) -> list[dict]:
     ]
 
 
-def test_length_batches_hold_every_row_once_longest_first() -> None:
-    batches = length_batches([3, 9, 1, 9, 5], 2)
-    assert batches == [[1, 3], [4, 0], [2]]
+def test_sorted_batches_hold_every_row_once_longest_or_shortest_first() -> None:
+    assert sorted_batches([3, 9, 1, 9, 5], 2, longest_first=True) == [[1, 3], [4, 0], [2]]
+    assert sorted_batches([3, 9, 1, 9, 5], 2) == [[2, 0], [4, 1], [3]]
 
 
 @pytest.mark.parametrize("max_length", [256, 72])  # 72: most answers cut, as the collator cuts them
