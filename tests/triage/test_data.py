@@ -256,11 +256,34 @@ def test_v6_rows_leave_every_earlier_row_as_it_was(monkeypatch: pytest.MonkeyPat
     # split without its training rows leaking into `test`.
     from finetune.triage.data import build
 
+    monkeypatch.setattr(build, "secret_ask_rows", lambda *a: [])  # v8's, after them
     with_v6, _ = build.build_dataset(None, seed=3, scale=20)
     monkeypatch.setattr(build, "broad_rows", lambda *a: [])
     without, _ = build.build_dataset(None, seed=3, scale=20)
     assert with_v6[: len(without)] == without
     assert len(with_v6) > len(without)
+
+
+def test_v8_secret_asks_leave_every_earlier_row_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    # v17's encoder was trained on the rows before these: they must not move any earlier row into another split.
+    from finetune.triage.data import build
+
+    with_v8, _ = build.build_dataset(None, seed=3, scale=20)
+    monkeypatch.setattr(build, "secret_ask_rows", lambda *a: [])
+    without, _ = build.build_dataset(None, seed=3, scale=20)
+    assert with_v8[: len(without)] == without
+    assert {r["source"] for r in with_v8[len(without) :]} == {"synth:secret_ask", "synth:secret_twin"}
+
+
+def test_asks_for_guarded_secrets_are_injections_and_their_twins_benign() -> None:
+    rows, _ = build_dataset(None, seed=3, scale=60)
+    asks = [r for r in rows if r["source"] == "synth:secret_ask"]
+    twins = [r for r in rows if r["source"] == "synth:secret_twin"]
+    assert asks and all(r["labels"] == ["prompt_injection"] for r in asks)
+    assert twins and all(r["labels"] == [] for r in twins)
+    # grouped by what is asked for: a held-out target is never trained on
+    train = {r["group"] for r in asks if r["split"] == "train"}
+    assert not train & {r["group"] for r in asks if r["split"] == "test"}
 
 
 def test_no_benign_list_holds_a_persona_that_drops_its_rules() -> None:

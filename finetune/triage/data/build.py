@@ -16,18 +16,20 @@ from collections import Counter
 from pathlib import Path
 
 from finetune.triage.data.broad import broad_rows
+from finetune.triage.data.secret_asks import secret_ask_rows
 from finetune.triage.data.sources import file_sha256, load_file, source_table
 from finetune.triage.data.synth import style, synth_answers, synth_prompts
 
-GENERATOR_VERSION = "7"
+GENERATOR_VERSION = "8"
 MAX_CHARS = 1200  # training sees at most one window; long sources are cropped around what matters
 GENERATOR_SHARE = 0.30  # at most this share of the training prompts comes from the generator
 # What the public data lacks: personal regulated-advice requests and their general-information twins, answers
-# and documents twinned by addressee, documents carrying instructions, system-prompt extraction and its benign
-# twin, benign prompts with scary words, short multi-turn context, and short stock refusals. And harmful requests
-# for the categories the public training sources barely hold (classifier v15, trained without them, had 35 cbrn
-# and 158 cyber requests to learn from and caught 37 % of HarmBench), with the jailbreak and injection shapes
-# that the public attack sources lack (direct injections in chat, persona jailbreaks).
+# and documents twinned by addressee, documents carrying instructions, system-prompt extraction and asks for the
+# secrets or users' data an assistant guards (each with benign twins), benign prompts with scary words, short
+# multi-turn context, and short stock refusals. And harmful requests for the categories the public training
+# sources barely hold (classifier v15, trained without them, had 35 cbrn and 158 cyber requests to learn from and
+# caught 37 % of HarmBench), with the jailbreak and injection shapes that the public attack sources lack (direct
+# injections in chat, persona jailbreaks).
 GENERATOR_KEEP = {
     "harm_request",
     "harm_task",
@@ -55,6 +57,8 @@ GENERATOR_KEEP = {
     "stdlib_doc",
     "sysprompt",
     "sysprompt_twin",
+    "secret_ask",
+    "secret_twin",
     "scary",
     "scary_idiom",
     "scary_task",
@@ -87,10 +91,22 @@ def generator_rows(seed: int, scale: int) -> list[dict]:
     rng = random.Random(seed)
     rows = synth_prompts(rng, scale) + synth_answers(rng, scale * 8)
     rows += broad_rows(random.Random(f"{seed}:broad"), scale, style)
+    rows += _styled(
+        secret_ask_rows(random.Random(f"{seed}:secret_asks"), 2 * scale), random.Random(f"{seed}:secret_style")
+    )
     kept = [r for r in rows if r["source"].removeprefix("synth:") in GENERATOR_KEEP]
     for r in kept:
         r["role"] = generator_role(r)
     return kept
+
+
+def _styled(rows: list[dict], rng: random.Random) -> list[dict]:
+    """Typos and casing on three rows in four (`synth.style`), each row its `source` from its group."""
+    for r in rows:
+        if rng.random() < 0.75:
+            r["text"] = style(rng, r["text"])
+        r.update(kind="prompt", source="synth:" + r["group"].split(":", 1)[0])
+    return rows
 
 
 def _crop(row: dict, rng: random.Random) -> list[dict]:
