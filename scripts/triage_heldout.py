@@ -9,6 +9,10 @@ by a few rows.
 `--set LABEL=T` measures the heads at a threshold of your own for a label (as a rails profile's
 `threshold:` does) and prints what each calib benign population is flagged at, so the cost of the change is
 read on the calibration sources, the gain on the held-out ones.
+
+`--refit-seeds 13,1,2,3,4` compares encoders rather than one fit of heads: for each seed it fits and calibrates
+new heads on the artifact's encoder (as `guard triage refit` does) and prints the targets, then their mean. A
+single fit moves look-alike flags by about 2 points.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 
 from finetune.triage.data.build import training_split
 from finetune.triage.model import load_artifact
-from finetune.triage.refit import embed, served_scores
+from finetune.triage.refit import embed, fit_calibrated, served_scores
 from finetune.triage.scoring import group_flag_rates, quality_targets
 from guard.settings import load_settings
 from guard.taxonomy import INPUT_LABELS
@@ -30,10 +34,16 @@ def main() -> None:
     ap.add_argument("--artifact", type=Path, default=Path("guard/triage/artifact"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], type=_label_threshold, metavar="LABEL=T", help="a threshold")
+    ap.add_argument("--refit-seeds", type=_seeds, default=None, metavar="S,S,...", help="fit new heads per seed")
     a = ap.parse_args()
     settings = load_settings()
     cfg = json.loads((a.artifact / "triage.json").read_text())
     split, _ = training_split(cfg.get("train", {}), settings.datasets_dir)
+    if a.refit_seeds:
+        refit_seeds(
+            a.artifact, split, cfg.get("train", {}), a.refit_seeds, settings.home / "cache" / "triage", a.threads
+        )
+        return
     thresholds = {**cfg["thresholds"], **dict(a.set)}
     emb = embed(
         a.artifact,
@@ -49,6 +59,42 @@ def main() -> None:
     rates = group_flag_rates(split["calib"], calib, thresholds, margin=0.0)
     m["calib_flag_rate"] = {g: {p: round(r, 4) for p, r in v.items()} for g, v in rates.items()}
     print(json.dumps({k: v for k, v in m.items() if k != "per_source_flag_rate"}, indent=2))
+
+
+def refit_seeds(
+    artifact: Path, split: dict[str, list[dict]], train_cfg: dict, seeds: list[int], cache: Path, threads: int
+) -> None:
+    emb = embed(artifact, split["train"], {s: split[s] for s in ("calib", "test")}, cache_dir=cache, threads=threads)
+    rows = []
+    for seed in seeds:
+        heads, thresholds = fit_calibrated(split["train"], split["calib"], emb, {**train_cfg, "seed": seed})
+        probs, refusal = served_scores(heads, emb.windows["test"])
+        row = _brief(quality_targets(split["test"], probs, refusal, list(INPUT_LABELS), thresholds))
+        rows.append(row)
+        print(json.dumps({"seed": seed, **row}))
+    print(json.dumps({"mean": {k: round(sum(r[k] for r in rows) / len(rows), 4) for k in rows[0]}}))
+
+
+def _brief(m: dict) -> dict[str, float]:
+    h, a = m["harmful_requests"], m["attacks"]
+    return {
+        "harmful_recall": h["recall"],
+        "real_user_fpr": h["fpr"],
+        "harmful_recall_at_fpr_0.05": h["recall_at_fpr_0.05"],
+        "look_alikes": m["look_alikes_flagged"]["flag_rate"],
+        "hate_f1": m["hateful_vs_contrasts"]["f1"],
+        "attack_recall": a["recall"],
+        "attack_fpr": a["fpr"],
+        "advice_f1": m["advice_vs_info_twins"]["f1"],
+        "refusal_f1": m["refusal"]["real_answers"]["f1"],
+    }
+
+
+def _seeds(value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: want comma-separated integers, e.g. 13,1,2") from None
 
 
 def _label_threshold(value: str) -> tuple[str, float]:

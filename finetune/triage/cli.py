@@ -44,6 +44,9 @@ def train(
     recipe: Annotated[
         str, typer.Option(help="Encoder: lora (shipped) | full (fine-tune MiniLM) | frozen (MiniLM as published).")
     ] = "lora",
+    objective: Annotated[
+        str, typer.Option(help="What lora/full tune the encoder for: labels (shipped) | factorised (the heads' loss).")
+    ] = "labels",
 ) -> None:
     """Generate data, train the classifier (frozen embedding + heads, or a MiniLM fine-tune), calibrate
     thresholds on held-out sources, write the artifact and its model card."""
@@ -61,8 +64,10 @@ def train(
         raise _fail(f"--precision must be auto, bf16 or fp32, not {precision!r}")
     if recipe not in ("frozen", "lora", "full"):
         raise _fail(f"--recipe must be frozen, lora or full, not {recipe!r}")
+    if objective not in ("labels", "factorised"):
+        raise _fail(f"--objective must be labels or factorised, not {objective!r}")
     target = out or ARTIFACT_DIR
-    cfg = TrainConfig(recipe=recipe, steps=steps, threads=threads, seed=seed, precision=precision)
+    cfg = TrainConfig(recipe=recipe, objective=objective, steps=steps, threads=threads, seed=seed, precision=precision)
     cache = _settings().home / "cache" / "triage"
     metrics = run_train(cfg, ds if ds.is_dir() else None, target, data_dir=data_out, cache_dir=cache)
     typer.echo(json.dumps(_brief(metrics), indent=2))

@@ -83,15 +83,7 @@ def fit_heads(data: HeadData, cfg: HeadConfig | None = None) -> Heads:
     heads = Heads(data.emb.shape[1], cfg.hidden)
     x = torch.from_numpy(np.ascontiguousarray(data.emb, dtype=np.float32))
     y = torch.from_numpy(data.labels.astype(np.float32))
-    t = _Targets(
-        labelled=torch.from_numpy(data.labelled.astype(bool)),
-        response=torch.from_numpy(data.is_response.astype(bool)),
-        refusal=torch.from_numpy(data.refusal.astype(np.float32)),
-        weight=torch.from_numpy(data.weight.astype(np.float32)),
-        pos_harm=_pos_weight(y[:, :H].amax(1), data.labelled),
-        pos_attack=_pos_weight(y[:, H : H + A].amax(1), data.labelled),
-        pos_refusal=_pos_weight(torch.from_numpy(data.refusal.astype(np.float32)), data.is_response),
-    )
+    t = targets(data)
     opt = torch.optim.AdamW(heads.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     heads.train()
@@ -99,7 +91,7 @@ def fit_heads(data: HeadData, cfg: HeadConfig | None = None) -> Heads:
         order = torch.randperm(len(x), generator=gen)
         for start in range(0, len(x), cfg.batch_size):
             b = order[start : start + cfg.batch_size]
-            loss = _loss(heads, x[b], y[b], t.take(b))
+            loss = heads_loss(heads, x[b], y[b], t.take(b))
             if loss is None:
                 continue
             opt.zero_grad()
@@ -119,8 +111,22 @@ def fit_heads(data: HeadData, cfg: HeadConfig | None = None) -> Heads:
     return heads.eval()
 
 
+def targets(data: HeadData) -> Targets:
+    """What each row teaches, and the groups' positive weights (over all rows, not one batch)."""
+    y = torch.from_numpy(data.labels.astype(np.float32))
+    return Targets(
+        labelled=torch.from_numpy(data.labelled.astype(bool)),
+        response=torch.from_numpy(data.is_response.astype(bool)),
+        refusal=torch.from_numpy(data.refusal.astype(np.float32)),
+        weight=torch.from_numpy(data.weight.astype(np.float32)),
+        pos_harm=_pos_weight(y[:, :H].amax(1), data.labelled),
+        pos_attack=_pos_weight(y[:, H : H + A].amax(1), data.labelled),
+        pos_refusal=_pos_weight(torch.from_numpy(data.refusal.astype(np.float32)), data.is_response),
+    )
+
+
 @dataclass
-class _Targets:
+class Targets:
     labelled: torch.Tensor
     response: torch.Tensor
     refusal: torch.Tensor
@@ -129,8 +135,8 @@ class _Targets:
     pos_attack: torch.Tensor
     pos_refusal: torch.Tensor
 
-    def take(self, b: torch.Tensor) -> _Targets:
-        return _Targets(
+    def take(self, b: torch.Tensor) -> Targets:
+        return Targets(
             self.labelled[b],
             self.response[b],
             self.refusal[b],
@@ -149,7 +155,8 @@ def _pos_weight(positive: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
     return torch.tensor((neg / pos) ** 0.5 if pos > 0 and neg > 0 else 1.0)
 
 
-def _loss(heads: Heads, x: torch.Tensor, y: torch.Tensor, t: _Targets) -> torch.Tensor | None:
+def heads_loss(heads: Heads, x: torch.Tensor, y: torch.Tensor, t: Targets) -> torch.Tensor | None:
+    """The summed head losses on a batch of embeddings `x`; None when no row of it teaches any head."""
     h = heads.body(x)
     parts: list[torch.Tensor] = []
     lab = t.labelled

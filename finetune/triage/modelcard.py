@@ -65,11 +65,21 @@ def write_model_card(out_dir: Path, config: dict, manifest: dict, metrics: dict)
 
 def _tuning(config: dict) -> str:
     lora = config.get("lora") or {}
-    if lora.get("r"):
-        return f"LoRA r={lora['r']} alpha={lora['alpha']} on every linear layer"
     if config.get("recipe") == "frozen":
         return "frozen (the published sentence embedding)"
-    return "fully fine-tuned (encoder weights stored in half precision)"
+    how = (
+        f"LoRA r={lora['r']} alpha={lora['alpha']} on every linear layer"
+        if lora.get("r")
+        else "fully fine-tuned (encoder weights stored in half precision)"
+    )
+    objective = config.get("train", {}).get("objective", "labels")
+    return f"{how}, tuned for {OBJECTIVES.get(objective, objective)}"
+
+
+OBJECTIVES = {
+    "labels": "one independent sigmoid per label",
+    "factorised": "the factorised heads' loss (any harm x category, any attack x kind)",
+}
 
 
 def _heads(config: dict) -> str:

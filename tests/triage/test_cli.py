@@ -29,6 +29,13 @@ def test_build_without_an_artifact_fails_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_train_with_an_unknown_recipe_or_objective_fails_with_one_line(tmp_path: Path) -> None:
+    for flag, value in (("--recipe", "lora2"), ("--objective", "both")):
+        result = runner.invoke(app, ["train", "--out", str(tmp_path / "a"), flag, value])
+        assert result.exit_code == 2 and f"error: {flag} must be" in result.output, result.output
+        assert "Traceback" not in result.output and not (tmp_path / "a").exists()
+
+
 def test_atlas_without_an_artifact_or_the_data_sets_fails_with_one_line(tmp_path: Path) -> None:
     from guard.triage.artifact import ARTIFACT_DIR
 
