@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     override_threshold: float = Field(0.97, ge=0.5, le=1.0)
     # How far a `false_positive` override may reach where the classifier's harm atlas shows no harmful text nearer
     # (`guard/corrections/radius.py`); without an atlas `override_threshold` holds.
-    override_reach: float = Field(0.91, ge=0.5, le=1.0)
+    override_reach: float = Field(0.93, ge=0.5, le=1.0)
     override_refresh_s: float = Field(2.0, gt=0, le=3600)  # how often a replica polls the store for changes
     override_max_per_tenant: int = Field(10_000, ge=1, le=1_000_000)
     # Classifier work per request: at most this many windows' worth of text (512 characters each); longer

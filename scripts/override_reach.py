@@ -6,8 +6,9 @@ deployment: its benign prompts the classifier flags are split by a hash of the t
 becomes a `false_positive` override) and unseen ones (should they be let through too?), and its flagged harmful
 and attack prompts are what no override may reach. For each reach (the lowest radius) and atlas margin the script
 prints the share of unseen flagged benign prompts let through and how many flagged harmful ones leaked. The
-shipped pair (`GUARD_OVERRIDE_REACH` 0.91, `radius.ATLAS_MARGIN` 0.03) is the lowest reach of this grid at which
-some margin leaks nothing, with that margin (2026-12-07: 0 of 625 at 0.91; 1 at 0.90 whatever the margin).
+shipped pair (`GUARD_OVERRIDE_REACH` 0.93, `radius.ATLAS_MARGIN` 0.03) is the lowest reach of this grid at which
+some margin leaks nothing, with that margin (classifier v18, 2026-12-07: 0 of 681 at 0.93; 1 at 0.92 whatever the
+margin. v17 had 0.91: 0 of 625). The reach belongs to the encoder: re-run this for every new one.
 
     PYTHONPATH=. .venv/bin/python scripts/override_reach.py   # needs ../shared/datasets; minutes with the cache
 """
