@@ -189,8 +189,9 @@ def test_with_the_classifiers_harm_atlas_a_benign_review_reaches_as_far_as_no_ha
     review = triage_model.embed([TEXT])[0]
     radius = memory.reaches()[outcome.override_id or 0]
     assert radius == float(atlas_radii(nearest(atlas, review[None]), 0.91)[0])
-    # Not the global 0.97: for this text the atlas narrows it (a request to break into a car sits at ~0.95).
-    assert abs(radius - 0.97) > 0.004
+    # Not the global 0.97: the atlas sets it (classifier v18: a harmful text at ~0.937, so 0.967). Further from
+    # 0.97 than the probes below, so they tell the atlas's radius from the global threshold.
+    assert abs(radius - 0.97) > 0.002
     result = triage_model.predict([TEXT])[0]
     # Vectors at a chosen cosine from the reviewed text, in a direction of their own.
     side = np.random.default_rng(3).normal(size=review.shape).astype(np.float32)
