@@ -37,10 +37,10 @@ def build_atlas(art_dir: Path, split: dict[str, list[dict]], *, cache_dir: Path 
     rows = [{"text": t, "labels": [], "kind": "prompt"} for t in texts]
     vectors = embed(art_dir, rows, {}, cache_dir=cache_dir, threads=threads).first.astype(np.float32)
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    q, scales = quantize(unit)
+    q = quantize(unit)
     path = art_dir / HARM_ATLAS
     with tempfile.NamedTemporaryFile(dir=art_dir, suffix=".npz", delete=False) as tmp:
-        np.savez_compressed(tmp, vectors=q, scales=scales, encoder=np.array(artifact_encoder(art_dir)))
+        np.savez_compressed(tmp, vectors=q, encoder=np.array(artifact_encoder(art_dir)))
     Path(tmp.name).chmod(0o644)  # a temporary file is private; the atlas ships with the artifact
     Path(tmp.name).replace(path)
     return path

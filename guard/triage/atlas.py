@@ -5,9 +5,10 @@ known harmful text sits as close to. The tenant's own reviewed harmful texts mar
 (`guard.corrections.radius`); the atlas marks the rest: the harmful and attack rows of the classifier's training
 and calibration data, embedded by the served encoder, so a benign override stops short of the nearest one.
 
-Stored as int8 rows with a per-row scale (`harm_atlas.npz`: `vectors`, `scales`, `encoder`): a 14,000-row atlas
-is 5 MB, and the rounding moves a cosine by less than 0.005, inside the radius margin. Only numpy here: the
-serving path loads it; `finetune.triage.atlas` builds it.
+Stored as int8 rows, each scaled to fill the int8 range (`harm_atlas.npz`: `vectors`, `encoder`): a 14,000-row
+atlas is 5 MB, and the rounding moves a cosine by less than 0.005, inside the radius margin. Rows are
+renormalised on load, so no per-row scale is stored (atlases written with a `scales` array load the same).
+Only numpy here: the serving path loads it; `finetune.triage.atlas` builds it.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ HARM_ATLAS = "harm_atlas.npz"
 _BLOCK = 512  # query rows per product: 512 x 14,000 floats is 28 MB
 
 
-def quantize(unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """int8 rows and their scales for unit vectors [N, D]."""
+def quantize(unit: np.ndarray) -> np.ndarray:
+    """int8 rows for unit vectors [N, D], each scaled to fill the int8 range (`load` renormalises them)."""
     scales = np.maximum(np.abs(unit).max(axis=1), 1e-12) / 127.0
-    return np.round(unit / scales[:, None]).astype(np.int8), scales.astype(np.float32)
+    return np.round(unit / scales[:, None]).astype(np.int8)
 
 
 def load(path: Path, width: int) -> np.ndarray | None:
@@ -35,14 +36,14 @@ def load(path: Path, width: int) -> np.ndarray | None:
         return None
     try:
         with np.load(path) as data:
-            vectors, scales = data["vectors"], data["scales"]
+            vectors = data["vectors"]
     except (OSError, ValueError, KeyError) as exc:
         log.warning("triage: harm atlas %s unreadable (%s); overrides keep the global threshold", path, exc)
         return None
-    if vectors.ndim != 2 or vectors.shape[1] != width or len(scales) != len(vectors):
+    if vectors.ndim != 2 or vectors.shape[1] != width:
         log.warning("triage: harm atlas %s has %s vectors, the encoder %d-wide; ignored", path, vectors.shape, width)
         return None
-    unit = vectors.astype(np.float32) * scales[:, None]
+    unit = vectors.astype(np.float32)
     return unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
 
 
