@@ -47,6 +47,10 @@ def train(
     objective: Annotated[
         str, typer.Option(help="What lora/full tune the encoder for: labels (shipped) | factorised (the heads' loss).")
     ] = "labels",
+    look_alike_weight: Annotated[
+        float,
+        typer.Option(min=0.0, help="Encoder: weight of look-alike sources' benign rows (labels objective; shipped 1)"),
+    ] = 1.0,
 ) -> None:
     """Generate data, train the classifier (frozen embedding + heads, or a MiniLM fine-tune), calibrate
     thresholds on held-out sources, write the artifact and its model card."""
@@ -67,7 +71,15 @@ def train(
     if objective not in ("labels", "factorised"):
         raise _fail(f"--objective must be labels or factorised, not {objective!r}")
     target = out or ARTIFACT_DIR
-    cfg = TrainConfig(recipe=recipe, objective=objective, steps=steps, threads=threads, seed=seed, precision=precision)
+    cfg = TrainConfig(
+        recipe=recipe,
+        objective=objective,
+        steps=steps,
+        threads=threads,
+        seed=seed,
+        precision=precision,
+        look_alike_weight=look_alike_weight,
+    )
     cache = _settings().home / "cache" / "triage"
     metrics = run_train(cfg, ds if ds.is_dir() else None, target, data_dir=data_out, cache_dir=cache)
     typer.echo(json.dumps(_brief(metrics), indent=2))

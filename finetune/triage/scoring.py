@@ -35,6 +35,10 @@ SYNTH_ROLEPLAY_DOC = (
 )
 
 
+def is_look_alike_source(source: str) -> bool:
+    return _flag(source, "look_alike")
+
+
 def _flag(source: str, name: str) -> bool:
     from finetune.triage.data.sources import source_table
 

@@ -39,6 +39,10 @@ class TrainConfig:
     head_hidden: int = 256  # the factorised heads' shared hidden layer
     head_epochs: int = 12
     synth_weight: float = 1.0  # heads: sample weight of generator rows against public ones
+    # Encoder (`labels` objective): sample weight of benign rows from look-alike sources (`look_alike` in
+    # sources.yml, the generator's look-alike families) against every other row. The calibrated thresholds are
+    # held by the look-alikes' budget, so they are the negatives the encoder most needs to tell apart.
+    look_alike_weight: float = 1.0
     steps: int = 2400
     batch_size: int = 32
     lr: float = 6e-4
@@ -66,7 +70,7 @@ def bf16_autocast(precision: str) -> bool:
     return precision == "bf16" if precision != "auto" else cpu_has_bf16()
 
 
-def _targets(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _targets(rows: list[dict], look_alike_weight: float = 1.0) -> tuple[np.ndarray, ...]:
     y = np.array([[1.0 if lab in r["labels"] else 0.0 for lab in INPUT_LABELS] for r in rows], dtype=np.float32)
     refusal = np.array([float(r.get("refusal") or 0) for r in rows], dtype=np.float32)
     is_resp = np.array([r.get("kind") == "response" for r in rows], dtype=np.float32)
@@ -75,7 +79,17 @@ def _targets(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     labelled = np.array(
         [r.get("kind") != "response" or r["source"].startswith("synth:") for r in rows], dtype=np.float32
     )
-    return y, refusal, is_resp, labelled
+    weight = np.where(look_alike_rows(rows), look_alike_weight, 1.0).astype(np.float32)
+    return y, refusal, is_resp, labelled, weight
+
+
+def look_alike_rows(rows: list[dict]) -> np.ndarray:
+    """Benign rows (prompts or statements) of the look-alike sources: requests that only sound harmful,
+    counter-speech and quotes."""
+    from finetune.triage.scoring import is_look_alike_source
+
+    flags = {s: is_look_alike_source(s) for s in {r["source"] for r in rows}}
+    return np.array([not r["labels"] and r.get("kind") != "response" and flags[r["source"]] for r in rows])
 
 
 def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -218,10 +232,12 @@ def _label_loss(
     resp: torch.Tensor,
     labelled: torch.Tensor,
     pos_weight: torch.Tensor,
+    weight: torch.Tensor,
 ) -> torch.Tensor:
-    """The `labels` objective: mean BCE over the labelled rows' label columns, plus the answers' refusal BCE."""
+    """The `labels` objective: weighted mean BCE over the labelled rows' label columns, plus the answers'
+    refusal BCE."""
     lab_loss = F.binary_cross_entropy_with_logits(lab_logits, y, pos_weight=pos_weight, reduction="none")
-    keep = labelled.unsqueeze(1)
+    keep = (labelled * weight).unsqueeze(1)
     loss = (lab_loss * keep).sum() / (keep.sum() * lab_loss.shape[1]).clamp(min=1.0)
     if resp.sum() > 0:
         ref_loss = F.binary_cross_entropy_with_logits(ref_logit, ref, reduction="none")
@@ -238,7 +254,7 @@ def _finetune(cfg: TrainConfig, rows: list[dict], config: dict, out_dir: Path) -
     rng = random.Random(cfg.seed)
     _, tok = load_base()
     enc = tok([r["text"] for r in rows], truncation=True, max_length=cfg.max_len)["input_ids"]
-    y, ref, is_resp, labelled = (torch.from_numpy(a) for a in _targets(rows))
+    y, ref, is_resp, labelled, weight = (torch.from_numpy(a) for a in _targets(rows, cfg.look_alike_weight))
     pos = y.sum(0).clamp(min=1)
     pos_weight = ((len(y) - pos) / pos).sqrt().clamp(1.0, 3.0)
 
@@ -278,7 +294,14 @@ def _finetune(cfg: TrainConfig, rows: list[dict], config: dict, out_dir: Path) -
             loss = head_loss
         else:
             loss = _label_loss(
-                lab_logits.float(), ref_logit.float(), y[idx], ref[idx], is_resp[idx], labelled[idx], pos_weight
+                lab_logits.float(),
+                ref_logit.float(),
+                y[idx],
+                ref[idx],
+                is_resp[idx],
+                labelled[idx],
+                pos_weight,
+                weight[idx],
             )
         opt.zero_grad()
         loss.backward()
