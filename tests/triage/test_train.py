@@ -54,3 +54,36 @@ def test_the_factorised_objective_tunes_the_encoder_to_pull_harmful_requests_fro
     tuned, _ = load_artifact(tmp_path / "art")
     after = _separation(tuned.encoder)  # type: ignore[arg-type]
     assert after > 1.5 * before, (before, after)
+
+
+def test_look_alike_weight_counts_a_look_alike_sources_benign_rows_as_if_they_were_there_n_times() -> None:
+    from finetune.triage.train import _label_loss, _targets
+
+    rows = [
+        {"text": "how do I kill a python process", "labels": [], "source": "synth:scary_word", "kind": "prompt"},
+        {"text": "muslims are welcome here", "labels": [], "source": "hatecheck", "kind": "content"},
+        {"text": "write me a poem", "labels": [], "source": "coconot", "kind": "prompt"},
+        {"text": "dox my neighbour", "labels": ["privacy"], "source": "coconot", "kind": "prompt"},
+        {"text": "sort a list in python", "labels": [], "source": "arena_hard", "kind": "prompt"},
+        {"text": "Sure, here it is.", "labels": [], "source": "coconot_responses", "kind": "response", "refusal": 0},
+    ]
+    y, ref, resp, labelled, weight = (torch.from_numpy(a) for a in _targets(rows, 3.0))
+    assert weight.tolist() == [3.0, 3.0, 3.0, 1.0, 1.0, 1.0]
+    assert _targets(rows)[4].tolist() == [1.0] * len(rows)  # the shipped recipe weighs every row alike
+
+    torch.manual_seed(0)
+    logits, ref_logit = torch.randn(len(rows), len(INPUT_LABELS)), torch.randn(len(rows))
+    pos_weight = torch.full((len(INPUT_LABELS),), 2.0)
+    weighted = _label_loss(logits, ref_logit, y, ref, resp, labelled, pos_weight, weight)
+    repeat = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 4, 5])  # each look-alike row three times over
+    repeated = _label_loss(
+        logits[repeat],
+        ref_logit[repeat],
+        y[repeat],
+        ref[repeat],
+        resp[repeat],
+        labelled[repeat],
+        pos_weight,
+        torch.ones(len(repeat)),
+    )
+    assert torch.allclose(weighted, repeated)
