@@ -29,7 +29,7 @@ from finetune.triage.data.build import training_split
 from finetune.triage.data.sources import source_table
 from finetune.triage.heads import Heads
 from finetune.triage.refit import Embedded, embed, fit_calibrated, served_scores
-from finetune.triage.scoring import quality_targets
+from finetune.triage.scoring import is_look_alike_source, quality_targets
 from guard.settings import load_settings
 from guard.taxonomy import ATTACKS, HARMFUL, INPUT_LABELS
 
@@ -95,7 +95,9 @@ def fit(
     return fit_calibrated(weighted, calib, emb, cfg)
 
 
-def held_out_scores(rows: list[dict], probs: np.ndarray, refusal: np.ndarray, thr: dict, group: str) -> dict:
+def held_out_scores(
+    rows: list[dict], probs: np.ndarray, refusal: np.ndarray, thr: dict, group: str, look_alike: bool = False
+) -> dict:
     over = probs >= np.array([thr[lab] for lab in INPUT_LABELS])
     harm_fired, attack_fired = over[:, :H].any(1), over[:, H : H + A].any(1)
     prompt = np.array([r.get("kind", "prompt") == "prompt" for r in rows])
@@ -113,6 +115,9 @@ def held_out_scores(rows: list[dict], probs: np.ndarray, refusal: np.ndarray, th
         ("harm_recall", prompt & harm, harm_fired),
         ("attack_recall", prompt & attack, attack_fired),
         ("benign_flagged", benign, harm_fired | attack_fired),
+        # The look-alike target's stand-in (CoCoNot's benign rows): the flags that calibration on WildGuard lets
+        # through on other look-alikes are what the test split punished recipes for and plain CV could not see.
+        ("look_alike_flagged", benign if look_alike else np.zeros_like(benign), harm_fired | attack_fired),
     ):
         if mask.sum() >= 20:
             out[name] = float(fired[mask].mean())
@@ -130,14 +135,20 @@ def cross_validate(split: dict, emb: Embedded, recipe: dict, train_cfg: dict, k:
         for source in fold:
             ix = [i for i, r in enumerate(train) if r["source"] == source]
             probs, refusal = served_scores(heads, [emb.first[i : i + 1] for i in ix])
-            for name, v in held_out_scores([train[i] for i in ix], probs, refusal, thr, group[source]).items():
+            scores = held_out_scores(
+                [train[i] for i in ix], probs, refusal, thr, group[source], is_look_alike_source(source)
+            )
+            for name, v in scores.items():
                 per.setdefault(name, []).append(v)
     return {name: round(float(np.mean(v)), 4) for name, v in per.items()}
 
 
 def test_targets(split: dict, emb: Embedded, recipe: dict, train_cfg: dict) -> dict[str, Any]:
     heads, thr = fit(split["train"], emb, split["calib"], recipe, train_cfg)
-    m = quality_targets(split["test"], *served_scores(heads, emb.windows["test"]), list(INPUT_LABELS), thr)
+    return _brief(quality_targets(split["test"], *served_scores(heads, emb.windows["test"]), list(INPUT_LABELS), thr))
+
+
+def _brief(m: dict) -> dict[str, Any]:
     h, a = m["harmful_requests"], m["attacks"]
     return {
         "harm_recall_fpr": [h["recall"], h["fpr"]],
@@ -155,6 +166,7 @@ def main() -> None:
     ap.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated names of RECIPES")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--test", action="store_true", help="also the held-out test targets of each recipe")
+    ap.add_argument("--test-seeds", default="", help="with --test: also fit each recipe with these seeds (a,b,...)")
     a = ap.parse_args()
     if unknown := [n for n in a.recipes.split(",") if n not in RECIPES]:
         ap.error(f"unknown recipe {unknown[0]!r}; known: {', '.join(RECIPES)}")
@@ -169,6 +181,8 @@ def main() -> None:
         line: dict[str, Any] = {"recipe": name, "cv": cross_validate(split, emb, RECIPES[name], train_cfg, a.folds)}
         if a.test:
             line["test"] = test_targets(split, emb, RECIPES[name], train_cfg)
+            for seed in [int(x) for x in a.test_seeds.split(",") if x]:
+                line[f"test seed {seed}"] = test_targets(split, emb, {**RECIPES[name], "seed": seed}, train_cfg)
         line["seconds"] = round(time.time() - t0)
         print(json.dumps(line), flush=True)
 
