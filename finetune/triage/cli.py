@@ -70,6 +70,8 @@ def train(
         raise _fail(f"--recipe must be frozen, lora or full, not {recipe!r}")
     if objective not in ("labels", "factorised"):
         raise _fail(f"--objective must be labels or factorised, not {objective!r}")
+    if look_alike_weight != 1.0 and (objective != "labels" or recipe == "frozen"):
+        raise _fail("--look-alike-weight weighs the encoder's labels objective: use it with --recipe lora or full")
     target = out or ARTIFACT_DIR
     cfg = TrainConfig(
         recipe=recipe,

@@ -36,6 +36,13 @@ def test_train_with_an_unknown_recipe_or_objective_fails_with_one_line(tmp_path:
         assert "Traceback" not in result.output and not (tmp_path / "a").exists()
 
 
+def test_train_with_a_look_alike_weight_the_objective_ignores_fails_with_one_line(tmp_path: Path) -> None:
+    for extra in (["--objective", "factorised"], ["--recipe", "frozen"]):
+        result = runner.invoke(app, ["train", "--out", str(tmp_path / "a"), "--look-alike-weight", "3", *extra])
+        assert result.exit_code == 2 and "error: --look-alike-weight weighs" in result.output, result.output
+        assert "Traceback" not in result.output and not (tmp_path / "a").exists()
+
+
 def test_atlas_without_an_artifact_or_the_data_sets_fails_with_one_line(tmp_path: Path) -> None:
     from guard.triage.artifact import ARTIFACT_DIR
 
