@@ -403,6 +403,20 @@ def test_every_answer_review_names_its_row() -> None:
         assert all(texts[r.line].startswith(r.text) for r in review.rows), name
 
 
+def test_every_hate_review_names_a_held_out_row_and_says_hate_not_hate_or_unclear() -> None:
+    import yaml
+
+    ds = _shared()
+    review_file = Path(__file__).resolve().parents[2] / "finetune" / "triage" / "data" / "hate_review.yml"
+    reviews = yaml.safe_load(review_file.read_text())["reviews"]
+    for name, rows in reviews.items():
+        assert source_table()[name].role == "test", name  # a review of a training source would be a label fix
+        texts = [json.loads(line)["text"] for line in (ds / f"{name}.jsonl").open(encoding="utf-8")]
+        assert all(texts[r["line"]].startswith(r["text"]) for r in rows), name
+        assert {r["label"] for r in rows} <= {"hate", "not_hate", "unclear"}, name
+        assert len({r["line"] for r in rows}) == len(rows) == 100, name
+
+
 def test_a_harmful_row_rated_only_mildly_abusive_is_dropped() -> None:
     src = source_table()["convabuse"]
     strong = {"text": "no you fat whore", "label": "harmful", "category": "sexist", "votes": [-3, -2]}
