@@ -31,7 +31,7 @@ SHIPPED_ROWS_SHA256 = {
     "after_torch": "cd9536a76762d8ceecd9e42dae57c38e0db609ba3713e46da503866bccc10df0",
 }
 # YAML in the folder that is not a generator module's data
-NOT_GENERATOR_DATA = {"sources", "exclusions", "answer_review"}  # public-source mapping and reviews
+NOT_GENERATOR_DATA = {"sources", "exclusions", "answer_review", "hate_review"}  # source mapping and reviews
 # modules that are not the generator: the public-source mapping and the dataset assembly
 NOT_GENERATOR_CODE = {"sources.py", "build.py"}
 GENERATOR_YAML = sorted(p.stem for p in _load.HERE.glob("*.yml") if p.stem not in NOT_GENERATOR_DATA)
