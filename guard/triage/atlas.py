@@ -5,9 +5,10 @@ known harmful text sits as close to. The tenant's own reviewed harmful texts mar
 (`guard.corrections.radius`); the atlas marks the rest: the harmful and attack rows of the classifier's training
 and calibration data, embedded by the served encoder, so a benign override stops short of the nearest one.
 
-Stored as int8 rows, each scaled to fill the int8 range (`harm_atlas.npz`: `vectors`, `encoder`): a 14,000-row
-atlas is 5 MB, and the rounding moves a cosine by less than 0.005, inside the radius margin. Rows are
-renormalised on load, so no per-row scale is stored (atlases written with a `scales` array load the same).
+Stored as int8 rows, each scaled to fill the int8 range (`harm_atlas.npz`: `vectors`, column-major because it
+deflates better, and `encoder`): a 14,000-row atlas is 5 MB, and the rounding moves a cosine by less than 0.005,
+inside the radius margin. Rows are renormalised on load, so no per-row scale is stored (atlases written with a
+`scales` array, or row-major, load the same).
 Only numpy here: the serving path loads it; `finetune.triage.atlas` builds it.
 """
 
@@ -43,7 +44,7 @@ def load(path: Path, width: int) -> np.ndarray | None:
     if vectors.ndim != 2 or vectors.shape[1] != width:
         log.warning("triage: harm atlas %s has %s vectors, the encoder %d-wide; ignored", path, vectors.shape, width)
         return None
-    unit = vectors.astype(np.float32)
+    unit = vectors.astype(np.float32, order="C")  # rows contiguous for `nearest`, however the file stored them
     return unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
 
 

@@ -38,6 +38,15 @@ def test_int8_rounding_moves_a_cosine_by_less_than_the_radius_margin(tmp_path: P
     assert np.abs((unit @ unit.T) - (back @ unit.T)).max() < ATLAS_MARGIN / 3
 
 
+def test_an_atlas_stored_column_major_loads_as_the_same_contiguous_rows(tmp_path: Path) -> None:
+    rows = quantize(np.random.default_rng(1).normal(size=(50, 384)).astype(np.float32))
+    np.savez_compressed(tmp_path / "c.npz", vectors=rows, encoder=np.array("x"))
+    np.savez_compressed(tmp_path / "f.npz", vectors=np.asfortranarray(rows), encoder=np.array("x"))
+    c, f = load(tmp_path / "c.npz", 384), load(tmp_path / "f.npz", 384)
+    assert c is not None and f is not None
+    assert np.array_equal(c, f) and f.flags["C_CONTIGUOUS"]
+
+
 def test_an_atlas_of_another_encoder_is_not_built_in(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from finetune.triage.export import sync_atlas
     from guard.triage.artifact import ARTIFACT_DIR
