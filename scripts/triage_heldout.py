@@ -10,9 +10,14 @@ by a few rows.
 `threshold:` does) and prints what each calib benign population is flagged at, so the cost of the change is
 read on the calibration sources, the gain on the held-out ones.
 
+`--ceiling` asks whether a miss is the thresholds' or the scores': `scoring.target_ceilings` on the test split, the
+best each target reaches at thresholds tuned on the very rows it is measured on. An upper bound on what any
+calibration of these scores can ship, never a result.
+
 `--refit-seeds 13,1,2,3,4` compares encoders rather than one fit of heads: for each seed it fits and calibrates
 new heads on the artifact's encoder (as `guard triage refit` does) and prints the targets, then their mean. A
-single fit moves look-alike flags by about 2 points.
+single fit moves look-alike flags by about 2 points. `calib_refusal_f1` is the refusal head on the calib split's real
+answers at the threshold fitted on them (best F1): optimistic, but it compares refusal recipes without the test split.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pathlib import Path
 from finetune.triage.data.build import training_split
 from finetune.triage.model import load_artifact
 from finetune.triage.refit import embed, fit_calibrated, served_scores
-from finetune.triage.scoring import group_flag_rates, quality_targets
+from finetune.triage.scoring import group_flag_rates, quality_targets, target_ceilings
 from guard.settings import load_settings
 from guard.taxonomy import INPUT_LABELS
 
@@ -34,6 +39,7 @@ def main() -> None:
     ap.add_argument("--artifact", type=Path, default=Path("guard/triage/artifact"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], type=_label_threshold, metavar="LABEL=T", help="a threshold")
+    ap.add_argument("--ceiling", action="store_true", help="best each target reaches at thresholds tuned on test")
     ap.add_argument("--refit-seeds", type=_seeds, default=None, metavar="S,S,...", help="fit new heads per seed")
     a = ap.parse_args()
     settings = load_settings()
@@ -54,6 +60,11 @@ def main() -> None:
     )
     net, _ = load_artifact(a.artifact, merge=False)
     probs, refusal = served_scores(net.heads, emb.windows["test"])  # type: ignore[arg-type]
+    if a.ceiling:
+        shipped = _brief(quality_targets(split["test"], probs, refusal, list(INPUT_LABELS), thresholds))
+        ceilings = target_ceilings(split["test"], probs, refusal, list(INPUT_LABELS), thresholds)
+        print(json.dumps({"shipped": shipped, "ceiling": ceilings}, indent=2))
+        return
     m = quality_targets(split["test"], probs, refusal, list(INPUT_LABELS), thresholds)
     calib, _ = served_scores(net.heads, emb.windows["calib"])  # type: ignore[arg-type]
     rates = group_flag_rates(split["calib"], calib, thresholds, margin=0.0)
@@ -70,6 +81,9 @@ def refit_seeds(
         heads, thresholds = fit_calibrated(split["train"], split["calib"], emb, {**train_cfg, "seed": seed})
         probs, refusal = served_scores(heads, emb.windows["test"])
         row = _brief(quality_targets(split["test"], probs, refusal, list(INPUT_LABELS), thresholds))
+        calib, calib_refusal = served_scores(heads, emb.windows["calib"])
+        on_calib = quality_targets(split["calib"], calib, calib_refusal, list(INPUT_LABELS), thresholds)
+        row["calib_refusal_f1"] = on_calib["refusal"]["real_answers"]["f1"]
         rows.append(row)
         print(json.dumps({"seed": seed, **row}))
     print(json.dumps({"mean": {k: round(sum(r[k] for r in rows) / len(rows), 4) for k in rows[0]}}))

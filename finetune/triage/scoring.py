@@ -309,6 +309,38 @@ def quality_targets(
     return out
 
 
+def target_ceilings(
+    rows: list[dict], scores: np.ndarray, refusal: np.ndarray, labels: list[str], shipped: dict[str, float]
+) -> dict[str, dict]:
+    """The best each missed-or-met target reaches when its group's threshold is swept on these very rows (the other
+    groups stay at `shipped`): harmful recall with the real-user FPR at most 0.05, every real-user source at most
+    0.08 and the look-alikes at most 0.08 (the issue's constraints); hate F1; attack recall with role-play and
+    documents at most 0.05; refusal F1. Tuned on the rows it reports: it tells whether a miss is the thresholds'
+    (ceiling above the target) or the scores' (ceiling below it), and is never a result.
+    """
+    best: dict[str, dict] = {}
+
+    def keep(name: str, value: float, t: float, **context: float) -> None:
+        if value > best.get(name, {}).get("value", -1.0):
+            best[name] = {"value": round(value, 4), "threshold": round(t, 3), **context}
+
+    def at(group: tuple[str, ...], t: float) -> dict:
+        return quality_targets(rows, scores, refusal, labels, {**shipped, **dict.fromkeys(group, t)})
+
+    for t in np.round(np.arange(0.005, 1.0, 0.005), 3).tolist():
+        q = at(HARMFUL, t)
+        h, look = q["harmful_requests"], q["look_alikes_flagged"]["flag_rate"]
+        if h["fpr"] <= 0.05 and max(h["fpr_per_source"].values(), default=0.0) <= 0.08 and look <= 0.08:
+            keep("harmful_recall", h["recall"], t, real_user_fpr=h["fpr"], look_alikes=look)
+        keep("hate_f1", q["hateful_vs_contrasts"]["f1"], t, look_alikes=look)
+        a = at(ATTACKS, t)["attacks"]
+        if a["fpr"] <= 0.05:
+            keep("attack_recall", a["recall"], t, fpr=a["fpr"])
+        if "refusal" in q:
+            keep("refusal_f1", at(("refusal",), t)["refusal"]["real_answers"]["f1"], t)
+    return best
+
+
 def _is_content(source: str) -> bool:
     from finetune.triage.data.sources import source_table
 

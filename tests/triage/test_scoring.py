@@ -68,3 +68,52 @@ def test_a_group_also_holds_its_budget_on_the_rows_its_target_counts() -> None:
     assert (scores[hard, 0] >= plain["a"]).mean() > 0.05
     assert (scores[hard, 0] >= held["a"]).mean() <= 0.05
     assert (scores[~benign, 0] >= held["a"]).all()  # the positives at 0.95 still fire
+
+
+def _ceiling_case() -> tuple[list[dict], np.ndarray, dict[str, float]]:
+    """Harmful requests at 0.9 and 0.3; a fifth of the look-alikes at 0.5; hateful statements at 0.4 and their
+    benign contrasts at 0.1; every threshold shipped at 0.95 (nothing fires)."""
+    from guard.taxonomy import INPUT_LABELS
+
+    def row(source: str, labels: list[str]) -> dict:
+        return {"text": "t", "source": source, "kind": "prompt", "labels": labels}
+
+    spec = (
+        [(row("simple_safety_tests", ["crime"]), "crime", 0.9)] * 50
+        + [(row("simple_safety_tests", ["crime"]), "crime", 0.3)] * 50
+        + [(row("cyberseceval", []), "crime", 0.5)] * 20
+        + [(row("cyberseceval", []), "crime", 0.05)] * 80
+        + [(row("oasst_prompts", []), "crime", 0.05)] * 100
+        + [(row("ethos", ["hate_harassment"]), "hate_harassment", 0.4)] * 30
+        + [(row("ethos", []), "hate_harassment", 0.1)] * 30
+    )
+    labels = list(INPUT_LABELS)
+    scores = np.zeros((len(spec), len(labels)), dtype=np.float32)
+    for i, (_, label, score) in enumerate(spec):
+        scores[i, labels.index(label)] = score
+    return [r for r, _, _ in spec], scores, {**dict.fromkeys(labels, 0.95), "refusal": 0.5}
+
+
+def test_harmful_ceiling_is_held_to_the_look_alike_budget_not_only_the_real_user_fpr() -> None:
+    from finetune.triage.scoring import target_ceilings
+    from guard.taxonomy import INPUT_LABELS
+
+    rows, scores, shipped = _ceiling_case()
+    ceiling = target_ceilings(rows, scores, np.zeros(len(rows)), list(INPUT_LABELS), shipped)
+    # Below 0.5 every harmful request fires, but so does a fifth of the look-alikes (budget 8 %).
+    assert ceiling["harmful_recall"]["value"] == 0.5
+    assert ceiling["harmful_recall"]["look_alikes"] == 0.0
+    assert 0.5 < ceiling["harmful_recall"]["threshold"] <= 0.9
+
+
+def test_hate_ceiling_finds_the_threshold_the_shipped_one_missed() -> None:
+    from finetune.triage.scoring import quality_targets, target_ceilings
+    from guard.taxonomy import INPUT_LABELS
+
+    rows, scores, shipped = _ceiling_case()
+    refusal = np.zeros(len(rows))
+    assert quality_targets(rows, scores, refusal, list(INPUT_LABELS), shipped)["hateful_vs_contrasts"]["f1"] == 0.0
+    ceiling = target_ceilings(rows, scores, refusal, list(INPUT_LABELS), shipped)
+    assert ceiling["hate_f1"]["value"] == 1.0
+    assert 0.1 < ceiling["hate_f1"]["threshold"] <= 0.4
+    assert "refusal_f1" not in ceiling  # no answers among the rows
