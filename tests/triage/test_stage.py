@@ -113,14 +113,19 @@ async def test_a_990_kB_message_costs_the_window_budget_and_an_injection_at_its_
     triage_model: TriageModel,
 ) -> None:
     stage = TriageStage(triage_model, max_wait_ms=1, max_windows=16)
-    before = _scored_texts()
     await stage.start()
     try:
+        control = await stage.classify(exchange(("user", FILLER * 12_000)))
+        before = _scored_texts()
         result = await stage.classify(exchange(("user", FILLER * 12_000 + INJECTION)))
     finally:
         await stage.aclose()
     assert _scored_texts() - before <= 16  # the whole message would be ~2,400 windows
-    assert "prompt_injection" in result.labels
+    # Seen = the last segment's score reaches the result. Compared with the same filler alone rather than with the
+    # calibrated threshold: the diluted window scores 0.975-0.98 in int8 depending on the CPU's kernels (AVX2 or
+    # AVX-512), against a threshold of 0.976.
+    assert control.scores["prompt_injection"] < 0.1
+    assert result.scores["prompt_injection"] > 0.9
     assert result.embedding is not None and abs(float(np.linalg.norm(result.embedding)) - 1.0) < 1e-4
 
 
