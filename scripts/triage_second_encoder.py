@@ -125,9 +125,11 @@ class OnnxEncoder:
             chunk = order[k : k + MAX_WINDOWS]
             width = max(len(windows[i]) for i in chunk)
             ids = np.zeros((len(chunk), width), np.int64)
+            mask = np.zeros((len(chunk), width), np.int64)
             for row, i in enumerate(chunk):
                 ids[row, : len(windows[i])] = windows[i]
-            emb[chunk] = self.session.run(None, {"input_ids": ids, "attention_mask": (ids > 0).astype(np.int64)})[0]
+                mask[row, : len(windows[i])] = 1  # from the lengths: mpnet's <s> is token id 0
+            emb[chunk] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
         return np.array(owners, np.int64), emb
 
 
