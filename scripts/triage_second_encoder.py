@@ -79,8 +79,12 @@ def export(model_dir: Path, layers: int, out: Path) -> Path:
     enc.encoder.layer = enc.encoder.layer[:layers]
 
     class Sentence(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = enc  # a submodule, so tracing sees its weights as parameters, not constants that need grad
+
         def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            h = enc(input_ids=ids, attention_mask=mask).last_hidden_state
+            h = self.enc(input_ids=ids, attention_mask=mask).last_hidden_state
             m = mask.unsqueeze(-1).to(h.dtype)
             return F.normalize((h * m).sum(1) / m.sum(1).clamp(min=1e-9), p=2, dim=-1)
 
