@@ -99,7 +99,12 @@ def export(model_dir: Path, layers: int, out: Path) -> Path:
             dynamic_axes={"input_ids": axes, "attention_mask": axes, "embedding": {0: "batch"}},
         )  # fmt: skip
     default = {"DefaultTensorType": onnx.TensorProto.FLOAT}
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, extra_options=default)
+    # 7-bit weights: without VNNI (AVX2 only) ONNX Runtime's u8 x s8 kernel sums pairs of products in int16 and
+    # saturates on mpnet's large activations: full-range int8 embeddings had cosine 0.09 to fp32 on an AMD EPYC
+    # (AVX2), 7-bit 0.987. On VNNI CPUs the two agree.
+    quantize_dynamic(
+        str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True, extra_options=default
+    )
     return int8
 
 
